@@ -1,0 +1,11 @@
+//! FHIR R4 knowledge for rex, free of IO: parsing request bodies with limits, structural checks,
+//! search-parameter definitions and index extraction, search query parsing and OperationOutcome building.
+
+pub mod datetime;
+pub mod json;
+pub mod outcome;
+pub mod query;
+pub mod search;
+pub mod structure;
+
+pub use outcome::{Issue, IssueCode, Severity};

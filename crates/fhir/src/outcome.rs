@@ -1,0 +1,164 @@
+//! OperationOutcome issues: the one shape every error and warning takes before it reaches a client.
+
+use serde_json::{Value, json};
+
+/// How bad an issue is (`OperationOutcome.issue.severity`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Fatal,
+    Error,
+    Warning,
+    Information,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Fatal => "fatal",
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+            Severity::Information => "information",
+        }
+    }
+}
+
+/// The subset of the `issue-type` value set rex reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IssueCode {
+    Invalid,
+    Structure,
+    Required,
+    Value,
+    Invariant,
+    Security,
+    Forbidden,
+    Processing,
+    NotSupported,
+    Duplicate,
+    MultipleMatches,
+    NotFound,
+    Deleted,
+    TooLong,
+    CodeInvalid,
+    Conflict,
+    Exception,
+    Informational,
+    TooCostly,
+    BusinessRule,
+}
+
+impl IssueCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IssueCode::Invalid => "invalid",
+            IssueCode::Structure => "structure",
+            IssueCode::Required => "required",
+            IssueCode::Value => "value",
+            IssueCode::Invariant => "invariant",
+            IssueCode::Security => "security",
+            IssueCode::Forbidden => "forbidden",
+            IssueCode::Processing => "processing",
+            IssueCode::NotSupported => "not-supported",
+            IssueCode::Duplicate => "duplicate",
+            IssueCode::MultipleMatches => "multiple-matches",
+            IssueCode::NotFound => "not-found",
+            IssueCode::Deleted => "deleted",
+            IssueCode::TooLong => "too-long",
+            IssueCode::CodeInvalid => "code-invalid",
+            IssueCode::Conflict => "conflict",
+            IssueCode::Exception => "exception",
+            IssueCode::Informational => "informational",
+            IssueCode::TooCostly => "too-costly",
+            IssueCode::BusinessRule => "business-rule",
+        }
+    }
+}
+
+/// One finding: severity, code, a message for humans and, where one exists, the FHIRPath location.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Issue {
+    pub severity: Severity,
+    pub code: IssueCode,
+    pub diagnostics: String,
+    pub expression: Option<String>,
+}
+
+impl Issue {
+    pub fn error(code: IssueCode, diagnostics: impl Into<String>) -> Issue {
+        Issue { severity: Severity::Error, code, diagnostics: diagnostics.into(), expression: None }
+    }
+
+    pub fn information(code: IssueCode, diagnostics: impl Into<String>) -> Issue {
+        Issue { severity: Severity::Information, code, diagnostics: diagnostics.into(), expression: None }
+    }
+
+    /// Sets the FHIRPath location of the issue.
+    pub fn at(mut self, expression: impl Into<String>) -> Issue {
+        self.expression = Some(expression.into());
+        self
+    }
+
+    /// Re-roots the location under `prefix`, e.g. `Patient.name` under `Bundle.entry[2].resource`
+    /// becomes `Bundle.entry[2].resource.name`.
+    pub fn within(mut self, prefix: &str) -> Issue {
+        self.expression = Some(match self.expression.take() {
+            None => prefix.to_string(),
+            Some(expr) => match expr.split_once('.') {
+                Some((_root, rest)) => format!("{prefix}.{rest}"),
+                None => prefix.to_string(),
+            },
+        });
+        self
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.severity <= Severity::Error
+    }
+}
+
+/// Builds an OperationOutcome resource from issues, in the order given.
+pub fn operation_outcome(issues: &[Issue]) -> Value {
+    let issues: Vec<Value> = issues
+        .iter()
+        .map(|issue| {
+            let mut value = json!({
+                "severity": issue.severity.as_str(),
+                "code": issue.code.as_str(),
+                "diagnostics": issue.diagnostics,
+            });
+            if let Some(expression) = &issue.expression {
+                value["expression"] = json!([expression]);
+            }
+            value
+        })
+        .collect();
+    json!({ "resourceType": "OperationOutcome", "issue": issues })
+}
+
+/// An OperationOutcome that reports success, for `Prefer: return=OperationOutcome`.
+pub fn success_outcome(message: &str) -> Value {
+    operation_outcome(&[Issue::information(IssueCode::Informational, message)])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn within_reroots_expression() {
+        let issue = Issue::error(IssueCode::Structure, "x").at("Patient.name[0].family");
+        assert_eq!(
+            issue.within("Bundle.entry[2].resource").expression.as_deref(),
+            Some("Bundle.entry[2].resource.name[0].family")
+        );
+        let bare = Issue::error(IssueCode::Structure, "x").at("Patient");
+        assert_eq!(bare.within("Bundle.entry[0].resource").expression.as_deref(), Some("Bundle.entry[0].resource"));
+    }
+
+    #[test]
+    fn outcome_lists_issues_with_expression() {
+        let outcome = operation_outcome(&[Issue::error(IssueCode::NotFound, "gone").at("Patient.id")]);
+        assert_eq!(outcome["issue"][0]["code"], "not-found");
+        assert_eq!(outcome["issue"][0]["expression"][0], "Patient.id");
+    }
+}

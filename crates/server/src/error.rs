@@ -1,0 +1,101 @@
+//! The one place where errors become HTTP responses: every failure is an OperationOutcome with the
+//! right status, and nothing internal (SQL, stack traces, resource content) reaches the client.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use rex_fhir::outcome::operation_outcome;
+use rex_fhir::{Issue, IssueCode};
+use rex_store::StoreError;
+
+use crate::http::fhir_json;
+
+/// An error answered to the client as an OperationOutcome.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub issues: Vec<Issue>,
+    /// Retrying the whole write may succeed (a serialization conflict on PostgreSQL).
+    pub retryable: bool,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, issues: Vec<Issue>) -> ApiError {
+        ApiError { status, issues, retryable: false }
+    }
+
+    pub fn one(status: StatusCode, code: IssueCode, message: impl Into<String>) -> ApiError {
+        ApiError::new(status, vec![Issue::error(code, message)])
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::one(StatusCode::BAD_REQUEST, IssueCode::Invalid, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::one(StatusCode::NOT_FOUND, IssueCode::NotFound, message)
+    }
+
+    pub fn gone(message: impl Into<String>) -> ApiError {
+        ApiError::one(StatusCode::GONE, IssueCode::Deleted, message)
+    }
+
+    pub fn precondition_failed(message: impl Into<String>) -> ApiError {
+        ApiError::one(StatusCode::PRECONDITION_FAILED, IssueCode::Conflict, message)
+    }
+
+    pub fn unsupported_media(message: impl Into<String>) -> ApiError {
+        ApiError::one(StatusCode::UNSUPPORTED_MEDIA_TYPE, IssueCode::NotSupported, message)
+    }
+
+    pub fn internal() -> ApiError {
+        ApiError::one(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            IssueCode::Exception,
+            "Internal server error; the request was not applied",
+        )
+    }
+
+    /// Sets the location of every issue that has none.
+    pub fn at(mut self, expression: &str) -> ApiError {
+        for issue in &mut self.issues {
+            if issue.expression.is_none() {
+                issue.expression = Some(expression.to_string());
+            }
+        }
+        self
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> ApiError {
+        match err {
+            StoreError::VersionConflict { expected, current } => ApiError::one(
+                StatusCode::PRECONDITION_FAILED,
+                IssueCode::Conflict,
+                format!("Version conflict: If-Match expected version {expected}, the current version is {current}"),
+            ),
+            StoreError::AlreadyExists(what) => {
+                ApiError::one(StatusCode::CONFLICT, IssueCode::Duplicate, format!("{what} already exists"))
+            }
+            StoreError::Retryable => ApiError {
+                retryable: true,
+                ..ApiError::one(
+                    StatusCode::CONFLICT,
+                    IssueCode::Conflict,
+                    "A concurrent change conflicted with this request; retry it",
+                )
+            },
+            other => {
+                // The detail stays in the log; the client learns only that it failed.
+                tracing::error!(error = %other, "store failure");
+                ApiError::internal()
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        fhir_json(self.status, &operation_outcome(&self.issues))
+    }
+}

@@ -1,0 +1,88 @@
+//! `GET /fhir/metadata`: a CapabilityStatement that says exactly what rex supports.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use rex_fhir::search::{ParamType, SearchRegistry};
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::http::fhir_json;
+
+pub async fn metadata(State(state): State<AppState>) -> Response {
+    fhir_json(StatusCode::OK, &state.capability_statement)
+}
+
+fn type_name(param_type: &ParamType) -> &'static str {
+    match param_type {
+        ParamType::Number => "number",
+        ParamType::Date => "date",
+        ParamType::String => "string",
+        ParamType::Token => "token",
+        ParamType::Reference => "reference",
+        ParamType::Composite => "composite",
+        ParamType::Quantity => "quantity",
+        ParamType::Uri => "uri",
+        ParamType::Special => "special",
+    }
+}
+
+/// Builds the statement from the same registry the search code uses, so it cannot drift.
+pub fn capability_statement(base_url: &str) -> Value {
+    let registry = SearchRegistry::r4();
+    let interactions =
+        ["read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create", "search-type"];
+    let resources: Vec<Value> = registry
+        .resource_types()
+        .map(|resource_type| {
+            let params: Vec<Value> = registry
+                .params(resource_type)
+                .iter()
+                .filter(|def| def.is_supported())
+                .map(|def| json!({"name": def.code, "type": type_name(&def.param_type)}))
+                .collect();
+            let references: Vec<&str> = registry
+                .params(resource_type)
+                .iter()
+                .filter(|def| def.is_supported() && def.param_type == ParamType::Reference)
+                .map(|def| def.code.as_str())
+                .collect();
+            let includes: Vec<String> = std::iter::once(format!("{resource_type}:*"))
+                .chain(references.iter().map(|code| format!("{resource_type}:{code}")))
+                .collect();
+            json!({
+                "type": resource_type,
+                "profile": format!("http://hl7.org/fhir/StructureDefinition/{resource_type}"),
+                "interaction": interactions.iter().map(|code| json!({"code": code})).collect::<Vec<_>>(),
+                "versioning": "versioned",
+                "readHistory": true,
+                "updateCreate": true,
+                "conditionalCreate": true,
+                "conditionalRead": "full-support",
+                "conditionalUpdate": true,
+                "conditionalDelete": "single",
+                "referencePolicy": ["literal", "local"],
+                "searchInclude": includes,
+                "searchParam": params,
+            })
+        })
+        .collect();
+    json!({
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": "2026-11-29",
+        "publisher": "rex",
+        "kind": "instance",
+        "software": {"name": "rex", "version": env!("CARGO_PKG_VERSION")},
+        "implementation": {"description": "rex FHIR referral and second-opinion exchange", "url": base_url},
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json", "json"],
+        "patchFormat": ["application/json-patch+json"],
+        "rest": [{
+            "mode": "server",
+            "documentation": "Search supports the modifiers :exact, :contains, :missing, :not (tokens), :below/:above (uri) and a target type on references; prefixes eq ne gt lt ge le sa eb ap; _count, _offset, _sort (_lastUpdated, _id, date and string parameters), _include and _revinclude (with :iterate), _summary=count and _total. Chained parameters and _has are not supported. Unknown parameters are refused unless Prefer: handling=lenient.",
+            "resource": resources,
+            "interaction": [{"code": "transaction"}, {"code": "batch"}, {"code": "history-system"}],
+        }],
+    })
+}

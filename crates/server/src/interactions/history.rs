@@ -1,0 +1,83 @@
+//! History at system, type and instance level, with `_since`, `_count` and `_offset`.
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use rex_fhir::datetime::parse_date_range;
+use rex_fhir::query::{DEFAULT_COUNT, MAX_COUNT};
+use rex_store::HistoryScope;
+
+use super::query_pairs;
+use super::write::known_type;
+use crate::AppState;
+use crate::bundles::{bundle, history_entry, paging_links};
+use crate::error::ApiError;
+use crate::http::{check_accept, fhir_json};
+
+pub async fn system(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    history(&state, HistoryScope::System, "_history", query, &headers).await
+}
+
+pub async fn of_type(
+    State(state): State<AppState>,
+    Path(resource_type): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    known_type(&resource_type)?;
+    let path = format!("{resource_type}/_history");
+    history(&state, HistoryScope::Type(resource_type), &path, query, &headers).await
+}
+
+pub async fn of_instance(
+    State(state): State<AppState>,
+    Path((resource_type, id)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    known_type(&resource_type)?;
+    if state.store.read(&resource_type, &id).await?.is_none() {
+        return Err(ApiError::not_found(format!("{resource_type}/{id} is not known")));
+    }
+    let path = format!("{resource_type}/{id}/_history");
+    history(&state, HistoryScope::Instance(resource_type, id), &path, query, &headers).await
+}
+
+async fn history(
+    state: &AppState,
+    scope: HistoryScope,
+    path: &str,
+    query: Option<String>,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let pairs = query_pairs(query.as_deref());
+    check_accept(headers, super::format_param(&pairs))?;
+    let (mut since, mut count, mut offset) = (None, DEFAULT_COUNT, 0);
+    for (key, value) in &pairs {
+        let invalid = || ApiError::bad_request(format!("Invalid value '{value}' for {key}")).at(key);
+        match key.as_str() {
+            "_since" => since = Some(parse_date_range(value).ok_or_else(invalid)?.0),
+            "_count" => count = value.parse::<usize>().map_err(|_| invalid())?.min(MAX_COUNT),
+            "_offset" => offset = value.parse().map_err(|_| invalid())?,
+            "_format" | "_pretty" => {}
+            _ => {
+                return Err(ApiError::one(
+                    StatusCode::BAD_REQUEST,
+                    rex_fhir::IssueCode::NotSupported,
+                    format!("History does not support the parameter '{key}'"),
+                )
+                .at(key));
+            }
+        }
+    }
+    let page = state.store.history(&scope, since, count, offset).await?;
+    let base = &state.config.base_url;
+    let has_more = ((offset + page.entries.len()) as i64) < page.total;
+    let links = paging_links(base, path, &pairs, offset, count, has_more);
+    let entries = page.entries.iter().map(|entry| history_entry(base, entry)).collect::<Result<Vec<_>, _>>()?;
+    Ok(fhir_json(StatusCode::OK, &bundle("history", Some(page.total), links, entries)))
+}

@@ -1,0 +1,54 @@
+//! One module per FHIR interaction; each turns HTTP into calls on the store and back.
+
+pub mod capabilities;
+pub mod history;
+pub mod read;
+pub mod rest_write;
+pub mod search;
+pub mod transaction;
+pub mod write;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use rex_store::{Store, Tx};
+
+use crate::error::ApiError;
+
+/// Attempts of one write before a persistent conflict is reported to the client.
+const MAX_ATTEMPTS: usize = 8;
+
+/// Runs `work(tx, context)` in a write transaction and commits it, running it again from the start
+/// when the database reports a conflict with a concurrent transaction (PostgreSQL serializable
+/// isolation). Nothing of a failed attempt is kept.
+pub async fn in_transaction<C, T, F>(store: &Store, context: &C, work: F) -> Result<T, ApiError>
+where
+    C: ?Sized + Sync,
+    F: for<'a> Fn(&'a mut Tx, &'a C) -> Pin<Box<dyn Future<Output = Result<T, ApiError>> + Send + 'a>>,
+{
+    let mut attempt = 1;
+    loop {
+        let mut tx = store.begin().await?;
+        let result = match work(&mut tx, context).await {
+            Ok(value) => tx.commit().await.map(|()| value).map_err(ApiError::from),
+            Err(err) => Err(err),
+        };
+        match result {
+            Err(err) if err.retryable && attempt < MAX_ATTEMPTS => {
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(2 * attempt as u64)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Splits a raw query string into decoded pairs; both `Patient/1` and `Patient%2F1` decode alike.
+pub fn query_pairs(raw: Option<&str>) -> Vec<(String, String)> {
+    raw.map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default()
+}
+
+/// The value of `_format`, if given.
+pub fn format_param(pairs: &[(String, String)]) -> Option<&str> {
+    pairs.iter().find(|(k, _)| k == "_format").map(|(_, v)| v.as_str())
+}

@@ -1,0 +1,51 @@
+//! read and vread, with conditional reads (`If-None-Match`, `If-Modified-Since`).
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use super::write::known_type;
+use super::{format_param, query_pairs};
+use crate::AppState;
+use crate::error::ApiError;
+use crate::http::{check_accept, not_modified, resource_response, stored_json};
+
+/// `GET /fhir/{type}/{id}`.
+pub async fn read(
+    State(state): State<AppState>,
+    Path((resource_type, id)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    known_type(&resource_type)?;
+    check_accept(&headers, format_param(&query_pairs(query.as_deref())))?;
+    let stored = state
+        .store
+        .read(&resource_type, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("{resource_type}/{id} is not known")))?;
+    if stored.deleted {
+        return Err(ApiError::gone(format!("{resource_type}/{id} was deleted")));
+    }
+    if not_modified(&headers, &stored) {
+        return Ok(resource_response(StatusCode::NOT_MODIFIED, &stored, None).into_response());
+    }
+    Ok(resource_response(StatusCode::OK, &stored, Some(&stored_json(&stored)?)))
+}
+
+/// `GET /fhir/{type}/{id}/_history/{version}`.
+pub async fn vread(
+    State(state): State<AppState>,
+    Path((resource_type, id, version)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    known_type(&resource_type)?;
+    check_accept(&headers, None)?;
+    let not_found = || ApiError::not_found(format!("{resource_type}/{id} has no version {version}"));
+    let number: i64 = version.parse().map_err(|_| not_found())?;
+    let stored = state.store.vread(&resource_type, &id, number).await?.ok_or_else(not_found)?;
+    if stored.deleted {
+        return Err(ApiError::gone(format!("Version {version} of {resource_type}/{id} records its deletion")));
+    }
+    Ok(resource_response(StatusCode::OK, &stored, Some(&stored_json(&stored)?)))
+}

@@ -1,0 +1,169 @@
+//! The REST routes of create, update, delete and patch (single resources and conditional forms).
+
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::header::LOCATION;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use rex_fhir::outcome::success_outcome;
+use serde_json::Value;
+
+use super::write::{Target, WriteOp, WriteOutcome, execute, known_type, patch_from_binary};
+use super::{format_param, in_transaction, query_pairs};
+use crate::AppState;
+use crate::error::ApiError;
+use crate::http::{
+    BodyKind, Prefer, ReturnPreference, body_kind, check_accept, fhir_json, if_match, parse_json, read_body,
+    resource_response, stored_json,
+};
+
+async fn run(state: &AppState, op: WriteOp) -> Result<WriteOutcome, ApiError> {
+    in_transaction(&state.store, &op, |tx, op| Box::pin(execute(tx, op))).await
+}
+
+/// Turns a write's outcome into the response the client's `Prefer` header asks for.
+pub fn write_response(state: &AppState, outcome: &WriteOutcome, prefer: Prefer) -> Result<Response, ApiError> {
+    let status = outcome.status();
+    let Some(stored) = outcome.stored() else {
+        return Ok(match prefer.return_ {
+            ReturnPreference::OperationOutcome => fhir_json(StatusCode::OK, &success_outcome("Deleted")),
+            _ => StatusCode::NO_CONTENT.into_response(),
+        });
+    };
+    let body = match prefer.return_ {
+        ReturnPreference::Minimal => None,
+        ReturnPreference::Representation => Some(stored_json(stored)?),
+        ReturnPreference::OperationOutcome => Some(success_outcome(match outcome {
+            WriteOutcome::Created(_) => "Created",
+            WriteOutcome::Existing(_) => "A matching resource exists; nothing was created",
+            _ => "Updated",
+        })),
+    };
+    let mut response = resource_response(status, stored, body.as_ref());
+    let location =
+        format!("{}/{}/{}/_history/{}", state.config.base_url, stored.resource_type, stored.id, stored.version_id);
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(LOCATION, value);
+    }
+    Ok(response)
+}
+
+async fn json_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Value, ApiError> {
+    match body_kind(headers)? {
+        BodyKind::FhirJson => {}
+        _ => {
+            return Err(ApiError::unsupported_media(
+                "This interaction takes a FHIR JSON resource (application/fhir+json)",
+            ));
+        }
+    }
+    let bytes = read_body(body, state.config.limits).await?;
+    parse_json(&bytes, state.config.limits)
+}
+
+/// `POST /fhir/{type}`: create, conditional with `If-None-Exist`.
+pub async fn create(
+    State(state): State<AppState>,
+    Path(resource_type): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    known_type(&resource_type)?;
+    check_accept(&headers, format_param(&query_pairs(query.as_deref())))?;
+    let resource = json_body(&state, &headers, body).await?;
+    let if_none_exist = headers
+        .get("if-none-exist")
+        .map(|v| v.to_str().map(str::to_string))
+        .transpose()
+        .map_err(|_| ApiError::bad_request("If-None-Exist is not valid text"))?;
+    let op = WriteOp::Create { resource_type, resource, id: None, if_none_exist };
+    let outcome = run(&state, op).await?;
+    write_response(&state, &outcome, Prefer::from_headers(&headers))
+}
+
+/// `PUT /fhir/{type}/{id}`: update, or create with the client's id.
+pub async fn update(
+    State(state): State<AppState>,
+    Path((resource_type, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    known_type(&resource_type)?;
+    check_accept(&headers, None)?;
+    let resource = json_body(&state, &headers, body).await?;
+    let op = WriteOp::Update { resource_type, target: Target::Id(id), resource, if_match: if_match(&headers)? };
+    let outcome = run(&state, op).await?;
+    write_response(&state, &outcome, Prefer::from_headers(&headers))
+}
+
+/// `PUT /fhir/{type}?query`: conditional update.
+pub async fn conditional_update(
+    State(state): State<AppState>,
+    Path(resource_type): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    known_type(&resource_type)?;
+    let query = query
+        .filter(|q| !q.is_empty())
+        .ok_or_else(|| ApiError::bad_request("A conditional update needs search parameters"))?;
+    let resource = json_body(&state, &headers, body).await?;
+    let op = WriteOp::Update { resource_type, target: Target::Search(query), resource, if_match: if_match(&headers)? };
+    let outcome = run(&state, op).await?;
+    write_response(&state, &outcome, Prefer::from_headers(&headers))
+}
+
+/// `DELETE /fhir/{type}/{id}`.
+pub async fn delete(
+    State(state): State<AppState>,
+    Path((resource_type, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    known_type(&resource_type)?;
+    let op = WriteOp::Delete { resource_type, target: Target::Id(id), if_match: if_match(&headers)? };
+    let outcome = run(&state, op).await?;
+    write_response(&state, &outcome, Prefer::from_headers(&headers))
+}
+
+/// `DELETE /fhir/{type}?query`: conditional delete of a single match.
+pub async fn conditional_delete(
+    State(state): State<AppState>,
+    Path(resource_type): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    known_type(&resource_type)?;
+    let query = query.filter(|q| !q.is_empty()).ok_or_else(|| {
+        ApiError::one(
+            StatusCode::METHOD_NOT_ALLOWED,
+            rex_fhir::IssueCode::NotSupported,
+            "DELETE on a resource type needs search parameters (conditional delete)",
+        )
+    })?;
+    let op = WriteOp::Delete { resource_type, target: Target::Search(query), if_match: None };
+    let outcome = run(&state, op).await?;
+    write_response(&state, &outcome, Prefer::from_headers(&headers))
+}
+
+/// `PATCH /fhir/{type}/{id}` with a JSON Patch body.
+pub async fn patch(
+    State(state): State<AppState>,
+    Path((resource_type, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    known_type(&resource_type)?;
+    let kind = body_kind(&headers)?;
+    let bytes = read_body(body, state.config.limits).await?;
+    let patch = match kind {
+        BodyKind::JsonPatch => serde_json::from_slice(&bytes)
+            .map_err(|_| ApiError::bad_request("The body is not a JSON Patch document"))?,
+        BodyKind::FhirJson => patch_from_binary(&parse_json(&bytes, state.config.limits)?)?,
+        BodyKind::Form => return Err(ApiError::unsupported_media("PATCH takes application/json-patch+json")),
+    };
+    let op = WriteOp::Patch { resource_type, target: Target::Id(id), patch, if_match: if_match(&headers)? };
+    let outcome = run(&state, op).await?;
+    write_response(&state, &outcome, Prefer::from_headers(&headers))
+}

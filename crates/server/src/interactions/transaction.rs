@@ -1,0 +1,569 @@
+//! Transaction and batch Bundles POSTed to the base.
+//!
+//! A transaction is atomic: ids are assigned to the `urn:uuid:` (and other) fullUrls first, every
+//! reference to them is rewritten, conditional references are resolved, then the entries run in the
+//! order the spec gives (DELETE, POST, PUT/PATCH, GET) in one database transaction. Any failing entry
+//! rolls everything back and the answer names the entry. A batch runs each entry on its own.
+
+use std::collections::HashMap;
+
+use axum::body::Body;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use rex_fhir::outcome::operation_outcome;
+use rex_fhir::query::{Handling, SearchQuery};
+use rex_fhir::search::SearchRegistry;
+use rex_fhir::{Issue, IssueCode};
+use rex_store::{StoredResource, Tx, format_instant};
+use serde_json::{Value, json};
+
+use super::write::{Target, WriteOp, WriteOutcome, execute, known_type, matching_ids, patch_from_binary, valid_id};
+use super::{format_param, in_transaction, query_pairs};
+use crate::AppState;
+use crate::bundles::{bundle, full_url, search_entry};
+use crate::error::ApiError;
+use crate::http::{
+    BodyKind, Prefer, ReturnPreference, body_kind, check_accept, etag, fhir_json, parse_json, read_body, stored_json,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Method {
+    // Declared in the processing order the spec prescribes for transactions.
+    Delete,
+    Post,
+    Put,
+    Patch,
+    Get,
+    Head,
+}
+
+/// A Bundle entry as rex will run it.
+#[derive(Debug, Clone)]
+struct Entry {
+    index: usize,
+    full_url: Option<String>,
+    method: Method,
+    /// `request.url`, relative to the base.
+    url: String,
+    resource: Option<Value>,
+    if_none_exist: Option<String>,
+    if_match: Option<i64>,
+}
+
+impl Entry {
+    fn location(&self) -> String {
+        format!("Bundle.entry[{}]", self.index)
+    }
+
+    fn resource_location(&self) -> String {
+        format!("Bundle.entry[{}].resource", self.index)
+    }
+
+    /// Re-roots the locations of an entry's error under the entry, so the client sees where in
+    /// the Bundle the problem is.
+    fn locate(&self, mut err: ApiError) -> ApiError {
+        let resource_type = self.resource.as_ref().and_then(|r| r.get("resourceType")).and_then(Value::as_str);
+        err.issues = err
+            .issues
+            .into_iter()
+            .map(|issue| match (&issue.expression, resource_type) {
+                (Some(expr), Some(rt)) if expr == rt || expr.starts_with(&format!("{rt}.")) => {
+                    issue.within(&self.resource_location())
+                }
+                (Some(expr), _) if expr.starts_with("Bundle.") => issue,
+                _ => {
+                    let mut issue = issue.at(self.location());
+                    issue.diagnostics = format!("{}: {}", self.location(), issue.diagnostics);
+                    issue
+                }
+            })
+            .collect();
+        err
+    }
+}
+
+/// `POST /fhir` and `POST /fhir/`.
+pub async fn handle(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    check_accept(&headers, format_param(&query_pairs(query.as_deref())))?;
+    if body_kind(&headers)? != BodyKind::FhirJson {
+        return Err(ApiError::unsupported_media("POST to the base takes a FHIR JSON Bundle"));
+    }
+    let bytes = read_body(body, state.config.limits).await?;
+    let bundle_value = parse_json(&bytes, state.config.limits)?;
+    let response = process_bundle(&state, &bundle_value, Prefer::from_headers(&headers)).await?;
+    Ok(fhir_json(StatusCode::OK, &response))
+}
+
+/// Runs a transaction or batch Bundle and returns the response Bundle.
+pub async fn process_bundle(state: &AppState, bundle_value: &Value, prefer: Prefer) -> Result<Value, ApiError> {
+    let (bundle_type, entries) = parse_bundle(bundle_value)?;
+    Ok(match bundle_type.as_str() {
+        "transaction" => run_transaction(state, &entries, prefer).await?,
+        _ => run_batch(state, &entries, prefer).await,
+    })
+}
+
+fn parse_bundle(value: &Value) -> Result<(String, Vec<Entry>), ApiError> {
+    if value.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
+        return Err(ApiError::bad_request("POST to the base takes a Bundle of type transaction or batch"));
+    }
+    let bundle_type = value.get("type").and_then(Value::as_str).unwrap_or_default().to_string();
+    if bundle_type != "transaction" && bundle_type != "batch" {
+        return Err(ApiError::bad_request(format!(
+            "POST to the base takes a transaction or batch Bundle, not type '{bundle_type}'"
+        ))
+        .at("Bundle.type"));
+    }
+    let raw_entries = match value.get("entry") {
+        None => &Vec::new(),
+        Some(Value::Array(entries)) => entries,
+        Some(_) => return Err(ApiError::bad_request("Bundle.entry must be an array").at("Bundle.entry")),
+    };
+    let mut issues = Vec::new();
+    let mut entries = Vec::new();
+    let mut full_urls = HashMap::new();
+    for (index, raw) in raw_entries.iter().enumerate() {
+        match parse_entry(index, raw) {
+            Ok(entry) => {
+                if let Some(full_url) = &entry.full_url
+                    && let Some(first) = full_urls.insert(full_url.clone(), index)
+                {
+                    issues.push(
+                        Issue::error(
+                            IssueCode::Duplicate,
+                            format!("fullUrl '{full_url}' is also used by Bundle.entry[{first}]"),
+                        )
+                        .at(format!("Bundle.entry[{index}].fullUrl")),
+                    );
+                }
+                entries.push(entry);
+            }
+            Err(issue) => issues.push(issue),
+        }
+    }
+    if !issues.is_empty() {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, issues));
+    }
+    Ok((bundle_type, entries))
+}
+
+fn parse_entry(index: usize, raw: &Value) -> Result<Entry, Issue> {
+    let at = |path: &str| format!("Bundle.entry[{index}]{path}");
+    let invalid = |message: &str, path: &str| Issue::error(IssueCode::Invalid, message.to_string()).at(at(path));
+    let request =
+        raw.get("request").ok_or_else(|| Issue::error(IssueCode::Required, "Each entry needs a request").at(at("")))?;
+    let method = match request.get("method").and_then(Value::as_str) {
+        Some("GET") => Method::Get,
+        Some("HEAD") => Method::Head,
+        Some("POST") => Method::Post,
+        Some("PUT") => Method::Put,
+        Some("PATCH") => Method::Patch,
+        Some("DELETE") => Method::Delete,
+        _ => return Err(invalid("request.method must be GET, HEAD, POST, PUT, PATCH or DELETE", ".request.method")),
+    };
+    let url = request
+        .get("url")
+        .and_then(Value::as_str)
+        .filter(|url| !url.is_empty())
+        .ok_or_else(|| Issue::error(IssueCode::Required, "request.url is required").at(at(".request.url")))?
+        .trim_start_matches('/')
+        .to_string();
+    let resource = raw.get("resource").cloned();
+    if matches!(method, Method::Post | Method::Put | Method::Patch) && !resource.as_ref().is_some_and(Value::is_object)
+    {
+        return Err(
+            Issue::error(IssueCode::Required, "POST, PUT and PATCH entries need a resource").at(at(".resource"))
+        );
+    }
+    let text = |name: &str| request.get(name).and_then(Value::as_str).map(str::to_string);
+    let if_match = match text("ifMatch") {
+        Some(value) => Some(
+            crate::http::parse_etag(&value)
+                .ok_or_else(|| invalid("request.ifMatch must be a version ETag", ".request.ifMatch"))?,
+        ),
+        None => None,
+    };
+    Ok(Entry {
+        index,
+        full_url: raw.get("fullUrl").and_then(Value::as_str).map(str::to_string),
+        method,
+        url,
+        resource,
+        if_none_exist: text("ifNoneExist"),
+        if_match,
+    })
+}
+
+/// Splits `Type`, `Type/id`, `Type?query` and `Type/id/_history/v` request URLs.
+struct RequestUrl<'a> {
+    resource_type: &'a str,
+    id: Option<&'a str>,
+    rest: Option<&'a str>,
+    query: Option<&'a str>,
+}
+
+fn split_url(url: &str) -> RequestUrl<'_> {
+    let (path, query) = match url.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (url, None),
+    };
+    let mut parts = path.splitn(3, '/');
+    RequestUrl { resource_type: parts.next().unwrap_or_default(), id: parts.next(), rest: parts.next(), query }
+}
+
+/// Builds the write of a POST, PUT, PATCH or DELETE entry.
+fn write_op(entry: &Entry, resource: Option<Value>, assigned_id: Option<String>) -> Result<WriteOp, ApiError> {
+    let url = split_url(&entry.url);
+    known_type(url.resource_type)?;
+    let resource_type = url.resource_type.to_string();
+    let target = || -> Result<Target, ApiError> {
+        match (url.id, url.query, url.rest) {
+            (Some(id), None, None) if valid_id(id) => Ok(Target::Id(id.to_string())),
+            (None, Some(query), None) => Ok(Target::Search(query.to_string())),
+            _ => Err(ApiError::bad_request(format!("request.url '{}' must be Type/id or Type?search", entry.url))),
+        }
+    };
+    Ok(match entry.method {
+        Method::Post => {
+            if url.id.is_some() || url.query.is_some() {
+                return Err(ApiError::bad_request(format!(
+                    "A POST entry's request.url must be the resource type, not '{}'",
+                    entry.url
+                )));
+            }
+            WriteOp::Create {
+                resource_type,
+                resource: resource.unwrap_or_default(),
+                id: assigned_id,
+                if_none_exist: None,
+            }
+        }
+        Method::Put => WriteOp::Update {
+            resource_type,
+            target: target()?,
+            resource: resource.unwrap_or_default(),
+            if_match: entry.if_match,
+        },
+        Method::Patch => WriteOp::Patch {
+            resource_type,
+            target: target()?,
+            patch: patch_from_binary(resource.as_ref().unwrap_or(&Value::Null))?,
+            if_match: entry.if_match,
+        },
+        Method::Delete => WriteOp::Delete { resource_type, target: target()?, if_match: entry.if_match },
+        Method::Get | Method::Head => unreachable!("reads are not writes"),
+    })
+}
+
+/// Replaces every `reference` that names a Bundle fullUrl with the id it was given, and resolves
+/// conditional references (`Patient?identifier=...`) to the single resource they match.
+fn rewrite_references<'a>(
+    value: &'a mut Value,
+    ids: &'a HashMap<String, String>,
+    path: String,
+    pending: &mut Vec<(String, String)>,
+) -> Result<(), Issue> {
+    match value {
+        Value::Object(map) => {
+            for (key, child) in map.iter_mut() {
+                let child_path = format!("{path}.{key}");
+                if key == "reference"
+                    && let Value::String(reference) = child
+                {
+                    if let Some(resolved) = ids.get(reference.as_str()) {
+                        *reference = resolved.clone();
+                    } else if reference.starts_with("urn:uuid:") || reference.starts_with("urn:oid:") {
+                        return Err(Issue::error(
+                            IssueCode::NotFound,
+                            format!("The reference '{reference}' names no entry of this Bundle"),
+                        )
+                        .at(child_path));
+                    } else if reference.contains('?') {
+                        pending.push((child_path, reference.clone()));
+                    }
+                    continue;
+                }
+                rewrite_references(child, ids, child_path, pending)?;
+            }
+        }
+        Value::Array(items) => {
+            for (index, item) in items.iter_mut().enumerate() {
+                rewrite_references(item, ids, format!("{path}[{index}]"), pending)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Sets the value at a simple dotted path with indexes (`a.b[0].reference`) below `root`.
+fn set_at(root: &mut Value, path: &str, new_value: String) {
+    let mut current = root;
+    for segment in path.split('.').skip(1) {
+        let (name, indexes) = match segment.find('[') {
+            Some(at) => (&segment[..at], &segment[at..]),
+            None => (segment, ""),
+        };
+        let Some(next) = current.get_mut(name) else { return };
+        current = next;
+        for index in indexes.split(['[', ']']).filter(|s| !s.is_empty()) {
+            let Some(next) = index.parse::<usize>().ok().and_then(|i| current.get_mut(i)) else { return };
+            current = next;
+        }
+    }
+    *current = Value::String(new_value);
+}
+
+/// The result of one entry, for the response Bundle.
+struct EntryResult {
+    status: StatusCode,
+    stored: Option<StoredResource>,
+    /// A read's or search's body (a resource or a searchset Bundle).
+    body: Option<Value>,
+}
+
+fn status_line(status: StatusCode) -> String {
+    format!("{} {}", status.as_u16(), status.canonical_reason().unwrap_or_default())
+}
+
+fn response_entry(state: &AppState, result: &EntryResult, prefer: Prefer) -> Result<Value, ApiError> {
+    let mut response = json!({ "status": status_line(result.status) });
+    let mut entry = json!({});
+    if let Some(stored) = &result.stored {
+        response["location"] = json!(format!("{}/{}/_history/{}", stored.resource_type, stored.id, stored.version_id));
+        response["etag"] = json!(etag(stored.version_id));
+        response["lastModified"] = json!(format_instant(stored.last_updated));
+        entry["fullUrl"] = json!(full_url(&state.config.base_url, stored));
+        match prefer.return_ {
+            ReturnPreference::Representation if result.body.is_none() => entry["resource"] = stored_json(stored)?,
+            ReturnPreference::OperationOutcome => {
+                response["outcome"] = rex_fhir::outcome::success_outcome(&status_line(result.status))
+            }
+            _ => {}
+        }
+    }
+    if let Some(body) = &result.body {
+        entry["resource"] = body.clone();
+    }
+    entry["response"] = response;
+    Ok(entry)
+}
+
+fn write_result(outcome: WriteOutcome) -> EntryResult {
+    EntryResult { status: outcome.status(), stored: outcome.stored().cloned(), body: None }
+}
+
+/// Runs a GET or HEAD entry: read, vread, search or instance history.
+async fn read_entry(tx: &mut Tx, state: &AppState, entry: &Entry) -> Result<EntryResult, ApiError> {
+    let url = split_url(&entry.url);
+    known_type(url.resource_type)?;
+    let resource_type = url.resource_type;
+    let found = |stored: Option<StoredResource>, what: &str| -> Result<EntryResult, ApiError> {
+        match stored {
+            Some(stored) if stored.deleted => Err(ApiError::gone(format!("{what} was deleted"))),
+            Some(stored) => {
+                Ok(EntryResult { status: StatusCode::OK, body: Some(stored_json(&stored)?), stored: Some(stored) })
+            }
+            None => Err(ApiError::not_found(format!("{what} is not known"))),
+        }
+    };
+    let body = match (url.id, url.rest) {
+        (Some(id), None) => return found(tx.read(resource_type, id).await?, &format!("{resource_type}/{id}")),
+        (Some(id), Some(rest)) => match rest.strip_prefix("_history/").map(str::parse::<i64>) {
+            Some(Ok(version)) => {
+                return found(
+                    tx.vread(resource_type, id, version).await?,
+                    &format!("{resource_type}/{id}/_history/{version}"),
+                );
+            }
+            _ => return Err(ApiError::bad_request(format!("Unsupported request.url '{}'", entry.url))),
+        },
+        (None, _) => {
+            let pairs = query_pairs(url.query);
+            let query = SearchQuery::parse(SearchRegistry::r4(), resource_type, &pairs, Handling::Strict)
+                .map_err(|issues| ApiError::new(StatusCode::BAD_REQUEST, issues))?;
+            let result = tx.search(&query).await?;
+            let mut entries = Vec::new();
+            for stored in &result.matches {
+                entries.push(search_entry(&state.config.base_url, stored, "match")?);
+            }
+            for stored in &result.included {
+                entries.push(search_entry(&state.config.base_url, stored, "include")?);
+            }
+            bundle("searchset", result.total, Vec::new(), entries)
+        }
+    };
+    Ok(EntryResult { status: StatusCode::OK, stored: None, body: Some(body) })
+}
+
+/// The whole transaction inside one database transaction.
+async fn transaction_body(tx: &mut Tx, state: &AppState, entries: &[Entry]) -> Result<Vec<EntryResult>, ApiError> {
+    // Ids first, so that every reference can be rewritten before anything is written.
+    let mut ids: HashMap<String, String> = HashMap::new();
+    let mut existing: HashMap<usize, StoredResource> = HashMap::new();
+    let mut assigned: HashMap<usize, String> = HashMap::new();
+    for entry in entries {
+        let url = split_url(&entry.url);
+        let target = match entry.method {
+            Method::Post => {
+                let id = match &entry.if_none_exist {
+                    Some(query) => {
+                        known_type(url.resource_type).map_err(|err| entry.locate(err))?;
+                        let found =
+                            matching_ids(tx, url.resource_type, query).await.map_err(|err| entry.locate(err))?;
+                        match found.as_slice() {
+                            [] => uuid::Uuid::new_v4().to_string(),
+                            [id] => {
+                                let stored = tx.read(url.resource_type, id).await?.ok_or_else(ApiError::internal)?;
+                                existing.insert(entry.index, stored);
+                                id.clone()
+                            }
+                            _ => {
+                                return Err(entry.locate(ApiError::one(
+                                    StatusCode::PRECONDITION_FAILED,
+                                    IssueCode::MultipleMatches,
+                                    format!("ifNoneExist '{query}' matches more than one {}", url.resource_type),
+                                )));
+                            }
+                        }
+                    }
+                    None => uuid::Uuid::new_v4().to_string(),
+                };
+                assigned.insert(entry.index, id.clone());
+                Some(format!("{}/{id}", url.resource_type))
+            }
+            Method::Put => match (url.id, url.query) {
+                (Some(id), None) => Some(format!("{}/{id}", url.resource_type)),
+                (None, Some(query)) => {
+                    known_type(url.resource_type).map_err(|err| entry.locate(err))?;
+                    let found = matching_ids(tx, url.resource_type, query).await.map_err(|err| entry.locate(err))?;
+                    let body_id = entry.resource.as_ref().and_then(|r| r.get("id")).and_then(Value::as_str);
+                    let id = match found.as_slice() {
+                        [] => body_id.map(str::to_string).unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+                        [id] => id.clone(),
+                        _ => {
+                            return Err(entry.locate(ApiError::one(
+                                StatusCode::PRECONDITION_FAILED,
+                                IssueCode::MultipleMatches,
+                                format!("The condition '{query}' matches more than one {}", url.resource_type),
+                            )));
+                        }
+                    };
+                    assigned.insert(entry.index, id.clone());
+                    Some(format!("{}/{id}", url.resource_type))
+                }
+                _ => None,
+            },
+            _ => None,
+        };
+        if let (Some(full_url), Some(target)) = (&entry.full_url, target) {
+            ids.insert(full_url.clone(), target);
+        }
+    }
+
+    let mut order: Vec<&Entry> = entries.iter().collect();
+    order.sort_by_key(|entry| (entry.method, entry.index));
+    let mut results: HashMap<usize, EntryResult> = HashMap::new();
+    for entry in order {
+        let result = match entry.method {
+            Method::Get | Method::Head => read_entry(tx, state, entry).await,
+            _ if existing.contains_key(&entry.index) => {
+                Ok(write_result(WriteOutcome::Existing(existing[&entry.index].clone())))
+            }
+            _ => {
+                let resource = match entry.resource.clone() {
+                    Some(mut resource) => {
+                        let mut pending = Vec::new();
+                        let root =
+                            resource.get("resourceType").and_then(Value::as_str).unwrap_or("Resource").to_string();
+                        rewrite_references(&mut resource, &ids, root, &mut pending)
+                            .map_err(|issue| entry.locate(ApiError::new(StatusCode::BAD_REQUEST, vec![issue])))?;
+                        for (path, reference) in pending {
+                            let (target_type, query) = reference.split_once('?').unwrap_or_default();
+                            let resolve_err = |message: String| {
+                                entry.locate(ApiError::new(
+                                    StatusCode::PRECONDITION_FAILED,
+                                    vec![Issue::error(IssueCode::NotFound, message).at(path.clone())],
+                                ))
+                            };
+                            known_type(target_type).map_err(|err| entry.locate(err))?;
+                            let found = matching_ids(tx, target_type, query).await.map_err(|err| entry.locate(err))?;
+                            match found.as_slice() {
+                                [id] => set_at(&mut resource, &path, format!("{target_type}/{id}")),
+                                [] => {
+                                    return Err(resolve_err(format!(
+                                        "The conditional reference '{reference}' matches nothing"
+                                    )));
+                                }
+                                _ => {
+                                    return Err(resolve_err(format!(
+                                        "The conditional reference '{reference}' matches more than one resource"
+                                    )));
+                                }
+                            }
+                        }
+                        if entry.method == Method::Put
+                            && split_url(&entry.url).query.is_some()
+                            && let (Some(id), Some(object)) = (assigned.get(&entry.index), resource.as_object_mut())
+                        {
+                            object.insert("id".into(), json!(id));
+                        }
+                        Some(resource)
+                    }
+                    None => None,
+                };
+                let mut op =
+                    write_op(entry, resource, assigned.get(&entry.index).cloned()).map_err(|err| entry.locate(err))?;
+                if let (WriteOp::Update { target, .. }, Some(id)) = (&mut op, assigned.get(&entry.index)) {
+                    *target = Target::Id(id.clone());
+                }
+                execute(tx, &op).await.map(write_result)
+            }
+        };
+        results.insert(entry.index, result.map_err(|err| if err.retryable { err } else { entry.locate(err) })?);
+    }
+    Ok((0..entries.len()).map(|index| results.remove(&index).expect("every entry ran")).collect())
+}
+
+async fn run_transaction(state: &AppState, entries: &[Entry], prefer: Prefer) -> Result<Value, ApiError> {
+    let results = in_transaction(&state.store, &(state, entries), |tx, (state, entries)| {
+        Box::pin(transaction_body(tx, state, entries))
+    })
+    .await?;
+    let entries = results.iter().map(|result| response_entry(state, result, prefer)).collect::<Result<Vec<_>, _>>()?;
+    Ok(bundle("transaction-response", None, Vec::new(), entries))
+}
+
+/// Each entry of a batch in its own database transaction; a failure is reported in its entry.
+async fn run_batch(state: &AppState, entries: &[Entry], prefer: Prefer) -> Value {
+    let mut response_entries = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let result = in_transaction(&state.store, &(state, entry), |tx, (state, entry)| {
+            Box::pin(async move {
+                match entry.method {
+                    Method::Get | Method::Head => read_entry(tx, state, entry).await,
+                    _ => {
+                        let op = write_op(entry, entry.resource.clone(), None)?;
+                        execute(tx, &op).await.map(write_result)
+                    }
+                }
+            })
+        })
+        .await
+        .and_then(|result| response_entry(state, &result, prefer));
+        response_entries.push(match result {
+            Ok(value) => value,
+            Err(err) => {
+                let err = entry.locate(err);
+                json!({"response": {"status": status_line(err.status), "outcome": operation_outcome(&err.issues)}})
+            }
+        });
+    }
+    bundle("batch-response", None, Vec::new(), response_entries)
+}

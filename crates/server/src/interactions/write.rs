@@ -1,0 +1,293 @@
+//! Create, update, delete and patch, as one executor shared by the REST routes and the entries of
+//! transaction and batch Bundles, so both follow exactly the same rules.
+
+use axum::http::StatusCode;
+use base64::Engine;
+use rex_fhir::query::{Handling, SearchQuery};
+use rex_fhir::search::SearchRegistry;
+use rex_fhir::structure::StructureModel;
+use rex_fhir::{Issue, IssueCode};
+use rex_store::{DeleteOutcome, StoredResource, Tx};
+use serde_json::Value;
+
+use crate::error::ApiError;
+
+/// Which resource a write addresses: one id, or whatever a search matches (conditional interactions).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Target {
+    Id(String),
+    /// The query string of a conditional update or delete (`identifier=http://x|1`).
+    Search(String),
+}
+
+/// A write request, independent of how it arrived.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WriteOp {
+    Create {
+        resource_type: String,
+        resource: Value,
+        /// The id to give the new resource; the server chooses one when `None`.
+        id: Option<String>,
+        if_none_exist: Option<String>,
+    },
+    Update {
+        resource_type: String,
+        target: Target,
+        resource: Value,
+        if_match: Option<i64>,
+    },
+    Delete {
+        resource_type: String,
+        target: Target,
+        if_match: Option<i64>,
+    },
+    /// A JSON Patch (RFC 6902) document applied to the current version.
+    Patch {
+        resource_type: String,
+        target: Target,
+        patch: Value,
+        if_match: Option<i64>,
+    },
+}
+
+/// What a write did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WriteOutcome {
+    Created(StoredResource),
+    Updated(StoredResource),
+    /// A conditional create found this existing resource and created nothing.
+    Existing(StoredResource),
+    Deleted(Option<i64>),
+    /// A delete found nothing to delete (already deleted, or no conditional match).
+    NothingDeleted,
+}
+
+impl WriteOutcome {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            WriteOutcome::Created(_) => StatusCode::CREATED,
+            WriteOutcome::Updated(_) | WriteOutcome::Existing(_) => StatusCode::OK,
+            WriteOutcome::Deleted(_) | WriteOutcome::NothingDeleted => StatusCode::NO_CONTENT,
+        }
+    }
+
+    pub fn stored(&self) -> Option<&StoredResource> {
+        match self {
+            WriteOutcome::Created(stored) | WriteOutcome::Updated(stored) | WriteOutcome::Existing(stored) => {
+                Some(stored)
+            }
+            WriteOutcome::Deleted(_) | WriteOutcome::NothingDeleted => None,
+        }
+    }
+}
+
+/// Whether `id` is a valid FHIR id: 1–64 of `A-Z a-z 0-9 - .`.
+pub fn valid_id(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}
+
+/// 404 unless `resource_type` is a concrete R4 resource type.
+pub fn known_type(resource_type: &str) -> Result<(), ApiError> {
+    if StructureModel::r4().is_resource_type(resource_type) {
+        Ok(())
+    } else {
+        Err(ApiError::one(
+            StatusCode::NOT_FOUND,
+            IssueCode::NotSupported,
+            format!("Unknown resource type '{resource_type}'"),
+        ))
+    }
+}
+
+/// Checks a resource before it is written: its type must be the one addressed, and its structure
+/// must follow the R4 definitions (unknown elements, cardinality, JSON kinds), reported with locations.
+pub fn check_resource(resource_type: &str, resource: &Value) -> Result<(), ApiError> {
+    match resource.get("resourceType").and_then(Value::as_str) {
+        Some(found) if found == resource_type => {}
+        Some(found) => {
+            return Err(ApiError::bad_request(format!(
+                "The resource is a {found}, but the request addresses {resource_type}"
+            ))
+            .at(found));
+        }
+        None => {
+            return Err(ApiError::one(
+                StatusCode::BAD_REQUEST,
+                IssueCode::Required,
+                "The resource has no resourceType",
+            ));
+        }
+    }
+    if let Some(id) = resource.get("id")
+        && !id.as_str().is_some_and(valid_id)
+    {
+        return Err(ApiError::one(
+            StatusCode::BAD_REQUEST,
+            IssueCode::Value,
+            "Resource.id must be 1-64 characters of A-Z, a-z, 0-9, '-' and '.'",
+        )
+        .at(&format!("{resource_type}.id")));
+    }
+    let issues: Vec<Issue> = StructureModel::r4().check(resource);
+    if issues.iter().any(Issue::is_error) {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, issues));
+    }
+    Ok(())
+}
+
+/// Parses the query of a conditional interaction; unknown parameters are errors, since a
+/// condition silently ignored would match too much.
+fn conditional_query(resource_type: &str, query: &str) -> Result<SearchQuery, ApiError> {
+    let query = query.trim_start_matches('?');
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+    if pairs.is_empty() {
+        return Err(ApiError::bad_request("A conditional request needs search parameters"));
+    }
+    let mut parsed = SearchQuery::parse(SearchRegistry::r4(), resource_type, &pairs, Handling::Strict)
+        .map_err(|issues| ApiError::new(StatusCode::BAD_REQUEST, issues))?;
+    parsed.count = 2;
+    parsed.total = false;
+    Ok(parsed)
+}
+
+/// The ids a conditional query matches (at most two: enough to tell one from several).
+pub async fn matching_ids(tx: &mut Tx, resource_type: &str, query: &str) -> Result<Vec<String>, ApiError> {
+    let parsed = conditional_query(resource_type, query)?;
+    Ok(tx.search(&parsed).await?.matches.into_iter().map(|r| r.id).collect())
+}
+
+/// Resolves a target to one id: `Ok(None)` when a conditional target matches nothing.
+async fn resolve_target(tx: &mut Tx, resource_type: &str, target: &Target) -> Result<Option<String>, ApiError> {
+    match target {
+        Target::Id(id) => Ok(Some(id.clone())),
+        Target::Search(query) => {
+            let ids = matching_ids(tx, resource_type, query).await?;
+            match ids.as_slice() {
+                [] => Ok(None),
+                [id] => Ok(Some(id.clone())),
+                _ => Err(ApiError::one(
+                    StatusCode::PRECONDITION_FAILED,
+                    IssueCode::MultipleMatches,
+                    format!("The condition '{query}' matches more than one {resource_type}"),
+                )),
+            }
+        }
+    }
+}
+
+/// Runs one write inside `tx`.
+pub async fn execute(tx: &mut Tx, op: &WriteOp) -> Result<WriteOutcome, ApiError> {
+    match op {
+        WriteOp::Create { resource_type, resource, id, if_none_exist } => {
+            check_resource(resource_type, resource)?;
+            if let Some(query) = if_none_exist {
+                let ids = matching_ids(tx, resource_type, query).await?;
+                match ids.as_slice() {
+                    [] => {}
+                    [existing] => {
+                        let stored = tx.read(resource_type, existing).await?.ok_or_else(ApiError::internal)?;
+                        return Ok(WriteOutcome::Existing(stored));
+                    }
+                    _ => {
+                        return Err(ApiError::one(
+                            StatusCode::PRECONDITION_FAILED,
+                            IssueCode::MultipleMatches,
+                            format!("If-None-Exist '{query}' matches more than one {resource_type}"),
+                        ));
+                    }
+                }
+            }
+            let id = id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+            Ok(WriteOutcome::Created(tx.create(resource_type, &id, resource.clone()).await?))
+        }
+        WriteOp::Update { resource_type, target, resource, if_match } => {
+            check_resource(resource_type, resource)?;
+            let body_id = resource.get("id").and_then(Value::as_str);
+            let id = match (resolve_target(tx, resource_type, target).await?, target) {
+                (Some(id), Target::Id(_)) if body_id != Some(id.as_str()) => {
+                    return Err(ApiError::bad_request(format!(
+                        "The resource id ({}) must equal the id in the URL ({id})",
+                        body_id.unwrap_or("missing")
+                    ))
+                    .at(&format!("{resource_type}.id")));
+                }
+                (Some(id), Target::Search(_)) if body_id.is_some_and(|body_id| body_id != id) => {
+                    return Err(ApiError::bad_request(
+                        "The resource id differs from the resource the condition matched",
+                    )
+                    .at(&format!("{resource_type}.id")));
+                }
+                (Some(id), _) => id,
+                (None, _) => body_id.map(str::to_string).unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+            };
+            let (stored, created) = tx.update(resource_type, &id, resource.clone(), *if_match).await?;
+            Ok(if created { WriteOutcome::Created(stored) } else { WriteOutcome::Updated(stored) })
+        }
+        WriteOp::Delete { resource_type, target, if_match } => {
+            let Some(id) = resolve_target(tx, resource_type, target).await? else {
+                return Ok(WriteOutcome::NothingDeleted);
+            };
+            match tx.delete(resource_type, &id, *if_match).await? {
+                DeleteOutcome::Deleted(version) => Ok(WriteOutcome::Deleted(Some(version))),
+                DeleteOutcome::AlreadyDeleted => Ok(WriteOutcome::NothingDeleted),
+                DeleteOutcome::NotFound => Err(ApiError::not_found(format!("{resource_type}/{id} is not known"))),
+            }
+        }
+        WriteOp::Patch { resource_type, target, patch, if_match } => {
+            let Some(id) = resolve_target(tx, resource_type, target).await? else {
+                return Err(ApiError::not_found(format!("No {resource_type} matches the condition")));
+            };
+            let current = match tx.read(resource_type, &id).await? {
+                Some(stored) if stored.deleted => {
+                    return Err(ApiError::gone(format!("{resource_type}/{id} was deleted")));
+                }
+                Some(stored) => stored,
+                None => return Err(ApiError::not_found(format!("{resource_type}/{id} is not known"))),
+            };
+            if let Some(expected) = if_match.filter(|v| *v != current.version_id) {
+                return Err(ApiError::precondition_failed(format!(
+                    "Version conflict: If-Match expected version {expected}, the current version is {}",
+                    current.version_id
+                )));
+            }
+            let mut resource = crate::http::stored_json(&current)?;
+            let patch: json_patch::Patch = serde_json::from_value(patch.clone())
+                .map_err(|err| ApiError::bad_request(format!("The body is not a JSON Patch document: {err}")))?;
+            json_patch::patch(&mut resource, &patch).map_err(|err| {
+                ApiError::one(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    IssueCode::Processing,
+                    format!("The patch cannot be applied: {err}"),
+                )
+            })?;
+            check_resource(resource_type, &resource)?;
+            if resource.get("id").and_then(Value::as_str) != Some(id.as_str()) {
+                return Err(ApiError::one(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    IssueCode::Processing,
+                    "A patch must not change the resource id",
+                ));
+            }
+            let (stored, _) = tx.update(resource_type, &id, resource, Some(current.version_id)).await?;
+            Ok(WriteOutcome::Updated(stored))
+        }
+    }
+}
+
+/// Decodes the JSON Patch carried by a Binary resource (how PATCH travels inside a Bundle).
+pub fn patch_from_binary(binary: &Value) -> Result<Value, ApiError> {
+    let content_type = binary.get("contentType").and_then(Value::as_str).unwrap_or_default();
+    if binary.get("resourceType").and_then(Value::as_str) != Some("Binary")
+        || !content_type.starts_with("application/json-patch+json")
+    {
+        return Err(ApiError::unsupported_media(
+            "A PATCH entry must carry a Binary with contentType application/json-patch+json",
+        ));
+    }
+    let data = binary.get("data").and_then(Value::as_str).unwrap_or_default();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .map_err(|_| ApiError::bad_request("Binary.data is not valid base64").at("Binary.data"))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|_| ApiError::bad_request("Binary.data is not a JSON Patch document").at("Binary.data"))
+}

@@ -1,0 +1,173 @@
+//! rex's HTTP server: the FHIR REST API over axum. Routes are split by FHIR interaction; every error
+//! becomes an OperationOutcome in `error.rs`; the store does all persistence.
+
+mod bundles;
+mod error;
+mod http;
+pub mod interactions;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use rex_fhir::IssueCode;
+use rex_store::Store;
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+
+pub use error::ApiError;
+pub use http::{BodyLimits, Prefer};
+use interactions::{capabilities, history, read, rest_write, search, transaction};
+
+/// Default largest request body: 32 MiB, room for a referral with imaging reports attached.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+
+/// Settings of a running server.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The FHIR base URL clients use, without a trailing slash (`http://127.0.0.1:8080/fhir`);
+    /// it appears in Location headers and Bundle links.
+    pub base_url: String,
+    pub limits: BodyLimits,
+}
+
+impl Config {
+    /// Defaults for a server reachable at `addr`.
+    pub fn for_address(addr: SocketAddr) -> Config {
+        Config {
+            base_url: format!("http://{addr}/fhir"),
+            limits: BodyLimits { max_bytes: DEFAULT_MAX_BODY_BYTES, max_depth: rex_fhir::json::DEFAULT_MAX_DEPTH },
+        }
+    }
+}
+
+/// What every request handler shares.
+pub struct App {
+    pub store: Store,
+    pub config: Config,
+    capability_statement: Value,
+}
+
+/// Cheap-to-clone handle on the [`App`].
+#[derive(Clone)]
+pub struct AppState(Arc<App>);
+
+impl std::ops::Deref for AppState {
+    type Target = App;
+    fn deref(&self) -> &App {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(store: Store, config: Config) -> AppState {
+        let capability_statement = capabilities::capability_statement(&config.base_url);
+        AppState(Arc::new(App { store, config, capability_statement }))
+    }
+}
+
+/// The production router.
+pub fn router(state: AppState) -> Router {
+    let fhir = Router::new()
+        .route("/metadata", get(capabilities::metadata))
+        .route("/_history", get(history::system))
+        .route(
+            "/{type}",
+            get(search::search_get)
+                .post(rest_write::create)
+                .put(rest_write::conditional_update)
+                .delete(rest_write::conditional_delete),
+        )
+        .route("/{type}/_search", post(search::search_post))
+        .route("/{type}/_history", get(history::of_type))
+        .route(
+            "/{type}/{id}",
+            get(read::read).put(rest_write::update).delete(rest_write::delete).patch(rest_write::patch),
+        )
+        .route("/{type}/{id}/_history", get(history::of_instance))
+        .route("/{type}/{id}/_history/{version}", get(read::vread));
+    Router::new()
+        .route("/fhir", post(transaction::handle))
+        .route("/fhir/", post(transaction::handle))
+        .nest("/fhir", fhir)
+        .fallback(|| async { ApiError::not_found("No FHIR endpoint at this URL; the FHIR base is /fhir") })
+        .layer(middleware::from_fn(outcome_for_bare_errors))
+        .layer(CatchPanicLayer::custom(|_| ApiError::internal().into_response()))
+        .layer(DefaultBodyLimit::disable())
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Errors produced outside rex's handlers (an unmatched method, a malformed path) come without an
+/// OperationOutcome; this gives them one, so every error a client sees is FHIR.
+async fn outcome_for_bare_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_fhir =
+        response.headers().get(CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/fhir+json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_fhir {
+        return response;
+    }
+    let (code, message) = match status {
+        StatusCode::METHOD_NOT_ALLOWED => {
+            (IssueCode::NotSupported, "This HTTP method is not allowed on this URL".to_string())
+        }
+        StatusCode::NOT_FOUND => (IssueCode::NotFound, "Not found".to_string()),
+        s if s.is_server_error() => {
+            (IssueCode::Exception, "Internal server error; the request was not applied".to_string())
+        }
+        s => (
+            IssueCode::Invalid,
+            format!("The request is malformed ({})", s.canonical_reason().unwrap_or("bad request")),
+        ),
+    };
+    ApiError::one(status, code, message).into_response()
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then finishes in-flight requests.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+}
+
+/// Loads every `*.json` transaction Bundle in `dir` (sorted by name) when the database holds no
+/// resources yet, so a newcomer sees referrals at once. Returns how many Bundles were loaded.
+pub async fn load_demo_data(state: &AppState, dir: &Path) -> Result<usize, String> {
+    let empty =
+        state.store.history(&rex_store::HistoryScope::System, None, 1, 0).await.map_err(|e| e.to_string())?.total == 0;
+    if !empty {
+        return Ok(0);
+    }
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| format!("cannot read demo data in {}: {e}", dir.display()))?
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
+        .collect();
+    files.sort();
+    for file in &files {
+        let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let bundle: Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+        transaction::process_bundle(state, &bundle, Prefer::default()).await.map_err(|err| {
+            let messages: Vec<String> = err
+                .issues
+                .iter()
+                .map(|i| format!("{} ({})", i.diagnostics, i.expression.as_deref().unwrap_or("-")))
+                .collect();
+            format!("{} was refused: {}", file.display(), messages.join("; "))
+        })?;
+    }
+    Ok(files.len())
+}

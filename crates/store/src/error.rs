@@ -1,0 +1,52 @@
+use crate::Backend;
+
+/// Everything that can go wrong in the store. Callers map these to HTTP in one place.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The resource exists with another version than the one the client expected.
+    #[error("version conflict: expected {expected}, current is {current}")]
+    VersionConflict { expected: i64, current: i64 },
+    /// A resource with this id already exists (create with a client id).
+    #[error("{0} already exists")]
+    AlreadyExists(String),
+    /// Two transactions raced; running the whole transaction again is safe and will succeed or
+    /// see the other's result.
+    #[error("concurrent update, retry")]
+    Retryable,
+    /// The configuration (URL, folders) is unusable.
+    #[error("{0}")]
+    Config(String),
+    /// Anything else from the database. Never shown to clients.
+    #[error("database error: {0}")]
+    Database(#[source] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+}
+
+impl StoreError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Retryable)
+    }
+
+    /// Classifies a driver error: serialization failures, deadlocks, unique violations from a racing
+    /// insert and SQLite busy errors become [`StoreError::Retryable`].
+    pub(crate) fn from_sqlx(err: sqlx::Error, backend: Backend) -> StoreError {
+        if let sqlx::Error::Database(db) = &err {
+            let code = db.code().unwrap_or_default();
+            let retryable = match backend {
+                Backend::Postgres => matches!(code.as_ref(), "40001" | "40P01" | "23505"),
+                Backend::Sqlite => matches!(code.as_ref(), "5" | "6" | "517" | "262"),
+            };
+            if retryable {
+                return StoreError::Retryable;
+            }
+        }
+        StoreError::Database(err)
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> StoreError {
+        StoreError::Database(err)
+    }
+}

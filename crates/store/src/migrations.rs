@@ -1,0 +1,34 @@
+//! The schema migrations of both backends, embedded in the binary so it runs from any folder.
+
+use std::borrow::Cow;
+
+use sqlx::AnyPool;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+
+use crate::{Backend, StoreError};
+
+/// (version, description, SQLite SQL, PostgreSQL SQL), in order.
+const MIGRATIONS: &[(i64, &str, &str, &str)] = &[(
+    1,
+    "resources",
+    include_str!("../../../migrations/sqlite/0001_resources.sql"),
+    include_str!("../../../migrations/postgres/0001_resources.sql"),
+)];
+
+/// Applies pending migrations. On PostgreSQL sqlx takes an advisory lock, so instances starting
+/// together apply them once.
+pub async fn run(pool: &AnyPool, backend: Backend) -> Result<(), StoreError> {
+    let migrations: Vec<Migration> = MIGRATIONS
+        .iter()
+        .map(|(version, description, sqlite, postgres)| {
+            let sql = match backend {
+                Backend::Sqlite => sqlite,
+                Backend::Postgres => postgres,
+            };
+            Migration::new(*version, Cow::Borrowed(description), MigrationType::Simple, Cow::Borrowed(sql), false)
+        })
+        .collect();
+    let migrator = Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT };
+    migrator.run(pool).await?;
+    Ok(())
+}

@@ -1,0 +1,470 @@
+//! Running a parsed [`SearchQuery`] as SQL over the index tables.
+
+use std::collections::HashSet;
+
+use rex_fhir::query::{Include, Match, Prefix, SearchQuery, SortBy, StringMode, SystemMatch, UriMode};
+use rex_fhir::search::{ParamType, SearchRegistry};
+use sqlx::any::AnyArguments;
+use sqlx::query::Query;
+use sqlx::{Any, AnyConnection, Row};
+
+use crate::read::resource_from_row;
+use crate::{Store, StoreError, StoredResource, Tx};
+
+/// Rounds of `_include:iterate` / `_revinclude:iterate` followed at most.
+const MAX_INCLUDE_ROUNDS: usize = 4;
+
+/// What a search found: the page of matches, the resources `_include`d or `_revinclude`d with them,
+/// and the total number of matches when asked for.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SearchResult {
+    pub total: Option<i64>,
+    pub matches: Vec<StoredResource>,
+    pub included: Vec<StoredResource>,
+}
+
+/// A bind value.
+#[derive(Debug, Clone)]
+enum Arg {
+    Text(String),
+    Int(i64),
+    Real(f64),
+}
+
+/// SQL text with its numbered placeholders' values.
+#[derive(Default)]
+struct Sql {
+    text: String,
+    args: Vec<Arg>,
+}
+
+impl Sql {
+    fn push(&mut self, text: &str) {
+        self.text.push_str(text);
+    }
+
+    /// Appends a placeholder bound to `arg`.
+    fn arg(&mut self, arg: Arg) {
+        self.args.push(arg);
+        self.text.push_str(&format!("${}", self.args.len()));
+    }
+
+    fn text(&mut self, value: &str) {
+        self.arg(Arg::Text(value.to_string()));
+    }
+
+    fn query(&self) -> Query<'_, Any, AnyArguments<'_>> {
+        let mut query = sqlx::query(&self.text);
+        for arg in &self.args {
+            query = match arg {
+                Arg::Text(text) => query.bind(text.clone()),
+                Arg::Int(value) => query.bind(*value),
+                Arg::Real(value) => query.bind(*value),
+            };
+        }
+        query
+    }
+}
+
+fn index_table(param_type: ParamType) -> &'static str {
+    match param_type {
+        ParamType::String => "idx_string",
+        ParamType::Token => "idx_token",
+        ParamType::Reference => "idx_reference",
+        ParamType::Date => "idx_date",
+        ParamType::Number => "idx_number",
+        ParamType::Quantity => "idx_quantity",
+        _ => "idx_uri",
+    }
+}
+
+/// Escapes LIKE wildcards in user text (`\` is the escape character).
+fn like_escape(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+}
+
+/// `[low, high]` range comparison of an indexed range against the search range, per FHIR's prefixes.
+fn range_condition(sql: &mut Sql, low_col: &str, high_col: &str, prefix: Prefix, low: Arg, high: Arg) {
+    let (a, b) = (low, high);
+    match prefix {
+        Prefix::Eq => {
+            sql.push(&format!("({low_col} >= "));
+            sql.arg(a);
+            sql.push(&format!(" AND {high_col} <= "));
+            sql.arg(b);
+            sql.push(")");
+        }
+        Prefix::Ne => {
+            sql.push(&format!("NOT ({low_col} >= "));
+            sql.arg(a);
+            sql.push(&format!(" AND {high_col} <= "));
+            sql.arg(b);
+            sql.push(")");
+        }
+        Prefix::Gt | Prefix::Sa => {
+            sql.push(&format!("{} > ", if prefix == Prefix::Gt { high_col } else { low_col }));
+            sql.arg(b);
+        }
+        Prefix::Lt | Prefix::Eb => {
+            sql.push(&format!("{} < ", if prefix == Prefix::Lt { low_col } else { high_col }));
+            sql.arg(a);
+        }
+        Prefix::Ge => {
+            sql.push(&format!("{high_col} >= "));
+            sql.arg(a);
+        }
+        Prefix::Le => {
+            sql.push(&format!("{low_col} <= "));
+            sql.arg(b);
+        }
+        Prefix::Ap => {
+            sql.push(&format!("({low_col} <= "));
+            sql.arg(b);
+            sql.push(&format!(" AND {high_col} >= "));
+            sql.arg(a);
+            sql.push(")");
+        }
+    }
+}
+
+/// A number or quantity comparison. The search value carries its precision as [low, high]; `eq`
+/// means within that precision, the other prefixes compare with the value itself.
+fn number_condition(sql: &mut Sql, column: &str, prefix: Prefix, low: f64, high: f64) {
+    let value = (low + high) / 2.0;
+    match prefix {
+        Prefix::Eq | Prefix::Ne => range_condition(sql, column, column, prefix, Arg::Real(low), Arg::Real(high)),
+        Prefix::Ap => {
+            let margin = (value * 0.1).abs();
+            range_condition(sql, column, column, Prefix::Ap, Arg::Real(value - margin), Arg::Real(value + margin))
+        }
+        Prefix::Gt | Prefix::Sa => {
+            sql.push(&format!("{column} > "));
+            sql.arg(Arg::Real(value));
+        }
+        Prefix::Lt | Prefix::Eb => {
+            sql.push(&format!("{column} < "));
+            sql.arg(Arg::Real(value));
+        }
+        Prefix::Ge => {
+            sql.push(&format!("{column} >= "));
+            sql.arg(Arg::Real(value));
+        }
+        Prefix::Le => {
+            sql.push(&format!("{column} <= "));
+            sql.arg(Arg::Real(value));
+        }
+    }
+}
+
+/// The condition one alternative puts on the index row `i`.
+fn match_condition(sql: &mut Sql, alternative: &Match) {
+    match alternative {
+        Match::String { mode: StringMode::Exact, value } => {
+            sql.push("i.exact = ");
+            sql.text(value);
+        }
+        Match::String { mode, value } => {
+            sql.push("i.normalized LIKE ");
+            let pattern = match mode {
+                StringMode::Contains => format!("%{}%", like_escape(value)),
+                _ => format!("{}%", like_escape(value)),
+            };
+            sql.text(&pattern);
+            sql.push(" ESCAPE '\\'");
+        }
+        Match::Token { system, code } => {
+            let mut parts = 0;
+            match system {
+                SystemMatch::Any => {}
+                SystemMatch::NoSystem => {
+                    sql.push("i.system IS NULL");
+                    parts += 1;
+                }
+                SystemMatch::Is(system) => {
+                    sql.push("i.system = ");
+                    sql.text(system);
+                    parts += 1;
+                }
+            }
+            if let Some(code) = code {
+                if parts > 0 {
+                    sql.push(" AND ");
+                }
+                sql.push("i.code = ");
+                sql.text(code);
+                parts += 1;
+            }
+            if parts == 0 {
+                sql.push("1 = 1");
+            }
+        }
+        Match::Reference { target_type, id } => {
+            if let Some(target_type) = target_type {
+                sql.push("i.target_type = ");
+                sql.text(target_type);
+                sql.push(" AND ");
+            }
+            sql.push("i.target_id = ");
+            sql.text(id);
+        }
+        Match::ReferenceUrl(url) => {
+            sql.push("i.url = ");
+            sql.text(url);
+        }
+        Match::Date { prefix, low, high } => {
+            range_condition(sql, "i.low", "i.high", *prefix, Arg::Int(*low), Arg::Int(*high))
+        }
+        Match::Number { prefix, low, high } => number_condition(sql, "i.value", *prefix, *low, *high),
+        Match::Quantity { prefix, low, high, system, code } => {
+            sql.push("(");
+            number_condition(sql, "i.value", *prefix, *low, *high);
+            sql.push(")");
+            if let Some(system) = system {
+                sql.push(" AND i.system = ");
+                sql.text(system);
+            }
+            if let Some(code) = code {
+                if system.is_some() {
+                    sql.push(" AND i.code = ");
+                    sql.text(code);
+                } else {
+                    sql.push(" AND (i.code = ");
+                    sql.text(code);
+                    sql.push(" OR i.unit = ");
+                    sql.text(code);
+                    sql.push(")");
+                }
+            }
+        }
+        Match::Uri { mode, value } => match mode {
+            UriMode::Exact => {
+                sql.push("i.value = ");
+                sql.text(value);
+            }
+            UriMode::Below => {
+                sql.push("i.value LIKE ");
+                sql.text(&format!("{}%", like_escape(value)));
+                sql.push(" ESCAPE '\\'");
+            }
+            UriMode::Above => {
+                sql.text(value);
+                sql.push(" LIKE (i.value || '%')");
+            }
+        },
+        Match::Id(_) | Match::LastUpdated { .. } | Match::Missing(_) => unreachable!("handled on the resource row"),
+    }
+}
+
+/// The WHERE clause (after `r.resource_type = ...`) of a query's criteria.
+fn push_criteria(sql: &mut Sql, query: &SearchQuery) {
+    let registry = SearchRegistry::r4();
+    for criterion in &query.criteria {
+        sql.push(" AND (");
+        for (index, alternative) in criterion.alternatives.iter().enumerate() {
+            if index > 0 {
+                sql.push(" OR ");
+            }
+            match alternative {
+                Match::Id(id) => {
+                    sql.push("r.id = ");
+                    sql.text(id);
+                }
+                Match::LastUpdated { prefix, low, high } => {
+                    range_condition(sql, "r.last_updated", "r.last_updated", *prefix, Arg::Int(*low), Arg::Int(*high))
+                }
+                other => {
+                    let param_type = registry
+                        .param(&query.resource_type, &criterion.param)
+                        .map_or(ParamType::Uri, |def| def.param_type);
+                    let negate = criterion.negated || matches!(other, Match::Missing(true));
+                    sql.push(if negate { "NOT EXISTS (" } else { "EXISTS (" });
+                    sql.push(&format!(
+                        "SELECT 1 FROM {} i WHERE i.resource_type = r.resource_type AND i.id = r.id AND i.param = ",
+                        index_table(param_type)
+                    ));
+                    sql.text(&criterion.param);
+                    if !matches!(other, Match::Missing(_)) {
+                        sql.push(" AND (");
+                        match_condition(sql, other);
+                        sql.push(")");
+                    }
+                    sql.push(")");
+                }
+            }
+        }
+        sql.push(")");
+    }
+}
+
+fn push_order(sql: &mut Sql, query: &SearchQuery) {
+    let mut keys = Vec::new();
+    for key in &query.sort {
+        let direction = if key.descending { "DESC" } else { "ASC" };
+        let expression = match &key.by {
+            SortBy::LastUpdated => "r.last_updated".to_string(),
+            SortBy::Id => "r.id".to_string(),
+            SortBy::Date(param) | SortBy::String(param) => {
+                let (table, column) = match (&key.by, key.descending) {
+                    (SortBy::Date(_), false) => ("idx_date", "MIN(s.low)"),
+                    (SortBy::Date(_), true) => ("idx_date", "MAX(s.high)"),
+                    (_, false) => ("idx_string", "MIN(s.normalized)"),
+                    (_, true) => ("idx_string", "MAX(s.normalized)"),
+                };
+                let mut sub = Sql { text: String::new(), args: std::mem::take(&mut sql.args) };
+                sub.push(&format!(
+                    "(SELECT {column} FROM {table} s WHERE s.resource_type = r.resource_type AND s.id = r.id AND s.param = "
+                ));
+                sub.text(param);
+                sub.push(")");
+                sql.args = sub.args;
+                sub.text
+            }
+        };
+        // Resources without the value sort last in both directions and on both backends.
+        keys.push(format!("({expression} IS NULL) ASC, {expression} {direction}"));
+    }
+    if query.sort.is_empty() {
+        keys.push("r.last_updated DESC".to_string());
+    }
+    keys.push("r.id ASC".to_string());
+    sql.push(&format!(" ORDER BY {}", keys.join(", ")));
+}
+
+fn base_sql(select: &str, query: &SearchQuery) -> Sql {
+    let mut sql = Sql::default();
+    sql.push(&format!("SELECT {select} FROM resources r WHERE r.resource_type = "));
+    sql.text(&query.resource_type);
+    sql.push(" AND r.deleted = 0");
+    push_criteria(&mut sql, query);
+    sql
+}
+
+async fn search(conn: &mut AnyConnection, query: &SearchQuery) -> Result<SearchResult, sqlx::Error> {
+    let total = if query.total || query.summary_count {
+        let sql = base_sql("COUNT(*)", query);
+        Some(sql.query().fetch_one(&mut *conn).await?.get::<i64, _>(0))
+    } else {
+        None
+    };
+    if query.summary_count || query.count == 0 {
+        return Ok(SearchResult { total, matches: Vec::new(), included: Vec::new() });
+    }
+    let mut sql = base_sql("r.resource_type, r.id, r.version_id, r.last_updated, r.deleted, r.content", query);
+    push_order(&mut sql, query);
+    sql.push(" LIMIT ");
+    sql.arg(Arg::Int(query.count as i64));
+    sql.push(" OFFSET ");
+    sql.arg(Arg::Int(query.offset as i64));
+    let matches: Vec<StoredResource> = sql.query().fetch_all(&mut *conn).await?.iter().map(resource_from_row).collect();
+    let included = includes(conn, query, &matches).await?;
+    Ok(SearchResult { total, matches, included })
+}
+
+/// Follows `_include` and `_revinclude` from the page of matches, iterating where asked.
+async fn includes(
+    conn: &mut AnyConnection,
+    query: &SearchQuery,
+    matches: &[StoredResource],
+) -> Result<Vec<StoredResource>, sqlx::Error> {
+    let mut seen: HashSet<(String, String)> = matches.iter().map(|r| (r.resource_type.clone(), r.id.clone())).collect();
+    let mut included = Vec::new();
+    let mut frontier: Vec<StoredResource> = matches.to_vec();
+    for round in 0..MAX_INCLUDE_ROUNDS {
+        let mut found = Vec::new();
+        for (include, forward) in
+            query.include.iter().map(|i| (i, true)).chain(query.revinclude.iter().map(|i| (i, false)))
+        {
+            if round > 0 && !include.iterate {
+                continue;
+            }
+            for resource in follow(conn, include, forward, &frontier).await? {
+                if seen.insert((resource.resource_type.clone(), resource.id.clone())) {
+                    found.push(resource);
+                }
+            }
+        }
+        if found.is_empty() {
+            break;
+        }
+        included.extend(found.iter().cloned());
+        frontier = found;
+    }
+    Ok(included)
+}
+
+async fn follow(
+    conn: &mut AnyConnection,
+    include: &Include,
+    forward: bool,
+    from: &[StoredResource],
+) -> Result<Vec<StoredResource>, sqlx::Error> {
+    let mut sql = Sql::default();
+    let ids: Vec<&str> = if forward {
+        from.iter().filter(|r| r.resource_type == include.source_type).map(|r| r.id.as_str()).collect()
+    } else {
+        from.iter().map(|r| r.id.as_str()).collect()
+    };
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let columns = "t.resource_type, t.id, t.version_id, t.last_updated, t.deleted, t.content";
+    if forward {
+        sql.push(&format!(
+            "SELECT DISTINCT {columns} FROM idx_reference i JOIN resources t ON t.resource_type = i.target_type AND t.id = i.target_id \
+             WHERE t.deleted = 0 AND i.resource_type = "
+        ));
+        sql.text(&include.source_type);
+        sql.push(" AND i.id IN (");
+    } else {
+        sql.push(&format!(
+            "SELECT DISTINCT {columns} FROM idx_reference i JOIN resources t ON t.resource_type = i.resource_type AND t.id = i.id \
+             WHERE t.deleted = 0 AND i.resource_type = "
+        ));
+        sql.text(&include.source_type);
+        sql.push(" AND i.target_id IN (");
+    }
+    for (index, id) in ids.iter().enumerate() {
+        if index > 0 {
+            sql.push(", ");
+        }
+        sql.text(id);
+    }
+    sql.push(")");
+    if include.param != "*" {
+        sql.push(" AND i.param = ");
+        sql.text(&include.param);
+    }
+    if let Some(target) = &include.target_type {
+        sql.push(" AND i.target_type = ");
+        sql.text(target);
+    }
+    if !forward {
+        // The reverse direction must point at one of the page's own types.
+        let types: HashSet<&str> = from.iter().map(|r| r.resource_type.as_str()).collect();
+        sql.push(" AND i.target_type IN (");
+        for (index, resource_type) in types.iter().enumerate() {
+            if index > 0 {
+                sql.push(", ");
+            }
+            sql.text(resource_type);
+        }
+        sql.push(")");
+    }
+    sql.push(" ORDER BY t.resource_type, t.id");
+    Ok(sql.query().fetch_all(conn).await?.iter().map(resource_from_row).collect())
+}
+
+impl Store {
+    /// Runs a search.
+    pub async fn search(&self, query: &SearchQuery) -> Result<SearchResult, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        Ok(search(&mut conn, query).await?)
+    }
+}
+
+impl Tx {
+    /// Runs a search as this transaction sees the data (conditional create, update and delete).
+    pub async fn search(&mut self, query: &SearchQuery) -> Result<SearchResult, StoreError> {
+        search(&mut self.inner, query).await.map_err(|err| StoreError::from_sqlx(err, self.backend))
+    }
+}

@@ -1,0 +1,121 @@
+//! The `rex` command: `rex serve` runs the FHIR server.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use rex_server::{AppState, Config};
+use rex_store::Store;
+use tokio::net::TcpListener;
+
+#[derive(Parser)]
+#[command(name = "rex", version, about = "rex: FHIR R4 referral and second-opinion exchange")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the FHIR server.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "REX_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Database URL: sqlite://PATH (created on first start) or postgres://USER@HOST/DB.
+    #[arg(long = "database", env = "REX_DATABASE_URL", default_value = "sqlite://rex-data/rex.db")]
+    database_url: String,
+    /// Public FHIR base URL used in Location headers and Bundle links [default: http://LISTEN/fhir].
+    #[arg(long, env = "REX_BASE_URL")]
+    base_url: Option<String>,
+    /// Load the sample referrals from the demo folder when the database is empty.
+    #[arg(long, env = "REX_DEMO")]
+    demo: bool,
+    /// Folder of transaction Bundles loaded by --demo.
+    #[arg(long, env = "REX_DEMO_DIR", default_value = "fixtures/valid")]
+    demo_dir: PathBuf,
+    /// Run without authentication, for local development only: refused unless listening on loopback.
+    #[arg(long, env = "REX_DEV")]
+    dev: bool,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "REX_MAX_BODY_BYTES", default_value_t = rex_server::DEFAULT_MAX_BODY_BYTES)]
+    max_body_bytes: usize,
+    /// Deepest JSON nesting accepted in a request body.
+    #[arg(long, env = "REX_MAX_JSON_DEPTH", default_value_t = rex_fhir::json::DEFAULT_MAX_DEPTH)]
+    max_json_depth: usize,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("REX_LOG").unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve(args).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("rex: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> Result<(), String> {
+    if !args.dev {
+        return Err("authentication is not configured yet: start with --dev for local use (loopback only)".into());
+    }
+    if !args.listen.ip().is_loopback() {
+        return Err(format!(
+            "--dev serves without authentication and is refused on {}: listen on 127.0.0.1 or [::1]",
+            args.listen
+        ));
+    }
+    tracing::warn!("DEVELOPMENT MODE: no authentication; anyone on this machine can read and write every resource");
+    let store = Store::connect(&args.database_url).await.map_err(|e| format!("cannot open the database: {e}"))?;
+    let listener =
+        TcpListener::bind(args.listen).await.map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let address = listener.local_addr().map_err(|e| e.to_string())?;
+    let mut config = Config::for_address(address);
+    if let Some(base_url) = args.base_url {
+        config.base_url = base_url.trim_end_matches('/').to_string();
+    }
+    config.limits.max_bytes = args.max_body_bytes;
+    config.limits.max_depth = args.max_json_depth;
+    let state = AppState::new(store.clone(), config);
+    if args.demo {
+        let loaded = rex_server::load_demo_data(&state, &args.demo_dir).await?;
+        tracing::info!(bundles = loaded, "demo data loaded");
+    }
+    tracing::info!(%address, base_url = %state.config.base_url, backend = ?store.backend(), "rex is serving FHIR");
+    rex_server::serve(listener, state, shutdown_signal()).await.map_err(|e| e.to_string())?;
+    store.close().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        if let Ok(mut signal) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            signal.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

@@ -1,0 +1,148 @@
+//! Every bad input gets an OperationOutcome with the right status, and never a 5xx.
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::support::{TestApp, backend_tests};
+
+backend_tests!(
+    statuses_of_bad_requests,
+    structural_errors_have_locations,
+    limits_are_enforced,
+    content_negotiation,
+    metadata_tells_the_truth
+);
+
+async fn statuses_of_bad_requests(app: &TestApp) {
+    let malformed = app
+        .send(Method::POST, "Patient", &[("content-type", "application/fhir+json")], Some("{\"resourceType\":".into()))
+        .await;
+    assert_eq!(malformed.status, StatusCode::BAD_REQUEST);
+    assert_eq!(malformed.issue_code(), "structure");
+
+    let not_object = app.send(Method::POST, "Patient", &[], Some("[1,2]".into())).await;
+    assert_eq!(not_object.status, StatusCode::BAD_REQUEST);
+
+    let unknown_type = app.get("Foo/1").await;
+    assert_eq!(unknown_type.status, StatusCode::NOT_FOUND);
+    assert_eq!(unknown_type.issue_code(), "not-supported");
+
+    let wrong_type =
+        app.post("Patient", &json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"}})).await;
+    assert_eq!(wrong_type.status, StatusCode::BAD_REQUEST);
+
+    let not_allowed = app.send(Method::DELETE, "metadata", &[], None).await;
+    assert_eq!(not_allowed.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(not_allowed.issue_code(), "not-supported");
+
+    let nowhere = app.get(&app.base.replace("/fhir", "/nowhere")).await;
+    assert_eq!(nowhere.status, StatusCode::NOT_FOUND);
+    assert_eq!(nowhere.body["resourceType"], "OperationOutcome");
+
+    let bad_if_match = app
+        .send(
+            Method::PUT,
+            "Patient/x",
+            &[("if-match", "nonsense")],
+            Some(json!({"resourceType": "Patient", "id": "x"}).to_string()),
+        )
+        .await;
+    assert_eq!(bad_if_match.status, StatusCode::BAD_REQUEST);
+
+    let bad_id = app.put("Patient/has%20space", &json!({"resourceType": "Patient", "id": "has space"})).await;
+    assert_eq!(bad_id.status, StatusCode::BAD_REQUEST);
+
+    let failing_patch_test = json!([{"op": "test", "path": "/gender", "value": "male"}]);
+    let id = app.create(&json!({"resourceType": "Patient", "gender": "female"})).await;
+    let unprocessable = app
+        .send(
+            Method::PATCH,
+            &format!("Patient/{id}"),
+            &[("content-type", "application/json-patch+json")],
+            Some(failing_patch_test.to_string()),
+        )
+        .await;
+    assert_eq!(unprocessable.status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    let duplicate_id =
+        app.send(Method::POST, "Patient", &[], Some(json!({"resourceType": "Patient"}).to_string())).await;
+    assert_eq!(duplicate_id.status, StatusCode::CREATED, "a missing Content-Type is taken as FHIR JSON");
+}
+
+async fn structural_errors_have_locations(app: &TestApp) {
+    let reply = app
+        .post("Patient", &json!({"resourceType": "Patient", "name": [{"family": "x", "famly": "y"}], "birthDate": 1980, "active": null}))
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    let expressions: Vec<&str> =
+        reply.body["issue"].as_array().unwrap().iter().map(|i| i["expression"][0].as_str().unwrap()).collect();
+    assert_eq!(expressions, vec!["Patient.name[0].famly", "Patient.birthDate", "Patient.active"]);
+    assert_eq!(app.count_rows("resources").await, 0);
+}
+
+async fn limits_are_enforced(app: &TestApp) {
+    let huge = format!(
+        "{{\"resourceType\":\"Patient\",\"text\":{{\"status\":\"generated\",\"div\":\"<div>{}</div>\"}}}}",
+        "a".repeat(33 * 1024 * 1024)
+    );
+    let too_large = app.send(Method::POST, "Patient", &[("content-type", "application/fhir+json")], Some(huge)).await;
+    assert_eq!(too_large.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(too_large.issue_code(), "too-costly");
+
+    let mut deep = json!({"url": "http://x", "valueString": "leaf"});
+    for _ in 0..40 {
+        deep = json!({"url": "http://x", "extension": [deep]});
+    }
+    let too_deep = app.post("Patient", &json!({"resourceType": "Patient", "extension": [deep]})).await;
+    assert_eq!(too_deep.status, StatusCode::BAD_REQUEST);
+    assert_eq!(too_deep.issue_code(), "too-costly");
+}
+
+async fn content_negotiation(app: &TestApp) {
+    let xml = app
+        .send(
+            Method::POST,
+            "Patient",
+            &[("content-type", "application/fhir+xml")],
+            Some("<Patient xmlns=\"http://hl7.org/fhir\"/>".into()),
+        )
+        .await;
+    assert_eq!(xml.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(xml.issue_code(), "not-supported");
+    let text = app.send(Method::POST, "Patient", &[("content-type", "text/plain")], Some("hello".into())).await;
+    assert_eq!(text.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let wants_xml = app.send(Method::GET, "Patient", &[("accept", "application/fhir+xml")], None).await;
+    assert_eq!(wants_xml.status, StatusCode::NOT_ACCEPTABLE);
+    assert_eq!(app.get("Patient?_format=xml").await.status, StatusCode::NOT_ACCEPTABLE);
+    let json_format = app.get("Patient?_format=json").await;
+    assert_eq!(json_format.status, StatusCode::OK);
+    assert_eq!(json_format.header("content-type"), Some("application/fhir+json; charset=utf-8"));
+    let browser =
+        app.send(Method::GET, "metadata", &[("accept", "text/html,application/xml;q=0.9,*/*;q=0.8")], None).await;
+    assert_eq!(browser.status, StatusCode::OK);
+}
+
+async fn metadata_tells_the_truth(app: &TestApp) {
+    let reply = app.get("metadata").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let statement = reply.body;
+    assert_eq!(statement["resourceType"], "CapabilityStatement");
+    assert_eq!(statement["fhirVersion"], "4.0.1");
+    let resources = statement["rest"][0]["resource"].as_array().unwrap();
+    assert_eq!(resources.len(), 146);
+    let patient = resources.iter().find(|r| r["type"] == "Patient").unwrap();
+    let params: Vec<&str> =
+        patient["searchParam"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    for expected in ["name", "identifier", "birthdate", "_id", "_lastUpdated", "_tag", "_profile"] {
+        assert!(params.contains(&expected), "Patient should list {expected}");
+    }
+    // Every advertised search parameter is accepted by the search endpoint.
+    for resource in resources {
+        let resource_type = resource["type"].as_str().unwrap();
+        for param in resource["searchParam"].as_array().unwrap() {
+            let name = param["name"].as_str().unwrap();
+            let reply = app.get(&format!("{resource_type}?{name}:missing=true&_summary=count")).await;
+            assert_eq!(reply.status, StatusCode::OK, "{resource_type}?{name}: {}", reply.body);
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! End-to-end tests of rex: the production router on port 0 with a fresh database per test, run
+//! against SQLite always and against PostgreSQL when `REX_TEST_POSTGRES_URL` is set (those tests are
+//! `#[ignore]`d; run them with `cargo test --test it -- --ignored`).
+
+mod support;
+
+mod crud;
+mod errors;
+mod examples;
+mod search;
+mod transaction;

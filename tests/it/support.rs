@@ -1,0 +1,208 @@
+//! The test harness: start rex on a fresh database and talk to it over HTTP.
+
+use reqwest::header::HeaderMap;
+use reqwest::{Method, StatusCode};
+use rex_server::{AppState, Config};
+use rex_store::Store;
+use serde_json::Value;
+use sqlx::Connection;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+/// Generates, for each async test function `name(app: TestApp)` in the calling module, a SQLite
+/// test and an ignored PostgreSQL test.
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let app = crate::support::TestApp::sqlite().await;
+                    super::$name(&app).await;
+                    app.cleanup().await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                #[ignore = "needs PostgreSQL: set REX_TEST_POSTGRES_URL and run with --ignored"]
+                async fn $name() {
+                    let app = crate::support::TestApp::postgres().await;
+                    super::$name(&app).await;
+                    app.cleanup().await;
+                }
+            )*
+        }
+    };
+}
+pub(crate) use backend_tests;
+
+/// A response: status, headers and the JSON body (Null when empty).
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The first issue's code of an OperationOutcome body.
+    pub fn issue_code(&self) -> &str {
+        assert_eq!(self.body["resourceType"], "OperationOutcome", "expected an OperationOutcome, got {}", self.body);
+        self.body["issue"][0]["code"].as_str().unwrap_or_default()
+    }
+
+    pub fn issue_expression(&self) -> &str {
+        self.body["issue"][0]["expression"][0].as_str().unwrap_or_default()
+    }
+}
+
+enum Cleanup {
+    File(std::path::PathBuf),
+    PostgresDatabase { admin_url: String, name: String },
+}
+
+/// A running rex on its own database.
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT/fhir`
+    pub base: String,
+    pub store: Store,
+    client: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: tokio::task::JoinHandle<()>,
+    cleanup: Cleanup,
+}
+
+impl TestApp {
+    pub async fn sqlite() -> TestApp {
+        let path = std::env::temp_dir().join(format!("rex-test-{}.db", uuid::Uuid::new_v4()));
+        TestApp::start(&format!("sqlite://{}", path.display()), Cleanup::File(path)).await
+    }
+
+    pub async fn postgres() -> TestApp {
+        let admin_url = std::env::var("REX_TEST_POSTGRES_URL").expect(
+            "REX_TEST_POSTGRES_URL must point at a PostgreSQL database, e.g. postgres://postgres@127.0.0.1:5432/test",
+        );
+        let name = format!("rex_t_{}", uuid::Uuid::new_v4().simple());
+        sqlx::any::install_default_drivers();
+        let mut admin = sqlx::AnyConnection::connect(&admin_url).await.expect("connect to REX_TEST_POSTGRES_URL");
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.expect("create test database");
+        admin.close().await.ok();
+        let url = match admin_url.rsplit_once('/') {
+            Some((server, _)) => format!("{server}/{name}"),
+            None => panic!("REX_TEST_POSTGRES_URL has no database part"),
+        };
+        TestApp::start(&url, Cleanup::PostgresDatabase { admin_url, name }).await
+    }
+
+    async fn start(database_url: &str, cleanup: Cleanup) -> TestApp {
+        let store = Store::connect(database_url).await.expect("open the test database");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+        let address = listener.local_addr().unwrap();
+        let config = Config::for_address(address);
+        let base = config.base_url.clone();
+        let state = AppState::new(store.clone(), config);
+        let (shutdown, stop) = oneshot::channel();
+        let server = tokio::spawn(async move {
+            rex_server::serve(listener, state, async {
+                let _ = stop.await;
+            })
+            .await
+            .expect("server runs");
+        });
+        TestApp { base, store, client: reqwest::Client::new(), shutdown: Some(shutdown), server, cleanup }
+    }
+
+    /// Stops the server and removes the database.
+    pub async fn cleanup(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        let _ = (&mut self.server).await;
+        self.store.close().await;
+        match &self.cleanup {
+            Cleanup::File(path) => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+                }
+            }
+            Cleanup::PostgresDatabase { admin_url, name } => {
+                if let Ok(mut admin) = sqlx::AnyConnection::connect(admin_url).await {
+                    let _ =
+                        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut admin).await;
+                }
+            }
+        }
+    }
+
+    /// Sends a request to `path` (relative to the FHIR base, e.g. `Patient/1`, or absolute).
+    pub async fn send(&self, method: Method, path: &str, headers: &[(&str, &str)], body: Option<String>) -> Reply {
+        let url = if path.starts_with("http") { path.to_string() } else { format!("{}/{}", self.base, path) };
+        let mut request = self.client.request(method, url);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request.body(body);
+        }
+        let response = request.send().await.expect("request reaches rex");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap_or_default();
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("rex answered {status} with non-JSON: {text}"))
+        };
+        Reply { status, headers, body }
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send(Method::GET, path, &[], None).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Reply {
+        self.send(Method::POST, path, &[("content-type", "application/fhir+json")], Some(body.to_string())).await
+    }
+
+    pub async fn put(&self, path: &str, body: &Value) -> Reply {
+        self.send(Method::PUT, path, &[("content-type", "application/fhir+json")], Some(body.to_string())).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.send(Method::DELETE, path, &[], None).await
+    }
+
+    /// Creates a resource and returns its id.
+    pub async fn create(&self, resource: &Value) -> String {
+        let resource_type = resource["resourceType"].as_str().unwrap();
+        let reply = self.post(resource_type, resource).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "create {resource_type}: {}", reply.body);
+        reply.body["id"].as_str().unwrap().to_string()
+    }
+
+    /// The ids of a search's matches, in order.
+    pub async fn search_ids(&self, query: &str) -> Vec<String> {
+        let reply = self.get(query).await;
+        assert_eq!(reply.status, StatusCode::OK, "search {query}: {}", reply.body);
+        reply.body["entry"]
+            .as_array()
+            .map(|entries| {
+                entries
+                    .iter()
+                    .filter(|e| e["search"]["mode"] == "match")
+                    .map(|e| e["resource"]["id"].as_str().unwrap().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Number of rows in a table, to prove that failed requests wrote nothing.
+    pub async fn count_rows(&self, table: &str) -> i64 {
+        self.store.count_rows(table).await.expect("count rows")
+    }
+}
