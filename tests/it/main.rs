@@ -4,6 +4,8 @@
 
 mod support;
 
+mod cli;
+mod concurrency;
 mod crud;
 mod errors;
 mod examples;

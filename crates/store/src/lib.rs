@@ -25,6 +25,18 @@ pub use read::{HistoryEntry, HistoryPage, HistoryScope};
 pub use search::SearchResult;
 pub use write::DeleteOutcome;
 
+/// How a write transaction guards against concurrent writers (PostgreSQL; SQLite always has one
+/// writer at a time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// For writes addressed by id: READ COMMITTED with the resource row locked before it is read,
+    /// so racing updates of one resource queue up instead of failing.
+    RowLocking,
+    /// For writes that depend on a search (conditional interactions, transaction Bundles):
+    /// SERIALIZABLE, so two requests cannot both see "no match" and both create.
+    Serializable,
+}
+
 /// Which database engine a [`Store`] runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -105,16 +117,17 @@ impl Store {
         self.backend
     }
 
-    /// Starts a write transaction: IMMEDIATE on SQLite (taking the write lock up front),
-    /// SERIALIZABLE on PostgreSQL (conflicts surface as [`StoreError::is_retryable`] errors).
-    pub async fn begin(&self) -> Result<Tx, StoreError> {
+    /// Starts a write transaction: IMMEDIATE on SQLite (taking the write lock up front); on
+    /// PostgreSQL at the given isolation, where conflicts surface as [`StoreError::is_retryable`] errors.
+    pub async fn begin(&self, isolation: Isolation) -> Result<Tx, StoreError> {
         let guard = match &self.write_lock {
             Some(lock) => Some(lock.clone().lock_owned().await),
             None => None,
         };
-        let statement = match self.backend {
-            Backend::Sqlite => "BEGIN IMMEDIATE",
-            Backend::Postgres => "BEGIN ISOLATION LEVEL SERIALIZABLE",
+        let statement = match (self.backend, isolation) {
+            (Backend::Sqlite, _) => "BEGIN IMMEDIATE",
+            (Backend::Postgres, Isolation::RowLocking) => "BEGIN ISOLATION LEVEL READ COMMITTED",
+            (Backend::Postgres, Isolation::Serializable) => "BEGIN ISOLATION LEVEL SERIALIZABLE",
         };
         let inner = self.pool.begin_with(statement).await?;
         Ok(Tx { inner, backend: self.backend, _write_guard: guard })

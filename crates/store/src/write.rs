@@ -7,7 +7,7 @@ use sqlx::any::AnyArguments;
 use sqlx::query::Query;
 use sqlx::{Any, AnyConnection, Row};
 
-use crate::{StoreError, StoredResource, Tx, format_instant, now_micros};
+use crate::{Backend, StoreError, StoredResource, Tx, format_instant, now_micros};
 
 /// What a delete found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,7 +35,7 @@ impl Tx {
         id: &str,
         resource: Value,
     ) -> Result<StoredResource, StoreError> {
-        if current_version(&mut self.inner, resource_type, id).await?.is_some() {
+        if current_version(&mut self.inner, self.backend, resource_type, id).await?.is_some() {
             return Err(StoreError::AlreadyExists(format!("{resource_type}/{id}")));
         }
         self.write_version(resource_type, id, 1, "POST", resource).await
@@ -51,7 +51,7 @@ impl Tx {
         resource: Value,
         if_match: Option<i64>,
     ) -> Result<(StoredResource, bool), StoreError> {
-        let current = current_version(&mut self.inner, resource_type, id).await?;
+        let current = current_version(&mut self.inner, self.backend, resource_type, id).await?;
         if let Some(expected) = if_match {
             let live = current.filter(|(_, deleted)| !deleted).map(|(version, _)| version);
             if live != Some(expected) {
@@ -73,7 +73,7 @@ impl Tx {
         id: &str,
         if_match: Option<i64>,
     ) -> Result<DeleteOutcome, StoreError> {
-        let Some((version, deleted)) = current_version(&mut self.inner, resource_type, id).await? else {
+        let Some((version, deleted)) = current_version(&mut self.inner, self.backend, resource_type, id).await? else {
             return Ok(DeleteOutcome::NotFound);
         };
         if deleted {
@@ -164,17 +164,26 @@ fn stamp(resource: &mut Value, id: &str, version: i64, now: i64) {
     meta["lastUpdated"] = json!(format_instant(now));
 }
 
-/// The current version and deleted flag of a resource, if it was ever written.
-pub(crate) async fn current_version(
+/// The current version and deleted flag of a resource, if it was ever written. On PostgreSQL the row
+/// stays locked until the transaction ends, so no concurrent writer can slip a version in between.
+async fn current_version(
     conn: &mut AnyConnection,
+    backend: Backend,
     resource_type: &str,
     id: &str,
-) -> Result<Option<(i64, bool)>, sqlx::Error> {
-    let row = sqlx::query("SELECT version_id, deleted FROM resources WHERE resource_type = $1 AND id = $2")
+) -> Result<Option<(i64, bool)>, StoreError> {
+    let sql = match backend {
+        Backend::Sqlite => "SELECT version_id, deleted FROM resources WHERE resource_type = $1 AND id = $2",
+        Backend::Postgres => {
+            "SELECT version_id, deleted FROM resources WHERE resource_type = $1 AND id = $2 FOR UPDATE"
+        }
+    };
+    let row = sqlx::query(sql)
         .bind(resource_type)
         .bind(id)
         .fetch_optional(conn)
-        .await?;
+        .await
+        .map_err(|err| StoreError::from_sqlx(err, backend))?;
     Ok(row.map(|row| (row.get::<i64, _>(0), row.get::<i64, _>(1) != 0)))
 }
 

@@ -11,24 +11,24 @@ pub mod write;
 use std::future::Future;
 use std::pin::Pin;
 
-use rex_store::{Store, Tx};
+use rex_store::{Isolation, Store, Tx};
 
 use crate::error::ApiError;
 
 /// Attempts of one write before a persistent conflict is reported to the client.
-const MAX_ATTEMPTS: usize = 8;
+const MAX_ATTEMPTS: u32 = 30;
 
 /// Runs `work(tx, context)` in a write transaction and commits it, running it again from the start
 /// when the database reports a conflict with a concurrent transaction (PostgreSQL serializable
 /// isolation). Nothing of a failed attempt is kept.
-pub async fn in_transaction<C, T, F>(store: &Store, context: &C, work: F) -> Result<T, ApiError>
+pub async fn in_transaction<C, T, F>(store: &Store, isolation: Isolation, context: &C, work: F) -> Result<T, ApiError>
 where
     C: ?Sized + Sync,
     F: for<'a> Fn(&'a mut Tx, &'a C) -> Pin<Box<dyn Future<Output = Result<T, ApiError>> + Send + 'a>>,
 {
     let mut attempt = 1;
     loop {
-        let mut tx = store.begin().await?;
+        let mut tx = store.begin(isolation).await?;
         let result = match work(&mut tx, context).await {
             Ok(value) => tx.commit().await.map(|()| value).map_err(ApiError::from),
             Err(err) => Err(err),
@@ -36,7 +36,10 @@ where
         match result {
             Err(err) if err.retryable && attempt < MAX_ATTEMPTS => {
                 attempt += 1;
-                tokio::time::sleep(std::time::Duration::from_millis(2 * attempt as u64)).await;
+                // Exponential backoff with jitter, so racing writers do not collide again in step.
+                let ceiling = 2u64.pow(attempt.min(7));
+                let jitter = u64::from(uuid::Uuid::new_v4().as_bytes()[0]) % ceiling;
+                tokio::time::sleep(std::time::Duration::from_millis(1 + jitter)).await;
             }
             other => return other,
         }

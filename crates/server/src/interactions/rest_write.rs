@@ -18,7 +18,7 @@ use crate::http::{
 };
 
 async fn run(state: &AppState, op: WriteOp) -> Result<WriteOutcome, ApiError> {
-    in_transaction(&state.store, &op, |tx, op| Box::pin(execute(tx, op))).await
+    in_transaction(&state.store, op.isolation(), &op, |tx, op| Box::pin(execute(tx, op))).await
 }
 
 /// Turns a write's outcome into the response the client's `Prefer` header asks for.

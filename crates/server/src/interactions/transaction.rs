@@ -15,7 +15,7 @@ use rex_fhir::outcome::operation_outcome;
 use rex_fhir::query::{Handling, SearchQuery};
 use rex_fhir::search::SearchRegistry;
 use rex_fhir::{Issue, IssueCode};
-use rex_store::{StoredResource, Tx, format_instant};
+use rex_store::{Isolation, StoredResource, Tx, format_instant};
 use serde_json::{Value, json};
 
 use super::write::{Target, WriteOp, WriteOutcome, execute, known_type, matching_ids, patch_from_binary, valid_id};
@@ -532,7 +532,7 @@ async fn transaction_body(tx: &mut Tx, state: &AppState, entries: &[Entry]) -> R
 }
 
 async fn run_transaction(state: &AppState, entries: &[Entry], prefer: Prefer) -> Result<Value, ApiError> {
-    let results = in_transaction(&state.store, &(state, entries), |tx, (state, entries)| {
+    let results = in_transaction(&state.store, Isolation::Serializable, &(state, entries), |tx, (state, entries)| {
         Box::pin(transaction_body(tx, state, entries))
     })
     .await?;
@@ -544,7 +544,7 @@ async fn run_transaction(state: &AppState, entries: &[Entry], prefer: Prefer) ->
 async fn run_batch(state: &AppState, entries: &[Entry], prefer: Prefer) -> Value {
     let mut response_entries = Vec::with_capacity(entries.len());
     for entry in entries {
-        let result = in_transaction(&state.store, &(state, entry), |tx, (state, entry)| {
+        let result = in_transaction(&state.store, Isolation::Serializable, &(state, entry), |tx, (state, entry)| {
             Box::pin(async move {
                 match entry.method {
                     Method::Get | Method::Head => read_entry(tx, state, entry).await,

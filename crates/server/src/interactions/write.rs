@@ -7,7 +7,7 @@ use rex_fhir::query::{Handling, SearchQuery};
 use rex_fhir::search::SearchRegistry;
 use rex_fhir::structure::StructureModel;
 use rex_fhir::{Issue, IssueCode};
-use rex_store::{DeleteOutcome, StoredResource, Tx};
+use rex_store::{DeleteOutcome, Isolation, StoredResource, Tx};
 use serde_json::Value;
 
 use crate::error::ApiError;
@@ -48,6 +48,22 @@ pub enum WriteOp {
         patch: Value,
         if_match: Option<i64>,
     },
+}
+
+impl WriteOp {
+    /// Writes that search need serializable isolation; writes addressed by id only lock their row.
+    pub fn isolation(&self) -> Isolation {
+        match self {
+            WriteOp::Create { if_none_exist: Some(_), .. } => Isolation::Serializable,
+            WriteOp::Create { .. } => Isolation::RowLocking,
+            WriteOp::Update { target, .. } | WriteOp::Delete { target, .. } | WriteOp::Patch { target, .. } => {
+                match target {
+                    Target::Id(_) => Isolation::RowLocking,
+                    Target::Search(_) => Isolation::Serializable,
+                }
+            }
+        }
+    }
 }
 
 /// What a write did.

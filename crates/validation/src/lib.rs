@@ -1,0 +1,1 @@
+//! Profile validation for rex (work in progress).

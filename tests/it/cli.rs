@@ -1,0 +1,87 @@
+//! The `rex` binary as a newcomer runs it: `rex serve --demo --dev` on a fresh SQLite database.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const REX: &str = env!("CARGO_BIN_EXE_rex");
+
+/// Kills the server when the test ends, even on failure.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+async fn wait_until_ready(base: &str, server: &mut Server) {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(60) {
+        if let Some(status) = server.0.try_wait().unwrap() {
+            panic!("rex exited early with {status}");
+        }
+        if reqwest::get(format!("{base}/metadata")).await.is_ok_and(|r| r.status().is_success()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("rex did not answer within 60 s");
+}
+
+#[tokio::test]
+async fn serve_demo_loads_fixtures_on_a_fresh_database() {
+    let folder = std::env::temp_dir().join(format!("rex-cli-{}", uuid::Uuid::new_v4()));
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}/fhir");
+    let start = || {
+        Server(
+            Command::new(REX)
+                .args(["serve", "--demo", "--dev", "--listen", &format!("127.0.0.1:{port}")])
+                .env("REX_DATABASE_URL", format!("sqlite://{}/rex.db", folder.display()))
+                .env("REX_DEMO_DIR", concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/valid"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start rex"),
+        )
+    };
+    let demo_files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/valid"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "json"))
+        .count();
+    assert!(demo_files > 0, "fixtures/valid holds the demo Bundles");
+
+    let mut server = start();
+    wait_until_ready(&base, &mut server).await;
+    let count = |body: Value| body["total"].as_i64().unwrap();
+    let requests =
+        reqwest::get(format!("{base}/ServiceRequest?_summary=count")).await.unwrap().json::<Value>().await.unwrap();
+    assert_eq!(count(requests), demo_files as i64, "one ServiceRequest per demo Bundle");
+    drop(server);
+
+    // A restart on the same database does not load the demo data twice.
+    let mut server = start();
+    wait_until_ready(&base, &mut server).await;
+    let requests =
+        reqwest::get(format!("{base}/ServiceRequest?_summary=count")).await.unwrap().json::<Value>().await.unwrap();
+    assert_eq!(count(requests), demo_files as i64);
+    drop(server);
+    let _ = std::fs::remove_dir_all(&folder);
+}
+
+#[test]
+fn refuses_to_run_without_authentication_or_dev_off_loopback() {
+    let without_dev = Command::new(REX).args(["serve", "--listen", "127.0.0.1:0"]).output().unwrap();
+    assert!(!without_dev.status.success());
+    assert!(String::from_utf8_lossy(&without_dev.stderr).contains("--dev"));
+    let public = Command::new(REX).args(["serve", "--dev", "--listen", "0.0.0.0:0"]).output().unwrap();
+    assert!(!public.status.success());
+    assert!(String::from_utf8_lossy(&public.stderr).contains("loopback"));
+}

@@ -1,0 +1,95 @@
+//! Concurrent writers: conditional creates never duplicate, optimistic locking lets one of many
+//! racing updates win, and concurrent transactions stay atomic.
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::support::{TestApp, backend_tests};
+
+backend_tests!(
+    concurrent_conditional_creates_make_one,
+    concurrent_updates_with_if_match_one_wins,
+    concurrent_plain_updates_all_land
+);
+
+const WRITERS: usize = 25;
+
+async fn concurrent_conditional_creates_make_one(app: &TestApp) {
+    let resource =
+        json!({"resourceType": "Patient", "identifier": [{"system": "http://partner.example/mrn", "value": "RACE-1"}]})
+            .to_string();
+    let headers =
+        [("content-type", "application/fhir+json"), ("if-none-exist", "identifier=http://partner.example/mrn|RACE-1")];
+    let replies = futures_join(WRITERS, |_| app.send(Method::POST, "Patient", &headers, Some(resource.clone()))).await;
+    let created = replies.iter().filter(|r| r.status == StatusCode::CREATED).count();
+    let found = replies.iter().filter(|r| r.status == StatusCode::OK).count();
+    assert_eq!(
+        (created, found),
+        (1, WRITERS - 1),
+        "statuses: {:?}",
+        replies.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+    assert_eq!(app.count_rows("resources").await, 1);
+}
+
+async fn concurrent_updates_with_if_match_one_wins(app: &TestApp) {
+    let id = app.create(&json!({"resourceType": "Patient", "active": true})).await;
+    let path = format!("Patient/{id}");
+    let body = json!({"resourceType": "Patient", "id": id, "active": false}).to_string();
+    let headers = [("content-type", "application/fhir+json"), ("if-match", "W/\"1\"")];
+    let replies = futures_join(WRITERS, |_| app.send(Method::PUT, &path, &headers, Some(body.clone()))).await;
+    let won = replies.iter().filter(|r| r.status == StatusCode::OK).count();
+    let lost = replies.iter().filter(|r| r.status == StatusCode::PRECONDITION_FAILED).count();
+    assert_eq!((won, lost), (1, WRITERS - 1));
+    assert_eq!(app.get(&path).await.body["meta"]["versionId"], "2");
+}
+
+async fn concurrent_plain_updates_all_land(app: &TestApp) {
+    let id = app.create(&json!({"resourceType": "Patient"})).await;
+    let path = format!("Patient/{id}");
+    let replies = futures_join(WRITERS, |n| {
+        let body = json!({"resourceType": "Patient", "id": id, "birthDate": format!("19{:02}-01-01", n)}).to_string();
+        let path = path.clone();
+        async move { app.send(Method::PUT, &path, &[("content-type", "application/fhir+json")], Some(body)).await }
+    })
+    .await;
+    assert!(
+        replies.iter().all(|r| r.status == StatusCode::OK),
+        "{:?}",
+        replies.iter().map(|r| &r.body).collect::<Vec<_>>()
+    );
+    assert_eq!(app.get(&path).await.body["meta"]["versionId"], (WRITERS + 1).to_string());
+    assert_eq!(app.count_rows("resource_history").await, WRITERS as i64 + 1);
+}
+
+/// Runs `n` requests at once and collects their replies.
+async fn futures_join<F, Fut, T>(n: usize, make: F) -> Vec<T>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    let mut set = Vec::with_capacity(n);
+    for i in 0..n {
+        set.push(make(i));
+    }
+    join_all(set).await
+}
+
+async fn join_all<Fut: std::future::Future>(futures: Vec<Fut>) -> Vec<Fut::Output> {
+    let mut pinned: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<Fut::Output>> = (0..pinned.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (index, future) in pinned.iter_mut().enumerate() {
+            if outputs[index].is_none() {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(output) => outputs[index] = Some(output),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending { std::task::Poll::Pending } else { std::task::Poll::Ready(()) }
+    })
+    .await;
+    outputs.into_iter().map(Option::unwrap).collect()
+}
