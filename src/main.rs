@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use rex_referral::RoutingConfig;
 use rex_server::{AppState, Config};
 use rex_store::Store;
 use tokio::net::TcpListener;
@@ -39,6 +40,9 @@ struct ServeArgs {
     /// Folder of transaction Bundles loaded by --demo.
     #[arg(long, env = "REX_DEMO_DIR", default_value = "fixtures/valid")]
     demo_dir: PathBuf,
+    /// Routing rules file (queues, rules, service-level times).
+    #[arg(long, env = "REX_ROUTING", default_value = "config/routing.toml")]
+    routing: PathBuf,
     /// Run without authentication, for local development only: refused unless listening on loopback.
     #[arg(long, env = "REX_DEV")]
     dev: bool,
@@ -81,6 +85,10 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         ));
     }
     tracing::warn!("DEVELOPMENT MODE: no authentication; anyone on this machine can read and write every resource");
+    let routing_text = std::fs::read_to_string(&args.routing)
+        .map_err(|e| format!("cannot read the routing rules {}: {e}", args.routing.display()))?;
+    let routing = RoutingConfig::from_toml(&routing_text)
+        .map_err(|e| format!("the routing rules {} are invalid: {e}", args.routing.display()))?;
     let store = Store::connect(&args.database_url).await.map_err(|e| format!("cannot open the database: {e}"))?;
     let listener =
         TcpListener::bind(args.listen).await.map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
@@ -91,7 +99,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     }
     config.limits.max_bytes = args.max_body_bytes;
     config.limits.max_depth = args.max_json_depth;
-    let state = AppState::new(store.clone(), config);
+    let state = AppState::start(store.clone(), config, routing).await?;
     if args.demo {
         let loaded = rex_server::load_demo_data(&state, &args.demo_dir).await?;
         tracing::info!(bundles = loaded, "demo data loaded");

@@ -77,7 +77,7 @@ async fn structural_errors_have_locations(app: &TestApp) {
     let expressions: Vec<&str> =
         reply.body["issue"].as_array().unwrap().iter().map(|i| i["expression"][0].as_str().unwrap()).collect();
     assert_eq!(expressions, vec!["Patient.name[0].famly", "Patient.birthDate", "Patient.active"]);
-    assert_eq!(app.count_rows("resources").await, 0);
+    assert_eq!(app.total("Patient").await, 0);
 }
 
 async fn limits_are_enforced(app: &TestApp) {

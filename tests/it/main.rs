@@ -9,5 +9,6 @@ mod concurrency;
 mod crud;
 mod errors;
 mod examples;
+mod intake;
 mod search;
 mod transaction;

@@ -2,6 +2,7 @@
 
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
+use rex_referral::RoutingConfig;
 use rex_server::{AppState, Config};
 use rex_store::Store;
 use serde_json::Value;
@@ -105,7 +106,8 @@ impl TestApp {
         let address = listener.local_addr().unwrap();
         let config = Config::for_address(address);
         let base = config.base_url.clone();
-        let state = AppState::new(store.clone(), config);
+        let routing = RoutingConfig::from_toml(include_str!("../../config/routing.toml")).expect("routing rules load");
+        let state = AppState::start(store.clone(), config, routing).await.expect("state starts");
         let (shutdown, stop) = oneshot::channel();
         let server = tokio::spawn(async move {
             rex_server::serve(listener, state, async {
@@ -199,6 +201,14 @@ impl TestApp {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// The total of a search (`_summary=count`), e.g. `total("Patient?gender=female")`.
+    pub async fn total(&self, query: &str) -> i64 {
+        let separator = if query.contains('?') { '&' } else { '?' };
+        let reply = self.get(&format!("{query}{separator}_summary=count")).await;
+        assert_eq!(reply.status, StatusCode::OK, "count {query}: {}", reply.body);
+        reply.body["total"].as_i64().unwrap()
     }
 
     /// Number of rows in a table, to prove that failed requests wrote nothing.

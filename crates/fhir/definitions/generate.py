@@ -3,6 +3,7 @@
 
 Run from the repository root with the official package beside it:
     python3 crates/fhir/definitions/generate.py ../shared/fhir-r4-core/package
+It also takes rex's own SearchParameters from profiles/SearchParameter-*.json.
 
 For every concrete resource type of FHIR R4 (4.0.1) the output lists its search parameters as
 {code, type, expression, targets, types, choices}. `expression` keeps only the alternatives of the
@@ -134,7 +135,11 @@ def param_entry(sp, expression, elements):
 def main(package):
     resources, elements = load_structures(package)
     params = {name: [] for name in resources}
-    for path in sorted(glob.glob(os.path.join(package, "SearchParameter-*.json"))):
+    # rex's own SearchParameters (referral queues) sit in profiles/ beside the core ones.
+    own = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "profiles")
+    paths = sorted(glob.glob(os.path.join(package, "SearchParameter-*.json")))
+    paths += sorted(glob.glob(os.path.join(own, "SearchParameter-*.json")))
+    for path in paths:
         sp = json.load(open(path, encoding="utf-8"))
         # Skip the package's sample SearchParameters and the extension ones that name no base.
         if sp["id"].startswith("example") or "base" not in sp:

@@ -26,7 +26,11 @@ use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
 pub use http::{BodyLimits, Prefer};
+use interactions::write::{Target, WriteOp, execute};
 use interactions::{capabilities, history, read, rest_write, search, transaction};
+use rex_referral::RoutingConfig;
+use rex_referral::task::queue_service;
+use rex_store::Isolation;
 
 /// Default largest request body: 32 MiB, room for a referral with imaging reports attached.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
@@ -54,6 +58,8 @@ impl Config {
 pub struct App {
     pub store: Store,
     pub config: Config,
+    /// The routing rules referrals are queued by.
+    pub routing: RoutingConfig,
     capability_statement: Value,
 }
 
@@ -69,9 +75,23 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(store: Store, config: Config) -> AppState {
+    /// Builds the shared state and makes sure every queue of the routing rules exists as a
+    /// HealthcareService (id = queue code), so Tasks can name their owner from the first referral.
+    pub async fn start(store: Store, config: Config, routing: RoutingConfig) -> Result<AppState, String> {
         let capability_statement = capabilities::capability_statement(&config.base_url);
-        AppState(Arc::new(App { store, config, capability_statement }))
+        let state = AppState(Arc::new(App { store, config, routing, capability_statement }));
+        for queue in &state.routing.queues {
+            let op = WriteOp::Update {
+                resource_type: "HealthcareService".into(),
+                target: Target::Id(queue.code.clone()),
+                resource: queue_service(queue),
+                if_match: None,
+            };
+            interactions::in_transaction(&state.store, Isolation::RowLocking, &op, |tx, op| Box::pin(execute(tx, op)))
+                .await
+                .map_err(|err| format!("cannot create the queue '{}': {:?}", queue.code, err.issues))?;
+        }
+        Ok(state)
     }
 }
 

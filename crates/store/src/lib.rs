@@ -9,6 +9,7 @@
 mod error;
 mod migrations;
 mod read;
+mod referrals;
 mod search;
 mod write;
 
@@ -22,8 +23,9 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 
 pub use error::StoreError;
 pub use read::{HistoryEntry, HistoryPage, HistoryScope};
+pub use referrals::ReferralRecord;
 pub use search::SearchResult;
-pub use write::DeleteOutcome;
+pub use write::{Change, DeleteOutcome};
 
 /// How a write transaction guards against concurrent writers (PostgreSQL; SQLite always has one
 /// writer at a time).

@@ -8,12 +8,20 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use crate::{Backend, StoreError};
 
 /// (version, description, SQLite SQL, PostgreSQL SQL), in order.
-const MIGRATIONS: &[(i64, &str, &str, &str)] = &[(
-    1,
-    "resources",
-    include_str!("../../../migrations/sqlite/0001_resources.sql"),
-    include_str!("../../../migrations/postgres/0001_resources.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
+    (
+        1,
+        "resources",
+        include_str!("../../../migrations/sqlite/0001_resources.sql"),
+        include_str!("../../../migrations/postgres/0001_resources.sql"),
+    ),
+    (
+        2,
+        "referrals",
+        include_str!("../../../migrations/sqlite/0002_referrals.sql"),
+        include_str!("../../../migrations/postgres/0002_referrals.sql"),
+    ),
+];
 
 /// Applies pending migrations. On PostgreSQL sqlx takes an advisory lock, so instances starting
 /// together apply them once.

@@ -40,7 +40,7 @@ pub(crate) fn resource_from_row(row: &AnyRow) -> StoredResource {
     }
 }
 
-async fn read_current(
+pub(crate) async fn read_current(
     conn: &mut AnyConnection,
     resource_type: &str,
     id: &str,
@@ -179,6 +179,7 @@ impl Tx {
 /// Tables whose rows [`Store::count_rows`] may count.
 const COUNTABLE_TABLES: &[&str] = &[
     "resources",
+    "referrals",
     "resource_history",
     "idx_string",
     "idx_token",

@@ -7,6 +7,7 @@ use sqlx::any::AnyArguments;
 use sqlx::query::Query;
 use sqlx::{Any, AnyConnection, Row};
 
+use crate::read::read_current;
 use crate::{Backend, StoreError, StoredResource, Tx, format_instant, now_micros};
 
 /// What a delete found.
@@ -17,6 +18,17 @@ pub enum DeleteOutcome {
     /// It was deleted before; nothing changed.
     AlreadyDeleted,
     NotFound,
+}
+
+/// What an update did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// The resource did not exist (or was deleted) and now does.
+    Created,
+    /// A new version was written.
+    Updated,
+    /// The content equals the current version; nothing was written.
+    Unchanged,
 }
 
 /// The index tables, and the columns each holds after (resource_type, id, param).
@@ -41,16 +53,16 @@ impl Tx {
         self.write_version(resource_type, id, 1, "POST", resource).await
     }
 
-    /// Writes a new version of `resource_type/id`, creating it when absent or deleted.
-    /// With `if_match`, the current version must equal it. Returns the stored version and whether
-    /// it was created.
+    /// Writes a new version of `resource_type/id`, creating it when absent or deleted, and writing
+    /// nothing when the content equals the current version. With `if_match`, the current version
+    /// must equal it. Returns the current version after the call and what changed.
     pub async fn update(
         &mut self,
         resource_type: &str,
         id: &str,
         resource: Value,
         if_match: Option<i64>,
-    ) -> Result<(StoredResource, bool), StoreError> {
+    ) -> Result<(StoredResource, Change), StoreError> {
         let current = current_version(&mut self.inner, self.backend, resource_type, id).await?;
         if let Some(expected) = if_match {
             let live = current.filter(|(_, deleted)| !deleted).map(|(version, _)| version);
@@ -58,11 +70,20 @@ impl Tx {
                 return Err(StoreError::VersionConflict { expected, current: live.unwrap_or(0) });
             }
         }
+        if let Some((_, false)) = current
+            && let Some(stored) = read_current(&mut self.inner, resource_type, id)
+                .await
+                .map_err(|err| StoreError::from_sqlx(err, self.backend))?
+            && same_content(stored.content.as_deref(), &resource)
+        {
+            // An update that changes nothing makes no new version; re-sent referrals rely on it.
+            return Ok((stored, Change::Unchanged));
+        }
         let created = current.is_none_or(|(_, deleted)| deleted);
         let version = current.map_or(1, |(version, _)| version + 1);
         let method = if created { "POST" } else { "PUT" };
         let stored = self.write_version(resource_type, id, version, method, resource).await?;
-        Ok((stored, created))
+        Ok((stored, if created { Change::Created } else { Change::Updated }))
     }
 
     /// Deletes `resource_type/id`, keeping its history. With `if_match`, the current version must
@@ -150,6 +171,24 @@ impl Tx {
             content: Some(content),
         })
     }
+}
+
+/// Whether a stored version and a new resource say the same, apart from the version and time
+/// the store stamps.
+fn same_content(stored: Option<&str>, resource: &Value) -> bool {
+    let Some(Ok(stored)) = stored.map(serde_json::from_str::<Value>) else { return false };
+    let strip = |value: &Value| {
+        let mut value = value.clone();
+        if let Some(meta) = value.get_mut("meta").and_then(Value::as_object_mut) {
+            meta.remove("versionId");
+            meta.remove("lastUpdated");
+            if meta.is_empty() {
+                value.as_object_mut().map(|object| object.remove("meta"));
+            }
+        }
+        value
+    };
+    strip(&stored) == strip(resource)
 }
 
 /// Sets `id`, `meta.versionId` and `meta.lastUpdated`, keeping the rest of `meta`.

@@ -2,6 +2,7 @@
 
 pub mod capabilities;
 pub mod history;
+pub mod intake;
 pub mod read;
 pub mod rest_write;
 pub mod search;

@@ -15,9 +15,11 @@ use rex_fhir::outcome::operation_outcome;
 use rex_fhir::query::{Handling, SearchQuery};
 use rex_fhir::search::SearchRegistry;
 use rex_fhir::{Issue, IssueCode};
+use rex_referral::Referral;
 use rex_store::{Isolation, StoredResource, Tx, format_instant};
 use serde_json::{Value, json};
 
+use super::intake;
 use super::write::{Target, WriteOp, WriteOutcome, execute, known_type, matching_ids, patch_from_binary, valid_id};
 use super::{format_param, in_transaction, query_pairs};
 use crate::AppState;
@@ -28,7 +30,7 @@ use crate::http::{
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Method {
+pub(super) enum Method {
     // Declared in the processing order the spec prescribes for transactions.
     Delete,
     Post,
@@ -40,15 +42,15 @@ enum Method {
 
 /// A Bundle entry as rex will run it.
 #[derive(Debug, Clone)]
-struct Entry {
-    index: usize,
-    full_url: Option<String>,
-    method: Method,
+pub(super) struct Entry {
+    pub(super) index: usize,
+    pub(super) full_url: Option<String>,
+    pub(super) method: Method,
     /// `request.url`, relative to the base.
-    url: String,
-    resource: Option<Value>,
-    if_none_exist: Option<String>,
-    if_match: Option<i64>,
+    pub(super) url: String,
+    pub(super) resource: Option<Value>,
+    pub(super) if_none_exist: Option<String>,
+    pub(super) if_match: Option<i64>,
 }
 
 impl Entry {
@@ -103,10 +105,13 @@ pub async fn handle(
 /// Runs a transaction or batch Bundle and returns the response Bundle.
 pub async fn process_bundle(state: &AppState, bundle_value: &Value, prefer: Prefer) -> Result<Value, ApiError> {
     let (bundle_type, entries) = parse_bundle(bundle_value)?;
-    Ok(match bundle_type.as_str() {
-        "transaction" => run_transaction(state, &entries, prefer).await?,
-        _ => run_batch(state, &entries, prefer).await,
-    })
+    if bundle_type == "batch" {
+        return Ok(run_batch(state, &entries, prefer).await);
+    }
+    match Referral::recognise(bundle_value).map_err(|issues| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, issues))? {
+        Some(referral) => intake::take_in(state, &referral, &entries, prefer).await,
+        None => run_transaction(state, &entries, prefer).await,
+    }
 }
 
 fn parse_bundle(value: &Value) -> Result<(String, Vec<Entry>), ApiError> {
@@ -321,18 +326,20 @@ fn set_at(root: &mut Value, path: &str, new_value: String) {
 }
 
 /// The result of one entry, for the response Bundle.
-struct EntryResult {
-    status: StatusCode,
-    stored: Option<StoredResource>,
+pub(super) struct EntryResult {
+    pub(super) status: StatusCode,
+    pub(super) stored: Option<StoredResource>,
     /// A read's or search's body (a resource or a searchset Bundle).
-    body: Option<Value>,
+    pub(super) body: Option<Value>,
+    /// Whether the entry wrote something (false for reads, matches and unchanged updates).
+    pub(super) wrote: bool,
 }
 
 fn status_line(status: StatusCode) -> String {
     format!("{} {}", status.as_u16(), status.canonical_reason().unwrap_or_default())
 }
 
-fn response_entry(state: &AppState, result: &EntryResult, prefer: Prefer) -> Result<Value, ApiError> {
+pub(super) fn response_entry(state: &AppState, result: &EntryResult, prefer: Prefer) -> Result<Value, ApiError> {
     let mut response = json!({ "status": status_line(result.status) });
     let mut entry = json!({});
     if let Some(stored) = &result.stored {
@@ -356,7 +363,8 @@ fn response_entry(state: &AppState, result: &EntryResult, prefer: Prefer) -> Res
 }
 
 fn write_result(outcome: WriteOutcome) -> EntryResult {
-    EntryResult { status: outcome.status(), stored: outcome.stored().cloned(), body: None }
+    let wrote = matches!(outcome, WriteOutcome::Created(_) | WriteOutcome::Updated(_) | WriteOutcome::Deleted(_));
+    EntryResult { status: outcome.status(), stored: outcome.stored().cloned(), body: None, wrote }
 }
 
 /// Runs a GET or HEAD entry: read, vread, search or instance history.
@@ -367,9 +375,12 @@ async fn read_entry(tx: &mut Tx, state: &AppState, entry: &Entry) -> Result<Entr
     let found = |stored: Option<StoredResource>, what: &str| -> Result<EntryResult, ApiError> {
         match stored {
             Some(stored) if stored.deleted => Err(ApiError::gone(format!("{what} was deleted"))),
-            Some(stored) => {
-                Ok(EntryResult { status: StatusCode::OK, body: Some(stored_json(&stored)?), stored: Some(stored) })
-            }
+            Some(stored) => Ok(EntryResult {
+                status: StatusCode::OK,
+                body: Some(stored_json(&stored)?),
+                stored: Some(stored),
+                wrote: false,
+            }),
             None => Err(ApiError::not_found(format!("{what} is not known"))),
         }
     };
@@ -399,11 +410,15 @@ async fn read_entry(tx: &mut Tx, state: &AppState, entry: &Entry) -> Result<Entr
             bundle("searchset", result.total, Vec::new(), entries)
         }
     };
-    Ok(EntryResult { status: StatusCode::OK, stored: None, body: Some(body) })
+    Ok(EntryResult { status: StatusCode::OK, stored: None, body: Some(body), wrote: false })
 }
 
 /// The whole transaction inside one database transaction.
-async fn transaction_body(tx: &mut Tx, state: &AppState, entries: &[Entry]) -> Result<Vec<EntryResult>, ApiError> {
+pub(super) async fn transaction_body(
+    tx: &mut Tx,
+    state: &AppState,
+    entries: &[Entry],
+) -> Result<Vec<EntryResult>, ApiError> {
     // Ids first, so that every reference can be rewritten before anything is written.
     let mut ids: HashMap<String, String> = HashMap::new();
     let mut existing: HashMap<usize, StoredResource> = HashMap::new();

@@ -7,7 +7,7 @@ use rex_fhir::query::{Handling, SearchQuery};
 use rex_fhir::search::SearchRegistry;
 use rex_fhir::structure::StructureModel;
 use rex_fhir::{Issue, IssueCode};
-use rex_store::{DeleteOutcome, Isolation, StoredResource, Tx};
+use rex_store::{Change, DeleteOutcome, Isolation, StoredResource, Tx};
 use serde_json::Value;
 
 use crate::error::ApiError;
@@ -71,6 +71,8 @@ impl WriteOp {
 pub enum WriteOutcome {
     Created(StoredResource),
     Updated(StoredResource),
+    /// An update whose content equals the current version; nothing was written.
+    Unchanged(StoredResource),
     /// A conditional create found this existing resource and created nothing.
     Existing(StoredResource),
     Deleted(Option<i64>),
@@ -82,16 +84,17 @@ impl WriteOutcome {
     pub fn status(&self) -> StatusCode {
         match self {
             WriteOutcome::Created(_) => StatusCode::CREATED,
-            WriteOutcome::Updated(_) | WriteOutcome::Existing(_) => StatusCode::OK,
+            WriteOutcome::Updated(_) | WriteOutcome::Unchanged(_) | WriteOutcome::Existing(_) => StatusCode::OK,
             WriteOutcome::Deleted(_) | WriteOutcome::NothingDeleted => StatusCode::NO_CONTENT,
         }
     }
 
     pub fn stored(&self) -> Option<&StoredResource> {
         match self {
-            WriteOutcome::Created(stored) | WriteOutcome::Updated(stored) | WriteOutcome::Existing(stored) => {
-                Some(stored)
-            }
+            WriteOutcome::Created(stored)
+            | WriteOutcome::Updated(stored)
+            | WriteOutcome::Unchanged(stored)
+            | WriteOutcome::Existing(stored) => Some(stored),
             WriteOutcome::Deleted(_) | WriteOutcome::NothingDeleted => None,
         }
     }
@@ -236,8 +239,12 @@ pub async fn execute(tx: &mut Tx, op: &WriteOp) -> Result<WriteOutcome, ApiError
                 (Some(id), _) => id,
                 (None, _) => body_id.map(str::to_string).unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
             };
-            let (stored, created) = tx.update(resource_type, &id, resource.clone(), *if_match).await?;
-            Ok(if created { WriteOutcome::Created(stored) } else { WriteOutcome::Updated(stored) })
+            let (stored, change) = tx.update(resource_type, &id, resource.clone(), *if_match).await?;
+            Ok(match change {
+                Change::Created => WriteOutcome::Created(stored),
+                Change::Updated => WriteOutcome::Updated(stored),
+                Change::Unchanged => WriteOutcome::Unchanged(stored),
+            })
         }
         WriteOp::Delete { resource_type, target, if_match } => {
             let Some(id) = resolve_target(tx, resource_type, target).await? else {
@@ -284,8 +291,12 @@ pub async fn execute(tx: &mut Tx, op: &WriteOp) -> Result<WriteOutcome, ApiError
                     "A patch must not change the resource id",
                 ));
             }
-            let (stored, _) = tx.update(resource_type, &id, resource, Some(current.version_id)).await?;
-            Ok(WriteOutcome::Updated(stored))
+            let (stored, change) = tx.update(resource_type, &id, resource, Some(current.version_id)).await?;
+            Ok(if change == Change::Unchanged {
+                WriteOutcome::Unchanged(stored)
+            } else {
+                WriteOutcome::Updated(stored)
+            })
         }
     }
 }

@@ -1,0 +1,204 @@
+//! Referral intake: a transaction Bundle that carries a referral runs the same steps whichever way
+//! it came in: identify the partner and the referral's identity, de-duplicate, write the Bundle,
+//! route it to a queue with a Task, audit the decision, all in one database transaction.
+//!
+//! A re-send of a referral rex already has is matched entry by entry to the resources the first
+//! send created (by fullUrl, else by position among resources of the same type) and written as
+//! updates: identical content writes nothing and answers with the existing ids; changed content
+//! makes new versions, keeps the Task on its queue and records the amendment.
+
+use axum::http::StatusCode;
+use chrono::Utc;
+use rex_referral::Referral;
+use rex_referral::task::{ReferralEvent, referral_audit_event, referral_task};
+use rex_store::{Isolation, ReferralRecord, StoredResource, Tx};
+use serde_json::{Value, json};
+
+use super::transaction::{Entry, EntryResult, Method, response_entry, transaction_body};
+use super::write::{WriteOp, execute};
+use crate::AppState;
+use crate::bundles::bundle;
+use crate::error::ApiError;
+use crate::http::{Prefer, stored_json};
+
+/// `Bundle.link` relation naming the referral's Task in a transaction-response.
+pub const TASK_LINK: &str = "https://rex.example/fhir/referral-task";
+/// `Bundle.link` relation saying what intake did: `created`, `amended` or `unchanged`.
+pub const OUTCOME_LINK: &str = "https://rex.example/fhir/referral-outcome";
+
+/// What intake did with a referral.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum IntakeKind {
+    Created,
+    Amended,
+    Unchanged,
+}
+
+impl IntakeKind {
+    fn code(self) -> &'static str {
+        match self {
+            IntakeKind::Created => "created",
+            IntakeKind::Amended => "amended",
+            IntakeKind::Unchanged => "unchanged",
+        }
+    }
+}
+
+/// The result of intake: one result per Bundle entry, the referral's Task and what happened.
+pub(super) struct Intake {
+    results: Vec<EntryResult>,
+    pub task: StoredResource,
+    pub kind: IntakeKind,
+}
+
+/// Takes in a referral transaction Bundle and answers with its transaction-response.
+pub(super) async fn take_in(
+    state: &AppState,
+    referral: &Referral,
+    entries: &[Entry],
+    prefer: Prefer,
+) -> Result<Value, ApiError> {
+    let intake =
+        super::in_transaction(&state.store, Isolation::Serializable, &(state, referral, entries), |tx, context| {
+            let (state, referral, entries) = *context;
+            Box::pin(run(tx, state, referral, entries))
+        })
+        .await?;
+    let entries =
+        intake.results.iter().map(|result| response_entry(state, result, prefer)).collect::<Result<Vec<_>, _>>()?;
+    let links = vec![
+        json!({"relation": TASK_LINK, "url": format!("{}/Task/{}", state.config.base_url, intake.task.id)}),
+        json!({"relation": OUTCOME_LINK, "url": format!("{OUTCOME_LINK}#{}", intake.kind.code())}),
+    ];
+    Ok(bundle("transaction-response", None, links, entries))
+}
+
+/// The resources a Bundle created, in entry order, to match a later re-send.
+fn entry_map(entries: &[Entry], results: &[EntryResult]) -> String {
+    let list: Vec<Value> = entries
+        .iter()
+        .zip(results)
+        .filter_map(|(entry, result)| {
+            let stored = result.stored.as_ref()?;
+            Some(json!({"fullUrl": entry.full_url, "type": stored.resource_type, "id": stored.id}))
+        })
+        .collect();
+    Value::Array(list).to_string()
+}
+
+/// Turns the POST entries of a re-send into updates of the resources the referral already has.
+fn as_resend(entries: &[Entry], recorded: &str) -> Vec<Entry> {
+    let recorded: Vec<Value> = serde_json::from_str(recorded).unwrap_or_default();
+    let mut taken = vec![false; recorded.len()];
+    let mut seen_of_type: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    entries
+        .iter()
+        .map(|entry| {
+            let Some(resource_type) = entry.resource.as_ref().and_then(|r| r["resourceType"].as_str()) else {
+                return entry.clone();
+            };
+            if entry.method != Method::Post {
+                return entry.clone();
+            }
+            let position = seen_of_type.entry(resource_type.to_string()).or_default();
+            let nth = *position;
+            *position += 1;
+            let same_type = |index: &usize| recorded[*index]["type"] == resource_type && !taken[*index];
+            let by_url = entry
+                .full_url
+                .as_ref()
+                .and_then(|url| (0..recorded.len()).find(|i| same_type(i) && recorded[*i]["fullUrl"] == url.as_str()));
+            let by_position = || {
+                (0..recorded.len()).filter(|i| recorded[*i]["type"] == resource_type).nth(nth).filter(|i| !taken[*i])
+            };
+            match by_url.or_else(by_position) {
+                Some(index) => {
+                    taken[index] = true;
+                    let id = recorded[index]["id"].as_str().unwrap_or_default().to_string();
+                    let mut resource = entry.resource.clone().unwrap_or_default();
+                    resource["id"] = json!(id);
+                    Entry {
+                        method: Method::Put,
+                        url: format!("{resource_type}/{id}"),
+                        resource: Some(resource),
+                        if_none_exist: None,
+                        ..entry.clone()
+                    }
+                }
+                None => entry.clone(),
+            }
+        })
+        .collect()
+}
+
+async fn run(tx: &mut Tx, state: &AppState, referral: &Referral, entries: &[Entry]) -> Result<Intake, ApiError> {
+    let existing = tx.find_referral(&referral.partner, &referral.identifier_system, &referral.identifier_value).await?;
+    let entries = match &existing {
+        Some(record) => as_resend(entries, &record.entries),
+        None => entries.to_vec(),
+    };
+    let results = transaction_body(tx, state, &entries).await?;
+    let service_request = results[referral.service_request_entry].stored.clone().ok_or_else(ApiError::internal)?;
+    let service_request_ref = format!("ServiceRequest/{}", service_request.id);
+    let entries_json = entry_map(&entries, &results);
+    let now = Utc::now();
+    let mut referral = referral.clone();
+    let patient_ref = stored_json(&service_request)?["subject"]["reference"].as_str().unwrap_or_default().to_string();
+    if referral.language.is_none()
+        && let Some((resource_type, id)) = patient_ref.split_once('/')
+        && let Some(patient) = tx.read(resource_type, id).await?.filter(|p| !p.deleted)
+    {
+        referral.read_patient(&stored_json(&patient)?);
+    }
+    let decision = state.routing.route(&referral, now);
+    let Some(record) = existing else {
+        let queue = state.routing.queue(&decision.queue).ok_or_else(ApiError::internal)?;
+        let requester = stored_json(&service_request)?["requester"]["reference"].as_str().map(str::to_string);
+        let task =
+            referral_task(&referral, &decision, queue, &service_request_ref, &patient_ref, requester.as_deref(), now);
+        let task = create(tx, "Task", task).await?;
+        let audit = referral_audit_event(
+            ReferralEvent::Routed,
+            &referral,
+            &decision,
+            &service_request_ref,
+            &format!("Task/{}", task.id),
+            now,
+        );
+        create(tx, "AuditEvent", audit).await?;
+        tx.insert_referral(&ReferralRecord {
+            partner: referral.partner.clone(),
+            identifier_system: referral.identifier_system.clone(),
+            identifier_value: referral.identifier_value.clone(),
+            service_request_id: service_request.id.clone(),
+            task_id: task.id.clone(),
+            entries: entries_json,
+        })
+        .await?;
+        return Ok(Intake { results, task, kind: IntakeKind::Created });
+    };
+    let task = tx.read("Task", &record.task_id).await?.ok_or_else(ApiError::internal)?;
+    if !results.iter().any(|result| result.wrote) {
+        return Ok(Intake { results, task, kind: IntakeKind::Unchanged });
+    }
+    let audit = referral_audit_event(
+        ReferralEvent::Amended,
+        &referral,
+        &decision,
+        &service_request_ref,
+        &format!("Task/{}", task.id),
+        now,
+    );
+    create(tx, "AuditEvent", audit).await?;
+    tx.record_amendment(&ReferralRecord { entries: entries_json, ..record }).await?;
+    Ok(Intake { results, task, kind: IntakeKind::Amended })
+}
+
+async fn create(tx: &mut Tx, resource_type: &str, resource: Value) -> Result<StoredResource, ApiError> {
+    let op = WriteOp::Create { resource_type: resource_type.to_string(), resource, id: None, if_none_exist: None };
+    execute(tx, &op)
+        .await?
+        .stored()
+        .cloned()
+        .ok_or_else(|| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, Vec::new()))
+}

@@ -1,0 +1,84 @@
+//! The referral identity table: which ServiceRequest and Task a partner's business identifier
+//! already has, so re-sends never create a second referral.
+
+use sqlx::Row;
+
+use crate::{StoreError, Tx, now_micros};
+
+/// A referral rex has taken in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReferralRecord {
+    pub partner: String,
+    pub identifier_system: String,
+    pub identifier_value: String,
+    pub service_request_id: String,
+    pub task_id: String,
+    /// JSON list of `{"fullUrl", "type", "id"}` for the resources of the Bundle last received.
+    pub entries: String,
+}
+
+impl Tx {
+    /// The referral with this identity, if rex has it.
+    pub async fn find_referral(
+        &mut self,
+        partner: &str,
+        system: &str,
+        value: &str,
+    ) -> Result<Option<ReferralRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT service_request_id, task_id, entries FROM referrals \
+             WHERE partner = $1 AND identifier_system = $2 AND identifier_value = $3",
+        )
+        .bind(partner)
+        .bind(system)
+        .bind(value)
+        .fetch_optional(&mut *self.inner)
+        .await
+        .map_err(|err| StoreError::from_sqlx(err, self.backend))?;
+        Ok(row.map(|row| ReferralRecord {
+            partner: partner.to_string(),
+            identifier_system: system.to_string(),
+            identifier_value: value.to_string(),
+            service_request_id: row.get(0),
+            task_id: row.get(1),
+            entries: row.get(2),
+        }))
+    }
+
+    /// Records a new referral. A concurrent first send of the same identity makes this fail as
+    /// retryable; the retry then finds the referral and treats the Bundle as a re-send.
+    pub async fn insert_referral(&mut self, record: &ReferralRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO referrals (partner, identifier_system, identifier_value, service_request_id, task_id, entries, received) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&record.partner)
+        .bind(&record.identifier_system)
+        .bind(&record.identifier_value)
+        .bind(&record.service_request_id)
+        .bind(&record.task_id)
+        .bind(&record.entries)
+        .bind(now_micros())
+        .execute(&mut *self.inner)
+        .await
+        .map_err(|err| StoreError::from_sqlx(err, self.backend))?;
+        Ok(())
+    }
+
+    /// Records an amendment: the entries of the amended Bundle and when it came.
+    pub async fn record_amendment(&mut self, record: &ReferralRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE referrals SET entries = $1, amended = $2 \
+             WHERE partner = $3 AND identifier_system = $4 AND identifier_value = $5",
+        )
+        .bind(&record.entries)
+        .bind(now_micros())
+        .bind(&record.partner)
+        .bind(&record.identifier_system)
+        .bind(&record.identifier_value)
+        .execute(&mut *self.inner)
+        .await
+        .map_err(|err| StoreError::from_sqlx(err, self.backend))?;
+        Ok(())
+    }
+}
