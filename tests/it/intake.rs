@@ -13,6 +13,7 @@ backend_tests!(
     concurrent_identical_sends_make_one_referral,
     invalid_referral_writes_nothing,
     queues_are_searchable_by_due_time_language_and_interpreter,
+    task_posted_for_a_stored_service_request_is_routed,
 );
 
 const SNOMED: &str = "http://snomed.info/sct";
@@ -187,4 +188,40 @@ async fn queues_are_searchable_by_due_time_language_and_interpreter(app: &TestAp
     assert_eq!(app.total("Task?priority=stat,urgent").await, 2);
     assert_eq!(app.total("Task?due=lt2000-01-01").await, 0);
     assert_eq!(app.total("Task?routing-rule=cardiology").await, 3);
+}
+
+async fn task_posted_for_a_stored_service_request_is_routed(app: &TestApp) {
+    // The third way in: the resources first, one by one, then a Task that focuses on the referral.
+    let bundle = referral("T-1", "N18.4", "routine", "hi", false);
+    let organization = app.create(&bundle["entry"][0]["resource"]).await;
+    let patient = app.create(&bundle["entry"][1]["resource"]).await;
+    let mut request = bundle["entry"][2]["resource"].clone();
+    request["subject"] = json!({"reference": format!("Patient/{patient}")});
+    request["requester"] = json!({"reference": format!("Organization/{organization}")});
+    let request = app.create(&request).await;
+    let task = json!({"resourceType": "Task", "status": "draft", "intent": "order",
+                      "identifier": [{"system": "https://hospitalangeles.mx/fhir/task", "value": "T-1"}],
+                      "focus": {"reference": format!("ServiceRequest/{request}")}});
+    let reply = app.post("Task", &task).await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    assert_eq!(reply.body["owner"]["reference"], "HealthcareService/nephrology");
+    assert_eq!(reply.body["status"], "requested");
+    assert_eq!(reply.body["for"]["reference"], format!("Patient/{patient}"));
+    assert_eq!(reply.body["extension"][1]["valueCode"], "hi");
+    assert_eq!(reply.body["identifier"][0]["value"], "T-1", "the partner's own fields stay");
+    let again = app.post("Task", &task).await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert_eq!(again.body["id"], reply.body["id"]);
+    assert_eq!(app.total("Task").await, 1);
+    assert_eq!(app.total(&format!("AuditEvent?entity=ServiceRequest/{request}")).await, 1);
+
+    let unknown = json!({"resourceType": "Task", "status": "draft", "intent": "order", "focus": {"reference": "ServiceRequest/nope"}});
+    let reply = app.post("Task", &unknown).await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(reply.issue_expression(), "Task.focus");
+    // A Task about something other than a referral is an ordinary create.
+    let plain = json!({"resourceType": "Task", "status": "draft", "intent": "order", "focus": {"reference": format!("Patient/{patient}")}});
+    let reply = app.post("Task", &plain).await;
+    assert_eq!(reply.status, StatusCode::CREATED);
+    assert!(reply.body.get("owner").is_none());
 }

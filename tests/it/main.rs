@@ -10,5 +10,6 @@ mod crud;
 mod errors;
 mod examples;
 mod intake;
+mod message;
 mod search;
 mod transaction;

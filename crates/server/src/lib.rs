@@ -27,7 +27,7 @@ use tower_http::trace::TraceLayer;
 pub use error::ApiError;
 pub use http::{BodyLimits, Prefer};
 use interactions::write::{Target, WriteOp, execute};
-use interactions::{capabilities, history, read, rest_write, search, transaction};
+use interactions::{capabilities, history, message, read, rest_write, search, transaction};
 use rex_referral::RoutingConfig;
 use rex_referral::task::queue_service;
 use rex_store::Isolation;
@@ -100,6 +100,7 @@ pub fn router(state: AppState) -> Router {
     let fhir = Router::new()
         .route("/metadata", get(capabilities::metadata))
         .route("/_history", get(history::system))
+        .route("/$process-message", post(message::process))
         .route(
             "/{type}",
             get(search::search_get)

@@ -9,13 +9,15 @@
 
 use axum::http::StatusCode;
 use chrono::Utc;
+use rex_fhir::IssueCode;
 use rex_referral::Referral;
+use rex_referral::referral::category_of;
 use rex_referral::task::{ReferralEvent, referral_audit_event, referral_task};
 use rex_store::{Isolation, ReferralRecord, StoredResource, Tx};
 use serde_json::{Value, json};
 
 use super::transaction::{Entry, EntryResult, Method, response_entry, transaction_body};
-use super::write::{WriteOp, execute};
+use super::write::{WriteOp, WriteOutcome, execute};
 use crate::AppState;
 use crate::bundles::bundle;
 use crate::error::ApiError;
@@ -71,6 +73,12 @@ pub(super) async fn take_in(
         json!({"relation": OUTCOME_LINK, "url": format!("{OUTCOME_LINK}#{}", intake.kind.code())}),
     ];
     Ok(bundle("transaction-response", None, links, entries))
+}
+
+/// The id of the referral Task named in a transaction-response built by [`take_in`].
+pub(super) fn task_reference(response: &Value) -> Option<String> {
+    let link = response["link"].as_array()?.iter().find(|link| link["relation"] == TASK_LINK)?;
+    link["url"].as_str()?.rsplit('/').next().map(str::to_string)
 }
 
 /// The resources a Bundle created, in entry order, to match a later re-send.
@@ -201,4 +209,115 @@ async fn create(tx: &mut Tx, resource_type: &str, resource: Value) -> Result<Sto
         .stored()
         .cloned()
         .ok_or_else(|| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, Vec::new()))
+}
+
+/// The third way in: a partner POSTs a Task whose `focus` is a referral ServiceRequest it already
+/// stored. Returns `None` when the Task is not about a referral (it is then an ordinary create).
+/// Otherwise the Task is routed like any referral (its owner, status, business status, due time
+/// and routing extensions are rex's to set) or, when the referral already has a Task, that one is
+/// returned and nothing is written.
+pub(super) async fn take_in_task(state: &AppState, task: &Value) -> Result<Option<WriteOutcome>, ApiError> {
+    let Some((focus_type, focus_id)) = task["focus"]["reference"].as_str().and_then(|r| r.split_once('/')) else {
+        return Ok(None);
+    };
+    if focus_type != "ServiceRequest" {
+        return Ok(None);
+    }
+    let Some(service_request) = state.store.read(focus_type, focus_id).await?.filter(|s| !s.deleted) else {
+        return Err(ApiError::one(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            IssueCode::NotFound,
+            format!("Task.focus names ServiceRequest/{focus_id}, which rex does not have"),
+        )
+        .at("Task.focus"));
+    };
+    let service_request = stored_json(&service_request)?;
+    if category_of(&service_request).is_none() {
+        return Ok(None);
+    }
+    // The referral's context as a Bundle of stored resources, so recognition works as for Bundles.
+    let mut context = vec![service_request.clone()];
+    let mut references: Vec<String> = ["subject", "requester"]
+        .iter()
+        .filter_map(|field| service_request[field]["reference"].as_str().map(str::to_string))
+        .collect();
+    while let Some(reference) = references.pop() {
+        let Some((resource_type, id)) = reference.split_once('/') else { continue };
+        if let Some(stored) = state.store.read(resource_type, id).await?.filter(|s| !s.deleted) {
+            let resource = stored_json(&stored)?;
+            if let Some(organization) = resource["organization"]["reference"].as_str() {
+                references.push(organization.to_string());
+            }
+            context.push(resource);
+        }
+    }
+    let bundle = json!({"resourceType": "Bundle", "type": "collection",
+        "entry": context.into_iter().map(|resource| json!({"resource": resource})).collect::<Vec<_>>()});
+    let referral = Referral::recognise(&bundle)
+        .map_err(|issues| {
+            let issues = issues.into_iter().map(|issue| issue.at(format!("ServiceRequest/{focus_id}"))).collect();
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, issues)
+        })?
+        .ok_or_else(ApiError::internal)?;
+    let outcome =
+        super::in_transaction(&state.store, Isolation::Serializable, &(state, &referral, task), |tx, context| {
+            let (state, referral, task) = *context;
+            Box::pin(route_task(tx, state, referral, task))
+        })
+        .await?;
+    Ok(Some(outcome))
+}
+
+async fn route_task(
+    tx: &mut Tx,
+    state: &AppState,
+    referral: &Referral,
+    posted: &Value,
+) -> Result<WriteOutcome, ApiError> {
+    if let Some(record) =
+        tx.find_referral(&referral.partner, &referral.identifier_system, &referral.identifier_value).await?
+    {
+        let task = tx.read("Task", &record.task_id).await?.ok_or_else(ApiError::internal)?;
+        return Ok(WriteOutcome::Existing(task));
+    }
+    let now = Utc::now();
+    let decision = state.routing.route(referral, now);
+    let queue = state.routing.queue(&decision.queue).ok_or_else(ApiError::internal)?;
+    let service_request_ref = posted["focus"]["reference"].as_str().unwrap_or_default().to_string();
+    let patient = referral.subject_reference.as_str();
+    let routed = referral_task(referral, &decision, queue, &service_request_ref, patient, None, now);
+    // The partner's own fields (identifiers, notes, input) stay; routing fields are rex's.
+    let mut task = posted.clone();
+    for (key, value) in routed.as_object().into_iter().flatten() {
+        if key == "note" || key == "requester" {
+            if task.get(key).is_none() {
+                task[key] = value.clone();
+            }
+            continue;
+        }
+        task[key] = value.clone();
+    }
+    if let Some(object) = task.as_object_mut() {
+        object.remove("id");
+    }
+    let task = create(tx, "Task", task).await?;
+    let audit = referral_audit_event(
+        ReferralEvent::Routed,
+        referral,
+        &decision,
+        &service_request_ref,
+        &format!("Task/{}", task.id),
+        now,
+    );
+    create(tx, "AuditEvent", audit).await?;
+    tx.insert_referral(&ReferralRecord {
+        partner: referral.partner.clone(),
+        identifier_system: referral.identifier_system.clone(),
+        identifier_value: referral.identifier_value.clone(),
+        service_request_id: service_request_ref.trim_start_matches("ServiceRequest/").to_string(),
+        task_id: task.id.clone(),
+        entries: "[]".into(),
+    })
+    .await?;
+    Ok(WriteOutcome::Created(task))
 }

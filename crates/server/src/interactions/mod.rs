@@ -3,6 +3,7 @@
 pub mod capabilities;
 pub mod history;
 pub mod intake;
+pub mod message;
 pub mod read;
 pub mod rest_write;
 pub mod search;

@@ -8,7 +8,8 @@ use axum::response::{IntoResponse, Response};
 use rex_fhir::outcome::success_outcome;
 use serde_json::Value;
 
-use super::write::{Target, WriteOp, WriteOutcome, execute, known_type, patch_from_binary};
+use super::intake;
+use super::write::{Target, WriteOp, WriteOutcome, check_resource, execute, known_type, patch_from_binary};
 use super::{format_param, in_transaction, query_pairs};
 use crate::AppState;
 use crate::error::ApiError;
@@ -77,6 +78,12 @@ pub async fn create(
         .map(|v| v.to_str().map(str::to_string))
         .transpose()
         .map_err(|_| ApiError::bad_request("If-None-Exist is not valid text"))?;
+    if resource_type == "Task" && if_none_exist.is_none() {
+        check_resource(&resource_type, &resource)?;
+        if let Some(outcome) = intake::take_in_task(&state, &resource).await? {
+            return write_response(&state, &outcome, Prefer::from_headers(&headers));
+        }
+    }
     let op = WriteOp::Create { resource_type, resource, id: None, if_none_exist };
     let outcome = run(&state, op).await?;
     write_response(&state, &outcome, Prefer::from_headers(&headers))

@@ -114,7 +114,7 @@ pub async fn process_bundle(state: &AppState, bundle_value: &Value, prefer: Pref
     }
 }
 
-fn parse_bundle(value: &Value) -> Result<(String, Vec<Entry>), ApiError> {
+pub(super) fn parse_bundle(value: &Value) -> Result<(String, Vec<Entry>), ApiError> {
     if value.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
         return Err(ApiError::bad_request("POST to the base takes a Bundle of type transaction or batch"));
     }
@@ -546,7 +546,7 @@ pub(super) async fn transaction_body(
     Ok((0..entries.len()).map(|index| results.remove(&index).expect("every entry ran")).collect())
 }
 
-async fn run_transaction(state: &AppState, entries: &[Entry], prefer: Prefer) -> Result<Value, ApiError> {
+pub(super) async fn run_transaction(state: &AppState, entries: &[Entry], prefer: Prefer) -> Result<Value, ApiError> {
     let results = in_transaction(&state.store, Isolation::Serializable, &(state, entries), |tx, (state, entries)| {
         Box::pin(transaction_body(tx, state, entries))
     })

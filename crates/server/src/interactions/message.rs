@@ -1,0 +1,257 @@
+//! `POST /fhir/$process-message`: Referral Message Bundles (MessageHeader first), answered
+//! synchronously with a response message, as the Canadian eReferral "process-request" pattern does.
+//!
+//! A new referral or an update runs the same intake as a transaction Bundle: every resource of the
+//! message (the MessageHeader too, as the record of what was received) is written in one database
+//! transaction, de-duplicated by the referral's identity and routed to a queue. The response
+//! message's MessageHeader says `ok`, `transient-error` or `fatal-error`, focuses on the Task, and
+//! carries the Task (or an OperationOutcome) as an entry.
+
+use axum::body::Body;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use chrono::Utc;
+use rex_fhir::outcome::operation_outcome;
+use rex_fhir::{Issue, IssueCode};
+use rex_referral::Referral;
+use rex_referral::task::BUSINESS_STATUS_SYSTEM;
+use rex_store::Isolation;
+use serde_json::{Value, json};
+
+use super::transaction::{parse_bundle, run_transaction};
+use super::write::{Target, WriteOp, execute};
+use super::{format_param, in_transaction, intake, query_pairs};
+use crate::AppState;
+use crate::bundles::bundle;
+use crate::error::ApiError;
+use crate::http::{BodyKind, Prefer, body_kind, check_accept, fhir_json, parse_json, read_body, stored_json};
+
+/// rex's message events (MessageHeader.eventCoding).
+pub const EVENT_SYSTEM: &str = "https://rex.example/fhir/CodeSystem/message-event";
+
+/// The events rex processes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Event {
+    /// A new referral or second-opinion request.
+    Request,
+    /// An amended referral (same identity, changed content).
+    Update,
+    /// The partner withdraws the referral.
+    Revoke,
+    /// A Communication about a referral (answers to requests for information, attachments).
+    Communication,
+}
+
+impl Event {
+    fn parse(header: &Value) -> Result<Event, ApiError> {
+        let coding = &header["eventCoding"];
+        let unknown = || {
+            ApiError::one(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                IssueCode::NotSupported,
+                format!(
+                    "Unknown message event: rex processes {EVENT_SYSTEM} codes referral-request, referral-update, referral-revoke and referral-communication"
+                ),
+            )
+            .at("Bundle.entry[0].resource.eventCoding")
+        };
+        if coding["system"].as_str() != Some(EVENT_SYSTEM) {
+            return Err(unknown());
+        }
+        match coding["code"].as_str() {
+            Some("referral-request") => Ok(Event::Request),
+            Some("referral-update") => Ok(Event::Update),
+            Some("referral-revoke") => Ok(Event::Revoke),
+            Some("referral-communication") => Ok(Event::Communication),
+            _ => Err(unknown()),
+        }
+    }
+}
+
+/// `POST /fhir/$process-message`.
+pub async fn process(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let message = match read_message(&state, query.as_deref(), &headers, body).await {
+        Ok(message) => message,
+        Err(err) => return error_response(&state, &Value::Null, err),
+    };
+    let header = message["entry"][0]["resource"].clone();
+    match run(&state, &message, &header).await {
+        Ok(focus) => fhir_json(StatusCode::OK, &response_message(&state, &header, "ok", focus, None)),
+        Err(err) => error_response(&state, &header, err),
+    }
+}
+
+async fn read_message(
+    state: &AppState,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Value, ApiError> {
+    check_accept(headers, format_param(&query_pairs(query)))?;
+    if body_kind(headers)? != BodyKind::FhirJson {
+        return Err(ApiError::unsupported_media("$process-message takes a FHIR JSON message Bundle"));
+    }
+    let bytes = read_body(body, state.config.limits).await?;
+    let message = parse_json(&bytes, state.config.limits)?;
+    message_header(&message)?;
+    Ok(message)
+}
+
+/// A response message with `fatal-error` (or `transient-error` when retrying may help) and the
+/// OperationOutcome, sent with the error's HTTP status.
+fn error_response(state: &AppState, header: &Value, err: ApiError) -> Response {
+    let code = if err.status.is_server_error() || err.retryable { "transient-error" } else { "fatal-error" };
+    let outcome = operation_outcome(&err.issues);
+    fhir_json(err.status, &response_message(state, header, code, None, Some(outcome)))
+}
+
+/// Checks that a message Bundle opens with its MessageHeader.
+fn message_header(message: &Value) -> Result<(), ApiError> {
+    if message["resourceType"] != "Bundle" || message["type"] != "message" {
+        return Err(ApiError::bad_request("$process-message takes a Bundle of type message").at("Bundle.type"));
+    }
+    let header = &message["entry"][0]["resource"];
+    if header["resourceType"] != "MessageHeader" {
+        return Err(ApiError::one(
+            StatusCode::BAD_REQUEST,
+            IssueCode::Structure,
+            "The first entry of a message Bundle must be its MessageHeader",
+        )
+        .at("Bundle.entry[0]"));
+    }
+    Ok(())
+}
+
+/// The message as a transaction: every resource POSTed, keeping its fullUrl, so that entry
+/// indexes (and the locations in any OperationOutcome) are those of the message.
+fn as_transaction(message: &Value) -> Value {
+    let entries: Vec<Value> = message["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|entry| {
+            let resource_type = entry["resource"]["resourceType"].as_str().unwrap_or_default();
+            let mut entry = entry.clone();
+            entry["request"] = json!({"method": "POST", "url": resource_type});
+            entry
+        })
+        .collect();
+    json!({"resourceType": "Bundle", "type": "transaction", "entry": entries})
+}
+
+/// Processes the message; returns the resource the response focuses on (the referral's Task).
+async fn run(state: &AppState, message: &Value, header: &Value) -> Result<Option<Value>, ApiError> {
+    let event = Event::parse(header)?;
+    let transaction = as_transaction(message);
+    let (_, entries) = parse_bundle(&transaction)?;
+    let referral =
+        Referral::recognise(&transaction).map_err(|issues| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, issues))?;
+    match (event, referral) {
+        (Event::Request | Event::Update, Some(referral)) => {
+            let response = intake::take_in(state, &referral, &entries, Prefer::default()).await?;
+            let task = intake::task_reference(&response).ok_or_else(ApiError::internal)?;
+            let stored = state.store.read("Task", &task).await?.ok_or_else(ApiError::internal)?;
+            Ok(Some(stored_json(&stored)?))
+        }
+        (Event::Revoke, Some(referral)) => revoke(state, &referral).await.map(Some),
+        (Event::Communication, _) => {
+            run_transaction(state, &entries, Prefer::default()).await?;
+            Ok(None)
+        }
+        (_, None) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            vec![
+                Issue::error(
+                    IssueCode::BusinessRule,
+                    "This event needs a referral: a ServiceRequest with a referral or second-opinion category",
+                )
+                .at("Bundle.entry"),
+            ],
+        )),
+    }
+}
+
+/// Withdraws a referral rex has: its Task becomes `cancelled` (BSeR 6.0). The MessageHeader is kept
+/// as the record of the request.
+async fn revoke(state: &AppState, referral: &Referral) -> Result<Value, ApiError> {
+    let stored = in_transaction(&state.store, Isolation::Serializable, referral, |tx, referral| {
+        Box::pin(async move {
+            let record = tx
+                .find_referral(&referral.partner, &referral.identifier_system, &referral.identifier_value)
+                .await?
+                .ok_or_else(|| {
+                    ApiError::not_found(format!(
+                        "No referral {}|{} from this partner to revoke",
+                        referral.identifier_system, referral.identifier_value
+                    ))
+                })?;
+            let task = tx.read("Task", &record.task_id).await?.ok_or_else(ApiError::internal)?;
+            let mut task = stored_json(&task)?;
+            if matches!(task["status"].as_str(), Some("completed" | "cancelled" | "rejected" | "failed" | "entered-in-error")) {
+                return Err(ApiError::one(
+                    StatusCode::CONFLICT,
+                    IssueCode::BusinessRule,
+                    format!("The referral's Task is already {} and cannot be revoked", task["status"].as_str().unwrap_or_default()),
+                ));
+            }
+            task["status"] = json!("cancelled");
+            task["businessStatus"] =
+                json!({"coding": [{"system": BUSINESS_STATUS_SYSTEM, "code": "6.0", "display": "Service Request Fulfillment Cancelled"}]});
+            task["statusReason"] = json!({"text": "Revoked by the referring partner"});
+            task["lastModified"] = json!(Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+            let op = WriteOp::Update { resource_type: "Task".into(), target: Target::Id(record.task_id.clone()), resource: task, if_match: None };
+            execute(tx, &op).await?.stored().cloned().ok_or_else(ApiError::internal)
+        })
+    })
+    .await?;
+    stored_json(&stored)
+}
+
+/// The response message: a MessageHeader answering the request's, then the focus or the outcome.
+fn response_message(
+    state: &AppState,
+    request: &Value,
+    code: &str,
+    focus: Option<Value>,
+    outcome: Option<Value>,
+) -> Value {
+    let mut header = json!({
+        "resourceType": "MessageHeader",
+        "id": uuid::Uuid::new_v4().to_string(),
+        "eventCoding": request.get("eventCoding").cloned().unwrap_or_else(|| json!({"system": EVENT_SYSTEM, "code": "unknown"})),
+        "source": {"name": "rex", "endpoint": format!("{}/$process-message", state.config.base_url)},
+        "response": {"identifier": request["id"].as_str().unwrap_or("unknown"), "code": code},
+    });
+    if let Some(source) = request["source"]["endpoint"].as_str() {
+        header["destination"] = json!([{"endpoint": source}]);
+    }
+    let mut entries = Vec::new();
+    if let Some(focus) = focus {
+        let url = format!(
+            "{}/{}/{}",
+            state.config.base_url,
+            focus["resourceType"].as_str().unwrap_or_default(),
+            focus["id"].as_str().unwrap_or_default()
+        );
+        header["focus"] = json!([{"reference": format!("{}/{}", focus["resourceType"].as_str().unwrap_or_default(), focus["id"].as_str().unwrap_or_default())}]);
+        entries.push(json!({"fullUrl": url, "resource": focus}));
+    }
+    if let Some(outcome) = outcome {
+        let id = uuid::Uuid::new_v4().to_string();
+        let mut outcome = outcome;
+        outcome["id"] = json!(id);
+        header["response"]["details"] = json!({"reference": format!("urn:uuid:{id}")});
+        entries.push(json!({"fullUrl": format!("urn:uuid:{id}"), "resource": outcome}));
+    }
+    let header_id = header["id"].as_str().unwrap_or_default().to_string();
+    entries.insert(0, json!({"fullUrl": format!("urn:uuid:{header_id}"), "resource": header}));
+    let mut message = bundle("message", None, Vec::new(), entries);
+    message["timestamp"] = json!(Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    message
+}
