@@ -80,7 +80,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     }
     if !args.listen.ip().is_loopback() {
         return Err(format!(
-            "--dev serves without authentication and is refused on {}: listen on 127.0.0.1 or [::1]",
+            "--dev serves without authentication and is refused on {}: listen on a loopback address (127.0.0.1 or [::1])",
             args.listen
         ));
     }

@@ -9,6 +9,7 @@ mod concurrency;
 mod crud;
 mod errors;
 mod examples;
+mod fixtures;
 mod intake;
 mod message;
 mod search;

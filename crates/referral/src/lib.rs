@@ -5,6 +5,7 @@
 pub mod referral;
 pub mod routing;
 pub mod task;
+pub mod workflow;
 
 pub use referral::{Category, Priority, Referral};
 pub use routing::{RoutingConfig, RoutingDecision};

@@ -164,11 +164,11 @@ pub async fn serve(
 }
 
 /// Loads every `*.json` transaction Bundle in `dir` (sorted by name) when the database holds no
-/// resources yet, so a newcomer sees referrals at once. Returns how many Bundles were loaded.
+/// referrals yet, so a newcomer sees referrals at once. Returns how many Bundles were loaded.
 pub async fn load_demo_data(state: &AppState, dir: &Path) -> Result<usize, String> {
-    let empty =
-        state.store.history(&rex_store::HistoryScope::System, None, 1, 0).await.map_err(|e| e.to_string())?.total == 0;
-    if !empty {
+    // The queues exist from the first start, so "no ServiceRequest yet" is what marks a fresh database.
+    let scope = rex_store::HistoryScope::Type("ServiceRequest".into());
+    if state.store.history(&scope, None, 1, 0).await.map_err(|e| e.to_string())?.total > 0 {
         return Ok(0);
     }
     let mut files: Vec<_> = std::fs::read_dir(dir)

@@ -8,6 +8,7 @@
 
 mod error;
 mod migrations;
+mod queues;
 mod read;
 mod referrals;
 mod search;

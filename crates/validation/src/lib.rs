@@ -1,1 +1,299 @@
-//! Profile validation for rex (work in progress).
+//! Profile validation for rex: FHIR R4 StructureDefinition-driven validation.
+//!
+//! Build a [`Definitions`] once (the embedded base spec plus `profiles/` and extra packages), turn it
+//! into a [`Validator`] (snapshots generated, element trees and FHIRPath invariants compiled) and share
+//! that behind an `Arc`. [`Validator::validate`] is synchronous and CPU-bound: call it from
+//! `tokio::task::spawn_blocking` for large Bundles.
+//!
+//! ```no_run
+//! use rex_validation::{Definitions, Validator};
+//! let mut defs = Definitions::r4_core().unwrap();
+//! defs.add_folder(std::path::Path::new("profiles")).unwrap();
+//! let validator = Validator::new(defs);
+//! let issues = validator.validate(&serde_json::json!({"resourceType": "Patient"}), &[]);
+//! assert!(issues.iter().all(|i| !i.is_error()));
+//! ```
+
+mod defs;
+pub mod fhirpath;
+mod model;
+mod primitives;
+mod snapshot;
+mod terminology;
+mod validate;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use rex_fhir::{Issue, IssueCode, Severity};
+use serde_json::Value;
+
+pub use defs::{Definitions, pack_folder};
+use model::{Kind, Sd};
+
+/// Failure to load definitions.
+#[derive(Debug, thiserror::Error)]
+pub enum ValidationError {
+    #[error("cannot load definitions: {0}")]
+    Load(String),
+}
+
+/// Behaviour switches; the defaults are what rex enforces on writes.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// A `meta.profile` (or requested profile) that is not loaded is an error (default) or a warning.
+    pub unknown_profile_is_error: bool,
+    /// Extensions whose definition is unknown are errors (default: warning; unknown modifierExtension is
+    /// always an error).
+    pub unknown_extension_is_error: bool,
+    /// Constraint keys never evaluated (known-bad expressions in R4 core).
+    pub skip_constraints: HashSet<&'static str>,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            unknown_profile_is_error: true,
+            unknown_extension_is_error: false,
+            // Known issues with R4 core invariants (the HL7 validator suppresses these too).
+            skip_constraints: ["ele-1", "dom-6", "txt-1", "txt-2", "que-7", "sdf-0", "bdl-10", "eld-19", "eld-20"]
+                .into_iter()
+                .collect(),
+        }
+    }
+}
+
+/// A ready validator: compiled definitions plus terminology. `Send + Sync`; build once, share via `Arc`.
+pub struct Validator {
+    pub(crate) sds: FxMap<String, Arc<Sd>>,
+    pub(crate) types: FxMap<String, Arc<Sd>>,
+    pub(crate) term: terminology::Terminology,
+    pub(crate) options: Options,
+    load_messages: Vec<String>,
+}
+
+impl Validator {
+    /// Generates missing snapshots and compiles every StructureDefinition of `definitions`.
+    pub fn new(definitions: Definitions) -> Validator {
+        Validator::with_options(definitions, Options::default())
+    }
+
+    /// As [`Validator::new`], with explicit [`Options`].
+    pub fn with_options(definitions: Definitions, options: Options) -> Validator {
+        let (snapshots, load_messages) = snapshot::generate_all(&definitions);
+        let mut cache = model::ExprCache::new();
+        let mut sds = FxMap::default();
+        let mut types = FxMap::default();
+        for url in &definitions.order {
+            let Some(snap) = snapshots.get(url) else { continue };
+            let Some(raw) = definitions.structures.get(url) else { continue };
+            let sd = Arc::new(model::compile(raw, snap, &mut cache));
+            if url.starts_with("http://hl7.org/fhir/StructureDefinition/")
+                && (raw.get("derivation").and_then(Value::as_str) != Some("constraint")
+                    || sd.type_name == "Extension" && url.ends_with("/Extension"))
+            {
+                types.insert(sd.type_name.clone(), sd.clone());
+            }
+            sds.insert(url.clone(), sd);
+        }
+        // Base datatypes are named by their id in core (e.g. SimpleQuantity, MoneyQuantity are profiles).
+        for name in ["SimpleQuantity", "MoneyQuantity"] {
+            if let Some(sd) = sds.get(&format!("http://hl7.org/fhir/StructureDefinition/{name}")) {
+                types.insert(name.to_string(), sd.clone());
+            }
+        }
+        let term = terminology::Terminology::new(definitions.value_sets, &definitions.code_systems);
+        Validator { sds, types, term, options, load_messages }
+    }
+
+    /// Problems met while generating snapshots (profiles that could not be fully processed).
+    pub fn load_messages(&self) -> &[String] {
+        &self.load_messages
+    }
+
+    /// Whether a profile (StructureDefinition canonical URL) is known.
+    pub fn knows_profile(&self, url: &str) -> bool {
+        self.sds.contains_key(defs::canonical_base(url).as_str())
+    }
+
+    /// Validates a resource against its base definition, every profile in `meta.profile`, and `profiles`.
+    ///
+    /// Returns every issue found (errors, warnings, information), in a deterministic order (document
+    /// order, then profile order), with `expression` rooted at the resource type
+    /// (e.g. `Bundle.entry[3].resource.subject`). Never panics on arbitrary JSON.
+    pub fn validate(&self, resource: &Value, profiles: &[&str]) -> Vec<Issue> {
+        let mut w = validate::Walk::new(self);
+        let rt = resource.get("resourceType").and_then(Value::as_str);
+        w.path = rt.unwrap_or("Resource").to_string();
+        if !resource.is_object() {
+            return vec![Issue::error(IssueCode::Structure, "A resource must be a JSON object").at("Resource")];
+        }
+        if rt.is_none() {
+            return vec![Issue::error(IssueCode::Structure, "Unable to find resourceType property").at("Resource")];
+        }
+        w.resource(resource, profiles);
+        let mut seen = HashSet::new();
+        let mut out: Vec<Issue> = w
+            .issues
+            .into_iter()
+            .filter(|i| seen.insert((i.severity as u8, i.expression.clone(), i.diagnostics.clone())))
+            .collect();
+        // errors are reported in document order; keep the order but make it stable across runs
+        out.sort_by_key(|i| match i.severity {
+            Severity::Fatal | Severity::Error => 0,
+            Severity::Warning => 1,
+            Severity::Information => 2,
+        });
+        out
+    }
+
+    pub(crate) fn core_type(&self, name: &str) -> Option<&Sd> {
+        self.types.get(name).map(|a| a.as_ref())
+    }
+
+    pub(crate) fn is_resource_type(&self, name: &str) -> bool {
+        self.types.get(name).is_some_and(|sd| sd.kind == Kind::Resource)
+    }
+
+    pub(crate) fn is_subtype_name(&self, ty: &str, base: &str) -> bool {
+        let mut cur = self.types.get(ty).cloned();
+        let mut guard = 0;
+        while let Some(sd) = cur {
+            if sd.type_name == base || sd.name == base {
+                return true;
+            }
+            guard += 1;
+            if guard > 10 {
+                return false;
+            }
+            cur = sd.base.as_ref().and_then(|b| self.sds.get(b)).cloned();
+        }
+        false
+    }
+
+    /// Resolves a reference inside a Bundle (fullUrl, `Type/id`) or among contained resources.
+    pub(crate) fn resolve_in<'a>(&self, root: Option<&'a Value>, reference: &str) -> Option<&'a Value> {
+        let root = root?;
+        if let Some(id) = reference.strip_prefix('#') {
+            return root.get("contained")?.as_array()?.iter().find(|c| c.get("id").and_then(Value::as_str) == Some(id));
+        }
+        let entries = root.get("entry")?.as_array()?;
+        for e in entries {
+            let full = e.get("fullUrl").and_then(Value::as_str);
+            if full == Some(reference) {
+                return e.get("resource");
+            }
+            if let (Some(full), Some(r)) = (full, e.get("resource"))
+                && full.ends_with(&format!("/{reference}"))
+            {
+                return Some(r);
+            }
+            if let Some(r) = e.get("resource") {
+                let rt = r.get("resourceType").and_then(Value::as_str).unwrap_or("");
+                let id = r.get("id").and_then(Value::as_str).unwrap_or("");
+                if !id.is_empty() && reference == format!("{rt}/{id}") {
+                    return Some(r);
+                }
+            }
+        }
+        None
+    }
+}
+
+/// Type code for a choice suffix when the element declares no types.
+pub(crate) fn fhirpath_type(suffix: &str) -> &'static str {
+    fhirpath::choice_type_pub(suffix)
+}
+
+thread_local! {
+    static KEY: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+impl fhirpath::Model for Validator {
+    fn child_type<'m>(&'m self, parent: &str, name: &str) -> Option<(&'m str, bool)> {
+        if parent.is_empty() {
+            return None;
+        }
+        let root = parent.split('.').next()?;
+        let sd = self.types.get(root)?;
+        let elem = KEY.with(|k| {
+            let mut k = k.borrow_mut();
+            k.clear();
+            k.push_str(parent);
+            k.push('.');
+            k.push_str(name);
+            if let Some(&i) = sd.by_path.get(k.as_str()) {
+                return Some(i);
+            }
+            k.push_str("[x]");
+            sd.by_path.get(k.as_str()).copied()
+        })?;
+        let e = &sd.elems[elem];
+        if e.choice {
+            return Some(("", true));
+        }
+        if let Some(cr) = &e.content_ref {
+            return Some((cr.as_str(), false));
+        }
+        let code = e.types.first().map(|t| t.code.as_str()).unwrap_or("");
+        if (code == "BackboneElement" || code == "Element") && !e.children.is_empty() {
+            return Some((e.path.as_str(), false));
+        }
+        Some((code, false))
+    }
+
+    fn is_subtype(&self, ty: &str, base: &str) -> bool {
+        self.is_subtype_name(ty, base)
+    }
+
+    fn is_resource_type(&self, name: &str) -> bool {
+        Validator::is_resource_type(self, name)
+    }
+
+    fn conforms_to(&self, value: &Value, profile: &str) -> Option<bool> {
+        if !self.knows_profile(profile) {
+            return None;
+        }
+        Some(!self.validate(value, &[profile]).iter().any(Issue::is_error))
+    }
+
+    fn member_of(&self, system: &str, code: &str, value_set: &str) -> Option<bool> {
+        let sys = if system.is_empty() { None } else { Some(system) };
+        match self.term.member(&defs::canonical_base(value_set), sys, code) {
+            terminology::Membership::In => Some(true),
+            terminology::Membership::NotIn => Some(false),
+            terminology::Membership::Unknown(_) => None,
+        }
+    }
+
+    fn resolve<'v>(&self, root: &'v Value, reference: &str) -> Option<&'v Value> {
+        self.resolve_in(Some(root), reference)
+    }
+}
+
+/// A small, fast, non-cryptographic hasher (FxHash) for the read-mostly lookup tables.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        let mut h = self.0;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            h = (h.rotate_left(5) ^ u64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            h = (h.rotate_left(5) ^ b as u64).wrapping_mul(K);
+        }
+        self.0 = h;
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.0 = (self.0.rotate_left(5) ^ i as u64).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+pub(crate) type FxMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>>;

@@ -83,6 +83,11 @@ pub fn capability_statement(base_url: &str) -> Value {
             "documentation": "Search supports the modifiers :exact, :contains, :missing, :not (tokens), :below/:above (uri) and a target type on references; prefixes eq ne gt lt ge le sa eb ap; _count, _offset, _sort (_lastUpdated, _id, date and string parameters), _include and _revinclude (with :iterate), _summary=count and _total. Chained parameters and _has are not supported. Unknown parameters are refused unless Prefer: handling=lenient.",
             "resource": resources,
             "interaction": [{"code": "transaction"}, {"code": "batch"}, {"code": "history-system"}],
+            "operation": [{
+                "name": "process-message",
+                "definition": "http://hl7.org/fhir/OperationDefinition/MessageHeader-process-message",
+                "documentation": "Referral Message Bundles (MessageHeader first, events in https://rex.example/fhir/CodeSystem/message-event), answered synchronously with a response message"
+            }],
         }],
     })
 }

@@ -9,7 +9,6 @@
 
 use axum::http::StatusCode;
 use chrono::Utc;
-use rex_fhir::IssueCode;
 use rex_referral::Referral;
 use rex_referral::referral::category_of;
 use rex_referral::task::{ReferralEvent, referral_audit_event, referral_task};
@@ -223,13 +222,9 @@ pub(super) async fn take_in_task(state: &AppState, task: &Value) -> Result<Optio
     if focus_type != "ServiceRequest" {
         return Ok(None);
     }
+    // A focus rex does not have is not a referral it can route; the Task is stored as it is.
     let Some(service_request) = state.store.read(focus_type, focus_id).await?.filter(|s| !s.deleted) else {
-        return Err(ApiError::one(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            IssueCode::NotFound,
-            format!("Task.focus names ServiceRequest/{focus_id}, which rex does not have"),
-        )
-        .at("Task.focus"));
+        return Ok(None);
     };
     let service_request = stored_json(&service_request)?;
     if category_of(&service_request).is_none() {

@@ -1,0 +1,1318 @@
+//! The validation walk: JSON instance x compiled element tree.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
+
+use rex_fhir::{Issue, IssueCode, Severity};
+use serde_json::Value;
+
+use crate::Validator;
+use crate::fhirpath::{self, Env, Item};
+use crate::model::{DiscKind, Elem, Kind, Rules, Sd, Strength};
+use crate::primitives;
+use crate::terminology::{Membership, is_external_system};
+
+pub(crate) struct Walk<'v> {
+    pub v: &'v Validator,
+    pub issues: Vec<Issue>,
+    pub path: String,
+    /// Resource stack for `%resource`; the first is `%rootResource`.
+    pub resources: Vec<&'v Value>,
+    pub reported_systems: HashSet<String>,
+    /// Depth guard against pathological nesting.
+    pub depth: usize,
+}
+
+type Entry<'a> = (Option<&'a Value>, Option<&'a Value>, &'a str, &'a str, Option<usize>);
+
+fn issue(sev: Severity, code: IssueCode, msg: String, path: &str) -> Issue {
+    Issue { severity: sev, code, diagnostics: msg, expression: Some(path.to_string()) }
+}
+
+fn cap_first(code: &str) -> String {
+    let mut c = code.chars();
+    match c.next() {
+        Some(f) => f.to_ascii_uppercase().to_string() + c.as_str(),
+        None => String::new(),
+    }
+}
+
+impl<'v> Walk<'v> {
+    pub(crate) fn new(v: &'v Validator) -> Walk<'v> {
+        Walk {
+            v,
+            issues: Vec::new(),
+            path: String::new(),
+            resources: Vec::new(),
+            reported_systems: HashSet::new(),
+            depth: 0,
+        }
+    }
+
+    fn err(&mut self, code: IssueCode, msg: impl Into<String>) {
+        self.issues.push(issue(Severity::Error, code, msg.into(), &self.path));
+    }
+
+    fn warn(&mut self, code: IssueCode, msg: impl Into<String>) {
+        self.issues.push(issue(Severity::Warning, code, msg.into(), &self.path));
+    }
+
+    fn info(&mut self, code: IssueCode, msg: impl Into<String>) {
+        self.issues.push(issue(Severity::Information, code, msg.into(), &self.path));
+    }
+
+    /// Validates a resource (at the current path) against its base definition, its meta.profile entries and
+    /// `extra` profiles.
+    pub(crate) fn resource(&mut self, res: &'v Value, extra: &[&str]) {
+        let Some(rt) = res.get("resourceType").and_then(Value::as_str) else {
+            self.err(IssueCode::Structure, "Unable to find resourceType property: this is not a FHIR resource");
+            return;
+        };
+        let Some(base) = self.v.core_type(rt).filter(|sd| sd.kind == Kind::Resource) else {
+            self.err(IssueCode::Structure, format!("Unknown resource type '{rt}'"));
+            return;
+        };
+        if self.depth > 30 {
+            self.err(IssueCode::Structure, "Resources are nested too deeply");
+            return;
+        }
+        self.depth += 1;
+        self.resources.push(res);
+        self.complex(base, 0, res, rt);
+        let mut profiles: Vec<String> = Vec::new();
+        if let Some(list) = res.get("meta").and_then(|m| m.get("profile")).and_then(Value::as_array) {
+            profiles.extend(list.iter().filter_map(Value::as_str).map(str::to_string));
+        }
+        profiles.extend(extra.iter().map(|s| s.to_string()));
+        let mut seen = HashSet::new();
+        for p in profiles {
+            let url = crate::defs::canonical_base(&p);
+            if !seen.insert(url.clone()) || url == base.url {
+                continue;
+            }
+            match self.v.sds.get(&url) {
+                None => {
+                    let sev = if self.v.options.unknown_profile_is_error { Severity::Error } else { Severity::Warning };
+                    self.issues.push(issue(
+                        sev,
+                        IssueCode::NotFound,
+                        format!("Profile reference '{p}' has not been checked because it is unknown"),
+                        &self.path,
+                    ));
+                }
+                Some(sd) if sd.type_name != rt => {
+                    self.err(
+                        IssueCode::Structure,
+                        format!("The profile '{p}' is for the type '{}', but the resource is a '{rt}'", sd.type_name),
+                    );
+                }
+                Some(sd) => {
+                    let sd: &'v Sd = sd;
+                    self.complex(sd, 0, res, rt);
+                }
+            }
+        }
+        if rt == "Bundle" {
+            self.bundle_rules(res);
+        }
+        self.resources.pop();
+        self.depth -= 1;
+    }
+
+    /// Validates one node against element `ei` of `sd`, where the node's type is `ty`.
+    pub(crate) fn element(
+        &mut self,
+        sd: &'v Sd,
+        ei: usize,
+        node: Option<&'v Value>,
+        companion: Option<&'v Value>,
+        ty: &'v str,
+    ) {
+        let elem = &sd.elems[ei];
+        if primitives::is_primitive(ty) {
+            if let Some(val) = node {
+                if let Some(msg) = primitives::check(ty, val) {
+                    self.err(IssueCode::Value, msg);
+                } else {
+                    if ty == "xhtml" {
+                        for msg in primitives::check_xhtml(val.as_str().unwrap_or("")) {
+                            self.err(IssueCode::Value, msg);
+                        }
+                    }
+                    self.value_rules(elem, val, ty);
+                }
+            }
+            if let Some(c) = companion
+                && let Some(el) = self.v.core_type("Element")
+            {
+                self.complex(el, 0, c, "Element");
+            }
+            if node.is_some() || companion.is_some() {
+                self.constraints(elem, node, companion, ty);
+            }
+            return;
+        }
+        let Some(node) = node else { return };
+        if ei != 0
+            && (ty == "Resource"
+                || ty == "DomainResource"
+                || (node.get("resourceType").is_some() && self.v.is_resource_type(ty)))
+        {
+            let profiles: Vec<&str> = elem
+                .types
+                .iter()
+                .filter(|t| t.code == ty)
+                .flat_map(|t| t.profiles.iter().map(String::as_str))
+                .collect();
+            if node.is_object() {
+                self.resource(node, &profiles);
+            } else {
+                self.err(IssueCode::Structure, "A resource must be a JSON object");
+            }
+            return;
+        }
+        if !node.is_object() {
+            self.err(
+                IssueCode::Structure,
+                format!("The property must be a JSON object ({ty}), not a {}", json_kind(node)),
+            );
+            return;
+        }
+        self.complex(sd, ei, node, ty);
+        // Type profiles (extensions with a definition, profiled datatypes).
+        for t in elem.types.iter().filter(|t| t.code == ty) {
+            for p in &t.profiles {
+                if let Some(psd) = self.v.sds.get(p.as_str()) {
+                    let psd: &'v Sd = psd;
+                    if !std::ptr::eq(psd, sd) {
+                        self.complex(psd, 0, node, ty);
+                    }
+                } else if ty != "Extension" {
+                    self.warn(IssueCode::NotFound, format!("Profile '{p}' is not known"));
+                }
+            }
+        }
+    }
+
+    fn complex(&mut self, sd: &'v Sd, ei: usize, node: &'v Value, ty: &'v str) {
+        let elem = &sd.elems[ei];
+        let Some(obj) = node.as_object() else { return };
+        if obj.is_empty() {
+            self.err(IssueCode::Invariant, "ele-1: All FHIR elements must have a @value or children");
+        }
+        // Where the children come from.
+        let (csd, kids): (&'v Sd, &'v [usize]) = if !elem.children.is_empty() {
+            (sd, &elem.children)
+        } else if let Some(cr) = &elem.content_ref {
+            match self.content_ref(sd, cr) {
+                Some(x) => x,
+                None => return,
+            }
+        } else if let Some(tsd) = self.v.core_type(ty) {
+            (tsd, &tsd.elems[0].children)
+        } else {
+            self.err(IssueCode::Structure, format!("Unknown type '{ty}'"));
+            return;
+        };
+        let is_root_resource = ei == 0 && sd.kind == Kind::Resource;
+        // Group the JSON properties by child definition.
+        let mut flat: Vec<(usize, Entry<'v>)> = Vec::with_capacity(obj.len() + 2);
+        let has_companions = obj.keys().any(|k| k.starts_with('_'));
+        let base_len = self.path.len();
+        for (key, val) in obj {
+            if key == "resourceType" && is_root_resource || key == "fhir_comments" {
+                continue;
+            }
+            let (name, is_companion) = match key.strip_prefix('_') {
+                Some(n) => (n, true),
+                None => (key.as_str(), false),
+            };
+            if is_companion && obj.contains_key(name) {
+                continue;
+            }
+            let mut found = None;
+            for (gi, &k) in kids.iter().enumerate() {
+                let c = &csd.elems[k];
+                if c.choice {
+                    if name.len() > c.name.len() && name.starts_with(c.name.as_str()) {
+                        let suffix = &name[c.name.len()..];
+                        if suffix.starts_with(|ch: char| ch.is_ascii_uppercase()) {
+                            match c.type_for_suffix(suffix) {
+                                Some(t) => found = Some((gi, t.code.as_str())),
+                                None => {
+                                    if c.types.is_empty() {
+                                        found = Some((gi, crate::fhirpath_type(suffix)));
+                                    } else {
+                                        let _ = write!(self.path, ".{key}");
+                                        self.err(
+                                            IssueCode::Structure,
+                                            format!(
+                                                "The type '{suffix}' is not valid for {} (allowed: {})",
+                                                c.path,
+                                                type_list(c)
+                                            ),
+                                        );
+                                        self.path.truncate(base_len);
+                                        found = Some((usize::MAX, ""));
+                                    }
+                                }
+                            }
+                            break;
+                        }
+                    }
+                } else if c.name == name {
+                    let t = c.types.first().map(|t| t.code.as_str()).unwrap_or("BackboneElement");
+                    found = Some((gi, t));
+                    break;
+                }
+            }
+            let Some((gi, cty)) = found else {
+                let _ = write!(self.path, ".{key}");
+                self.err(IssueCode::Structure, format!("Unrecognized property '{key}'"));
+                self.path.truncate(base_len);
+                continue;
+            };
+            if gi == usize::MAX {
+                continue;
+            }
+            let c = &csd.elems[kids[gi]];
+            let (main, comp) = if is_companion {
+                (None, Some(val))
+            } else if has_companions {
+                (Some(val), obj.get(&format!("_{key}")))
+            } else {
+                (Some(val), None)
+            };
+            let json_name: &'v str = if is_companion { &key[1..] } else { key.as_str() };
+            let is_array = main.or(comp).is_some_and(Value::is_array);
+            if c.array != is_array {
+                let _ = write!(self.path, ".{json_name}");
+                if c.array {
+                    self.err(
+                        IssueCode::Structure,
+                        format!(
+                            "The property '{json_name}' must be a JSON array, not a {}",
+                            json_kind(main.or(comp).unwrap_or(&Value::Null))
+                        ),
+                    );
+                } else {
+                    self.err(IssueCode::Structure, format!("The property '{json_name}' must not be a JSON array"));
+                }
+                self.path.truncate(base_len);
+                if !c.array {
+                    continue;
+                }
+            }
+            if is_array {
+                let arr = main.and_then(Value::as_array);
+                let carr = comp.and_then(Value::as_array);
+                let n = arr.map_or(0, Vec::len).max(carr.map_or(0, Vec::len));
+                if n == 0 {
+                    let _ = write!(self.path, ".{json_name}");
+                    self.err(
+                        IssueCode::Structure,
+                        "Array cannot be empty - the property should not be present if it has no values",
+                    );
+                    self.path.truncate(base_len);
+                }
+                if let (Some(a), Some(b)) = (arr, carr)
+                    && a.len() != b.len()
+                {
+                    let _ = write!(self.path, ".{json_name}");
+                    self.err(
+                        IssueCode::Structure,
+                        format!("The arrays '{json_name}' and '_{json_name}' have different lengths"),
+                    );
+                    self.path.truncate(base_len);
+                }
+                for i in 0..n {
+                    let m = arr.and_then(|a| a.get(i)).filter(|x| !x.is_null());
+                    let cm = carr.and_then(|a| a.get(i)).filter(|x| !x.is_null());
+                    if m.is_none() && cm.is_none() {
+                        let _ = write!(self.path, ".{json_name}[{i}]");
+                        self.err(
+                            IssueCode::Structure,
+                            "Null values are not allowed in arrays unless matched by an extension",
+                        );
+                        self.path.truncate(base_len);
+                        continue;
+                    }
+                    flat.push((gi, (m, cm, cty, json_name, Some(i))));
+                }
+            } else {
+                if main.is_some_and(Value::is_null) {
+                    let _ = write!(self.path, ".{json_name}");
+                    self.err(IssueCode::Structure, format!("The property '{json_name}' cannot be null"));
+                    self.path.truncate(base_len);
+                    continue;
+                }
+                flat.push((gi, (main, comp, cty, json_name, None)));
+            }
+        }
+        // Per child definition: cardinality, slicing, recursion.
+        flat.sort_by_key(|x| x.0);
+        let mut pos = 0;
+        let mut items: Vec<Entry<'v>> = Vec::new();
+        for (gi, &k) in kids.iter().enumerate() {
+            let c = &csd.elems[k];
+            items.clear();
+            while pos < flat.len() && flat[pos].0 == gi {
+                items.push(flat[pos].1);
+                pos += 1;
+            }
+            let items = &items;
+            if (items.len() as u32) < c.min {
+                let _ = write!(self.path, ".{}", c.name);
+                self.err(
+                    IssueCode::Required,
+                    format!("{}: minimum required = {}, but only found {}", c.path, c.min, items.len()),
+                );
+                self.path.truncate(base_len);
+            }
+            if let Some(max) = c.max
+                && items.len() as u32 > max
+            {
+                let _ = write!(self.path, ".{}", c.name);
+                self.err(IssueCode::Structure, format!("{}: max allowed = {max}, but found {}", c.path, items.len()));
+                self.path.truncate(base_len);
+            }
+            if items.is_empty() {
+                continue;
+            }
+            let slice_of: Vec<Option<usize>> = if !c.slices.is_empty()
+                || c.slicing.is_some()
+                || c.name == "extension"
+                || c.name == "modifierExtension"
+            {
+                self.slicing(csd, k, items, base_len)
+            } else {
+                vec![None; items.len()]
+            };
+            for (ii, &(m, cm, cty, json_name, idx)) in items.iter().enumerate() {
+                match idx {
+                    Some(i) => {
+                        let _ = write!(self.path, ".{json_name}[{i}]");
+                    }
+                    None => {
+                        let _ = write!(self.path, ".{json_name}");
+                    }
+                }
+                self.element(csd, k, m, cm, cty);
+                if let Some(s) = slice_of[ii] {
+                    self.element(csd, s, m, cm, cty);
+                }
+                if cty == "Reference"
+                    && let Some(m) = m
+                {
+                    self.reference(c, m);
+                }
+                self.path.truncate(base_len);
+            }
+        }
+        self.value_rules(elem, node, ty);
+        self.constraints(elem, Some(node), None, ty);
+        // The invariants of the datatype itself (per-1, qty-3, ref-1...) live on its root element.
+        if ei != 0
+            && let Some(tsd) = self.v.core_type(ty)
+        {
+            let root = &tsd.elems[0];
+            if !root.constraints.is_empty() && !std::ptr::eq(root, elem) {
+                self.type_constraints(root, elem, node, ty);
+            }
+        }
+    }
+
+    fn type_constraints(&mut self, root: &'v Elem, elem: &Elem, node: &'v Value, ty: &'v str) {
+        if root.constraints.iter().all(|c| elem.constraints.iter().any(|e| e.key == c.key)) {
+            return;
+        }
+        let before = self.issues.len();
+        self.constraints(root, Some(node), None, ty);
+        // drop duplicates of constraints the element already declared
+        let keys: Vec<&str> = elem.constraints.iter().map(|c| c.key.as_str()).collect();
+        let mut i = before;
+        while i < self.issues.len() {
+            if keys.iter().any(|k| self.issues[i].diagnostics.starts_with(&format!("Constraint failed: {k}:"))) {
+                self.issues.remove(i);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    fn content_ref(&self, sd: &'v Sd, cr: &str) -> Option<(&'v Sd, &'v [usize])> {
+        if let Some(&i) = sd.by_path.get(cr)
+            && !sd.elems[i].children.is_empty()
+        {
+            return Some((sd, &sd.elems[i].children));
+        }
+        let root = cr.split('.').next()?;
+        let tsd = self.v.core_type(root)?;
+        let &i = tsd.by_path.get(cr)?;
+        Some((tsd, &tsd.elems[i].children))
+    }
+
+    /// Assigns items to slices and checks slice cardinality, closed and ordered rules. Extensions without
+    /// a matching slice are checked against their definition by url.
+    fn slicing(&mut self, sd: &'v Sd, k: usize, items: &[Entry<'v>], base_len: usize) -> Vec<Option<usize>> {
+        let c = &sd.elems[k];
+        let mut out = vec![None; items.len()];
+        for (ii, &(m, _, cty, _, _)) in items.iter().enumerate() {
+            let Some(m) = m else { continue };
+            for &s in &c.slices {
+                if self.slice_matches(sd, k, s, m, cty) {
+                    out[ii] = Some(s);
+                    break;
+                }
+            }
+        }
+        let json_name = items[0].3;
+        // slice cardinality
+        for &s in &c.slices {
+            let se = &sd.elems[s];
+            let n = out.iter().filter(|x| **x == Some(s)).count() as u32;
+            if n < se.min {
+                let _ = write!(self.path, ".{json_name}");
+                self.err(
+                    IssueCode::Required,
+                    format!(
+                        "Slice '{}:{}': a matching slice is required, but not found (minimum required = {}, found {n})",
+                        c.path,
+                        se.slice_name.as_deref().unwrap_or(""),
+                        se.min
+                    ),
+                );
+                self.path.truncate(base_len);
+            }
+            if let Some(max) = se.max
+                && n > max
+            {
+                let _ = write!(self.path, ".{json_name}");
+                self.err(
+                    IssueCode::Structure,
+                    format!(
+                        "Slice '{}:{}': max allowed = {max}, but found {n}",
+                        c.path,
+                        se.slice_name.as_deref().unwrap_or("")
+                    ),
+                );
+                self.path.truncate(base_len);
+            }
+        }
+        if let Some(slicing) = &c.slicing {
+            let mut last = 0usize;
+            let mut seen_unmatched = false;
+            for (ii, item) in items.iter().enumerate() {
+                let pos = out[ii].map(|s| c.slices.iter().position(|x| *x == s).unwrap_or(0));
+                let idx = item.4.unwrap_or(0);
+                match pos {
+                    None => {
+                        seen_unmatched = true;
+                        if slicing.rules == Rules::Closed && !(c.name == "extension" && item.0.is_some()) {
+                            let _ = write!(self.path, ".{json_name}[{idx}]");
+                            self.err(
+                                IssueCode::Structure,
+                                format!("This element does not match any known slice defined in the profile {} (slicing is closed)", sd.url),
+                            );
+                            self.path.truncate(base_len);
+                        }
+                    }
+                    Some(p) => {
+                        if slicing.ordered && p < last {
+                            let _ = write!(self.path, ".{json_name}[{idx}]");
+                            self.err(
+                                IssueCode::Structure,
+                                "As specified by profile, elements must be in the same order as the slices",
+                            );
+                            self.path.truncate(base_len);
+                        }
+                        if slicing.rules == Rules::OpenAtEnd && seen_unmatched {
+                            let _ = write!(self.path, ".{json_name}[{idx}]");
+                            self.err(
+                                IssueCode::Structure,
+                                "Unmatched elements must come after the sliced elements (openAtEnd)",
+                            );
+                            self.path.truncate(base_len);
+                        }
+                        last = p;
+                    }
+                }
+            }
+        }
+        // Extensions without a slice: validate against their definition by url.
+        if c.name == "extension" || c.name == "modifierExtension" {
+            for (ii, &(m, _, _, _, idx)) in items.iter().enumerate() {
+                let Some(m) = m else { continue };
+                let slice_has_profile =
+                    out[ii].is_some_and(|s| sd.elems[s].types.iter().any(|t| !t.profiles.is_empty()));
+                let _ = write!(self.path, ".{json_name}[{}]", idx.unwrap_or(0));
+                let url = m.get("url").and_then(Value::as_str);
+                match url {
+                    None => {}
+                    Some(url) => match self.v.sds.get(crate::defs::canonical_base(url).as_str()) {
+                        Some(ext) => {
+                            let ext: &'v Sd = ext;
+                            if !slice_has_profile {
+                                self.complex(ext, 0, m, "Extension");
+                            }
+                            if c.name == "modifierExtension" && !ext.is_modifier_ext {
+                                self.err(
+                                    IssueCode::Structure,
+                                    format!("The extension '{url}' is not a modifier extension, but is used as one"),
+                                );
+                            } else if c.name == "extension" && ext.is_modifier_ext {
+                                self.err(IssueCode::Structure, format!("The extension '{url}' is a modifier extension, and must be used as a modifierExtension"));
+                            }
+                        }
+                        None if out[ii].is_none() => {
+                            if c.name == "modifierExtension" {
+                                self.err(
+                                    IssueCode::Structure,
+                                    format!("Unknown modifier extension '{url}': it cannot be safely ignored"),
+                                );
+                            } else if !url.contains("://") && !url.starts_with("urn:") {
+                                // relative urls name the parts of complex extensions
+                            } else if self.v.options.unknown_extension_is_error && !is_example_url(url) {
+                                self.err(
+                                    IssueCode::Structure,
+                                    format!("The extension '{url}' is unknown, and not allowed here"),
+                                );
+                            } else {
+                                self.warn(IssueCode::Structure, format!("The extension '{url}' is unknown"));
+                            }
+                        }
+                        None => {}
+                    },
+                }
+                self.path.truncate(base_len);
+            }
+        }
+        out
+    }
+
+    fn slice_matches(&mut self, sd: &'v Sd, base: usize, slice: usize, item: &'v Value, item_ty: &str) -> bool {
+        let c = &sd.elems[base];
+        let se = &sd.elems[slice];
+        let discs: &[(DiscKind, String)] = match &c.slicing {
+            Some(s) if !s.discriminators.is_empty() => &s.discriminators,
+            _ => {
+                // Extension slicing without declared discriminator: by url.
+                if c.name == "extension" || c.name == "modifierExtension" {
+                    return se
+                        .types
+                        .iter()
+                        .flat_map(|t| t.profiles.iter())
+                        .any(|p| item.get("url").and_then(Value::as_str) == Some(p));
+                }
+                return false;
+            }
+        };
+        for (kind, path) in discs {
+            let values = select(item, path);
+            let def = self.nav(sd, slice, path);
+            let ok = match kind {
+                DiscKind::Value | DiscKind::Pattern => {
+                    let expected = def.and_then(|(dsd, di)| {
+                        let d = &dsd.elems[di];
+                        d.fixed.as_ref().map(|f| (f, true)).or(d.pattern.as_ref().map(|p| (p, false)))
+                    });
+                    match expected {
+                        Some((exp, fixed)) => {
+                            values.iter().any(|v| if fixed { json_equal(v, exp) } else { json_contains(v, exp) })
+                        }
+                        None => {
+                            if path == "url" || path.ends_with(".url") {
+                                let urls: Vec<&String> = se.types.iter().flat_map(|t| t.profiles.iter()).collect();
+                                !urls.is_empty()
+                                    && values.iter().any(|v| urls.iter().any(|u| v.as_str() == Some(u.as_str())))
+                            } else if let Some((dsd, di)) = def {
+                                match &dsd.elems[di].binding {
+                                    Some(b) if b.strength == Strength::Required => values.iter().any(|v| {
+                                        let code = v.as_str().or_else(|| v.get("code").and_then(Value::as_str));
+                                        code.is_some_and(|code| {
+                                            self.v.term.member(
+                                                &b.value_set,
+                                                v.get("system").and_then(Value::as_str),
+                                                code,
+                                            ) == Membership::In
+                                        })
+                                    }),
+                                    _ => false,
+                                }
+                            } else {
+                                false
+                            }
+                        }
+                    }
+                }
+                DiscKind::Type => {
+                    let (dsd, di) = def.unwrap_or((sd, slice));
+                    let types = &dsd.elems[di].types;
+                    if path == "$this" {
+                        types.iter().any(|t| t.code == item_ty)
+                            || item
+                                .get("resourceType")
+                                .and_then(Value::as_str)
+                                .is_some_and(|rt| types.iter().any(|t| t.code == rt))
+                    } else {
+                        values.iter().any(|v| {
+                            v.get("resourceType")
+                                .and_then(Value::as_str)
+                                .is_some_and(|rt| types.iter().any(|t| t.code == rt))
+                        }) || (!values.is_empty() && types.len() == 1)
+                    }
+                }
+                DiscKind::Profile => {
+                    let (dsd, di) = def.unwrap_or((sd, slice));
+                    let profiles: Vec<&str> = dsd.elems[di]
+                        .types
+                        .iter()
+                        .flat_map(|t| t.profiles.iter().chain(t.target_profiles.iter()).map(String::as_str))
+                        .collect();
+                    values.iter().any(|v| {
+                        profiles.iter().any(|p| match self.v.sds.get(*p) {
+                            Some(psd) => {
+                                let mut sub = Walk::new(self.v);
+                                sub.path = "x".into();
+                                sub.resources = self.resources.clone();
+                                if v.get("resourceType").is_some() {
+                                    sub.resource(v, &[p]);
+                                } else {
+                                    sub.complex(psd, 0, v, item_ty_of(psd));
+                                }
+                                !sub.issues.iter().any(Issue::is_error)
+                            }
+                            None => false,
+                        })
+                    })
+                }
+                DiscKind::Exists => {
+                    let (dsd, di) = def.unwrap_or((sd, slice));
+                    let d = &dsd.elems[di];
+                    if d.max == Some(0) {
+                        values.is_empty()
+                    } else if d.min > 0 {
+                        !values.is_empty()
+                    } else {
+                        true
+                    }
+                }
+            };
+            if !ok {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Element definition at a discriminator path below element `ei`.
+    fn nav(&self, sd: &'v Sd, ei: usize, path: &str) -> Option<(&'v Sd, usize)> {
+        let mut cur = (sd, ei);
+        for seg in split_path(path) {
+            if seg == "$this" || seg.starts_with("ofType(") || seg == "resolve()" {
+                continue;
+            }
+            if let Some(url) = seg.strip_prefix("extension('").and_then(|s| s.strip_suffix("')")) {
+                let (csd, e) = cur;
+                let ext = csd.elems[e].children.iter().copied().find(|&k| csd.elems[k].name == "extension")?;
+                let slice = csd.elems[ext]
+                    .slices
+                    .iter()
+                    .copied()
+                    .find(|&s| csd.elems[s].types.iter().any(|t| t.profiles.iter().any(|p| p == url)));
+                cur = match slice {
+                    Some(s) => (csd, s),
+                    None => {
+                        let esd = self.v.sds.get(url)?;
+                        (esd, 0)
+                    }
+                };
+                continue;
+            }
+            let (csd, e) = cur;
+            let el = &csd.elems[e];
+            let found = el.children.iter().copied().find(|&k| csd.elems[k].name == seg);
+            cur = match found {
+                Some(k) => (csd, k),
+                None => {
+                    // descend into the type's own definition (profile first)
+                    let t = el.types.first()?;
+                    let tsd: &'v Sd = match t.profiles.first().and_then(|p| self.v.sds.get(p.as_str())) {
+                        Some(p) => p,
+                        None => self.v.core_type(&t.code)?,
+                    };
+                    let k = tsd.elems[0].children.iter().copied().find(|&k| tsd.elems[k].name == seg)?;
+                    (tsd, k)
+                }
+            };
+        }
+        Some(cur)
+    }
+
+    /// Fixed, pattern, maxLength, min/max values and bindings.
+    fn value_rules(&mut self, elem: &Elem, val: &Value, ty: &str) {
+        if let Some(f) = &elem.fixed
+            && !json_equal(val, f)
+        {
+            self.err(IssueCode::Value, format!("Value is '{}' but must be '{}'", short_json(val), short_json(f)));
+        }
+        if let Some(p) = &elem.pattern
+            && !json_contains(val, p)
+        {
+            self.err(
+                IssueCode::Value,
+                format!("The value does not match the pattern {} required by the profile", short_json(p)),
+            );
+        }
+        if let (Some(max), Some(s)) = (elem.max_length, val.as_str())
+            && s.chars().count() > max
+        {
+            self.err(IssueCode::TooLong, format!("value is longer than permitted maximum length of {max}"));
+        }
+        if elem.min_value.is_some() || elem.max_value.is_some() {
+            self.min_max(elem, val, ty);
+        }
+        if let Some(b) = &elem.binding
+            && b.strength != Strength::Example
+        {
+            self.binding(b.strength, &b.value_set, val, ty);
+        }
+    }
+
+    fn min_max(&mut self, elem: &Elem, val: &Value, ty: &str) {
+        let (n, unit) = match ty {
+            "Quantity" | "Age" | "Duration" | "Distance" | "Count" | "SimpleQuantity" | "MoneyQuantity" => {
+                (val.get("value").and_then(Value::as_f64), val.get("code").and_then(Value::as_str))
+            }
+            _ => (val.as_f64(), None),
+        };
+        let cmp_str = |limit: &Value| -> Option<std::cmp::Ordering> {
+            match (val.as_str(), limit.as_str()) {
+                (Some(a), Some(b)) => Some(a.cmp(b)),
+                _ => None,
+            }
+        };
+        for (limit, is_min) in [(&elem.min_value, true), (&elem.max_value, false)] {
+            let Some(limit) = limit else { continue };
+            let bad = if let Some(n) = n {
+                let (l, lunit) = match limit {
+                    Value::Object(o) => (o.get("value").and_then(Value::as_f64), o.get("code").and_then(Value::as_str)),
+                    other => (other.as_f64(), None),
+                };
+                match l {
+                    Some(l) if lunit.is_none() || lunit == unit => {
+                        if is_min {
+                            n < l
+                        } else {
+                            n > l
+                        }
+                    }
+                    _ => false,
+                }
+            } else {
+                match cmp_str(limit) {
+                    Some(o) => {
+                        if is_min {
+                            o == std::cmp::Ordering::Less
+                        } else {
+                            o == std::cmp::Ordering::Greater
+                        }
+                    }
+                    None => false,
+                }
+            };
+            if bad {
+                self.err(
+                    IssueCode::Value,
+                    format!(
+                        "The value {} is {} the {} allowed value {}",
+                        short_json(val),
+                        if is_min { "below" } else { "above" },
+                        if is_min { "minimum" } else { "maximum" },
+                        short_json(limit)
+                    ),
+                );
+            }
+        }
+    }
+
+    fn binding(&mut self, strength: Strength, vs: &str, val: &Value, ty: &str) {
+        let codings: Vec<(Option<&str>, &str, Option<&str>)> = match ty {
+            "code" | "string" | "uri" => match val.as_str() {
+                Some(c) => vec![(None, c, None)],
+                None => return,
+            },
+            "Coding" => match val.get("code").and_then(Value::as_str) {
+                Some(c) => {
+                    vec![(val.get("system").and_then(Value::as_str), c, val.get("display").and_then(Value::as_str))]
+                }
+                None => return,
+            },
+            "CodeableConcept" => val
+                .get("coding")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|c| {
+                    Some((
+                        c.get("system").and_then(Value::as_str),
+                        c.get("code").and_then(Value::as_str)?,
+                        c.get("display").and_then(Value::as_str),
+                    ))
+                })
+                .collect(),
+            "Quantity" | "Age" | "Duration" | "Distance" | "Count" => match val.get("code").and_then(Value::as_str) {
+                Some(c) => vec![(val.get("system").and_then(Value::as_str), c, None)],
+                None => return,
+            },
+            _ => return,
+        };
+        if codings.is_empty() {
+            if ty == "CodeableConcept" && strength == Strength::Required && val.get("text").is_none() {
+                self.err(
+                    IssueCode::CodeInvalid,
+                    format!("No code provided, and a code is required from the value set '{vs}'"),
+                );
+            }
+            return;
+        }
+        if !self.v.term.has_value_set(vs) {
+            if strength == Strength::Required {
+                self.note_system(&format!("value set {vs}"));
+            }
+            return;
+        }
+        let mut any_in = false;
+        let mut unknown = None;
+        let mut bad = Vec::new();
+        for (sys, code, display) in &codings {
+            match self.v.term.member(vs, *sys, code) {
+                Membership::In => {
+                    any_in = true;
+                    if let (Some(sys), Some(d)) = (sys, display)
+                        && let Some(Some(expected)) = self.v.term.lookup(sys, code)
+                        && !expected.is_empty()
+                        && !expected.eq_ignore_ascii_case(d)
+                    {
+                        self.warn(
+                            IssueCode::Invalid,
+                            format!("Wrong Display Name '{d}' for {sys}#{code}: should be '{expected}'"),
+                        );
+                    }
+                }
+                Membership::NotIn => bad.push((*sys, *code)),
+                Membership::Unknown(why) => unknown = Some(why),
+            }
+            if let Some(sys) = sys
+                && let Some(None) = self.v.term.lookup(sys, code)
+            {
+                self.err(IssueCode::CodeInvalid, format!("Unknown code '{sys}#{code}'"));
+                return;
+            }
+        }
+        if any_in {
+            return;
+        }
+        if let Some(why) = unknown {
+            if is_external_system(&why) || why.starts_with("http") {
+                self.note_system(&why);
+            }
+            return;
+        }
+        let shown: Vec<String> = bad
+            .iter()
+            .map(|(s, c)| match s {
+                Some(s) => format!("{s}#{c}"),
+                None => c.to_string(),
+            })
+            .collect();
+        let msg = format!("The code(s) {} are not in the value set '{vs}'", shown.join(", "));
+        match strength {
+            Strength::Required => self.err(IssueCode::CodeInvalid, msg),
+            Strength::Extensible => {
+                if ty != "code" {
+                    self.warn(IssueCode::CodeInvalid, msg)
+                }
+            }
+            Strength::Preferred => self.info(IssueCode::CodeInvalid, msg),
+            Strength::Example => {}
+        }
+    }
+
+    fn note_system(&mut self, system: &str) {
+        if self.reported_systems.insert(system.to_string()) {
+            let p = std::mem::take(&mut self.path);
+            self.path = self
+                .resources
+                .first()
+                .and_then(|r| r.get("resourceType"))
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            self.info(
+                IssueCode::Informational,
+                format!(
+                    "Codes from {system} cannot be checked locally (no terminology server); they were not validated"
+                ),
+            );
+            self.path = p;
+        }
+    }
+
+    fn reference(&mut self, c: &Elem, r: &Value) {
+        let Some(reference) = r.get("reference").and_then(Value::as_str) else { return };
+        if let Some(id) = reference.strip_prefix('#') {
+            let found = self.resources.iter().rev().any(|res| {
+                res.get("contained")
+                    .and_then(Value::as_array)
+                    .is_some_and(|cs| cs.iter().any(|x| x.get("id").and_then(Value::as_str) == Some(id)))
+            });
+            if !found && !id.is_empty() {
+                self.err(
+                    IssueCode::NotFound,
+                    format!("The reference '{reference}' refers to a contained resource that does not exist"),
+                );
+            }
+            return;
+        }
+        let targets: Vec<&str> = c
+            .types
+            .iter()
+            .filter(|t| t.code == "Reference")
+            .flat_map(|t| t.target_profiles.iter())
+            .filter_map(|p| self.v.sds.get(p.as_str()).map(|s| s.type_name.as_str()))
+            .collect();
+        // type implied by the URL, or by the resolved Bundle entry
+        let mut rtype: Option<String> = None;
+        if let Some(t) = self
+            .v
+            .resolve_in(self.resources.first().copied(), reference)
+            .and_then(|x| x.get("resourceType"))
+            .and_then(Value::as_str)
+        {
+            rtype = Some(t.to_string());
+        } else if !reference.starts_with("urn:") {
+            let parts: Vec<&str> = reference.split('/').collect();
+            let n = parts.len();
+            let t = if n >= 4 && parts[n - 2] == "_history" {
+                parts.get(n - 4)
+            } else if n >= 2 {
+                parts.get(n - 2)
+            } else {
+                None
+            };
+            if let Some(t) = t
+                && t.starts_with(|c: char| c.is_ascii_uppercase())
+            {
+                if self.v.is_resource_type(t) {
+                    rtype = Some(t.to_string());
+                } else if !reference.contains("://") {
+                    self.err(
+                        IssueCode::Structure,
+                        format!("Unknown resource type '{t}' in the reference '{reference}'"),
+                    );
+                    return;
+                }
+            }
+        }
+        if let Some(declared) = r.get("type").and_then(Value::as_str)
+            && let Some(rt) = &rtype
+            && rt != declared
+        {
+            self.err(
+                IssueCode::Structure,
+                format!("The type '{declared}' does not match the type of the reference '{reference}' ({rt})"),
+            );
+        }
+        if let Some(rt) = rtype
+            && !targets.is_empty()
+            && !targets
+                .iter()
+                .any(|t| *t == rt || *t == "Resource" || *t == "DomainResource" || self.v.is_subtype_name(&rt, t))
+        {
+            self.err(
+                    IssueCode::Structure,
+                    format!("The type '{rt}' implied by the reference URL {reference} is not a valid Target for this element (must be one of [{}])", targets.join(", ")),
+                );
+        }
+    }
+
+    fn constraints(&mut self, elem: &Elem, node: Option<&'v Value>, companion: Option<&'v Value>, ty: &'v str) {
+        for c in &elem.constraints {
+            if let Some(f) = c.native {
+                if !f(node.unwrap_or(&Value::Null)) {
+                    let msg = format!("Constraint failed: {}: '{}'", c.key, c.human);
+                    if c.error {
+                        self.err(IssueCode::Invariant, msg);
+                    } else {
+                        self.warn(IssueCode::Invariant, msg);
+                    }
+                }
+                continue;
+            }
+            let Some(expr) = &c.expr else { continue };
+            if self.v.options.skip_constraints.contains(c.key.as_str()) {
+                continue;
+            }
+            let root = self.resources.first().copied();
+            let cur = self.resources.last().copied();
+            let env = Env {
+                model: self.v,
+                resource: cur
+                    .map(|r| Item::Node(Some(r), None, r.get("resourceType").and_then(Value::as_str).unwrap_or(""))),
+                root_resource: root
+                    .map(|r| Item::Node(Some(r), None, r.get("resourceType").and_then(Value::as_str).unwrap_or(""))),
+                context: Some(Item::Node(node, companion, ty)),
+            };
+            let ty_for_node = if elem.path.contains('.') { ty } else { elem.path.as_str() };
+            let item = Item::Node(
+                node,
+                companion,
+                if node.and_then(|n| n.get("resourceType")).is_some() { ty_for_node } else { ty },
+            );
+            match fhirpath::check(expr, item, &env) {
+                Ok(true) => {}
+                Ok(false) => {
+                    let msg = format!("Constraint failed: {}: '{}'", c.key, c.human);
+                    if c.error {
+                        self.err(IssueCode::Invariant, msg);
+                    } else {
+                        self.warn(IssueCode::Invariant, msg);
+                    }
+                }
+                Err(e) => {
+                    self.issues.push(issue(
+                        Severity::Information,
+                        IssueCode::Informational,
+                        format!("Constraint {} could not be evaluated: {e}", c.key),
+                        &self.path,
+                    ));
+                }
+            }
+        }
+    }
+
+    fn bundle_rules(&mut self, b: &'v Value) {
+        let Some(entries) = b.get("entry").and_then(Value::as_array) else { return };
+        let base_len = self.path.len();
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        for (i, e) in entries.iter().enumerate() {
+            let Some(full) = e.get("fullUrl").and_then(Value::as_str) else { continue };
+            let version =
+                e.get("resource").and_then(|r| r.get("meta")).and_then(|m| m.get("versionId")).and_then(Value::as_str);
+            let key = format!("{full}|{}", version.unwrap_or(""));
+            if let Some(first) = seen.insert(key, i) {
+                let _ = write!(self.path, ".entry[{i}]");
+                self.err(IssueCode::Duplicate, format!("Duplicate fullUrl '{full}' (also used by entry[{first}])"));
+                self.path.truncate(base_len);
+            }
+            if let (Some(id), Some(rt)) = (
+                e.get("resource").and_then(|r| r.get("id")).and_then(Value::as_str),
+                e.get("resource").and_then(|r| r.get("resourceType")).and_then(Value::as_str),
+            ) && full.starts_with("http")
+                && !full.ends_with(&format!("/{rt}/{id}"))
+                && !full.contains("/_history/")
+            {
+                let _ = write!(self.path, ".entry[{i}]");
+                self.err(
+                    IssueCode::Invalid,
+                    format!("The fullUrl '{full}' does not match the resource id '{rt}/{id}'"),
+                );
+                self.path.truncate(base_len);
+            }
+        }
+        let btype = b.get("type").and_then(Value::as_str).unwrap_or("");
+        if btype == "document" || btype == "message" {
+            let first_rt = entries
+                .first()
+                .and_then(|e| e.get("resource"))
+                .and_then(|r| r.get("resourceType"))
+                .and_then(Value::as_str);
+            let want = if btype == "document" { "Composition" } else { "MessageHeader" };
+            if first_rt != Some(want) {
+                let _ = write!(self.path, ".entry[0]");
+                self.err(IssueCode::Invalid, format!("The first entry of a {btype} Bundle must be a {want}"));
+                self.path.truncate(base_len);
+            }
+        }
+    }
+}
+
+fn item_ty_of(sd: &Sd) -> &str {
+    sd.type_name.as_str()
+}
+
+fn type_list(c: &Elem) -> String {
+    c.types.iter().map(|t| cap_first(&t.code)).collect::<Vec<_>>().join(", ")
+}
+
+fn is_example_url(url: &str) -> bool {
+    url.contains("example.org") || url.contains("example.com") || url.contains("acme.")
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+fn short_json(v: &Value) -> String {
+    let s = match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    if s.len() > 200 { format!("{}...", &s[..s.char_indices().nth(200).map(|x| x.0).unwrap_or(s.len())]) } else { s }
+}
+
+pub(crate) fn json_equal(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| json_equal(v, w)))
+        }
+        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(v, w)| json_equal(v, w)),
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        _ => a == b,
+    }
+}
+
+/// Pattern matching: every property of the pattern is present in the value (arrays: each pattern item
+/// matched by some value item).
+pub(crate) fn json_contains(v: &Value, p: &Value) -> bool {
+    match (v, p) {
+        (Value::Object(x), Value::Object(y)) => {
+            y.iter().all(|(k, pv)| x.get(k).is_some_and(|vv| json_contains(vv, pv)))
+        }
+        (Value::Array(x), Value::Array(y)) => y.iter().all(|pv| x.iter().any(|vv| json_contains(vv, pv))),
+        (Value::Array(x), y) => x.iter().any(|vv| json_contains(vv, y)),
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        _ => v == p,
+    }
+}
+
+fn split_path(path: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut depth = 0;
+    let mut start = 0;
+    for (i, c) in path.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            '.' if depth == 0 => {
+                out.push(&path[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(&path[start..]);
+    out
+}
+
+/// Values at a discriminator path (simple dotted names, `extension('url')`, `$this`, `ofType()`).
+fn select<'a>(item: &'a Value, path: &str) -> Vec<&'a Value> {
+    let mut cur = vec![item];
+    for seg in split_path(path) {
+        if seg == "$this" || seg.starts_with("ofType(") {
+            continue;
+        }
+        if seg == "resolve()" {
+            return Vec::new();
+        }
+        let mut next = Vec::new();
+        if let Some(url) = seg.strip_prefix("extension('").and_then(|s| s.strip_suffix("')")) {
+            for v in &cur {
+                for e in v.get("extension").and_then(Value::as_array).into_iter().flatten() {
+                    if e.get("url").and_then(Value::as_str) == Some(url) {
+                        next.push(e);
+                    }
+                }
+            }
+        } else {
+            for v in &cur {
+                let Some(o) = v.as_object() else { continue };
+                let found = o.get(seg).or_else(|| {
+                    o.iter()
+                        .find(|(k, _)| {
+                            k.len() > seg.len()
+                                && k.starts_with(seg)
+                                && k[seg.len()..].starts_with(|c: char| c.is_ascii_uppercase())
+                        })
+                        .map(|x| x.1)
+                });
+                match found {
+                    Some(Value::Array(a)) => next.extend(a.iter()),
+                    Some(x) => next.push(x),
+                    None => {}
+                }
+            }
+        }
+        cur = next;
+    }
+    cur
+}
+
+/// Native implementations of the core invariants evaluated on nearly every element or resource.
+pub(crate) fn native_constraint(key: &str, expression: &str) -> Option<fn(&Value) -> bool> {
+    match (key, expression) {
+        ("ext-1", "extension.exists() != value.exists()") => Some(|v| {
+            let Some(o) = v.as_object() else { return true };
+            let has_value = o.keys().any(|k| k.starts_with("value") && k.len() > 5);
+            o.contains_key("extension") != has_value
+        }),
+        ("dom-2", "contained.contained.empty()") => Some(|v| contained(v).iter().all(|c| c.get("contained").is_none())),
+        ("dom-4", "contained.meta.versionId.empty() and contained.meta.lastUpdated.empty()") => Some(|v| {
+            contained(v)
+                .iter()
+                .all(|c| c.get("meta").is_none_or(|m| m.get("versionId").is_none() && m.get("lastUpdated").is_none()))
+        }),
+        ("dom-5", "contained.meta.security.empty()") => {
+            Some(|v| contained(v).iter().all(|c| c.get("meta").is_none_or(|m| m.get("security").is_none())))
+        }
+        ("dom-3", _) if expression.starts_with("contained.where((('#'+id in (%resource.descendants().reference") => {
+            Some(dom3)
+        }
+        _ => None,
+    }
+}
+
+fn contained(v: &Value) -> &[Value] {
+    v.get("contained").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[])
+}
+
+/// dom-3: every contained resource is referenced from elsewhere in the resource (by `#id`), or refers to the
+/// container (`#`).
+fn dom3(v: &Value) -> bool {
+    let cs = contained(v);
+    if cs.is_empty() {
+        return true;
+    }
+    let mut refs: HashSet<&str> = HashSet::new();
+    fn collect<'a>(v: &'a Value, refs: &mut HashSet<&'a str>) {
+        match v {
+            Value::Object(o) => {
+                for x in o.values() {
+                    if let Value::String(s) = x {
+                        if s.starts_with('#') {
+                            refs.insert(s.as_str());
+                        }
+                    } else {
+                        collect(x, refs);
+                    }
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|x| collect(x, refs)),
+            _ => {}
+        }
+    }
+    collect(v, &mut refs);
+    let self_ref = refs.contains("#");
+    cs.iter().all(|c| {
+        let id = c.get("id").and_then(Value::as_str).unwrap_or("");
+        self_ref || refs.iter().any(|r| &r[1..] == id)
+    })
+}
