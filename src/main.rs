@@ -3,9 +3,11 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use rex_referral::RoutingConfig;
+use rex_server::validation::load_validator;
 use rex_server::{AppState, Config};
 use rex_store::Store;
 use tokio::net::TcpListener;
@@ -43,6 +45,12 @@ struct ServeArgs {
     /// Routing rules file (queues, rules, service-level times).
     #[arg(long, env = "REX_ROUTING", default_value = "config/routing.toml")]
     routing: PathBuf,
+    /// Folder of rex's conformance resources (profiles, value sets; partner folders under partners/).
+    #[arg(long, env = "REX_PROFILES", default_value = "profiles")]
+    profiles: PathBuf,
+    /// Extra FHIR package to validate against (folder or .tgz); repeatable, or comma-separated in REX_PACKAGES.
+    #[arg(long = "package", env = "REX_PACKAGES", value_delimiter = ',')]
+    packages: Vec<PathBuf>,
     /// Run without authentication, for local development only: refused unless listening on loopback.
     #[arg(long, env = "REX_DEV")]
     dev: bool,
@@ -89,6 +97,8 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         .map_err(|e| format!("cannot read the routing rules {}: {e}", args.routing.display()))?;
     let routing = RoutingConfig::from_toml(&routing_text)
         .map_err(|e| format!("the routing rules {} are invalid: {e}", args.routing.display()))?;
+    let packages: Vec<&std::path::Path> = args.packages.iter().map(PathBuf::as_path).collect();
+    let validator = Arc::new(load_validator(&args.profiles, &packages)?);
     let store = Store::connect(&args.database_url).await.map_err(|e| format!("cannot open the database: {e}"))?;
     let listener =
         TcpListener::bind(args.listen).await.map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
@@ -99,7 +109,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     }
     config.limits.max_bytes = args.max_body_bytes;
     config.limits.max_depth = args.max_json_depth;
-    let state = AppState::start(store.clone(), config, routing).await?;
+    let state = AppState::start(store.clone(), config, routing, validator).await?;
     if args.demo {
         let loaded = rex_server::load_demo_data(&state, &args.demo_dir).await?;
         tracing::info!(bundles = loaded, "demo data loaded");

@@ -11,10 +11,37 @@ use crate::support::{TestApp, backend_tests};
 backend_tests!(official_examples_round_trip);
 
 /// Examples rex rightly refuses, with the reason (checked: each must be refused).
-const REJECTED: &[(&str, &str)] = &[(
-    "Questionnaire-qs1.json",
-    "nested items have no linkId, which Questionnaire.item.linkId requires (1..1); the HL7 validator rejects it too",
-)];
+const REJECTED: &[(&str, &str)] = &[
+    (
+        "Bundle-10bb101f-a121-4264-a920-67be9cb82c74.json",
+        "entry fullUrl .../Patient/pat12 does not match its resource id pat2 (bdl-8)",
+    ),
+    (
+        "Bundle-3a0707d3-549e-4467-b8b8-5a2ab3800efe.json",
+        "entry fullUrl .../Patient/pat12 does not match its resource id pat2 (bdl-8)",
+    ),
+    (
+        "Bundle-lri-example.json",
+        "16 entries whose fullUrl (lri-gramstain1...) does not match the resource id (gramstain1...)",
+    ),
+    (
+        "Bundle-ussg-fht.json",
+        "declares US SDC profiles (sdc-valueset...) that are not loaded; unknown declared profiles are errors",
+    ),
+    ("CareTeam-example.json", "ctm-1: participant.onBehalfOf is set while the member is not a Practitioner"),
+    (
+        "MedicationRequest-medrx0301.json",
+        "dispenseRequest.performer references a Practitioner; R4 allows only Organization",
+    ),
+    (
+        "Observation-clinical-gender.json",
+        "performer references an Encounter, which Observation.performer does not allow",
+    ),
+    (
+        "Questionnaire-qs1.json",
+        "nested items have no linkId, which Questionnaire.item.linkId requires (1..1); the HL7 validator rejects it too",
+    ),
+];
 
 fn examples_folder() -> Option<PathBuf> {
     let folder = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fhir-r4-examples/package");

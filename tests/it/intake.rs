@@ -28,6 +28,8 @@ pub fn referral(number: &str, icd10: &str, priority: &str, language: &str, inter
          "request": {"method": "POST", "url": "Organization"}},
         {"fullUrl": "urn:uuid:5b0c7c1e-0000-4000-8000-000000000002",
          "resource": {"resourceType": "Patient", "name": [{"family": "Ramírez", "given": ["Sofía"]}], "gender": "female", "birthDate": "1958-09-12",
+                      "identifier": [{"system": "https://hospital-angeles.mx/fhir/mrn", "value": format!("MRN-{number}")}],
+                      "address": [{"city": "Ciudad de México", "country": "MX"}],
                       "extension": [{"url": "http://hl7.org/fhir/StructureDefinition/patient-interpreterRequired", "valueBoolean": interpreter}],
                       "communication": [{"language": {"coding": [{"system": "urn:ietf:bcp:47", "code": language}]}, "preferred": true}]},
          "request": {"method": "POST", "url": "Patient"}},

@@ -14,3 +14,4 @@ mod intake;
 mod message;
 mod search;
 mod transaction;
+mod validate;

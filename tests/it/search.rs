@@ -153,15 +153,25 @@ async fn quantity_and_number_search(app: &TestApp) {
 }
 
 async fn uri_tag_profile_and_last_updated(app: &TestApp) {
+    let unknown_profile = app
+        .post("Patient", &json!({"resourceType": "Patient", "meta": {"profile": ["https://rex.example/fhir/StructureDefinition/rex-patient"]}}))
+        .await;
+    assert_eq!(
+        unknown_profile.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "a declared profile rex does not know is an error"
+    );
     let tagged = app
         .create(&json!({"resourceType": "Patient", "meta": {
             "tag": [{"system": "https://rex.example/tags", "code": "sandbox"}],
-            "profile": ["https://rex.example/fhir/StructureDefinition/rex-patient"]}}))
+            "profile": ["https://rex.example/fhir/StructureDefinition/rex-international-patient"]},
+            "identifier": [{"system": "https://partner.example/mrn", "value": "1"}], "name": [{"family": "Tagged"}],
+            "gender": "other", "birthDate": "1990-01-01", "communication": [{"language": {"coding": [{"system": "urn:ietf:bcp:47", "code": "en"}]}}]}))
         .await;
     let plain = app.create(&json!({"resourceType": "Patient"})).await;
     assert_eq!(app.search_ids("Patient?_tag=https://rex.example/tags|sandbox").await, vec![tagged.clone()]);
     assert_eq!(
-        app.search_ids("Patient?_profile=https://rex.example/fhir/StructureDefinition/rex-patient").await,
+        app.search_ids("Patient?_profile=https://rex.example/fhir/StructureDefinition/rex-international-patient").await,
         vec![tagged.clone()]
     );
     assert_eq!(app.search_ids("Patient?_profile:below=https://rex.example/fhir/").await, vec![tagged.clone()]);

@@ -1,14 +1,23 @@
 //! The test harness: start rex on a fresh database and talk to it over HTTP.
 
+use std::sync::{Arc, LazyLock};
+
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use rex_referral::RoutingConfig;
 use rex_server::{AppState, Config};
 use rex_store::Store;
+use rex_validation::Validator;
 use serde_json::Value;
 use sqlx::Connection;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
+
+/// The validator with rex's profiles, built once for all tests of the process.
+pub static VALIDATOR: LazyLock<Arc<Validator>> = LazyLock::new(|| {
+    let profiles = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles");
+    Arc::new(rex_server::validation::load_validator(&profiles, &[]).expect("the validator loads"))
+});
 
 /// Generates, for each async test function `name(app: TestApp)` in the calling module, a SQLite
 /// test and an ignored PostgreSQL test.
@@ -107,7 +116,7 @@ impl TestApp {
         let config = Config::for_address(address);
         let base = config.base_url.clone();
         let routing = RoutingConfig::from_toml(include_str!("../../config/routing.toml")).expect("routing rules load");
-        let state = AppState::start(store.clone(), config, routing).await.expect("state starts");
+        let state = AppState::start(store.clone(), config, routing, VALIDATOR.clone()).await.expect("state starts");
         let (shutdown, stop) = oneshot::channel();
         let server = tokio::spawn(async move {
             rex_server::serve(listener, state, async {

@@ -5,6 +5,7 @@ mod bundles;
 mod error;
 mod http;
 pub mod interactions;
+pub mod validation;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -27,10 +28,11 @@ use tower_http::trace::TraceLayer;
 pub use error::ApiError;
 pub use http::{BodyLimits, Prefer};
 use interactions::write::{Target, WriteOp, execute};
-use interactions::{capabilities, history, message, read, rest_write, search, transaction};
+use interactions::{capabilities, history, message, read, rest_write, search, transaction, validate};
 use rex_referral::RoutingConfig;
 use rex_referral::task::queue_service;
 use rex_store::Isolation;
+use rex_validation::Validator;
 
 /// Default largest request body: 32 MiB, room for a referral with imaging reports attached.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
@@ -60,6 +62,8 @@ pub struct App {
     pub config: Config,
     /// The routing rules referrals are queued by.
     pub routing: RoutingConfig,
+    /// Profile validation of everything written and of `$validate`.
+    pub validator: Arc<Validator>,
     capability_statement: Value,
 }
 
@@ -77,9 +81,14 @@ impl std::ops::Deref for AppState {
 impl AppState {
     /// Builds the shared state and makes sure every queue of the routing rules exists as a
     /// HealthcareService (id = queue code), so Tasks can name their owner from the first referral.
-    pub async fn start(store: Store, config: Config, routing: RoutingConfig) -> Result<AppState, String> {
+    pub async fn start(
+        store: Store,
+        config: Config,
+        routing: RoutingConfig,
+        validator: Arc<Validator>,
+    ) -> Result<AppState, String> {
         let capability_statement = capabilities::capability_statement(&config.base_url);
-        let state = AppState(Arc::new(App { store, config, routing, capability_statement }));
+        let state = AppState(Arc::new(App { store, config, routing, validator, capability_statement }));
         for queue in &state.routing.queues {
             let op = WriteOp::Update {
                 resource_type: "HealthcareService".into(),
@@ -101,6 +110,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metadata", get(capabilities::metadata))
         .route("/_history", get(history::system))
         .route("/$process-message", post(message::process))
+        .route("/$validate", post(validate::system))
         .route(
             "/{type}",
             get(search::search_get)
@@ -112,9 +122,14 @@ pub fn router(state: AppState) -> Router {
         .route("/{type}/_history", get(history::of_type))
         .route(
             "/{type}/{id}",
-            get(read::read).put(rest_write::update).delete(rest_write::delete).patch(rest_write::patch),
+            get(read::read)
+                .post(validate::type_operation)
+                .put(rest_write::update)
+                .delete(rest_write::delete)
+                .patch(rest_write::patch),
         )
         .route("/{type}/{id}/_history", get(history::of_instance))
+        .route("/{type}/{id}/{operation}", post(validate::instance_operation))
         .route("/{type}/{id}/_history/{version}", get(read::vread));
     Router::new()
         .route("/fhir", post(transaction::handle))

@@ -84,6 +84,10 @@ pub fn capability_statement(base_url: &str) -> Value {
             "resource": resources,
             "interaction": [{"code": "transaction"}, {"code": "batch"}, {"code": "history-system"}],
             "operation": [{
+                "name": "validate",
+                "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate",
+                "documentation": "At /fhir/$validate, /fhir/{type}/$validate and /fhir/{type}/{id}/$validate; Parameters (resource, profile, mode) or a bare resource, and ?profile="
+            }, {
                 "name": "process-message",
                 "definition": "http://hl7.org/fhir/OperationDefinition/MessageHeader-process-message",
                 "documentation": "Referral Message Bundles (MessageHeader first, events in https://rex.example/fhir/CodeSystem/message-event), answered synchronously with a response message"

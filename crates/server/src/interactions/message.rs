@@ -26,6 +26,7 @@ use crate::AppState;
 use crate::bundles::bundle;
 use crate::error::ApiError;
 use crate::http::{BodyKind, Prefer, body_kind, check_accept, fhir_json, parse_json, read_body, stored_json};
+use crate::validation::{require_valid_bundle, rex_profile};
 
 /// rex's message events (MessageHeader.eventCoding).
 pub const EVENT_SYSTEM: &str = "https://rex.example/fhir/CodeSystem/message-event";
@@ -148,6 +149,13 @@ fn as_transaction(message: &Value) -> Value {
 /// Processes the message; returns the resource the response focuses on (the referral's Task).
 async fn run(state: &AppState, message: &Value, header: &Value) -> Result<Option<Value>, ApiError> {
     let event = Event::parse(header)?;
+    require_valid_bundle(
+        &state.validator,
+        message.clone(),
+        vec![rex_profile("rex-referral-message-bundle")],
+        Vec::new(),
+    )
+    .await?;
     let transaction = as_transaction(message);
     let (_, entries) = parse_bundle(&transaction)?;
     let referral =

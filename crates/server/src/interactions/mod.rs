@@ -8,6 +8,7 @@ pub mod read;
 pub mod rest_write;
 pub mod search;
 pub mod transaction;
+pub mod validate;
 pub mod write;
 
 use std::future::Future;

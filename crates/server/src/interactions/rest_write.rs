@@ -17,6 +17,7 @@ use crate::http::{
     BodyKind, Prefer, ReturnPreference, body_kind, check_accept, fhir_json, if_match, parse_json, read_body,
     resource_response, stored_json,
 };
+use crate::validation::require_valid;
 
 async fn run(state: &AppState, op: WriteOp) -> Result<WriteOutcome, ApiError> {
     in_transaction(&state.store, op.isolation(), &op, |tx, op| Box::pin(execute(tx, op))).await
@@ -49,7 +50,14 @@ pub fn write_response(state: &AppState, outcome: &WriteOutcome, prefer: Prefer) 
     Ok(response)
 }
 
-async fn json_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Value, ApiError> {
+/// Reads the resource of a create or update: FHIR JSON (415 otherwise), structurally sound (400
+/// otherwise, with locations) and valid against its definitions and declared profiles (422).
+async fn accepted_resource(
+    state: &AppState,
+    resource_type: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Value, ApiError> {
     match body_kind(headers)? {
         BodyKind::FhirJson => {}
         _ => {
@@ -59,7 +67,9 @@ async fn json_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<
         }
     }
     let bytes = read_body(body, state.config.limits).await?;
-    parse_json(&bytes, state.config.limits)
+    let resource = parse_json(&bytes, state.config.limits)?;
+    check_resource(resource_type, &resource)?;
+    require_valid(&state.validator, resource, Vec::new()).await
 }
 
 /// `POST /fhir/{type}`: create, conditional with `If-None-Exist`.
@@ -72,14 +82,13 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     known_type(&resource_type)?;
     check_accept(&headers, format_param(&query_pairs(query.as_deref())))?;
-    let resource = json_body(&state, &headers, body).await?;
+    let resource = accepted_resource(&state, &resource_type, &headers, body).await?;
     let if_none_exist = headers
         .get("if-none-exist")
         .map(|v| v.to_str().map(str::to_string))
         .transpose()
         .map_err(|_| ApiError::bad_request("If-None-Exist is not valid text"))?;
     if resource_type == "Task" && if_none_exist.is_none() {
-        check_resource(&resource_type, &resource)?;
         if let Some(outcome) = intake::take_in_task(&state, &resource).await? {
             return write_response(&state, &outcome, Prefer::from_headers(&headers));
         }
@@ -98,7 +107,7 @@ pub async fn update(
 ) -> Result<Response, ApiError> {
     known_type(&resource_type)?;
     check_accept(&headers, None)?;
-    let resource = json_body(&state, &headers, body).await?;
+    let resource = accepted_resource(&state, &resource_type, &headers, body).await?;
     let op = WriteOp::Update { resource_type, target: Target::Id(id), resource, if_match: if_match(&headers)? };
     let outcome = run(&state, op).await?;
     write_response(&state, &outcome, Prefer::from_headers(&headers))
@@ -116,7 +125,7 @@ pub async fn conditional_update(
     let query = query
         .filter(|q| !q.is_empty())
         .ok_or_else(|| ApiError::bad_request("A conditional update needs search parameters"))?;
-    let resource = json_body(&state, &headers, body).await?;
+    let resource = accepted_resource(&state, &resource_type, &headers, body).await?;
     let op = WriteOp::Update { resource_type, target: Target::Search(query), resource, if_match: if_match(&headers)? };
     let outcome = run(&state, op).await?;
     write_response(&state, &outcome, Prefer::from_headers(&headers))

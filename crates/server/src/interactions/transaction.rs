@@ -28,6 +28,8 @@ use crate::error::ApiError;
 use crate::http::{
     BodyKind, Prefer, ReturnPreference, body_kind, check_accept, etag, fhir_json, parse_json, read_body, stored_json,
 };
+use crate::validation::{require_valid, require_valid_bundle, rex_profile};
+use rex_fhir::structure::StructureModel;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) enum Method {
@@ -108,7 +110,23 @@ pub async fn process_bundle(state: &AppState, bundle_value: &Value, prefer: Pref
     if bundle_type == "batch" {
         return Ok(run_batch(state, &entries, prefer).await);
     }
-    match Referral::recognise(bundle_value).map_err(|issues| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, issues))? {
+    let referral =
+        Referral::recognise(bundle_value).map_err(|issues| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, issues))?;
+    // A referral Bundle must meet rex's referral profiles; any transaction must meet the base spec.
+    let (profiles, entry_profiles) = match &referral {
+        Some(referral) => {
+            let mut entry_profiles = vec![(referral.service_request_entry, rex_profile("rex-referral-servicerequest"))];
+            if let Some(patient) =
+                entries.iter().find(|e| e.full_url.as_deref() == Some(referral.subject_reference.as_str()))
+            {
+                entry_profiles.push((patient.index, rex_profile("rex-international-patient")));
+            }
+            (vec![rex_profile("rex-referral-bundle")], entry_profiles)
+        }
+        None => (Vec::new(), Vec::new()),
+    };
+    require_valid_bundle(&state.validator, bundle_value.clone(), profiles, entry_profiles).await?;
+    match referral {
         Some(referral) => intake::take_in(state, &referral, &entries, prefer).await,
         None => run_transaction(state, &entries, prefer).await,
     }
@@ -559,6 +577,21 @@ pub(super) async fn run_transaction(state: &AppState, entries: &[Entry], prefer:
 async fn run_batch(state: &AppState, entries: &[Entry], prefer: Prefer) -> Value {
     let mut response_entries = Vec::with_capacity(entries.len());
     for entry in entries {
+        if let (Some(resource), Method::Post | Method::Put) = (&entry.resource, entry.method) {
+            let structure = StructureModel::r4().check(resource);
+            let checked = if structure.iter().any(Issue::is_error) {
+                Err(ApiError::new(StatusCode::BAD_REQUEST, structure))
+            } else {
+                require_valid(&state.validator, resource.clone(), Vec::new()).await.map(|_| ())
+            };
+            if let Err(err) = checked {
+                let err = entry.locate(err);
+                response_entries.push(
+                    json!({"response": {"status": status_line(err.status), "outcome": operation_outcome(&err.issues)}}),
+                );
+                continue;
+            }
+        }
         let result = in_transaction(&state.store, Isolation::Serializable, &(state, entry), |tx, (state, entry)| {
             Box::pin(async move {
                 match entry.method {

@@ -1,0 +1,133 @@
+//! `$validate` at `/fhir/$validate`, `/fhir/{type}/$validate` and `/fhir/{type}/{id}/$validate`:
+//! the same validator that guards every write, answering 200 with the OperationOutcome unless the
+//! request itself is malformed.
+
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use rex_fhir::outcome::operation_outcome;
+use rex_fhir::{Issue, IssueCode};
+use serde_json::Value;
+
+use super::query_pairs;
+use super::write::known_type;
+use crate::AppState;
+use crate::error::ApiError;
+use crate::http::{BodyKind, body_kind, fhir_json, parse_json, read_body, stored_json};
+use crate::validation::validate;
+
+/// `POST /fhir/$validate`.
+pub async fn system(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    run(&state, None, None, query, &headers, body).await
+}
+
+/// `POST /fhir/{type}/{operation}`: type-level operations; `$validate` is the one rex has.
+pub async fn type_operation(
+    State(state): State<AppState>,
+    Path((resource_type, operation)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    known_type(&resource_type)?;
+    match operation.as_str() {
+        "$validate" => run(&state, Some(&resource_type), None, query, &headers, body).await,
+        other => Err(unknown_operation(other)),
+    }
+}
+
+/// `POST /fhir/{type}/{id}/{operation}`: instance-level operations.
+pub async fn instance_operation(
+    State(state): State<AppState>,
+    Path((resource_type, id, operation)): Path<(String, String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    known_type(&resource_type)?;
+    match operation.as_str() {
+        "$validate" => run(&state, Some(&resource_type), Some(&id), query, &headers, body).await,
+        other => Err(unknown_operation(other)),
+    }
+}
+
+fn unknown_operation(operation: &str) -> ApiError {
+    ApiError::one(StatusCode::NOT_FOUND, IssueCode::NotSupported, format!("Unknown operation '{operation}'"))
+}
+
+/// The resource, profile and mode of a `$validate` request (Parameters body or bare resource).
+fn read_request(body: Value) -> Result<(Option<Value>, Option<String>, Option<String>), ApiError> {
+    if body["resourceType"] != "Parameters" {
+        return Ok((Some(body), None, None));
+    }
+    let (mut resource, mut profile, mut mode) = (None, None, None);
+    for parameter in body["parameter"].as_array().into_iter().flatten() {
+        match parameter["name"].as_str() {
+            Some("resource") => resource = parameter.get("resource").cloned(),
+            Some("profile") => {
+                profile = ["valueUri", "valueCanonical", "valueString"]
+                    .iter()
+                    .find_map(|k| parameter[*k].as_str().map(str::to_string))
+            }
+            Some("mode") => {
+                mode = ["valueCode", "valueString"].iter().find_map(|k| parameter[*k].as_str().map(str::to_string))
+            }
+            _ => {}
+        }
+    }
+    Ok((resource, profile, mode))
+}
+
+async fn run(
+    state: &AppState,
+    resource_type: Option<&str>,
+    id: Option<&str>,
+    query: Option<String>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let bytes = read_body(body, state.config.limits).await?;
+    let (mut resource, mut profile, mode) = if bytes.is_empty() {
+        (None, None, None)
+    } else {
+        if body_kind(headers)? != BodyKind::FhirJson {
+            return Err(ApiError::unsupported_media("$validate takes a FHIR JSON resource or Parameters"));
+        }
+        read_request(parse_json(&bytes, state.config.limits)?)?
+    };
+    if let Some((_, value)) = query_pairs(query.as_deref()).into_iter().find(|(k, _)| k == "profile") {
+        profile = Some(value);
+    }
+    if mode.as_deref() == Some("delete") {
+        return Ok(fhir_json(StatusCode::OK, &operation_outcome(&[no_issues()])));
+    }
+    if resource.is_none()
+        && let (Some(resource_type), Some(id)) = (resource_type, id)
+    {
+        let stored = state.store.read(resource_type, id).await?.filter(|s| !s.deleted);
+        let stored = stored.ok_or_else(|| ApiError::not_found(format!("{resource_type}/{id} is not known")))?;
+        resource = Some(stored_json(&stored)?);
+    }
+    let resource = resource
+        .ok_or_else(|| ApiError::bad_request("$validate needs a resource: the body, or a Parameters 'resource'"))?;
+    if let Some(expected) = resource_type
+        && resource["resourceType"].as_str() != Some(expected)
+    {
+        return Err(ApiError::bad_request(format!("$validate on {expected} was given a {}", resource["resourceType"])));
+    }
+    let (_, mut issues) = validate(&state.validator, resource, profile.into_iter().collect()).await?;
+    if issues.is_empty() {
+        issues.push(no_issues());
+    }
+    Ok(fhir_json(StatusCode::OK, &operation_outcome(&issues)))
+}
+
+fn no_issues() -> Issue {
+    Issue::information(IssueCode::Informational, "No issues found")
+}
