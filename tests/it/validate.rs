@@ -12,8 +12,13 @@ async fn validate_operation_at_every_level(app: &TestApp) {
     for path in ["$validate", "Patient/$validate"] {
         let reply = app.post(path, &bad).await;
         assert_eq!(reply.status, StatusCode::OK, "{path}: {}", reply.body);
-        let expressions: Vec<&str> =
-            reply.body["issue"].as_array().unwrap().iter().filter(|i| i["severity"] == "error").filter_map(|i| i["expression"][0].as_str()).collect();
+        let expressions: Vec<&str> = reply.body["issue"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["severity"] == "error")
+            .filter_map(|i| i["expression"][0].as_str())
+            .collect();
         assert!(expressions.contains(&"Patient.birthDate"), "{expressions:?}");
         assert!(expressions.contains(&"Patient.gender"), "{expressions:?}");
     }
@@ -22,12 +27,18 @@ async fn validate_operation_at_every_level(app: &TestApp) {
         {"name": "profile", "valueUri": "https://rex.example/fhir/StructureDefinition/rex-international-patient"}]});
     let reply = app.post("Patient/$validate", &parameters).await;
     assert_eq!(reply.status, StatusCode::OK);
-    assert!(reply.body["issue"].as_array().unwrap().iter().any(|i| i["severity"] == "error"), "the profile needs identifier, gender...");
+    assert!(
+        reply.body["issue"].as_array().unwrap().iter().any(|i| i["severity"] == "error"),
+        "the profile needs identifier, gender..."
+    );
     let good = app.create(&json!({"resourceType": "Patient", "name": [{"family": "Ok"}]})).await;
     let reply = app.send(Method::POST, &format!("Patient/{good}/$validate"), &[], None).await;
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.body["issue"][0]["severity"], "information");
-    assert_eq!(app.post("Patient/$validate", &json!({"resourceType": "Observation"})).await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        app.post("Patient/$validate", &json!({"resourceType": "Observation"})).await.status,
+        StatusCode::BAD_REQUEST
+    );
     assert_eq!(app.send(Method::POST, "Patient/unknown/$validate", &[], None).await.status, StatusCode::NOT_FOUND);
     assert_eq!(app.send(Method::POST, "Patient/$explode", &[], None).await.status, StatusCode::NOT_FOUND);
 }

@@ -88,10 +88,11 @@ pub async fn create(
         .map(|v| v.to_str().map(str::to_string))
         .transpose()
         .map_err(|_| ApiError::bad_request("If-None-Exist is not valid text"))?;
-    if resource_type == "Task" && if_none_exist.is_none() {
-        if let Some(outcome) = intake::take_in_task(&state, &resource).await? {
-            return write_response(&state, &outcome, Prefer::from_headers(&headers));
-        }
+    if resource_type == "Task"
+        && if_none_exist.is_none()
+        && let Some(outcome) = intake::take_in_task(&state, &resource).await?
+    {
+        return write_response(&state, &outcome, Prefer::from_headers(&headers));
     }
     let op = WriteOp::Create { resource_type, resource, id: None, if_none_exist };
     let outcome = run(&state, op).await?;

@@ -61,27 +61,29 @@ fn unknown_operation(operation: &str) -> ApiError {
     ApiError::one(StatusCode::NOT_FOUND, IssueCode::NotSupported, format!("Unknown operation '{operation}'"))
 }
 
-/// The resource, profile and mode of a `$validate` request (Parameters body or bare resource).
-fn read_request(body: Value) -> Result<(Option<Value>, Option<String>, Option<String>), ApiError> {
+/// What a `$validate` request asks (Parameters body or bare resource).
+#[derive(Default)]
+struct ValidateRequest {
+    resource: Option<Value>,
+    profile: Option<String>,
+    mode: Option<String>,
+}
+
+fn read_request(body: Value) -> ValidateRequest {
     if body["resourceType"] != "Parameters" {
-        return Ok((Some(body), None, None));
+        return ValidateRequest { resource: Some(body), ..ValidateRequest::default() };
     }
-    let (mut resource, mut profile, mut mode) = (None, None, None);
+    let mut request = ValidateRequest::default();
     for parameter in body["parameter"].as_array().into_iter().flatten() {
+        let text = |keys: &[&str]| keys.iter().find_map(|k| parameter[*k].as_str().map(str::to_string));
         match parameter["name"].as_str() {
-            Some("resource") => resource = parameter.get("resource").cloned(),
-            Some("profile") => {
-                profile = ["valueUri", "valueCanonical", "valueString"]
-                    .iter()
-                    .find_map(|k| parameter[*k].as_str().map(str::to_string))
-            }
-            Some("mode") => {
-                mode = ["valueCode", "valueString"].iter().find_map(|k| parameter[*k].as_str().map(str::to_string))
-            }
+            Some("resource") => request.resource = parameter.get("resource").cloned(),
+            Some("profile") => request.profile = text(&["valueUri", "valueCanonical", "valueString"]),
+            Some("mode") => request.mode = text(&["valueCode", "valueString"]),
             _ => {}
         }
     }
-    Ok((resource, profile, mode))
+    request
 }
 
 async fn run(
@@ -93,13 +95,13 @@ async fn run(
     body: Body,
 ) -> Result<Response, ApiError> {
     let bytes = read_body(body, state.config.limits).await?;
-    let (mut resource, mut profile, mode) = if bytes.is_empty() {
-        (None, None, None)
+    let ValidateRequest { mut resource, mut profile, mode } = if bytes.is_empty() {
+        ValidateRequest::default()
     } else {
         if body_kind(headers)? != BodyKind::FhirJson {
             return Err(ApiError::unsupported_media("$validate takes a FHIR JSON resource or Parameters"));
         }
-        read_request(parse_json(&bytes, state.config.limits)?)?
+        read_request(parse_json(&bytes, state.config.limits)?)
     };
     if let Some((_, value)) = query_pairs(query.as_deref()).into_iter().find(|(k, _)| k == "profile") {
         profile = Some(value);
