@@ -23,6 +23,28 @@ struct Cli {
 enum Command {
     /// Start the FHIR server.
     Serve(ServeArgs),
+    /// Validate FHIR JSON files with the server's validator; exit 0 when no file has errors,
+    /// 1 when any has, 2 for usage errors or unreadable input.
+    Validate(ValidateArgs),
+}
+
+#[derive(clap::Args)]
+struct ValidateArgs {
+    /// Profile (canonical URL) to validate against, besides the base spec and meta.profile.
+    #[arg(long)]
+    profile: Vec<String>,
+    /// Extra FHIR package (folder or .tgz) to load; repeatable.
+    #[arg(long = "package")]
+    packages: Vec<PathBuf>,
+    /// Folder of rex's conformance resources.
+    #[arg(long, env = "REX_PROFILES", default_value = "profiles")]
+    profiles: PathBuf,
+    /// One line per file for people, instead of OperationOutcome JSON.
+    #[arg(long)]
+    summary: bool,
+    /// The files to validate.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -72,6 +94,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve(args).await,
+        Command::Validate(args) => return validate(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -136,4 +159,57 @@ async fn shutdown_signal() {
         () = ctrl_c => {},
         () = terminate => {},
     }
+}
+
+/// `rex validate`: the same validator and output as `$validate`.
+fn validate(args: ValidateArgs) -> ExitCode {
+    let packages: Vec<&std::path::Path> = args.packages.iter().map(PathBuf::as_path).collect();
+    let validator = match load_validator(&args.profiles, &packages) {
+        Ok(validator) => validator,
+        Err(message) => {
+            eprintln!("rex: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let profiles: Vec<&str> = args.profile.iter().map(String::as_str).collect();
+    let mut outcomes = Vec::new();
+    let mut any_errors = false;
+    for file in &args.files {
+        let parsed = std::fs::read(file)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| rex_fhir::json::parse_body(&bytes, usize::MAX).map_err(|issue| issue.diagnostics));
+        let resource = match parsed {
+            Ok(resource) => resource,
+            Err(message) => {
+                eprintln!("rex: cannot read {}: {message}", file.display());
+                return ExitCode::from(2);
+            }
+        };
+        let issues = validator.validate(&resource, &profiles);
+        let errors = issues.iter().filter(|i| i.is_error()).count();
+        any_errors |= errors > 0;
+        if args.summary {
+            let warnings = issues.iter().filter(|i| i.severity == rex_fhir::Severity::Warning).count();
+            let verdict = if errors > 0 { "INVALID" } else { "valid" };
+            let first = issues
+                .iter()
+                .find(|i| i.is_error())
+                .map(|i| format!(": {} at {}", i.diagnostics, i.expression.as_deref().unwrap_or("-")));
+            println!(
+                "{verdict} {} ({errors} errors, {warnings} warnings){}",
+                file.display(),
+                first.unwrap_or_default()
+            );
+        }
+        outcomes.push(rex_fhir::outcome::operation_outcome(&issues));
+    }
+    if !args.summary {
+        let output = match outcomes.as_slice() {
+            [one] => one.clone(),
+            _ => serde_json::json!({"resourceType": "Bundle", "type": "collection",
+                "entry": outcomes.iter().map(|o| serde_json::json!({"resource": o})).collect::<Vec<_>>()}),
+        };
+        println!("{}", serde_json::to_string_pretty(&output).unwrap_or_default());
+    }
+    if any_errors { ExitCode::from(1) } else { ExitCode::SUCCESS }
 }

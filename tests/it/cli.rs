@@ -85,3 +85,32 @@ fn refuses_to_run_without_authentication_or_dev_off_loopback() {
     assert!(!public.status.success());
     assert!(String::from_utf8_lossy(&public.stderr).contains("loopback"));
 }
+
+#[test]
+fn validate_command_reports_per_file_and_sets_the_exit_status() {
+    let folder = std::env::temp_dir().join(format!("rex-validate-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&folder).unwrap();
+    let good = folder.join("good.json");
+    let bad = folder.join("bad.json");
+    std::fs::write(&good, r#"{"resourceType":"Patient","name":[{"family":"Chen"}]}"#).unwrap();
+    std::fs::write(&bad, r#"{"resourceType":"Patient","birthDate":"1970-13-45"}"#).unwrap();
+    let profiles = concat!(env!("CARGO_MANIFEST_DIR"), "/profiles");
+    let run = |files: &[&std::path::Path], extra: &[&str]| {
+        let mut command = Command::new(REX);
+        command.args(["validate", "--profiles", profiles]).args(extra).args(files);
+        command.output().unwrap()
+    };
+    let ok = run(&[&good], &[]);
+    assert_eq!(ok.status.code(), Some(0));
+    let outcome: Value = serde_json::from_slice(&ok.stdout).unwrap();
+    assert_eq!(outcome["resourceType"], "OperationOutcome");
+    let both = run(&[&good, &bad], &[]);
+    assert_eq!(both.status.code(), Some(1));
+    let bundle: Value = serde_json::from_slice(&both.stdout).unwrap();
+    assert_eq!(bundle["entry"].as_array().unwrap().len(), 2);
+    let summary = run(&[&good, &bad], &["--summary"]);
+    let text = String::from_utf8_lossy(&summary.stdout);
+    assert!(text.contains("valid") && text.contains("INVALID") && text.contains("Patient.birthDate"), "{text}");
+    assert_eq!(run(&[&folder.join("missing.json")], &[]).status.code(), Some(2));
+    let _ = std::fs::remove_dir_all(&folder);
+}
