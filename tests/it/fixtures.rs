@@ -59,7 +59,7 @@ fn entry_of(bundle: &Value, resource_type: &str) -> usize {
 }
 
 /// Everything wrong with how rex answered one fixture (empty when all is well).
-async fn check_fixture(app: &TestApp, name: &str, bundle: &Value) -> Vec<String> {
+async fn check_fixture(app: &TestApp, name: &str, bundle: &Value, expected: &Value) -> Vec<String> {
     let mut problems = Vec::new();
     let reply = app.post("", bundle).await;
     if reply.status != StatusCode::OK {
@@ -108,6 +108,56 @@ async fn check_fixture(app: &TestApp, name: &str, bundle: &Value) -> Vec<String>
         problems
             .push(format!("{name}: ServiceRequest.subject is {}, not Patient/{patient_id}", stored.body["subject"]));
     }
+
+    // Routing: the Task is on the expected queue, due after the SLA of its priority, with the
+    // patient's language and interpreter need.
+    let task_url = reply.body["link"]
+        .as_array()
+        .and_then(|links| links.iter().find(|l| l["relation"] == "https://rex.example/fhir/referral-task"))
+        .and_then(|l| l["url"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    let task = app.get(&task_url).await.body;
+    let queue = expected["queue"].as_str().unwrap_or_default();
+    if task["owner"]["reference"] != format!("HealthcareService/{queue}") {
+        problems.push(format!("{name}: routed to {}, expected queue {queue}", task["owner"]["reference"]));
+    }
+    let priority = expected["priority"].as_str().unwrap_or_default();
+    let sla_hours = match priority {
+        "stat" => 4,
+        "asap" => 24,
+        "urgent" => 72,
+        _ => 240,
+    };
+    let time = |field: &Value| chrono::DateTime::parse_from_rfc3339(field.as_str().unwrap_or_default()).ok();
+    match (time(&task["authoredOn"]), time(&task["restriction"]["period"]["end"])) {
+        (Some(authored), Some(due))
+            if due - authored == chrono::Duration::hours(sla_hours) && task["priority"] == priority => {}
+        _ => problems.push(format!(
+            "{name}: priority {} due {} is not {priority} + {sla_hours} h",
+            task["priority"], task["restriction"]
+        )),
+    }
+    let extension = |suffix: &str| {
+        task["extension"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|e| e["url"].as_str().is_some_and(|u| u.ends_with(suffix)))
+            .cloned()
+    };
+    if extension("task-patient-language").map(|e| e["valueCode"].clone()) != Some(expected["language"].clone()) {
+        problems.push(format!(
+            "{name}: Task language {:?}, expected {}",
+            extension("task-patient-language"),
+            expected["language"]
+        ));
+    }
+    if extension("task-interpreter-required").map(|e| e["valueBoolean"].clone())
+        != Some(expected["interpreterRequired"].clone())
+    {
+        problems.push(format!("{name}: Task interpreter need differs from {}", expected["interpreterRequired"]));
+    }
     problems
 }
 
@@ -130,7 +180,7 @@ async fn valid_fixtures_are_accepted_and_findable(app: &TestApp) {
             format!("{}|{}", identifier["system"].as_str().unwrap(), identifier["value"].as_str().unwrap()),
             "{name}: expectations.json names the ServiceRequest identifier"
         );
-        problems.extend(check_fixture(app, name, &bundle).await);
+        problems.extend(check_fixture(app, name, &bundle, &expectations[name]).await);
     }
     assert!(problems.is_empty(), "{} problems with the valid fixtures:\n{}", problems.len(), problems.join("\n"));
 }
