@@ -15,3 +15,4 @@ mod message;
 mod search;
 mod transaction;
 mod validate;
+mod workflow;

@@ -9,6 +9,7 @@ pub mod rest_write;
 pub mod search;
 pub mod transaction;
 pub mod validate;
+pub mod workflow;
 pub mod write;
 
 use std::future::Future;

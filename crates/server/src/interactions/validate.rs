@@ -1,6 +1,6 @@
-//! `$validate` at `/fhir/$validate`, `/fhir/{type}/$validate` and `/fhir/{type}/{id}/$validate`:
+//! FHIR operations. `$validate` at `/fhir/$validate`, `/fhir/{type}/$validate` and `/fhir/{type}/{id}/$validate`:
 //! the same validator that guards every write, answering 200 with the OperationOutcome unless the
-//! request itself is malformed.
+//! request itself is malformed. The Task workflow operations are dispatched from here to `workflow`.
 
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
@@ -10,8 +10,8 @@ use rex_fhir::outcome::operation_outcome;
 use rex_fhir::{Issue, IssueCode};
 use serde_json::Value;
 
-use super::query_pairs;
 use super::write::known_type;
+use super::{query_pairs, workflow};
 use crate::AppState;
 use crate::error::ApiError;
 use crate::http::{BodyKind, body_kind, fhir_json, parse_json, read_body, stored_json};
@@ -38,6 +38,9 @@ pub async fn type_operation(
     known_type(&resource_type)?;
     match operation.as_str() {
         "$validate" => run(&state, Some(&resource_type), None, query, &headers, body).await,
+        "$claim-next" if resource_type == "Task" => {
+            workflow::claim_next(&state, workflow_arguments(&state, &headers, body).await?).await
+        }
         other => Err(unknown_operation(other)),
     }
 }
@@ -51,10 +54,33 @@ pub async fn instance_operation(
     body: Body,
 ) -> Result<Response, ApiError> {
     known_type(&resource_type)?;
-    match operation.as_str() {
-        "$validate" => run(&state, Some(&resource_type), Some(&id), query, &headers, body).await,
-        other => Err(unknown_operation(other)),
+    match (operation.as_str(), workflow::action(&operation)) {
+        ("$validate", _) => run(&state, Some(&resource_type), Some(&id), query, &headers, body).await,
+        (_, Some(action)) if resource_type == "Task" => {
+            workflow::operate(&state, &id, action, workflow_arguments(&state, &headers, body).await?).await
+        }
+        (other, _) => Err(unknown_operation(other)),
     }
+}
+
+/// The Parameters body of a workflow operation (an empty body means no parameters).
+async fn workflow_arguments(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<workflow::Arguments, ApiError> {
+    let bytes = read_body(body, state.config.limits).await?;
+    if bytes.is_empty() {
+        return Ok(workflow::Arguments::default());
+    }
+    if body_kind(headers)? != BodyKind::FhirJson {
+        return Err(ApiError::unsupported_media("Workflow operations take a FHIR JSON Parameters resource"));
+    }
+    let parameters = parse_json(&bytes, state.config.limits)?;
+    if parameters["resourceType"] != "Parameters" {
+        return Err(ApiError::bad_request("Workflow operations take a Parameters resource"));
+    }
+    Ok(workflow::Arguments::from_parameters(&parameters))
 }
 
 fn unknown_operation(operation: &str) -> ApiError {

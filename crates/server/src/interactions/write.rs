@@ -239,6 +239,9 @@ pub async fn execute(tx: &mut Tx, op: &WriteOp) -> Result<WriteOutcome, ApiError
                 (Some(id), _) => id,
                 (None, _) => body_id.map(str::to_string).unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
             };
+            if resource_type == "Task" {
+                check_task_status_change(tx, &id, resource).await?;
+            }
             let (stored, change) = tx.update(resource_type, &id, resource.clone(), *if_match).await?;
             Ok(match change {
                 Change::Created => WriteOutcome::Created(stored),
@@ -291,6 +294,9 @@ pub async fn execute(tx: &mut Tx, op: &WriteOp) -> Result<WriteOutcome, ApiError
                     "A patch must not change the resource id",
                 ));
             }
+            if resource_type == "Task" {
+                check_task_status_change(tx, &id, &resource).await?;
+            }
             let (stored, change) = tx.update(resource_type, &id, resource, Some(current.version_id)).await?;
             Ok(if change == Change::Unchanged {
                 WriteOutcome::Unchanged(stored)
@@ -299,6 +305,23 @@ pub async fn execute(tx: &mut Tx, op: &WriteOp) -> Result<WriteOutcome, ApiError
             })
         }
     }
+}
+
+/// A referral Task's status changes only along the workflow table, whatever the write path.
+async fn check_task_status_change(tx: &mut Tx, id: &str, new: &Value) -> Result<(), ApiError> {
+    let Some(current) = tx.read("Task", id).await?.filter(|t| !t.deleted) else { return Ok(()) };
+    let current = crate::http::stored_json(&current)?;
+    let routed =
+        current["extension"].as_array().into_iter().flatten().any(|e| {
+            e["url"].as_str().is_some_and(|url| url == rex_referral::task::extension_url("task-routing-rule"))
+        });
+    let (from, to) = (current["status"].as_str().unwrap_or_default(), new["status"].as_str().unwrap_or_default());
+    if routed {
+        rex_referral::workflow::check_status_change(from, to).map_err(|err| {
+            ApiError::one(StatusCode::CONFLICT, IssueCode::BusinessRule, err.to_string()).at("Task.status")
+        })?;
+    }
+    Ok(())
 }
 
 /// Decodes the JSON Patch carried by a Binary resource (how PATCH travels inside a Bundle).

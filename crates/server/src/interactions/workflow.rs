@@ -1,0 +1,295 @@
+//! Specialist queue work on referral Tasks, as FHIR operations: `$claim`, `$release`, `$redirect`,
+//! `$decline`, `$request-information` and `$complete` on `Task/{id}`, and `$claim-next` on `Task`.
+//! Every change follows the state machine table of `rex_referral::workflow`, takes the Task's row
+//! lock, and writes an AuditEvent in the same transaction.
+
+use axum::http::StatusCode;
+use axum::response::Response;
+use chrono::{SecondsFormat, Utc};
+use rex_fhir::IssueCode;
+use rex_referral::task::{AUDIT_SYSTEM, extension_url};
+use rex_referral::workflow::{Action, TransitionError, transition};
+use rex_store::{Isolation, StoredResource, Tx};
+use serde_json::{Value, json};
+
+use super::write::{Target, WriteOp, execute};
+use crate::AppState;
+use crate::error::ApiError;
+use crate::http::{resource_response, stored_json};
+
+/// The parameters of a workflow operation (a Parameters body).
+#[derive(Debug, Default)]
+pub struct Arguments {
+    /// `owner`: the specialist's PractitionerRole reference (claim).
+    pub owner: Option<String>,
+    /// `queue`: a queue code (redirect, claim-next).
+    pub queue: Option<String>,
+    /// `reason`: why (redirect, decline).
+    pub reason: Option<String>,
+    /// `message`: the question to the partner (request-information).
+    pub message: Option<String>,
+    /// `opinion`: reference to the DiagnosticReport or Communication with the opinion (complete).
+    pub opinion: Option<String>,
+}
+
+impl Arguments {
+    pub fn from_parameters(body: &Value) -> Arguments {
+        let mut arguments = Arguments::default();
+        for parameter in body["parameter"].as_array().into_iter().flatten() {
+            let text = parameter["valueString"]
+                .as_str()
+                .or(parameter["valueCode"].as_str())
+                .or(parameter["valueReference"]["reference"].as_str())
+                .map(str::to_string);
+            match parameter["name"].as_str() {
+                Some("owner") => arguments.owner = text,
+                Some("queue") => arguments.queue = text,
+                Some("reason") => arguments.reason = text,
+                Some("message") => arguments.message = text,
+                Some("opinion") => arguments.opinion = text,
+                _ => {}
+            }
+        }
+        arguments
+    }
+}
+
+/// The action an operation name stands for.
+pub fn action(operation: &str) -> Option<Action> {
+    match operation {
+        "$claim" => Some(Action::Claim),
+        "$release" => Some(Action::Release),
+        "$redirect" => Some(Action::Redirect),
+        "$decline" => Some(Action::Decline),
+        "$request-information" => Some(Action::RequestInformation),
+        "$complete" => Some(Action::Complete),
+        _ => None,
+    }
+}
+
+fn refused(err: TransitionError) -> ApiError {
+    ApiError::one(StatusCode::CONFLICT, IssueCode::BusinessRule, err.to_string()).at("Task.status")
+}
+
+fn required(name: &str, action: Action) -> ApiError {
+    ApiError::one(
+        StatusCode::BAD_REQUEST,
+        IssueCode::Required,
+        format!("{} needs the parameter '{name}'", action.name()),
+    )
+    .at(&format!("Parameters.parameter.where(name='{name}')"))
+}
+
+fn now() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// Sets (or replaces) one of rex's extensions on the Task.
+fn set_extension(task: &mut Value, name: &str, value: Value) {
+    let url = extension_url(name);
+    let extensions = task["extension"].as_array_mut();
+    let mut list: Vec<Value> = extensions.map(std::mem::take).unwrap_or_default();
+    list.retain(|e| e["url"] != url.as_str());
+    let mut extension = json!({"url": url});
+    if let (Some(object), Some(value)) = (extension.as_object_mut(), value.as_object()) {
+        object.extend(value.clone());
+    }
+    list.push(extension);
+    task["extension"] = Value::Array(list);
+}
+
+fn extension_value<'a>(task: &'a Value, name: &str) -> Option<&'a Value> {
+    let url = extension_url(name);
+    task["extension"].as_array()?.iter().find(|e| e["url"] == url.as_str())
+}
+
+/// Runs a workflow operation on `Task/{id}`.
+pub async fn operate(state: &AppState, id: &str, action: Action, arguments: Arguments) -> Result<Response, ApiError> {
+    let stored =
+        super::in_transaction(&state.store, Isolation::RowLocking, &(state, id, action, &arguments), |tx, context| {
+            let (state, id, action, arguments) = *context;
+            Box::pin(async move {
+                let current = tx.read_for_update("Task", id).await?;
+                let current = current
+                    .filter(|t| !t.deleted)
+                    .ok_or_else(|| ApiError::not_found(format!("Task/{id} is not known")))?;
+                apply(tx, state, current, action, arguments).await
+            })
+        })
+        .await?;
+    Ok(resource_response(StatusCode::OK, &stored, Some(&stored_json(&stored)?)))
+}
+
+/// `Task/$claim-next`: claims the open referral of a queue that is due first.
+pub async fn claim_next(state: &AppState, arguments: Arguments) -> Result<Response, ApiError> {
+    let queue = arguments.queue.clone().ok_or_else(|| required("queue", Action::Claim))?;
+    let stored =
+        super::in_transaction(&state.store, Isolation::RowLocking, &(state, queue, &arguments), |tx, context| {
+            let (state, queue, arguments) = context;
+            Box::pin(async move {
+                let next = tx.next_in_queue(queue).await?;
+                let next =
+                    next.ok_or_else(|| ApiError::not_found(format!("The queue '{queue}' has no open referral")))?;
+                apply(tx, state, next, Action::Claim, arguments).await
+            })
+        })
+        .await?;
+    Ok(resource_response(StatusCode::OK, &stored, Some(&stored_json(&stored)?)))
+}
+
+async fn apply(
+    tx: &mut Tx,
+    state: &AppState,
+    current: StoredResource,
+    action: Action,
+    arguments: &Arguments,
+) -> Result<StoredResource, ApiError> {
+    let mut task = stored_json(&current)?;
+    if extension_value(&task, "task-routing-rule").is_none() {
+        return Err(ApiError::one(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            IssueCode::BusinessRule,
+            "This Task is not a routed referral Task",
+        ));
+    }
+    let from = task["status"].as_str().unwrap_or_default().to_string();
+    let (to, business) = transition(&from, action).map_err(refused)?;
+    let mut audit_detail = Vec::new();
+    match action {
+        Action::Claim => {
+            let owner = arguments.owner.clone().ok_or_else(|| required("owner", action))?;
+            if !owner.starts_with("PractitionerRole/") {
+                return Err(ApiError::bad_request("owner must be a PractitionerRole reference")
+                    .at("Parameters.parameter.where(name='owner')"));
+            }
+            // Remember the queue, so a release can put the referral back.
+            let queue = task["owner"].clone();
+            set_extension(&mut task, "task-queue", json!({"valueReference": queue}));
+            task["owner"] = json!({"reference": owner});
+            audit_detail.push(json!({"type": "owner", "valueString": owner}));
+        }
+        Action::Release => {
+            let queue = extension_value(&task, "task-queue")
+                .map(|e| e["valueReference"].clone())
+                .ok_or_else(ApiError::internal)?;
+            task["owner"] = queue;
+        }
+        Action::Redirect => {
+            let code = arguments.queue.clone().ok_or_else(|| required("queue", action))?;
+            let reason = arguments.reason.clone().ok_or_else(|| required("reason", action))?;
+            let queue = state.routing.queue(&code).ok_or_else(|| {
+                ApiError::bad_request(format!("'{code}' is not a queue")).at("Parameters.parameter.where(name='queue')")
+            })?;
+            let owner = json!({"reference": format!("HealthcareService/{}", queue.code), "display": queue.name});
+            set_extension(&mut task, "task-queue", json!({"valueReference": owner}));
+            task["owner"] = owner;
+            push_note(&mut task, format!("Redirected to {}: {reason}", queue.code));
+            audit_detail.push(json!({"type": "queue", "valueString": queue.code}));
+            audit_detail.push(json!({"type": "reason", "valueString": reason}));
+        }
+        Action::Decline => {
+            let reason = arguments.reason.clone().ok_or_else(|| required("reason", action))?;
+            task["statusReason"] = json!({"text": reason});
+            audit_detail.push(json!({"type": "reason", "valueString": reason}));
+        }
+        Action::RequestInformation => {
+            let message = arguments.message.clone().ok_or_else(|| required("message", action))?;
+            let communication = information_request(tx, &task, &message).await?;
+            push_note(&mut task, format!("Information requested (Communication/{})", communication.id));
+            audit_detail
+                .push(json!({"type": "communication", "valueString": format!("Communication/{}", communication.id)}));
+        }
+        Action::Complete => {
+            let opinion = arguments.opinion.clone().ok_or_else(|| required("opinion", action))?;
+            let (opinion_type, opinion_id) = opinion.split_once('/').unwrap_or_default();
+            if !matches!(opinion_type, "DiagnosticReport" | "Communication")
+                || tx.read(opinion_type, opinion_id).await?.is_none_or(|o| o.deleted)
+            {
+                return Err(ApiError::bad_request(format!(
+                    "opinion must name a stored DiagnosticReport or Communication, not '{opinion}'"
+                ))
+                .at("Parameters.parameter.where(name='opinion')"));
+            }
+            task["output"] = json!([{"type": {"text": "Second opinion"}, "valueReference": {"reference": opinion}}]);
+            audit_detail.push(json!({"type": "opinion", "valueString": opinion}));
+        }
+        Action::ReceiveInformation | Action::Cancel => {}
+    }
+    task["status"] = json!(to);
+    task["businessStatus"] =
+        json!({"coding": [{"system": business.system, "code": business.code, "display": business.display}]});
+    task["lastModified"] = json!(now());
+    let op = WriteOp::Update {
+        resource_type: "Task".into(),
+        target: Target::Id(current.id.clone()),
+        resource: task,
+        if_match: Some(current.version_id),
+    };
+    let stored = execute(tx, &op).await?.stored().cloned().ok_or_else(ApiError::internal)?;
+    let audit = json!({
+        "resourceType": "AuditEvent",
+        "type": {"system": AUDIT_SYSTEM, "code": "referral", "display": "Referral event"},
+        "subtype": [{"system": AUDIT_SYSTEM, "code": action.name()}],
+        "action": "U",
+        "recorded": now(),
+        "outcome": "0",
+        "outcomeDesc": format!("{} -> {to}", from),
+        "agent": [{"who": {"reference": arguments.owner.clone().unwrap_or_else(|| "Device/rex".into())}, "requestor": true}],
+        "source": {"observer": {"display": "rex"}},
+        "entity": [{"what": {"reference": format!("Task/{}", stored.id)}, "detail": audit_detail}],
+    });
+    let audit = audit_without_empty_detail(audit);
+    execute(
+        tx,
+        &WriteOp::Create { resource_type: "AuditEvent".into(), resource: audit, id: None, if_none_exist: None },
+    )
+    .await?;
+    Ok(stored)
+}
+
+fn audit_without_empty_detail(mut audit: Value) -> Value {
+    if audit["entity"][0]["detail"].as_array().is_some_and(Vec::is_empty) {
+        audit["entity"][0].as_object_mut().map(|entity| entity.remove("detail"));
+    }
+    audit
+}
+
+fn push_note(task: &mut Value, text: String) {
+    let note = json!({"text": text, "time": now()});
+    match task["note"].as_array_mut() {
+        Some(notes) => notes.push(note),
+        None => task["note"] = json!([note]),
+    }
+}
+
+/// The Communication asking the referring partner for more information, addressed to the
+/// ServiceRequest's requester.
+async fn information_request(tx: &mut Tx, task: &Value, message: &str) -> Result<StoredResource, ApiError> {
+    let focus = task["focus"]["reference"].as_str().unwrap_or_default();
+    let recipient = match focus.split_once('/') {
+        Some((rt, id)) => match tx.read(rt, id).await? {
+            Some(stored) => stored_json(&stored)?["requester"].clone(),
+            None => Value::Null,
+        },
+        None => Value::Null,
+    };
+    let mut communication = json!({
+        "resourceType": "Communication",
+        "status": "in-progress",
+        "category": [{"coding": [{"system": "https://rex.example/fhir/CodeSystem/communication-category", "code": "information-request"}]}],
+        "basedOn": [{"reference": focus}],
+        "subject": task["for"].clone(),
+        "sent": now(),
+        "payload": [{"contentString": message}],
+    });
+    if recipient.is_object() {
+        communication["recipient"] = json!([recipient]);
+    }
+    let op = WriteOp::Create {
+        resource_type: "Communication".into(),
+        resource: communication,
+        id: None,
+        if_none_exist: None,
+    };
+    execute(tx, &op).await?.stored().cloned().ok_or_else(ApiError::internal)
+}

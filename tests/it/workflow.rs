@@ -1,0 +1,166 @@
+//! Specialist work on referral Tasks: claims (also 50 at once), release, redirect, decline, requests
+//! for information, completion with an opinion, and the state machine on every write path.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::intake::referral;
+use crate::support::{TestApp, backend_tests};
+
+backend_tests!(
+    claim_request_information_and_complete,
+    concurrent_claims_have_one_winner,
+    release_redirect_and_decline,
+    claim_next_takes_the_most_urgent,
+    forbidden_transitions_are_refused_on_every_path,
+);
+
+fn parameters(pairs: &[(&str, &str)]) -> Value {
+    let parameter: Vec<Value> = pairs
+        .iter()
+        .map(|(name, value)| {
+            if value.contains('/') {
+                json!({"name": name, "valueReference": {"reference": value}})
+            } else {
+                json!({"name": name, "valueString": value})
+            }
+        })
+        .collect();
+    json!({"resourceType": "Parameters", "parameter": parameter})
+}
+
+/// Sends a referral and returns its Task id.
+async fn routed_task(app: &TestApp, number: &str, priority: &str) -> String {
+    let reply = app.post("", &referral(number, "I25.10", priority, "en", false)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let link = reply.body["link"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["relation"] == "https://rex.example/fhir/referral-task")
+        .unwrap();
+    link["url"].as_str().unwrap().rsplit('/').next().unwrap().to_string()
+}
+
+async fn claim_request_information_and_complete(app: &TestApp) {
+    let task = routed_task(app, "W-1", "urgent").await;
+    let claimed = app.post(&format!("Task/{task}/$claim"), &parameters(&[("owner", "PractitionerRole/dr-lee")])).await;
+    assert_eq!(claimed.status, StatusCode::OK, "{}", claimed.body);
+    assert_eq!(claimed.body["status"], "in-progress");
+    assert_eq!(claimed.body["owner"]["reference"], "PractitionerRole/dr-lee");
+    assert_eq!(claimed.body["businessStatus"]["coding"][0]["code"], "3.0");
+    let asked = app
+        .post(&format!("Task/{task}/$request-information"), &parameters(&[("message", "Please send the latest echo")]))
+        .await;
+    assert_eq!(asked.status, StatusCode::OK, "{}", asked.body);
+    assert_eq!(asked.body["status"], "on-hold");
+    let communications = app.get("Communication?category=information-request").await.body;
+    assert_eq!(communications["total"], 1);
+    assert_eq!(
+        communications["entry"][0]["resource"]["recipient"][0]["reference"].as_str().unwrap().split('/').next(),
+        Some("Organization")
+    );
+    // Completing needs the Task to be in progress again.
+    let early = app.post(&format!("Task/{task}/$complete"), &parameters(&[("opinion", "DiagnosticReport/x")])).await;
+    assert_eq!(early.status, StatusCode::CONFLICT);
+    let mut resumed = app.get(&format!("Task/{task}")).await.body;
+    resumed["status"] = json!("in-progress");
+    assert_eq!(app.put(&format!("Task/{task}"), &resumed).await.status, StatusCode::OK);
+    let report = app
+        .create(&json!({"resourceType": "DiagnosticReport", "status": "final", "code": {"text": "Second opinion"},
+                         "conclusion": "Medical therapy; no revascularisation needed now"}))
+        .await;
+    let completed = app
+        .post(&format!("Task/{task}/$complete"), &parameters(&[("opinion", &format!("DiagnosticReport/{report}"))]))
+        .await;
+    assert_eq!(completed.status, StatusCode::OK, "{}", completed.body);
+    assert_eq!(completed.body["status"], "completed");
+    assert_eq!(completed.body["businessStatus"]["coding"][0]["code"], "7.0");
+    assert_eq!(completed.body["output"][0]["valueReference"]["reference"], format!("DiagnosticReport/{report}"));
+    let trail = app.get(&format!("AuditEvent?entity=Task/{task}&_sort=_lastUpdated&_count=50")).await.body;
+    let actions: Vec<&str> = trail["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["resource"]["subtype"][0]["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, vec!["routed", "claim", "request-information", "complete"]);
+}
+
+async fn concurrent_claims_have_one_winner(app: &TestApp) {
+    let task = routed_task(app, "W-2", "stat").await;
+    let path = format!("Task/{task}/$claim");
+    let bodies: Vec<Value> = (0..50).map(|n| parameters(&[("owner", &format!("PractitionerRole/dr-{n}"))])).collect();
+    let claims = bodies.iter().map(|body| app.post(&path, body));
+    let replies = futures::future::join_all(claims).await;
+    let winners = replies.iter().filter(|r| r.status == StatusCode::OK).count();
+    let refused = replies.iter().filter(|r| r.status == StatusCode::CONFLICT).count();
+    assert_eq!((winners, refused), (1, 49), "{:?}", replies.iter().map(|r| r.status).collect::<Vec<_>>());
+    let loser = replies.iter().find(|r| r.status == StatusCode::CONFLICT).unwrap();
+    assert!(loser.body["issue"][0]["diagnostics"].as_str().unwrap().contains("allowed here"));
+}
+
+async fn release_redirect_and_decline(app: &TestApp) {
+    let task = routed_task(app, "W-3", "routine").await;
+    app.post(&format!("Task/{task}/$claim"), &parameters(&[("owner", "PractitionerRole/dr-lee")])).await;
+    let released = app.post(&format!("Task/{task}/$release"), &parameters(&[])).await;
+    assert_eq!(released.status, StatusCode::OK, "{}", released.body);
+    assert_eq!(released.body["status"], "requested");
+    assert_eq!(released.body["owner"]["reference"], "HealthcareService/cardiology");
+    let redirected = app
+        .post(
+            &format!("Task/{task}/$redirect"),
+            &parameters(&[("queue", "vascular-surgery"), ("reason", "aortic finding")]),
+        )
+        .await;
+    assert_eq!(redirected.status, StatusCode::OK, "{}", redirected.body);
+    assert_eq!(redirected.body["owner"]["reference"], "HealthcareService/vascular-surgery");
+    let nowhere =
+        app.post(&format!("Task/{task}/$redirect"), &parameters(&[("queue", "astrology"), ("reason", "x")])).await;
+    assert_eq!(nowhere.status, StatusCode::BAD_REQUEST);
+    let no_reason = app.post(&format!("Task/{task}/$decline"), &parameters(&[])).await;
+    assert_eq!(no_reason.status, StatusCode::BAD_REQUEST);
+    let declined =
+        app.post(&format!("Task/{task}/$decline"), &parameters(&[("reason", "outside our programme")])).await;
+    assert_eq!(declined.body["status"], "rejected");
+    assert_eq!(declined.body["businessStatus"]["coding"][0]["code"], "4.0");
+}
+
+async fn claim_next_takes_the_most_urgent(app: &TestApp) {
+    routed_task(app, "N-1", "routine").await;
+    let stat = routed_task(app, "N-2", "stat").await;
+    let urgent = routed_task(app, "N-3", "urgent").await;
+    let owner = parameters(&[("queue", "cardiology"), ("owner", "PractitionerRole/dr-lee")]);
+    assert_eq!(app.post("Task/$claim-next", &owner).await.body["id"], stat.as_str());
+    assert_eq!(app.post("Task/$claim-next", &owner).await.body["id"], urgent.as_str());
+    assert_eq!(
+        app.post("Task/$claim-next", &parameters(&[("queue", "dermatology"), ("owner", "PractitionerRole/x")]))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+async fn forbidden_transitions_are_refused_on_every_path(app: &TestApp) {
+    let task = routed_task(app, "F-1", "routine").await;
+    let mut body = app.get(&format!("Task/{task}")).await.body;
+    body["status"] = json!("completed");
+    let put = app.put(&format!("Task/{task}"), &body).await;
+    assert_eq!(put.status, StatusCode::CONFLICT);
+    assert!(put.body["issue"][0]["diagnostics"].as_str().unwrap().contains("in-progress"));
+    let patch = json!([{"op": "replace", "path": "/status", "value": "completed"}]).to_string();
+    let patched = app
+        .send(
+            reqwest::Method::PATCH,
+            &format!("Task/{task}"),
+            &[("content-type", "application/json-patch+json")],
+            Some(patch),
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::CONFLICT);
+    let complete = app.post(&format!("Task/{task}/$complete"), &parameters(&[("opinion", "DiagnosticReport/x")])).await;
+    assert_eq!(complete.status, StatusCode::CONFLICT);
+    assert_eq!(app.get(&format!("Task/{task}")).await.body["status"], "requested");
+    let unknown = app.post(&format!("Task/{task}/$teleport"), &parameters(&[])).await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+}
