@@ -15,7 +15,7 @@ use chrono::Utc;
 use rex_fhir::outcome::operation_outcome;
 use rex_fhir::{Issue, IssueCode};
 use rex_referral::Referral;
-use rex_referral::task::BUSINESS_STATUS_SYSTEM;
+use rex_referral::workflow::{Action, transition};
 use rex_store::Isolation;
 use serde_json::{Value, json};
 
@@ -185,7 +185,7 @@ async fn run(state: &AppState, message: &Value, header: &Value) -> Result<Option
     }
 }
 
-/// Withdraws a referral rex has: its Task becomes `cancelled` (BSeR 6.0). The MessageHeader is kept
+/// Withdraws a referral rex has: its Task is cancelled along the workflow table (BSeR 6.0). The MessageHeader is kept
 /// as the record of the request.
 async fn revoke(state: &AppState, referral: &Referral) -> Result<Value, ApiError> {
     let stored = in_transaction(&state.store, Isolation::Serializable, referral, |tx, referral| {
@@ -201,19 +201,20 @@ async fn revoke(state: &AppState, referral: &Referral) -> Result<Value, ApiError
                 })?;
             let task = tx.read("Task", &record.task_id).await?.ok_or_else(ApiError::internal)?;
             let mut task = stored_json(&task)?;
-            if matches!(task["status"].as_str(), Some("completed" | "cancelled" | "rejected" | "failed" | "entered-in-error")) {
-                return Err(ApiError::one(
-                    StatusCode::CONFLICT,
-                    IssueCode::BusinessRule,
-                    format!("The referral's Task is already {} and cannot be revoked", task["status"].as_str().unwrap_or_default()),
-                ));
-            }
-            task["status"] = json!("cancelled");
+            let from = task["status"].as_str().unwrap_or_default();
+            let (to, business) = transition(from, Action::Cancel)
+                .map_err(|err| ApiError::one(StatusCode::CONFLICT, IssueCode::BusinessRule, err.to_string()))?;
+            task["status"] = json!(to);
             task["businessStatus"] =
-                json!({"coding": [{"system": BUSINESS_STATUS_SYSTEM, "code": "6.0", "display": "Service Request Fulfillment Cancelled"}]});
+                json!({"coding": [{"system": business.system, "code": business.code, "display": business.display}]});
             task["statusReason"] = json!({"text": "Revoked by the referring partner"});
             task["lastModified"] = json!(Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
-            let op = WriteOp::Update { resource_type: "Task".into(), target: Target::Id(record.task_id.clone()), resource: task, if_match: None };
+            let op = WriteOp::Update {
+                resource_type: "Task".into(),
+                target: Target::Id(record.task_id.clone()),
+                resource: task,
+                if_match: None,
+            };
             execute(tx, &op).await?.stored().cloned().ok_or_else(ApiError::internal)
         })
     })
