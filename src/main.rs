@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use rex_referral::RoutingConfig;
-use rex_server::validation::load_validator;
+use rex_server::validation::{PartnerProfiles, load_validator};
 use rex_server::{AppState, Config};
 use rex_store::Store;
 use tokio::net::TcpListener;
@@ -132,7 +132,8 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     }
     config.limits.max_bytes = args.max_body_bytes;
     config.limits.max_depth = args.max_json_depth;
-    let state = AppState::start(store.clone(), config, routing, validator).await?;
+    let state =
+        AppState::start(store.clone(), config, routing, validator, PartnerProfiles::load(&args.profiles)?).await?;
     if args.demo {
         let loaded = rex_server::load_demo_data(&state, &args.demo_dir).await?;
         tracing::info!(bundles = loaded, "demo data loaded");

@@ -35,7 +35,7 @@ pub fn referral(number: &str, icd10: &str, priority: &str, language: &str, inter
          "request": {"method": "POST", "url": "Patient"}},
         {"fullUrl": "urn:uuid:5b0c7c1e-0000-4000-8000-000000000003",
          "resource": {"resourceType": "ServiceRequest", "status": "active", "intent": "order", "priority": priority,
-                      "identifier": [{"system": "https://hospitalangeles.mx/fhir/referral", "value": number}],
+                      "identifier": [{"system": "https://hospital-angeles.mx/fhir/referral", "value": number}],
                       "category": [{"coding": [{"system": SNOMED, "code": "3457005", "display": "Patient referral"}]}],
                       "reasonCode": [{"coding": [{"system": ICD10, "code": icd10}]}],
                       "subject": {"reference": "urn:uuid:5b0c7c1e-0000-4000-8000-000000000002"},
@@ -165,6 +165,16 @@ async fn invalid_referral_writes_nothing(app: &TestApp) {
     let reply = app.post("", &unknown_partner).await;
     assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(reply.issue_expression(), "Bundle.entry[2].resource.requester");
+    let mut foreign_system = referral("R-43", "I25.10", "urgent", "en", false);
+    foreign_system["entry"][2]["resource"]["identifier"][0]["system"] = json!("https://elsewhere.example/referral");
+    let reply = app.post("", &foreign_system).await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "the partner's own profile fixes its identifier system");
+    let located = reply.body["issue"].as_array().unwrap().iter();
+    assert!(
+        located.filter_map(|i| i["expression"][0].as_str()).any(|e| e.starts_with("Bundle.entry[2].resource")),
+        "{}",
+        reply.body
+    );
     let mut broken = referral("R-42", "I25.10", "urgent", "en", false);
     broken["entry"][1]["resource"]["birthDate"] = json!(19580912);
     let reply = app.post("", &broken).await;

@@ -19,6 +19,11 @@ pub static VALIDATOR: LazyLock<Arc<Validator>> = LazyLock::new(|| {
     Arc::new(rex_server::validation::load_validator(&profiles, &[]).expect("the validator loads"))
 });
 
+fn partner_profiles() -> rex_server::validation::PartnerProfiles {
+    let profiles = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles");
+    rex_server::validation::PartnerProfiles::load(&profiles).expect("partner profiles load")
+}
+
 /// Generates, for each async test function `name(app: TestApp)` in the calling module, a SQLite
 /// test and an ignored PostgreSQL test.
 macro_rules! backend_tests {
@@ -116,7 +121,9 @@ impl TestApp {
         let config = Config::for_address(address);
         let base = config.base_url.clone();
         let routing = RoutingConfig::from_toml(include_str!("../../config/routing.toml")).expect("routing rules load");
-        let state = AppState::start(store.clone(), config, routing, VALIDATOR.clone()).await.expect("state starts");
+        let state = AppState::start(store.clone(), config, routing, VALIDATOR.clone(), partner_profiles())
+            .await
+            .expect("state starts");
         let (shutdown, stop) = oneshot::channel();
         let server = tokio::spawn(async move {
             rex_server::serve(listener, state, async {

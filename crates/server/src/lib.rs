@@ -33,6 +33,7 @@ use rex_referral::RoutingConfig;
 use rex_referral::task::queue_service;
 use rex_store::Isolation;
 use rex_validation::Validator;
+use validation::PartnerProfiles;
 
 /// Default largest request body: 32 MiB, room for a referral with imaging reports attached.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
@@ -64,6 +65,8 @@ pub struct App {
     pub routing: RoutingConfig,
     /// Profile validation of everything written and of `$validate`.
     pub validator: Arc<Validator>,
+    /// Extra profiles per partner (`profiles/partners/{id}/`).
+    pub partner_profiles: PartnerProfiles,
     capability_statement: Value,
 }
 
@@ -86,9 +89,11 @@ impl AppState {
         config: Config,
         routing: RoutingConfig,
         validator: Arc<Validator>,
+        partner_profiles: PartnerProfiles,
     ) -> Result<AppState, String> {
         let capability_statement = capabilities::capability_statement(&config.base_url);
-        let state = AppState(Arc::new(App { store, config, routing, validator, capability_statement }));
+        let state =
+            AppState(Arc::new(App { store, config, routing, validator, partner_profiles, capability_statement }));
         for queue in &state.routing.queues {
             let op = WriteOp::Update {
                 resource_type: "HealthcareService".into(),

@@ -16,6 +16,57 @@ pub fn rex_profile(name: &str) -> String {
     format!("https://rex.example/fhir/StructureDefinition/{name}")
 }
 
+/// Profiles that apply to one partner's submissions: the StructureDefinitions in
+/// `profiles/partners/{partner-id}/`, by the resource type they constrain.
+#[derive(Debug, Clone, Default)]
+pub struct PartnerProfiles {
+    by_partner: std::collections::HashMap<String, Vec<(String, String)>>,
+}
+
+impl PartnerProfiles {
+    /// Reads `profiles_dir/partners/*/StructureDefinition-*.json`.
+    pub fn load(profiles_dir: &Path) -> Result<PartnerProfiles, String> {
+        let mut by_partner = std::collections::HashMap::new();
+        let Ok(partners) = std::fs::read_dir(profiles_dir.join("partners")) else {
+            return Ok(PartnerProfiles::default());
+        };
+        for folder in partners.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.is_dir()) {
+            let partner = folder.file_name().unwrap_or_default().to_string_lossy().to_string();
+            let mut profiles = Vec::new();
+            for file in
+                std::fs::read_dir(&folder).map_err(|e| format!("{}: {e}", folder.display()))?.filter_map(Result::ok)
+            {
+                let path = file.path();
+                if path.extension().is_none_or(|x| x != "json") {
+                    continue;
+                }
+                let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+                let definition: Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+                if let ("StructureDefinition", Some(resource_type), Some(url)) = (
+                    definition["resourceType"].as_str().unwrap_or_default(),
+                    definition["type"].as_str(),
+                    definition["url"].as_str(),
+                ) {
+                    profiles.push((resource_type.to_string(), url.to_string()));
+                }
+            }
+            profiles.sort();
+            by_partner.insert(partner, profiles);
+        }
+        Ok(PartnerProfiles { by_partner })
+    }
+
+    /// The profile URLs a partner's resources of `resource_type` must also meet.
+    pub fn for_resource(&self, partner: &str, resource_type: &str) -> impl Iterator<Item = &str> {
+        self.by_partner
+            .get(partner)
+            .into_iter()
+            .flatten()
+            .filter(move |(t, _)| t == resource_type)
+            .map(|(_, url)| url.as_str())
+    }
+}
+
 /// Builds the validator: the R4 core package (embedded), every conformance resource in
 /// `profiles_dir` (and its `partners/*` folders), and any extra packages (folder or `.tgz`).
 pub fn load_validator(profiles_dir: &Path, packages: &[&Path]) -> Result<Validator, String> {

@@ -121,6 +121,14 @@ pub async fn process_bundle(state: &AppState, bundle_value: &Value, prefer: Pref
             {
                 entry_profiles.push((patient.index, rex_profile("rex-international-patient")));
             }
+            // The partner's own, tighter profiles, for every entry of the types they constrain.
+            for entry in &entries {
+                let resource_type =
+                    entry.resource.as_ref().and_then(|r| r["resourceType"].as_str()).unwrap_or_default();
+                for url in state.partner_profiles.for_resource(&referral.partner, resource_type) {
+                    entry_profiles.push((entry.index, url.to_string()));
+                }
+            }
             (vec![rex_profile("rex-referral-bundle")], entry_profiles)
         }
         None => (Vec::new(), Vec::new()),
