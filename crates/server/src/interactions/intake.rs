@@ -9,9 +9,9 @@
 
 use axum::http::StatusCode;
 use chrono::Utc;
-use rex_referral::Referral;
 use rex_referral::referral::category_of;
 use rex_referral::task::{ReferralEvent, referral_audit_event, referral_task};
+use rex_referral::{Referral, RoutingDecision};
 use rex_store::{Isolation, ReferralRecord, StoredResource, Tx};
 use serde_json::{Value, json};
 
@@ -163,25 +163,7 @@ async fn run(tx: &mut Tx, state: &AppState, referral: &Referral, entries: &[Entr
         let requester = stored_json(&service_request)?["requester"]["reference"].as_str().map(str::to_string);
         let task =
             referral_task(&referral, &decision, queue, &service_request_ref, &patient_ref, requester.as_deref(), now);
-        let task = create(tx, "Task", task).await?;
-        let audit = referral_audit_event(
-            ReferralEvent::Routed,
-            &referral,
-            &decision,
-            &service_request_ref,
-            &format!("Task/{}", task.id),
-            now,
-        );
-        create(tx, "AuditEvent", audit).await?;
-        tx.insert_referral(&ReferralRecord {
-            partner: referral.partner.clone(),
-            identifier_system: referral.identifier_system.clone(),
-            identifier_value: referral.identifier_value.clone(),
-            service_request_id: service_request.id.clone(),
-            task_id: task.id.clone(),
-            entries: entries_json,
-        })
-        .await?;
+        let task = record_routing(tx, &referral, &decision, &service_request.id, task, entries_json, now).await?;
         return Ok(Intake { results, task, kind: IntakeKind::Created });
     };
     let task = tx.read("Task", &record.task_id).await?.ok_or_else(ApiError::internal)?;
@@ -295,24 +277,34 @@ async fn route_task(
     if let Some(object) = task.as_object_mut() {
         object.remove("id");
     }
+    let service_request_id = service_request_ref.trim_start_matches("ServiceRequest/");
+    let task = record_routing(tx, referral, &decision, service_request_id, task, "[]".into(), now).await?;
+    Ok(WriteOutcome::Created(task))
+}
+
+/// Writes a new referral's Task, the AuditEvent of its routing and its identity record.
+async fn record_routing(
+    tx: &mut Tx,
+    referral: &Referral,
+    decision: &RoutingDecision,
+    service_request_id: &str,
+    task: Value,
+    entries: String,
+    now: chrono::DateTime<Utc>,
+) -> Result<StoredResource, ApiError> {
     let task = create(tx, "Task", task).await?;
-    let audit = referral_audit_event(
-        ReferralEvent::Routed,
-        referral,
-        &decision,
-        &service_request_ref,
-        &format!("Task/{}", task.id),
-        now,
-    );
+    let service_request_ref = format!("ServiceRequest/{service_request_id}");
+    let task_ref = format!("Task/{}", task.id);
+    let audit = referral_audit_event(ReferralEvent::Routed, referral, decision, &service_request_ref, &task_ref, now);
     create(tx, "AuditEvent", audit).await?;
     tx.insert_referral(&ReferralRecord {
         partner: referral.partner.clone(),
         identifier_system: referral.identifier_system.clone(),
         identifier_value: referral.identifier_value.clone(),
-        service_request_id: service_request_ref.trim_start_matches("ServiceRequest/").to_string(),
+        service_request_id: service_request_id.to_string(),
         task_id: task.id.clone(),
-        entries: "[]".into(),
+        entries,
     })
     .await?;
-    Ok(WriteOutcome::Created(task))
+    Ok(task)
 }
