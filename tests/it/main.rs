@@ -11,6 +11,7 @@ mod errors;
 mod examples;
 mod fixtures;
 mod intake;
+mod invalid_fixtures;
 mod message;
 mod search;
 mod transaction;

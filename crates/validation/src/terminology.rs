@@ -27,6 +27,16 @@ pub(crate) fn is_external_system(system: &str) -> bool {
     ) || system.starts_with("urn:oid:")
 }
 
+/// Whether `tag` has the shape of a BCP-47 language tag: a 2-3 letter language (or 4-8 for
+/// registered ones) followed by `-`-separated subtags of 1-8 letters or digits.
+pub(crate) fn is_bcp47_tag(tag: &str) -> bool {
+    let mut parts = tag.split('-');
+    let language = parts.next().unwrap_or_default();
+    (2..=8).contains(&language.len())
+        && language.bytes().all(|b| b.is_ascii_alphabetic())
+        && parts.all(|p| (1..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct Expansion {
     /// system -> codes
@@ -333,4 +343,17 @@ fn is_descendant(cs: &CodeSystem, code: &str, ancestor: &str) -> bool {
         }
     }
     false
+}
+
+#[cfg(test)]
+mod bcp47_tests {
+    #[test]
+    fn language_tag_shapes() {
+        for good in ["en", "pt-BR", "zh-Hant-HK", "yue", "es-419", "fil"] {
+            assert!(super::is_bcp47_tag(good), "{good}");
+        }
+        for bad in ["pt_BR", "", "e", "english language", "en--US", "123"] {
+            assert!(!super::is_bcp47_tag(bad), "{bad}");
+        }
+    }
 }

@@ -79,13 +79,14 @@ impl<'v> Walk<'v> {
         self.depth += 1;
         self.resources.push(res);
         self.complex(base, 0, res, rt);
-        let mut profiles: Vec<String> = Vec::new();
+        // Declared profiles keep their place in meta.profile, so an unknown one is reported there.
+        let mut profiles: Vec<(String, Option<usize>)> = Vec::new();
         if let Some(list) = res.get("meta").and_then(|m| m.get("profile")).and_then(Value::as_array) {
-            profiles.extend(list.iter().filter_map(Value::as_str).map(str::to_string));
+            profiles.extend(list.iter().enumerate().filter_map(|(i, p)| p.as_str().map(|p| (p.to_string(), Some(i)))));
         }
-        profiles.extend(extra.iter().map(|s| s.to_string()));
+        profiles.extend(extra.iter().map(|s| (s.to_string(), None)));
         let mut seen = HashSet::new();
-        for p in profiles {
+        for (p, declared_at) in profiles {
             let url = crate::defs::canonical_base(&p);
             if !seen.insert(url.clone()) || url == base.url {
                 continue;
@@ -97,7 +98,10 @@ impl<'v> Walk<'v> {
                         sev,
                         IssueCode::NotFound,
                         format!("Profile reference '{p}' has not been checked because it is unknown"),
-                        &self.path,
+                        &match declared_at {
+                            Some(i) => format!("{}.meta.profile[{i}]", self.path),
+                            None => self.path.clone(),
+                        },
                     ));
                 }
                 Some(sd) if sd.type_name != rt => {
@@ -875,6 +879,16 @@ impl<'v> Walk<'v> {
                 );
             }
             return;
+        }
+        // Language tags cannot be checked against a code list here, but their shape can.
+        for (sys, code, _) in &codings {
+            if *sys == Some("urn:ietf:bcp:47") && !crate::terminology::is_bcp47_tag(code) {
+                self.err(
+                    IssueCode::CodeInvalid,
+                    format!("'{code}' is not a well-formed BCP-47 language tag (e.g. pt-BR)"),
+                );
+                return;
+            }
         }
         if !self.v.term.has_value_set(vs) {
             if strength == Strength::Required {

@@ -124,7 +124,15 @@ fn profile_rules() {
 #[test]
 fn unknown_profile_is_an_error() {
     let e = errors(&json!({"resourceType": "Patient", "meta": {"profile": ["http://example.org/unknown"]}}), &[]);
-    assert!(has(&e, "Patient", "unknown"), "{e:?}");
+    assert!(has(&e, "Patient.meta.profile[0]", "unknown"), "{e:?}");
+    let requested = errors(&json!({"resourceType": "Patient"}), &["http://example.org/unknown"]);
+    assert!(has(&requested, "Patient", "unknown"), "{requested:?}");
+}
+
+#[test]
+fn malformed_language_tags_are_errors() {
+    let patient = json!({"resourceType": "Patient", "communication": [{"language": {"coding": [{"system": "urn:ietf:bcp:47", "code": "pt_BR"}]}}]});
+    assert!(has(&errors(&patient, &[]), "Patient.communication[0].language", "BCP-47"));
 }
 
 #[test]
