@@ -63,9 +63,13 @@ async fn claim_request_information_and_complete(app: &TestApp) {
     // Completing needs the Task to be in progress again.
     let early = app.post(&format!("Task/{task}/$complete"), &parameters(&[("opinion", "DiagnosticReport/x")])).await;
     assert_eq!(early.status, StatusCode::CONFLICT);
-    let mut resumed = app.get(&format!("Task/{task}")).await.body;
-    resumed["status"] = json!("in-progress");
-    assert_eq!(app.put(&format!("Task/{task}"), &resumed).await.status, StatusCode::OK);
+    // The partner answers the request: the Task resumes.
+    let request = communications["entry"][0]["resource"]["id"].as_str().unwrap();
+    let answer = json!({"resourceType": "Communication", "status": "completed",
+                        "inResponseTo": [{"reference": format!("Communication/{request}")}],
+                        "payload": [{"contentAttachment": {"contentType": "application/pdf", "data": "JVBERi0xLjQK", "title": "Echo report"}}]});
+    assert_eq!(app.post("Communication", &answer).await.status, StatusCode::CREATED);
+    assert_eq!(app.get(&format!("Task/{task}")).await.body["status"], "in-progress");
     let report = app
         .create(&json!({"resourceType": "DiagnosticReport", "status": "final", "code": {"text": "Second opinion"},
                          "conclusion": "Medical therapy; no revascularisation needed now"}))
@@ -84,7 +88,7 @@ async fn claim_request_information_and_complete(app: &TestApp) {
         .iter()
         .map(|e| e["resource"]["subtype"][0]["code"].as_str().unwrap())
         .collect();
-    assert_eq!(actions, vec!["routed", "claim", "request-information", "complete"]);
+    assert_eq!(actions, vec!["routed", "claim", "request-information", "receive-information", "complete"]);
 }
 
 async fn concurrent_claims_have_one_winner(app: &TestApp) {

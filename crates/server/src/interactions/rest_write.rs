@@ -8,9 +8,9 @@ use axum::response::{IntoResponse, Response};
 use rex_fhir::outcome::success_outcome;
 use serde_json::Value;
 
-use super::intake;
 use super::write::{Target, WriteOp, WriteOutcome, check_resource, execute, known_type, patch_from_binary};
 use super::{format_param, in_transaction, query_pairs};
+use super::{intake, workflow};
 use crate::AppState;
 use crate::error::ApiError;
 use crate::http::{
@@ -88,6 +88,12 @@ pub async fn create(
         .map(|v| v.to_str().map(str::to_string))
         .transpose()
         .map_err(|_| ApiError::bad_request("If-None-Exist is not valid text"))?;
+    if resource_type == "Communication"
+        && if_none_exist.is_none()
+        && let Some(outcome) = workflow::receive_answer(&state, &resource).await?
+    {
+        return write_response(&state, &outcome, Prefer::from_headers(&headers));
+    }
     if resource_type == "Task"
         && if_none_exist.is_none()
         && let Some(outcome) = intake::take_in_task(&state, &resource).await?

@@ -12,7 +12,10 @@ use rex_referral::workflow::{Action, TransitionError, transition};
 use rex_store::{Isolation, StoredResource, Tx};
 use serde_json::{Value, json};
 
-use super::write::{Target, WriteOp, execute};
+use rex_fhir::query::SearchQuery;
+use rex_fhir::search::SearchRegistry;
+
+use super::write::{Target, WriteOp, WriteOutcome, execute};
 use crate::AppState;
 use crate::error::ApiError;
 use crate::http::{resource_response, stored_json};
@@ -292,4 +295,52 @@ async fn information_request(tx: &mut Tx, task: &Value, message: &str) -> Result
         if_none_exist: None,
     };
     execute(tx, &op).await?.stored().cloned().ok_or_else(ApiError::internal)
+}
+
+/// A partner's answer to a request for information: a Communication whose `inResponseTo` names
+/// rex's information request. It is stored and, in the same transaction, the referral's Task
+/// resumes (`on-hold` → `in-progress`). Returns `None` for any other Communication.
+pub async fn receive_answer(state: &AppState, communication: &Value) -> Result<Option<WriteOutcome>, ApiError> {
+    let Some(request_id) =
+        communication["inResponseTo"][0]["reference"].as_str().and_then(|r| r.strip_prefix("Communication/"))
+    else {
+        return Ok(None);
+    };
+    let Some(request) = state.store.read("Communication", request_id).await?.filter(|c| !c.deleted) else {
+        return Ok(None);
+    };
+    let request = stored_json(&request)?;
+    let asks = request["category"][0]["coding"][0]["code"] == "information-request";
+    let Some(focus) = request["basedOn"][0]["reference"].as_str().filter(|_| asks).map(str::to_string) else {
+        return Ok(None);
+    };
+    let outcome =
+        super::in_transaction(&state.store, Isolation::Serializable, &(state, focus, communication), |tx, context| {
+            let (state, focus, communication) = context;
+            Box::pin(async move {
+                let query = SearchQuery::parse(
+                    SearchRegistry::r4(),
+                    "Task",
+                    &[("focus".to_string(), focus.clone())],
+                    rex_fhir::query::Handling::Strict,
+                )
+                .map_err(|issues| ApiError::new(StatusCode::BAD_REQUEST, issues))?;
+                let op = WriteOp::Create {
+                    resource_type: "Communication".into(),
+                    resource: (*communication).clone(),
+                    id: None,
+                    if_none_exist: None,
+                };
+                let created = execute(tx, &op).await?;
+                for task in tx.search(&query).await?.matches {
+                    let Some(task) = tx.read_for_update("Task", &task.id).await? else { continue };
+                    if stored_json(&task)?["status"] == "on-hold" {
+                        apply(tx, state, task, Action::ReceiveInformation, &Arguments::default()).await?;
+                    }
+                }
+                Ok(created)
+            })
+        })
+        .await?;
+    Ok(Some(outcome))
 }
