@@ -14,6 +14,7 @@ backend_tests!(
     transaction_errors_name_the_entry,
     batch_entries_are_independent,
     base_url_variants,
+    nested_documents_keep_their_own_references,
 );
 
 fn referral_bundle(mrn: &str) -> Value {
@@ -236,4 +237,21 @@ async fn base_url_variants(app: &TestApp) {
         )
         .await;
     assert_eq!(without_slash.status, StatusCode::OK, "{}", without_slash.body);
+}
+
+async fn nested_documents_keep_their_own_references(app: &TestApp) {
+    let document = json!({"resourceType": "Bundle", "type": "document", "identifier": {"system": "urn:ietf:rfc:3986", "value": "urn:uuid:7f3c0e1a-0000-4000-8000-0000000000d0"},
+        "timestamp": "2026-11-20T10:00:00Z", "entry": [
+        {"fullUrl": "urn:uuid:7f3c0e1a-0000-4000-8000-0000000000d1", "resource": {"resourceType": "Composition", "status": "final",
+            "type": {"coding": [{"system": "http://loinc.org", "code": "60591-5"}]}, "date": "2026-11-20", "title": "Patient summary",
+            "subject": {"reference": "urn:uuid:7f3c0e1a-0000-4000-8000-0000000000d2"}, "author": [{"reference": "urn:uuid:7f3c0e1a-0000-4000-8000-0000000000d2"}]}},
+        {"fullUrl": "urn:uuid:7f3c0e1a-0000-4000-8000-0000000000d2", "resource": {"resourceType": "Patient", "name": [{"family": "Summary"}]}}
+    ]});
+    let transaction = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:7f3c0e1a-0000-4000-8000-0000000000e1", "resource": document, "request": {"method": "POST", "url": "Bundle"}}
+    ]});
+    let reply = app.post("", &transaction).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let stored = &reply.body["entry"][0]["resource"];
+    assert_eq!(stored["entry"][0]["resource"]["subject"]["reference"], "urn:uuid:7f3c0e1a-0000-4000-8000-0000000000d2");
 }

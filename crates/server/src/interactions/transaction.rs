@@ -302,7 +302,13 @@ fn rewrite_references<'a>(
 ) -> Result<(), Issue> {
     match value {
         Value::Object(map) => {
+            // A Bundle carried as a resource (an IPS document) resolves its references among its own
+            // entries; the transaction's fullUrls mean nothing there.
+            let nested_bundle = map.get("resourceType").and_then(Value::as_str) == Some("Bundle");
             for (key, child) in map.iter_mut() {
+                if nested_bundle && key == "entry" {
+                    continue;
+                }
                 let child_path = format!("{path}.{key}");
                 if key == "reference"
                     && let Value::String(reference) = child
