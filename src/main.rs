@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+mod bench;
+
 use clap::{Parser, Subcommand};
 use rex_referral::RoutingConfig;
 use rex_server::validation::{PartnerProfiles, load_validator};
@@ -26,6 +28,8 @@ enum Command {
     /// Validate FHIR JSON files with the server's validator; exit 0 when no file has errors,
     /// 1 when any has, 2 for usage errors or unreadable input.
     Validate(ValidateArgs),
+    /// Benchmark a rex server (its own on a temporary SQLite database unless --server is given).
+    Bench(bench::BenchArgs),
 }
 
 #[derive(clap::Args)]
@@ -95,6 +99,7 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(args).await,
         Command::Validate(args) => return validate(args),
+        Command::Bench(args) => bench::run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

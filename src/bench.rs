@@ -1,0 +1,501 @@
+//! `rex bench`: drives a rex server over HTTP with N concurrent clients and reports throughput,
+//! latency percentiles, errors by status and (when it started the server itself) the server's RSS.
+//!
+//! Bundles are generated deterministically from `--seed`: each one is a template from
+//! `fixtures/valid/` whose ServiceRequest and Patient identifier values get a unique suffix and whose
+//! `urn:uuid:` fullUrls and references are all replaced, consistently, with fresh UUIDs.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Bundles posted before the `search` scenario starts timing.
+const SEARCH_WARM_UP: u64 = 200;
+const SEARCH_QUERY: &str = "Task?owner=HealthcareService/cardiology&status=requested&_sort=due&_count=20";
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    /// POST referral transaction Bundles to the FHIR base URL.
+    Intake,
+    /// POST the same Bundles to `/fhir/$validate` (validation only, nothing stored).
+    Validate,
+    /// GET the cardiology queue (open, sorted by due time, first page) after a short intake warm-up.
+    Search,
+}
+
+impl Scenario {
+    fn name(self) -> &'static str {
+        match self {
+            Scenario::Intake => "intake",
+            Scenario::Validate => "validate",
+            Scenario::Search => "search",
+        }
+    }
+}
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// What to measure.
+    #[arg(value_enum)]
+    scenario: Scenario,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 8)]
+    clients: usize,
+    /// How long to run, e.g. 20s, 500ms, 2m [default: 20s unless --count is given].
+    #[arg(long, value_parser = parse_duration, conflicts_with = "count")]
+    duration: Option<Duration>,
+    /// Number of requests to send instead of running for a duration.
+    #[arg(long)]
+    count: Option<u64>,
+    /// FHIR base URL of a running rex (loopback only), e.g. http://127.0.0.1:8080/fhir; without it,
+    /// rex bench starts its own server on a temporary SQLite database.
+    #[arg(long)]
+    server: Option<String>,
+    /// Seed of the generated Bundles.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let value: f64 = number.parse().map_err(|_| format!("invalid duration {text:?}"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        _ => return Err(format!("invalid duration unit in {text:?}: use ms, s or m")),
+    };
+    if !(seconds > 0.0 && seconds.is_finite()) {
+        return Err(format!("the duration must be positive: {text:?}"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+/// SplitMix64: a small deterministic generator, enough for unique, reproducible ids.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// A version-4-shaped UUID derived from the seed, the Bundle number and the slot in the template.
+fn uuid(seed: u64, bundle: u64, slot: u64) -> String {
+    let hi = mix(seed ^ mix(bundle.wrapping_mul(0x1000_0001).wrapping_add(slot)));
+    let lo = mix(hi ^ seed.rotate_left(17) ^ slot);
+    let hi = (hi & 0xFFFF_FFFF_FFFF_0FFF) | 0x0000_0000_0000_4000;
+    let lo = (lo & 0x3FFF_FFFF_FFFF_FFFF) | 0x8000_0000_0000_0000;
+    format!(
+        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+        hi >> 32,
+        (hi >> 16) & 0xFFFF,
+        hi & 0xFFFF,
+        lo >> 48,
+        lo & 0xFFFF_FFFF_FFFF
+    )
+}
+
+struct Template {
+    bundle: Value,
+    resources: u64,
+}
+
+/// The referral Bundles in `fixtures/valid/`, sorted by file name.
+fn load_templates(folder: &Path) -> Result<Vec<Template>, String> {
+    let entries =
+        std::fs::read_dir(folder).map_err(|e| format!("cannot read the fixtures folder {}: {e}", folder.display()))?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
+        .collect();
+    files.sort();
+    let mut templates = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+        let bundle: Value = serde_json::from_str(&text).map_err(|e| format!("{} is not JSON: {e}", file.display()))?;
+        let resources = bundle["entry"].as_array().map_or(0, |entries| entries.len() as u64);
+        templates.push(Template { bundle, resources });
+    }
+    if templates.is_empty() {
+        return Err(format!("no JSON templates in {}", folder.display()));
+    }
+    Ok(templates)
+}
+
+/// Bundle number `n` for `seed`: the JSON body and its number of resources.
+fn generate(templates: &[Template], seed: u64, n: u64) -> (String, u64) {
+    let template = &templates[(mix(seed ^ mix(n)) % templates.len() as u64) as usize];
+    let mut bundle = template.bundle.clone();
+    let suffix = format!("-b{seed}-{n}");
+    if let Some(entries) = bundle["entry"].as_array_mut() {
+        for entry in entries {
+            let resource = &mut entry["resource"];
+            let kind = resource["resourceType"].as_str().unwrap_or_default();
+            if kind != "ServiceRequest" && kind != "Patient" {
+                continue;
+            }
+            if let Some(identifiers) = resource["identifier"].as_array_mut() {
+                for identifier in identifiers {
+                    if let Some(Value::String(value)) = identifier.get_mut("value") {
+                        value.push_str(&suffix);
+                    }
+                }
+            }
+        }
+    }
+    let text = serde_json::to_string(&bundle).unwrap_or_default();
+    (replace_uuids(&text, seed, n), template.resources)
+}
+
+/// Replaces every distinct `urn:uuid:X` with a fresh deterministic UUID, the same one for each use of X.
+fn replace_uuids(text: &str, seed: u64, n: u64) -> String {
+    const PREFIX: &str = "urn:uuid:";
+    let mut out = String::with_capacity(text.len());
+    let mut fresh: HashMap<&str, String> = HashMap::new();
+    let mut rest = text;
+    while let Some(at) = rest.find(PREFIX) {
+        let start = at + PREFIX.len();
+        out.push_str(&rest[..start]);
+        match rest.get(start..start + 36) {
+            Some(old) if old.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') => {
+                let slot = fresh.len() as u64;
+                out.push_str(fresh.entry(old).or_insert_with(|| uuid(seed, n, slot)));
+                rest = &rest[start + 36..];
+            }
+            _ => rest = &rest[start..],
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Accepts only loopback targets: the bench generates load and must not be pointed at others.
+fn check_loopback(server: &str) -> Result<String, String> {
+    let url = reqwest::Url::parse(server).map_err(|e| format!("invalid --server URL {server:?}: {e}"))?;
+    match url.host_str() {
+        Some("127.0.0.1" | "localhost" | "[::1]") => Ok(server.trim_end_matches('/').to_string()),
+        _ => Err(format!("--server must be a loopback address (127.0.0.1, localhost or [::1]), not {server:?}")),
+    }
+}
+
+/// A rex started by the bench: killed, and its folder removed, when dropped.
+struct OwnServer {
+    child: Child,
+    folder: PathBuf,
+}
+
+impl OwnServer {
+    fn rss(&self) -> Option<(u64, u64)> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let field = |name: &str| -> Option<u64> {
+            let line = status.lines().find(|line| line.starts_with(name))?;
+            line[name.len()..].trim().trim_end_matches("kB").trim().parse().ok()
+        };
+        Some((field("VmHWM:")?, field("VmRSS:")?))
+    }
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.folder);
+    }
+}
+
+async fn start_server(client: &reqwest::Client) -> Result<(OwnServer, String), String> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map_err(|e| format!("cannot find a free port: {e}"))?
+        .port();
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let folder = std::env::temp_dir().join(format!("rex-bench-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&folder).map_err(|e| format!("cannot create {}: {e}", folder.display()))?;
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find the rex executable: {e}"))?;
+    let log = std::fs::File::create(folder.join("server.log")).map_err(|e| format!("cannot create the log: {e}"))?;
+    let child = Command::new(exe)
+        .args(["serve", "--dev", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--database")
+        .arg(format!("sqlite://{}", folder.join("bench.db").display()))
+        .arg("--routing")
+        .arg("config/routing.toml")
+        .arg("--profiles")
+        .arg("profiles")
+        .env("REX_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .map_err(|e| format!("cannot start rex serve: {e}"))?;
+    let mut server = OwnServer { child, folder };
+    let base = format!("http://127.0.0.1:{port}/fhir");
+    let started = Instant::now();
+    loop {
+        if let Ok(Some(status)) = server.child.try_wait() {
+            let log = std::fs::read_to_string(server.folder.join("server.log")).unwrap_or_default();
+            return Err(format!("rex serve exited early with {status}:\n{log}"));
+        }
+        if client.get(format!("{base}/metadata")).send().await.is_ok_and(|r| r.status().is_success()) {
+            return Ok((server, base));
+        }
+        if started.elapsed() > Duration::from_secs(120) {
+            return Err("rex serve did not answer /fhir/metadata within 120 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// What each client measured.
+#[derive(Default)]
+struct Tally {
+    latencies_us: Vec<u64>,
+    ok: u64,
+    resources: u64,
+    errors: BTreeMap<String, u64>,
+}
+
+/// Shared by the clients of a run.
+struct Run {
+    client: reqwest::Client,
+    base: String,
+    templates: Vec<Template>,
+    seed: u64,
+    /// Bundle numbers come from here (the search warm-up uses the first ones).
+    next_bundle: AtomicU64,
+    done: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// One timed phase: work is handed out by a counter, bounded by a count or a deadline.
+struct Phase {
+    scenario: Scenario,
+    issued: AtomicU64,
+    limit: Option<u64>,
+    deadline: Option<Instant>,
+}
+
+impl Phase {
+    fn take(&self) -> bool {
+        if self.deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+            return false;
+        }
+        let n = self.issued.fetch_add(1, Ordering::Relaxed);
+        self.limit.is_none_or(|limit| n < limit)
+    }
+}
+
+impl Run {
+    async fn one(&self, scenario: Scenario, tally: &mut Tally) {
+        let mut sent = 0;
+        let request = match scenario {
+            Scenario::Intake | Scenario::Validate => {
+                let n = self.next_bundle.fetch_add(1, Ordering::Relaxed);
+                let (body, resources) = generate(&self.templates, self.seed, n);
+                let url = match scenario {
+                    Scenario::Validate => format!("{}/$validate", self.base),
+                    _ => self.base.clone(),
+                };
+                sent = resources;
+                self.client.post(url).header("Content-Type", "application/fhir+json").body(body)
+            }
+            Scenario::Search => self.client.get(format!("{}/{SEARCH_QUERY}", self.base)),
+        };
+        let started = Instant::now();
+        let outcome = match request.send().await {
+            Ok(response) => {
+                let status = response.status();
+                response.bytes().await.map(|body| (status, body))
+            }
+            Err(e) => Err(e),
+        };
+        tally.latencies_us.push(started.elapsed().as_micros() as u64);
+        let failed = match outcome {
+            Ok((status, body)) if status.is_success() => {
+                tally.ok += 1;
+                tally.resources += sent;
+                if scenario == Scenario::Search {
+                    let page: Value = serde_json::from_slice(&body).unwrap_or_default();
+                    tally.resources += page["entry"].as_array().map_or(0, |entries| entries.len() as u64);
+                }
+                false
+            }
+            Ok((status, _)) => {
+                *tally.errors.entry(status.as_u16().to_string()).or_default() += 1;
+                true
+            }
+            Err(e) => {
+                let kind = if e.is_timeout() { "timeout" } else { "connection" };
+                *tally.errors.entry(kind.to_string()).or_default() += 1;
+                true
+            }
+        };
+        self.done.fetch_add(1, Ordering::Relaxed);
+        if failed {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Runs one phase with `clients` concurrent tasks, printing a progress line every second.
+async fn drive(run: &Arc<Run>, clients: usize, phase: Phase) -> Result<(Tally, Duration), String> {
+    run.done.store(0, Ordering::Relaxed);
+    run.failed.store(0, Ordering::Relaxed);
+    let phase = Arc::new(phase);
+    let finished = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let progress = {
+        let (run, finished, name) = (run.clone(), finished.clone(), phase.scenario.name());
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(Duration::from_secs(1));
+            ticker.tick().await;
+            let mut last = 0;
+            loop {
+                ticker.tick().await;
+                if finished.load(Ordering::Relaxed) {
+                    break;
+                }
+                let done = run.done.load(Ordering::Relaxed);
+                eprintln!(
+                    "[{:>5.1} s] {name}: {done} done, {} failed, {} in the last second",
+                    started.elapsed().as_secs_f64(),
+                    run.failed.load(Ordering::Relaxed),
+                    done - last
+                );
+                last = done;
+            }
+        })
+    };
+    let mut tasks = Vec::new();
+    for _ in 0..clients.max(1) {
+        let (run, phase) = (run.clone(), phase.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut tally = Tally::default();
+            while phase.take() {
+                run.one(phase.scenario, &mut tally).await;
+            }
+            tally
+        }));
+    }
+    let mut total = Tally::default();
+    for task in tasks {
+        let tally = task.await.map_err(|e| format!("a client task failed: {e}"))?;
+        total.latencies_us.extend(tally.latencies_us);
+        total.ok += tally.ok;
+        total.resources += tally.resources;
+        for (status, count) in tally.errors {
+            *total.errors.entry(status).or_default() += count;
+        }
+    }
+    let elapsed = started.elapsed();
+    finished.store(true, Ordering::Relaxed);
+    progress.abort();
+    Ok((total, elapsed))
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1] as f64 / 1000.0
+}
+
+pub async fn run(args: BenchArgs) -> Result<(), String> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+    let templates = load_templates(Path::new("fixtures/valid"))?;
+    let (server, base) = match &args.server {
+        Some(server) => (None, check_loopback(server)?),
+        None => {
+            eprintln!("rex bench: starting rex serve on a temporary SQLite database");
+            let (server, base) = start_server(&client).await?;
+            (Some(server), base)
+        }
+    };
+    let run = Arc::new(Run {
+        client,
+        base,
+        templates,
+        seed: args.seed,
+        next_bundle: AtomicU64::new(0),
+        done: AtomicU64::new(0),
+        failed: AtomicU64::new(0),
+    });
+    if args.scenario == Scenario::Search {
+        eprintln!("rex bench: warm-up, posting {SEARCH_WARM_UP} referral Bundles");
+        let warm_up = Phase {
+            scenario: Scenario::Intake,
+            issued: AtomicU64::new(0),
+            limit: Some(SEARCH_WARM_UP),
+            deadline: None,
+        };
+        let (tally, _) = drive(&run, args.clients, warm_up).await?;
+        if !tally.errors.is_empty() {
+            return Err(format!("the search warm-up failed: {:?}", tally.errors));
+        }
+    }
+    let duration = match (args.count, args.duration) {
+        (Some(_), _) => None,
+        (None, duration) => Some(duration.unwrap_or(Duration::from_secs(20))),
+    };
+    let phase = Phase {
+        scenario: args.scenario,
+        issued: AtomicU64::new(0),
+        limit: args.count,
+        deadline: duration.map(|d| Instant::now() + d),
+    };
+    let (mut tally, elapsed) = drive(&run, args.clients, phase).await?;
+    let rss = server.as_ref().and_then(OwnServer::rss);
+    drop(server);
+
+    tally.latencies_us.sort_unstable();
+    let seconds = elapsed.as_secs_f64().max(1e-9);
+    let requests = tally.latencies_us.len();
+    let target = if args.server.is_some() { "given server" } else { "own server, SQLite" };
+    println!(
+        "rex bench {}: {} clients, {requests} requests in {seconds:.1} s, seed {}, {target} {}",
+        args.scenario.name(),
+        args.clients.max(1),
+        args.seed,
+        run.base
+    );
+    let unit = if args.scenario == Scenario::Search { "search result pages" } else { "successful Bundles" };
+    println!(
+        "throughput: {:.1} Bundles/s ({unit}), {:.1} resources/s",
+        tally.ok as f64 / seconds,
+        tally.resources as f64 / seconds
+    );
+    let sorted = &tally.latencies_us;
+    println!(
+        "latency ms: p50 {:.1}  p90 {:.1}  p99 {:.1}  max {:.1}",
+        percentile(sorted, 0.50),
+        percentile(sorted, 0.90),
+        percentile(sorted, 0.99),
+        sorted.last().map_or(0.0, |&max| max as f64 / 1000.0)
+    );
+    if tally.errors.is_empty() {
+        println!("errors: none");
+    } else {
+        let errors: Vec<String> = tally.errors.iter().map(|(status, count)| format!("{status} x{count}")).collect();
+        println!("errors: {}", errors.join(", "));
+    }
+    if let Some((hwm, rss)) = rss {
+        println!(
+            "server RSS: peak (VmHWM) {:.1} MB, at end (VmRSS) {:.1} MB",
+            hwm as f64 / 1024.0,
+            rss as f64 / 1024.0
+        );
+    }
+    if tally.errors.is_empty() { Ok(()) } else { Err("some requests failed".into()) }
+}
