@@ -9,6 +9,7 @@ mod bench;
 
 use clap::{Parser, Subcommand};
 use rex_referral::RoutingConfig;
+use rex_server::security::Security;
 use rex_server::validation::{PartnerProfiles, load_validator};
 use rex_server::{AppState, Config};
 use rex_store::Store;
@@ -24,12 +25,39 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Start the FHIR server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Validate FHIR JSON files with the server's validator; exit 0 when no file has errors,
     /// 1 when any has, 2 for usage errors or unreadable input.
     Validate(ValidateArgs),
     /// Benchmark a rex server (its own on a temporary SQLite database unless --server is given).
     Bench(bench::BenchArgs),
+    /// Mint a staff (OIDC) bearer token with a development key, for local use and tests.
+    Token(TokenArgs),
+}
+
+#[derive(clap::Args)]
+struct TokenArgs {
+    /// The security configuration whose [oidc] section (issuer, audience, claim names) the token follows.
+    #[arg(long, env = "REX_SECURITY")]
+    security: PathBuf,
+    /// The development private key (PEM); its public JWKS must be the [oidc] jwks.
+    #[arg(long)]
+    key: PathBuf,
+    /// The user (the `sub` claim).
+    #[arg(long)]
+    subject: String,
+    /// specialist, coordinator or admin.
+    #[arg(long, value_parser = ["specialist", "coordinator", "admin"])]
+    role: String,
+    /// The user's PractitionerRole (`PractitionerRole/<id>`); required for specialists.
+    #[arg(long)]
+    practitioner_role: Option<String>,
+    /// A queue the user serves; repeatable.
+    #[arg(long = "queue")]
+    queues: Vec<String>,
+    /// Lifetime of the token in seconds.
+    #[arg(long, default_value_t = 3600)]
+    lifetime: i64,
 }
 
 #[derive(clap::Args)]
@@ -78,8 +106,31 @@ struct ServeArgs {
     #[arg(long = "package", env = "REX_PACKAGES", value_delimiter = ',')]
     packages: Vec<PathBuf>,
     /// Run without authentication, for local development only: refused unless listening on loopback.
-    #[arg(long, env = "REX_DEV")]
+    #[arg(long, env = "REX_DEV", conflicts_with = "security")]
     dev: bool,
+    /// Security configuration (partners, keys, scopes, identity provider): see docs/security.md.
+    /// Required unless --dev.
+    #[arg(long, env = "REX_SECURITY")]
+    security: Option<PathBuf>,
+    /// EC P-384 private key (PEM) signing rex's access tokens; shared by all instances behind one
+    /// token URL [default: a fresh key at each start, so tokens do not survive a restart].
+    #[arg(long, env = "REX_TOKEN_KEY")]
+    token_key: Option<PathBuf>,
+    /// The token URL partners put in their assertions' `aud` [default: the base URL's origin + /auth/token].
+    #[arg(long, env = "REX_TOKEN_URL")]
+    token_url: Option<String>,
+    /// Also serve partners over mutual TLS on this address (needs --tls-cert, --tls-key, --client-ca).
+    #[arg(long, env = "REX_MTLS_LISTEN", requires_all = ["tls_cert", "tls_key", "client_ca"])]
+    mtls_listen: Option<SocketAddr>,
+    /// Server certificate chain (PEM) of the mTLS listener.
+    #[arg(long, env = "REX_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// Server private key (PEM) of the mTLS listener.
+    #[arg(long, env = "REX_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// CA certificates (PEM) that issue partners' client certificates.
+    #[arg(long, env = "REX_CLIENT_CA")]
+    client_ca: Option<PathBuf>,
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "REX_MAX_BODY_BYTES", default_value_t = rex_server::DEFAULT_MAX_BODY_BYTES)]
     max_body_bytes: usize,
@@ -91,15 +142,17 @@ struct ServeArgs {
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("REX_LOG").unwrap_or_else(|_| "info,sqlx=warn".into()),
         )
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(*args).await,
         Command::Validate(args) => return validate(args),
         Command::Bench(args) => bench::run(args).await,
+        Command::Token(args) => token(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -111,16 +164,17 @@ async fn main() -> ExitCode {
 }
 
 async fn serve(args: ServeArgs) -> Result<(), String> {
-    if !args.dev {
-        return Err("authentication is not configured yet: start with --dev for local use (loopback only)".into());
-    }
-    if !args.listen.ip().is_loopback() {
+    if args.dev && !args.listen.ip().is_loopback() {
         return Err(format!(
             "--dev serves without authentication and is refused on {}: listen on a loopback address (127.0.0.1 or [::1])",
             args.listen
         ));
     }
-    tracing::warn!("DEVELOPMENT MODE: no authentication; anyone on this machine can read and write every resource");
+    if !args.dev && args.security.is_none() {
+        return Err("no authentication configured: give --security FILE (see docs/security.md), \
+                    or --dev for local use on loopback"
+            .into());
+    }
     let routing_text = std::fs::read_to_string(&args.routing)
         .map_err(|e| format!("cannot read the routing rules {}: {e}", args.routing.display()))?;
     let routing = RoutingConfig::from_toml(&routing_text)
@@ -132,20 +186,95 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         TcpListener::bind(args.listen).await.map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let address = listener.local_addr().map_err(|e| e.to_string())?;
     let mut config = Config::for_address(address);
-    if let Some(base_url) = args.base_url {
+    if let Some(base_url) = &args.base_url {
         config.base_url = base_url.trim_end_matches('/').to_string();
     }
     config.limits.max_bytes = args.max_body_bytes;
     config.limits.max_depth = args.max_json_depth;
+    let security = match &args.security {
+        Some(path) => Some(load_security(&args, path, &config.base_url)?),
+        None => {
+            tracing::warn!(
+                "DEVELOPMENT MODE: no authentication; anyone on this machine can read and write every resource"
+            );
+            None
+        }
+    };
+    let mtls = match (&args.mtls_listen, &args.tls_cert, &args.tls_key, &args.client_ca) {
+        (Some(addr), Some(cert), Some(key), Some(ca)) => {
+            let acceptor = rex_auth::MtlsAcceptor::from_files(cert, key, ca).map_err(|e| e.to_string())?;
+            let tcp = TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+            Some(rex_auth::MtlsListener::new(tcp, acceptor).map_err(|e| e.to_string())?)
+        }
+        _ => None,
+    };
     let state =
-        AppState::start(store.clone(), config, routing, validator, PartnerProfiles::load(&args.profiles)?).await?;
+        AppState::start(store.clone(), config, routing, validator, PartnerProfiles::load(&args.profiles)?, security)
+            .await?;
     if args.demo {
         let loaded = rex_server::load_demo_data(&state, &args.demo_dir).await?;
         tracing::info!(bundles = loaded, "demo data loaded");
     }
     tracing::info!(%address, base_url = %state.config.base_url, backend = ?store.backend(), "rex is serving FHIR");
-    rex_server::serve(listener, state, shutdown_signal()).await.map_err(|e| e.to_string())?;
+    let plain = rex_server::serve(listener, state.clone(), shutdown_signal());
+    match mtls {
+        Some(listener) => {
+            tracing::info!(address = ?args.mtls_listen, "rex is serving partners over mutual TLS");
+            let secure = rex_auth::serve_mtls(listener, rex_server::router(state), shutdown_signal());
+            tokio::try_join!(plain, secure).map_err(|e| e.to_string())?;
+        }
+        None => plain.await.map_err(|e| e.to_string())?,
+    }
     store.close().await;
+    Ok(())
+}
+
+/// The partners, the identity provider and rex's token signer, from the command line.
+fn load_security(args: &ServeArgs, path: &std::path::Path, base_url: &str) -> Result<Security, String> {
+    let config = rex_auth::AuthConfig::load(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let signer = match &args.token_key {
+        Some(key) => rex_auth::TokenSigner::from_pem_file(key, base_url)?,
+        None => rex_auth::TokenSigner::generate(base_url)?,
+    };
+    let token_url = args.token_url.clone().unwrap_or_else(|| default_token_url(base_url));
+    Security::new(config, signer, token_url)
+}
+
+/// `https://host/fhir` → `https://host/auth/token`.
+fn default_token_url(base_url: &str) -> String {
+    let origin_end = base_url
+        .find("://")
+        .map(|scheme| scheme + 3)
+        .and_then(|start| base_url[start..].find('/').map(|slash| start + slash));
+    let origin = origin_end.map_or(base_url, |end| &base_url[..end]);
+    format!("{origin}/auth/token")
+}
+
+/// `rex token`: a staff token as the configured identity provider would issue it.
+fn token(args: TokenArgs) -> Result<(), String> {
+    let config = rex_auth::AuthConfig::load(&args.security).map_err(|e| format!("{}: {e}", args.security.display()))?;
+    let oidc = config.oidc.ok_or_else(|| format!("{} has no [oidc] section", args.security.display()))?;
+    let key = rex_auth::SigningKey::from_pem_file(&args.key)?;
+    let role = match args.role.as_str() {
+        "specialist" => rex_auth::StaffRole::Specialist,
+        "coordinator" => rex_auth::StaffRole::Coordinator,
+        _ => rex_auth::StaffRole::Admin,
+    };
+    if role == rex_auth::StaffRole::Specialist && args.practitioner_role.is_none() {
+        return Err("a specialist needs --practitioner-role PractitionerRole/<id>".into());
+    }
+    let spec = rex_auth::StaffTokenSpec {
+        subject: args.subject,
+        role,
+        practitioner_role: args.practitioner_role,
+        queues: args.queues,
+        lifetime_seconds: args.lifetime,
+    };
+    let token = rex_auth::mint_staff_token(&key, &oidc, &spec, chrono::Utc::now().timestamp())?;
+    // The key must be one the server accepts, or the token is useless: say so now.
+    rex_auth::principal::verify_staff_token(&token, &oidc, chrono::Utc::now().timestamp())
+        .map_err(|e| format!("the server would refuse this token ({e}): is the key's public JWKS the [oidc] jwks?"))?;
+    println!("{token}");
     Ok(())
 }
 

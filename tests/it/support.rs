@@ -25,14 +25,18 @@ fn partner_profiles() -> rex_server::validation::PartnerProfiles {
 }
 
 /// Generates, for each async test function `name(app: TestApp)` in the calling module, a SQLite
-/// test and an ignored PostgreSQL test.
+/// test and an ignored PostgreSQL test; `@on sqlite_secured, postgres_secured;` picks other
+/// `TestApp` constructors.
 macro_rules! backend_tests {
     ($($name:ident),* $(,)?) => {
+        crate::support::backend_tests!(@on sqlite, postgres; $($name),*);
+    };
+    (@on $sqlite:ident, $postgres:ident; $($name:ident),* $(,)?) => {
         mod sqlite {
             $(
                 #[tokio::test]
                 async fn $name() {
-                    let app = crate::support::TestApp::sqlite().await;
+                    let app = crate::support::TestApp::$sqlite().await;
                     super::$name(&app).await;
                     app.cleanup().await;
                 }
@@ -43,7 +47,7 @@ macro_rules! backend_tests {
                 #[tokio::test]
                 #[ignore = "needs PostgreSQL: set REX_TEST_POSTGRES_URL and run with --ignored"]
                 async fn $name() {
-                    let app = crate::support::TestApp::postgres().await;
+                    let app = crate::support::TestApp::$postgres().await;
                     super::$name(&app).await;
                     app.cleanup().await;
                 }
@@ -52,6 +56,79 @@ macro_rules! backend_tests {
     };
 }
 pub(crate) use backend_tests;
+
+/// The partners of a secured test server, with their private keys, and the staff identity
+/// provider's development key.
+pub struct TestAuth {
+    pub token_url: String,
+    partner_keys: Vec<(String, rex_auth::SigningKey)>,
+    staff_key: rex_auth::SigningKey,
+    oidc: rex_auth::OidcConfig,
+}
+
+/// Partner ids of secured test servers: A sends the referrals of `intake::referral`.
+pub const PARTNER_A: &str = "hospital-angeles-mx";
+pub const PARTNER_B: &str = "gulf-care-ae";
+
+fn new_key() -> rex_auth::SigningKey {
+    let group = openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::SECP384R1).unwrap();
+    let key = openssl::pkey::PKey::from_ec_key(openssl::ec::EcKey::generate(&group).unwrap()).unwrap();
+    rex_auth::SigningKey::new(key).unwrap()
+}
+
+impl TestAuth {
+    /// Keys and the security configuration of partners A and B (each limited to 600 requests a
+    /// minute) and of the staff identity provider.
+    fn generate(token_url: String) -> (TestAuth, rex_auth::AuthConfig) {
+        let partner_keys = vec![(PARTNER_A.to_string(), new_key()), (PARTNER_B.to_string(), new_key())];
+        let staff_key = new_key();
+        let mut toml = format!(
+            "[oidc]\nissuer = \"https://idp.test\"\naudience = \"rex\"\njwks = '{}'\n",
+            staff_key.public_jwks()
+        );
+        for (id, key) in &partner_keys {
+            toml.push_str(&format!(
+                "[[partner]]\nid = \"{id}\"\nname = \"{id}\"\n\
+                 organization_identifier = {{ system = \"https://rex.example/partners\", value = \"{id}\" }}\n\
+                 scopes = [\"system/*.cruds\"]\nrate_limit_per_minute = 600\njwks = '{}'\n",
+                key.public_jwks()
+            ));
+        }
+        let config = rex_auth::AuthConfig::from_toml(&toml, std::path::Path::new(".")).expect("test security config");
+        let oidc = config.oidc.clone().unwrap();
+        (TestAuth { token_url, partner_keys, staff_key, oidc }, config)
+    }
+
+    /// A client assertion of `partner`, signed with its key.
+    pub fn assertion(&self, partner: &str) -> String {
+        let key = &self.partner_keys.iter().find(|(id, _)| id == partner).expect("a test partner").1;
+        rex_auth::mint_client_assertion(key, partner, &self.token_url, chrono::Utc::now().timestamp()).unwrap()
+    }
+
+    /// A coordinator's staff token that expired a minute ago.
+    pub fn expired_staff_token(&self) -> String {
+        let spec = rex_auth::StaffTokenSpec {
+            subject: "late".into(),
+            role: rex_auth::StaffRole::Coordinator,
+            practitioner_role: None,
+            queues: Vec::new(),
+            lifetime_seconds: -60,
+        };
+        rex_auth::mint_staff_token(&self.staff_key, &self.oidc, &spec, chrono::Utc::now().timestamp()).unwrap()
+    }
+
+    /// A staff token from the test identity provider.
+    pub fn staff_token(&self, role: rex_auth::StaffRole, practitioner_role: Option<&str>, queues: &[&str]) -> String {
+        let spec = rex_auth::StaffTokenSpec {
+            subject: format!("{}-1", role.as_str()),
+            role,
+            practitioner_role: practitioner_role.map(str::to_string),
+            queues: queues.iter().map(|q| q.to_string()).collect(),
+            lifetime_seconds: 600,
+        };
+        rex_auth::mint_staff_token(&self.staff_key, &self.oidc, &spec, chrono::Utc::now().timestamp()).unwrap()
+    }
+}
 
 /// A response: status, headers and the JSON body (Null when empty).
 pub struct Reply {
@@ -90,15 +167,37 @@ pub struct TestApp {
     shutdown: Option<oneshot::Sender<()>>,
     server: tokio::task::JoinHandle<()>,
     cleanup: Cleanup,
+    /// Set when the server authenticates callers (`*_secured`).
+    pub auth: Option<TestAuth>,
 }
 
 impl TestApp {
     pub async fn sqlite() -> TestApp {
-        let path = std::env::temp_dir().join(format!("rex-test-{}.db", uuid::Uuid::new_v4()));
-        TestApp::start(&format!("sqlite://{}", path.display()), Cleanup::File(path)).await
+        let (url, cleanup) = TestApp::sqlite_database();
+        TestApp::start(&url, cleanup, false).await
+    }
+
+    pub async fn sqlite_secured() -> TestApp {
+        let (url, cleanup) = TestApp::sqlite_database();
+        TestApp::start(&url, cleanup, true).await
     }
 
     pub async fn postgres() -> TestApp {
+        let (url, cleanup) = TestApp::postgres_database().await;
+        TestApp::start(&url, cleanup, false).await
+    }
+
+    pub async fn postgres_secured() -> TestApp {
+        let (url, cleanup) = TestApp::postgres_database().await;
+        TestApp::start(&url, cleanup, true).await
+    }
+
+    fn sqlite_database() -> (String, Cleanup) {
+        let path = std::env::temp_dir().join(format!("rex-test-{}.db", uuid::Uuid::new_v4()));
+        (format!("sqlite://{}", path.display()), Cleanup::File(path))
+    }
+
+    async fn postgres_database() -> (String, Cleanup) {
         let admin_url = std::env::var("REX_TEST_POSTGRES_URL").expect(
             "REX_TEST_POSTGRES_URL must point at a PostgreSQL database, e.g. postgres://postgres@127.0.0.1:5432/test",
         );
@@ -111,17 +210,25 @@ impl TestApp {
             Some((server, _)) => format!("{server}/{name}"),
             None => panic!("REX_TEST_POSTGRES_URL has no database part"),
         };
-        TestApp::start(&url, Cleanup::PostgresDatabase { admin_url, name }).await
+        (url, Cleanup::PostgresDatabase { admin_url, name })
     }
 
-    async fn start(database_url: &str, cleanup: Cleanup) -> TestApp {
+    async fn start(database_url: &str, cleanup: Cleanup, secured: bool) -> TestApp {
         let store = Store::connect(database_url).await.expect("open the test database");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
         let address = listener.local_addr().unwrap();
         let config = Config::for_address(address);
         let base = config.base_url.clone();
         let routing = RoutingConfig::from_toml(include_str!("../../config/routing.toml")).expect("routing rules load");
-        let state = AppState::start(store.clone(), config, routing, VALIDATOR.clone(), partner_profiles())
+        let (auth, security) = if secured {
+            let token_url = format!("http://{address}/auth/token");
+            let (auth, config) = TestAuth::generate(token_url.clone());
+            let signer = rex_auth::TokenSigner::generate(base.clone()).unwrap();
+            (Some(auth), Some(rex_server::security::Security::new(config, signer, token_url).unwrap()))
+        } else {
+            (None, None)
+        };
+        let state = AppState::start(store.clone(), config, routing, VALIDATOR.clone(), partner_profiles(), security)
             .await
             .expect("state starts");
         let (shutdown, stop) = oneshot::channel();
@@ -132,7 +239,7 @@ impl TestApp {
             .await
             .expect("server runs");
         });
-        TestApp { base, store, client: reqwest::Client::new(), shutdown: Some(shutdown), server, cleanup }
+        TestApp { base, store, client: reqwest::Client::new(), shutdown: Some(shutdown), server, cleanup, auth }
     }
 
     /// Stops the server and removes the database.
@@ -177,6 +284,42 @@ impl TestApp {
             serde_json::from_str(&text).unwrap_or_else(|_| panic!("rex answered {status} with non-JSON: {text}"))
         };
         Reply { status, headers, body }
+    }
+
+    /// An access token of a test partner, through the token endpoint.
+    pub async fn partner_token(&self, partner: &str, scope: &str) -> String {
+        let assertion = self.auth.as_ref().expect("a secured test app").assertion(partner);
+        let reply = self.exchange(&assertion, scope).await;
+        assert_eq!(reply.status, StatusCode::OK, "token for {partner}: {}", reply.body);
+        reply.body["access_token"].as_str().unwrap().to_string()
+    }
+
+    /// A `client_credentials` token request with a client assertion.
+    pub async fn exchange(&self, assertion: &str, scope: &str) -> Reply {
+        self.token_request(&[
+            ("grant_type", "client_credentials"),
+            ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+            ("client_assertion", assertion),
+            ("scope", scope),
+        ])
+        .await
+    }
+
+    /// Posts a form to the token endpoint.
+    pub async fn token_request(&self, form: &[(&str, &str)]) -> Reply {
+        let url = &self.auth.as_ref().expect("a secured test app").token_url;
+        let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
+        self.send(Method::POST, url, &[("content-type", "application/x-www-form-urlencoded")], Some(body)).await
+    }
+
+    /// Sends a request with `Authorization: Bearer <token>`.
+    pub async fn send_as(&self, token: &str, method: Method, path: &str, body: Option<&Value>) -> Reply {
+        let authorization = format!("Bearer {token}");
+        let mut headers = vec![("authorization", authorization.as_str())];
+        if body.is_some() {
+            headers.push(("content-type", "application/fhir+json"));
+        }
+        self.send(method, path, &headers, body.map(Value::to_string)).await
     }
 
     pub async fn get(&self, path: &str) -> Reply {

@@ -45,6 +45,8 @@ pub enum IssueCode {
     Informational,
     TooCostly,
     BusinessRule,
+    Login,
+    Throttled,
 }
 
 impl IssueCode {
@@ -69,6 +71,8 @@ impl IssueCode {
             IssueCode::Exception => "exception",
             IssueCode::Informational => "informational",
             IssueCode::TooCostly => "too-costly",
+            IssueCode::Login => "login",
+            IssueCode::Throttled => "throttled",
             IssueCode::BusinessRule => "business-rule",
         }
     }

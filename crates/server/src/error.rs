@@ -16,11 +16,17 @@ pub struct ApiError {
     pub issues: Vec<Issue>,
     /// Retrying the whole write may succeed (a serialization conflict on PostgreSQL).
     pub retryable: bool,
+    /// The caller was refused access (scope, compartment, role): the request is audited.
+    pub denied: bool,
 }
+
+/// Marks a response to a refused access, so the authentication middleware audits it.
+#[derive(Clone, Debug)]
+pub struct DeniedAccess(pub String);
 
 impl ApiError {
     pub fn new(status: StatusCode, issues: Vec<Issue>) -> ApiError {
-        ApiError { status, issues, retryable: false }
+        ApiError { status, issues, retryable: false, denied: false }
     }
 
     pub fn one(status: StatusCode, code: IssueCode, message: impl Into<String>) -> ApiError {
@@ -53,6 +59,17 @@ impl ApiError {
             IssueCode::Exception,
             "Internal server error; the request was not applied",
         )
+    }
+
+    /// Marks the error as a refused access (see [`DeniedAccess`]).
+    pub fn denied(mut self) -> ApiError {
+        self.denied = true;
+        self
+    }
+
+    /// 404 for what the caller may not see, worded as for what does not exist, and audited.
+    pub fn hidden(what: &str) -> ApiError {
+        ApiError::not_found(format!("{what} is not known")).denied()
     }
 
     /// Sets the location of every issue that has none.
@@ -96,6 +113,11 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        fhir_json(self.status, &operation_outcome(&self.issues))
+        let mut response = fhir_json(self.status, &operation_outcome(&self.issues));
+        if self.denied {
+            let reason = self.issues.first().map(|i| i.diagnostics.clone()).unwrap_or_default();
+            response.extensions_mut().insert(DeniedAccess(reason));
+        }
+        response
     }
 }

@@ -1,10 +1,12 @@
 //! rex's HTTP server: the FHIR REST API over axum. Routes are split by FHIR interaction; every error
 //! becomes an OperationOutcome in `error.rs`; the store does all persistence.
 
+pub mod access;
 mod bundles;
 mod error;
 mod http;
 pub mod interactions;
+pub mod security;
 pub mod validation;
 
 use std::net::SocketAddr;
@@ -23,8 +25,8 @@ use rex_store::Store;
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::trace::TraceLayer;
 
+use access::Caller;
 pub use error::ApiError;
 pub use http::{BodyLimits, Prefer};
 use interactions::write::{Target, WriteOp, execute};
@@ -33,6 +35,7 @@ use rex_referral::RoutingConfig;
 use rex_referral::task::queue_service;
 use rex_store::Isolation;
 use rex_validation::Validator;
+use security::Security;
 use validation::PartnerProfiles;
 
 /// Default largest request body: 32 MiB, room for a referral with imaging reports attached.
@@ -67,6 +70,8 @@ pub struct App {
     pub validator: Arc<Validator>,
     /// Extra profiles per partner (`profiles/partners/{id}/`).
     pub partner_profiles: PartnerProfiles,
+    /// Partner and staff authentication; `None` only in development mode (`--dev`).
+    pub security: Option<Security>,
     capability_statement: Value,
 }
 
@@ -90,10 +95,21 @@ impl AppState {
         routing: RoutingConfig,
         validator: Arc<Validator>,
         partner_profiles: PartnerProfiles,
+        security: Option<Security>,
     ) -> Result<AppState, String> {
-        let capability_statement = capabilities::capability_statement(&config.base_url);
-        let state =
-            AppState(Arc::new(App { store, config, routing, validator, partner_profiles, capability_statement }));
+        let mut capability_statement = capabilities::capability_statement(&config.base_url);
+        if let Some(security) = &security {
+            capability_statement["rest"][0]["security"] = security::capability_security(security.token_url());
+        }
+        let state = AppState(Arc::new(App {
+            store,
+            config,
+            routing,
+            validator,
+            partner_profiles,
+            security,
+            capability_statement,
+        }));
         for queue in &state.routing.queues {
             let op = WriteOp::Update {
                 resource_type: "HealthcareService".into(),
@@ -101,50 +117,64 @@ impl AppState {
                 resource: queue_service(queue),
                 if_match: None,
             };
-            interactions::in_transaction(&state.store, Isolation::RowLocking, &op, |tx, op| Box::pin(execute(tx, op)))
-                .await
-                .map_err(|err| format!("cannot create the queue '{}': {:?}", queue.code, err.issues))?;
+            interactions::in_transaction(&state.store, Isolation::RowLocking, &op, |tx, op| {
+                Box::pin(execute(tx, &Caller::Unrestricted, op))
+            })
+            .await
+            .map_err(|err| format!("cannot create the queue '{}': {:?}", queue.code, err.issues))?;
         }
         Ok(state)
     }
 }
 
-/// The production router.
+/// The production router: the FHIR API behind authentication, and the public documents (the
+/// CapabilityStatement, the SMART configuration, the token endpoint) beside it.
 pub fn router(state: AppState) -> Router {
     let fhir = Router::new()
-        .route("/metadata", get(capabilities::metadata))
-        .route("/_history", get(history::system))
-        .route("/$process-message", post(message::process))
-        .route("/$validate", post(validate::system))
+        .route("/fhir", post(transaction::handle))
+        .route("/fhir/", post(transaction::handle))
+        .route("/fhir/_history", get(history::system))
+        .route("/fhir/$process-message", post(message::process))
+        .route("/fhir/$validate", post(validate::system))
         .route(
-            "/{type}",
+            "/fhir/{type}",
             get(search::search_get)
                 .post(rest_write::create)
                 .put(rest_write::conditional_update)
                 .delete(rest_write::conditional_delete),
         )
-        .route("/{type}/_search", post(search::search_post))
-        .route("/{type}/_history", get(history::of_type))
+        .route("/fhir/{type}/_search", post(search::search_post))
+        .route("/fhir/{type}/_history", get(history::of_type))
         .route(
-            "/{type}/{id}",
+            "/fhir/{type}/{id}",
             get(read::read)
                 .post(validate::type_operation)
                 .put(rest_write::update)
                 .delete(rest_write::delete)
                 .patch(rest_write::patch),
         )
-        .route("/{type}/{id}/_history", get(history::of_instance))
-        .route("/{type}/{id}/{operation}", post(validate::instance_operation))
-        .route("/{type}/{id}/_history/{version}", get(read::vread));
+        .route("/fhir/{type}/{id}/_history", get(history::of_instance))
+        .route("/fhir/{type}/{id}/{operation}", post(validate::instance_operation))
+        .route("/fhir/{type}/{id}/_history/{version}", get(read::vread))
+        .route_layer(middleware::from_fn_with_state(state.clone(), security::authenticate));
+    let public = Router::new()
+        .route("/fhir/metadata", get(capabilities::metadata))
+        .route("/fhir/.well-known/smart-configuration", get(security::smart_configuration_document))
+        .route("/.well-known/smart-configuration", get(security::smart_configuration_document))
+        .route_layer(middleware::from_fn(security::label_route));
+    // The token endpoint speaks OAuth (RFC 6749 JSON errors), not FHIR.
+    let oauth = Router::new()
+        .route("/auth/token", post(security::token))
+        .route_layer(middleware::from_fn(security::label_route));
     Router::new()
-        .route("/fhir", post(transaction::handle))
-        .route("/fhir/", post(transaction::handle))
-        .nest("/fhir", fhir)
+        .merge(fhir)
+        .merge(public)
         .fallback(|| async { ApiError::not_found("No FHIR endpoint at this URL; the FHIR base is /fhir") })
         .layer(middleware::from_fn(outcome_for_bare_errors))
+        .merge(oauth)
         .layer(CatchPanicLayer::custom(|_| ApiError::internal().into_response()))
         .layer(DefaultBodyLimit::disable())
-        .layer(TraceLayer::new_for_http())
+        .layer(middleware::from_fn(security::log_request))
         .with_state(state)
 }
 
@@ -201,7 +231,7 @@ pub async fn load_demo_data(state: &AppState, dir: &Path) -> Result<usize, Strin
     for file in &files {
         let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
         let bundle: Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))?;
-        transaction::process_bundle(state, &bundle, Prefer::default()).await.map_err(|err| {
+        transaction::process_bundle(state, &Caller::Unrestricted, &bundle, Prefer::default()).await.map_err(|err| {
             let messages: Vec<String> = err
                 .issues
                 .iter()

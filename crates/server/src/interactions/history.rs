@@ -1,5 +1,6 @@
 //! History at system, type and instance level, with `_since`, `_count` and `_offset`.
 
+use axum::Extension;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -10,45 +11,52 @@ use rex_store::HistoryScope;
 use super::query_pairs;
 use super::write::known_type;
 use crate::AppState;
+use crate::access::Caller;
 use crate::bundles::{bundle, history_entry, paging_links};
 use crate::error::ApiError;
 use crate::http::{check_accept, fhir_json};
 
 pub async fn system(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    history(&state, HistoryScope::System, "_history", query, &headers).await
+    history(&state, &caller, HistoryScope::System, "_history", query, &headers).await
 }
 
 pub async fn of_type(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(resource_type): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     known_type(&resource_type)?;
     let path = format!("{resource_type}/_history");
-    history(&state, HistoryScope::Type(resource_type), &path, query, &headers).await
+    history(&state, &caller, HistoryScope::Type(resource_type), &path, query, &headers).await
 }
 
 pub async fn of_instance(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path((resource_type, id)): Path<(String, String)>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     known_type(&resource_type)?;
-    if state.store.read(&resource_type, &id).await?.is_none() {
-        return Err(ApiError::not_found(format!("{resource_type}/{id} is not known")));
+    match state.store.read(&resource_type, &id).await? {
+        Some(current) if caller.sees(&current) => {}
+        Some(_) => return Err(ApiError::hidden(&format!("{resource_type}/{id}"))),
+        None => return Err(ApiError::not_found(format!("{resource_type}/{id} is not known"))),
     }
     let path = format!("{resource_type}/{id}/_history");
-    history(&state, HistoryScope::Instance(resource_type, id), &path, query, &headers).await
+    history(&state, &caller, HistoryScope::Instance(resource_type, id), &path, query, &headers).await
 }
 
 async fn history(
     state: &AppState,
+    caller: &Caller,
     scope: HistoryScope,
     path: &str,
     query: Option<String>,
@@ -74,10 +82,20 @@ async fn history(
             }
         }
     }
-    let page = state.store.history(&scope, since, count, offset).await?;
+    let mut page = state.store.history(&scope, since, count, offset).await?;
     let base = &state.config.base_url;
     let has_more = ((offset + page.entries.len()) as i64) < page.total;
     let links = paging_links(base, path, &pairs, offset, count, has_more);
+    let mut total = Some(page.total);
+    if !matches!(scope, HistoryScope::Instance(..)) && *caller != Caller::Unrestricted {
+        // Across resources, each version is shown only to a caller who may see and search its
+        // resource; the page may then be short, and the total would count what was hidden.
+        page.entries.retain(|entry| {
+            caller.sees(&entry.resource)
+                && caller.require(&entry.resource.resource_type, rex_auth::Interaction::Search).is_ok()
+        });
+        total = None;
+    }
     let entries = page.entries.iter().map(|entry| history_entry(base, entry)).collect::<Result<Vec<_>, _>>()?;
-    Ok(fhir_json(StatusCode::OK, &bundle("history", Some(page.total), links, entries)))
+    Ok(fhir_json(StatusCode::OK, &bundle("history", total, links, entries)))
 }

@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use super::transaction::{Entry, EntryResult, Method, response_entry, transaction_body};
 use super::write::{WriteOp, WriteOutcome, execute};
 use crate::AppState;
+use crate::access::{Caller, set_owner};
 use crate::bundles::bundle;
 use crate::error::ApiError;
 use crate::http::{Prefer, stored_json};
@@ -55,16 +56,29 @@ pub(super) struct Intake {
 /// Takes in a referral transaction Bundle and answers with its transaction-response.
 pub(super) async fn take_in(
     state: &AppState,
+    caller: &Caller,
     referral: &Referral,
     entries: &[Entry],
     prefer: Prefer,
 ) -> Result<Value, ApiError> {
-    let intake =
-        super::in_transaction(&state.store, Isolation::Serializable, &(state, referral, entries), |tx, context| {
-            let (state, referral, entries) = *context;
-            Box::pin(run(tx, state, referral, entries))
+    check_sender(caller, referral)?;
+    // Everything a referral Bundle carries is in its partner's compartment.
+    let entries: Vec<Entry> = entries
+        .iter()
+        .cloned()
+        .map(|mut entry| {
+            if let Some(resource) = &mut entry.resource {
+                set_owner(resource, &referral.partner);
+            }
+            entry
         })
-        .await?;
+        .collect();
+    let context = (state, caller, referral, entries.as_slice());
+    let intake = super::in_transaction(&state.store, Isolation::Serializable, &context, |tx, context| {
+        let (state, caller, referral, entries) = *context;
+        Box::pin(run(tx, state, caller, referral, entries))
+    })
+    .await?;
     let entries =
         intake.results.iter().map(|result| response_entry(state, result, prefer)).collect::<Result<Vec<_>, _>>()?;
     let links = vec![
@@ -72,6 +86,25 @@ pub(super) async fn take_in(
         json!({"relation": OUTCOME_LINK, "url": format!("{OUTCOME_LINK}#{}", intake.kind.code())}),
     ];
     Ok(bundle("transaction-response", None, links, entries))
+}
+
+/// A partner sends only its own referrals: the partner the referral names (its requester
+/// Organization's identifier) must be the one the token was issued to.
+pub(super) fn check_sender(caller: &Caller, referral: &Referral) -> Result<(), ApiError> {
+    match caller.partner() {
+        Some(partner) if partner != referral.partner => Err(ApiError::one(
+            StatusCode::FORBIDDEN,
+            rex_fhir::IssueCode::Forbidden,
+            format!(
+                "This referral is sent on behalf of partner '{}' (the requester Organization's identifier in {}), \
+                 but the access token belongs to partner '{partner}'",
+                referral.partner,
+                rex_referral::PARTNER_SYSTEM
+            ),
+        )
+        .denied()),
+        _ => Ok(()),
+    }
 }
 
 /// The id of the referral Task named in a transaction-response built by [`take_in`].
@@ -138,13 +171,19 @@ fn as_resend(entries: &[Entry], recorded: &str) -> Vec<Entry> {
         .collect()
 }
 
-async fn run(tx: &mut Tx, state: &AppState, referral: &Referral, entries: &[Entry]) -> Result<Intake, ApiError> {
+async fn run(
+    tx: &mut Tx,
+    state: &AppState,
+    caller: &Caller,
+    referral: &Referral,
+    entries: &[Entry],
+) -> Result<Intake, ApiError> {
     let existing = tx.find_referral(&referral.partner, &referral.identifier_system, &referral.identifier_value).await?;
     let entries = match &existing {
         Some(record) => as_resend(entries, &record.entries),
         None => entries.to_vec(),
     };
-    let results = transaction_body(tx, state, &entries).await?;
+    let results = transaction_body(tx, state, caller, &entries).await?;
     let service_request = results[referral.service_request_entry].stored.clone().ok_or_else(ApiError::internal)?;
     let service_request_ref = format!("ServiceRequest/{}", service_request.id);
     let entries_json = entry_map(&entries, &results);
@@ -183,13 +222,10 @@ async fn run(tx: &mut Tx, state: &AppState, referral: &Referral, entries: &[Entr
     Ok(Intake { results, task, kind: IntakeKind::Amended })
 }
 
+/// Writes what intake itself makes (the Task, AuditEvents): rex's own work, not the caller's.
 async fn create(tx: &mut Tx, resource_type: &str, resource: Value) -> Result<StoredResource, ApiError> {
     let op = WriteOp::Create { resource_type: resource_type.to_string(), resource, id: None, if_none_exist: None };
-    execute(tx, &op)
-        .await?
-        .stored()
-        .cloned()
-        .ok_or_else(|| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, Vec::new()))
+    execute(tx, &Caller::Unrestricted, &op).await?.stored().cloned().ok_or_else(ApiError::internal)
 }
 
 /// The third way in: a partner POSTs a Task whose `focus` is a referral ServiceRequest it already
@@ -197,7 +233,11 @@ async fn create(tx: &mut Tx, resource_type: &str, resource: Value) -> Result<Sto
 /// Otherwise the Task is routed like any referral (its owner, status, business status, due time
 /// and routing extensions are rex's to set) or, when the referral already has a Task, that one is
 /// returned and nothing is written.
-pub(super) async fn take_in_task(state: &AppState, task: &Value) -> Result<Option<WriteOutcome>, ApiError> {
+pub(super) async fn take_in_task(
+    state: &AppState,
+    caller: &Caller,
+    task: &Value,
+) -> Result<Option<WriteOutcome>, ApiError> {
     let Some((focus_type, focus_id)) = task["focus"]["reference"].as_str().and_then(|r| r.split_once('/')) else {
         return Ok(None);
     };
@@ -205,7 +245,8 @@ pub(super) async fn take_in_task(state: &AppState, task: &Value) -> Result<Optio
         return Ok(None);
     }
     // A focus rex does not have is not a referral it can route; the Task is stored as it is.
-    let Some(service_request) = state.store.read(focus_type, focus_id).await?.filter(|s| !s.deleted) else {
+    let Some(service_request) = caller.visible(state.store.read(focus_type, focus_id).await?).filter(|s| !s.deleted)
+    else {
         return Ok(None);
     };
     let service_request = stored_json(&service_request)?;
@@ -236,6 +277,7 @@ pub(super) async fn take_in_task(state: &AppState, task: &Value) -> Result<Optio
             ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, issues)
         })?
         .ok_or_else(ApiError::internal)?;
+    check_sender(caller, &referral)?;
     let outcome =
         super::in_transaction(&state.store, Isolation::Serializable, &(state, &referral, task), |tx, context| {
             let (state, referral, task) = *context;
@@ -288,10 +330,11 @@ async fn record_routing(
     referral: &Referral,
     decision: &RoutingDecision,
     service_request_id: &str,
-    task: Value,
+    mut task: Value,
     entries: String,
     now: chrono::DateTime<Utc>,
 ) -> Result<StoredResource, ApiError> {
+    set_owner(&mut task, &referral.partner);
     let task = create(tx, "Task", task).await?;
     let service_request_ref = format!("ServiceRequest/{service_request_id}");
     let task_ref = format!("Task/{}", task.id);

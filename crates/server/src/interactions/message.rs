@@ -7,6 +7,7 @@
 //! message's MessageHeader says `ok`, `transient-error` or `fatal-error`, focuses on the Task, and
 //! carries the Task (or an OperationOutcome) as an entry.
 
+use axum::Extension;
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -23,6 +24,7 @@ use super::transaction::{parse_bundle, run_transaction};
 use super::write::{Target, WriteOp, execute};
 use super::{format_param, in_transaction, intake, query_pairs};
 use crate::AppState;
+use crate::access::Caller;
 use crate::bundles::bundle;
 use crate::error::ApiError;
 use crate::http::{BodyKind, Prefer, body_kind, check_accept, fhir_json, parse_json, read_body, stored_json};
@@ -73,6 +75,7 @@ impl Event {
 /// `POST /fhir/$process-message`.
 pub async fn process(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
@@ -82,7 +85,7 @@ pub async fn process(
         Err(err) => return error_response(&state, &Value::Null, err),
     };
     let header = message["entry"][0]["resource"].clone();
-    match run(&state, &message, &header).await {
+    match run(&state, &caller, &message, &header).await {
         Ok(focus) => fhir_json(StatusCode::OK, &response_message(&state, &header, "ok", focus, None)),
         Err(err) => error_response(&state, &header, err),
     }
@@ -109,7 +112,12 @@ async fn read_message(
 fn error_response(state: &AppState, header: &Value, err: ApiError) -> Response {
     let code = if err.status.is_server_error() || err.retryable { "transient-error" } else { "fatal-error" };
     let outcome = operation_outcome(&err.issues);
-    fhir_json(err.status, &response_message(state, header, code, None, Some(outcome)))
+    let mut response = fhir_json(err.status, &response_message(state, header, code, None, Some(outcome)));
+    if err.denied {
+        let reason = err.issues.first().map(|i| i.diagnostics.clone()).unwrap_or_default();
+        response.extensions_mut().insert(crate::error::DeniedAccess(reason));
+    }
+    response
 }
 
 /// Checks that a message Bundle opens with its MessageHeader.
@@ -147,7 +155,7 @@ fn as_transaction(message: &Value) -> Value {
 }
 
 /// Processes the message; returns the resource the response focuses on (the referral's Task).
-async fn run(state: &AppState, message: &Value, header: &Value) -> Result<Option<Value>, ApiError> {
+async fn run(state: &AppState, caller: &Caller, message: &Value, header: &Value) -> Result<Option<Value>, ApiError> {
     let event = Event::parse(header)?;
     require_valid_bundle(
         &state.validator,
@@ -162,14 +170,17 @@ async fn run(state: &AppState, message: &Value, header: &Value) -> Result<Option
         Referral::recognise(&transaction).map_err(|issues| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, issues))?;
     match (event, referral) {
         (Event::Request | Event::Update, Some(referral)) => {
-            let response = intake::take_in(state, &referral, &entries, Prefer::default()).await?;
+            let response = intake::take_in(state, caller, &referral, &entries, Prefer::default()).await?;
             let task = intake::task_reference(&response).ok_or_else(ApiError::internal)?;
             let stored = state.store.read("Task", &task).await?.ok_or_else(ApiError::internal)?;
             Ok(Some(stored_json(&stored)?))
         }
-        (Event::Revoke, Some(referral)) => revoke(state, &referral).await.map(Some),
+        (Event::Revoke, Some(referral)) => {
+            intake::check_sender(caller, &referral)?;
+            revoke(state, &referral).await.map(Some)
+        }
         (Event::Communication, _) => {
-            run_transaction(state, &entries, Prefer::default()).await?;
+            run_transaction(state, caller, &entries, Prefer::default()).await?;
             Ok(None)
         }
         (_, None) => Err(ApiError::new(
@@ -215,7 +226,8 @@ async fn revoke(state: &AppState, referral: &Referral) -> Result<Value, ApiError
                 resource: task,
                 if_match: None,
             };
-            execute(tx, &op).await?.stored().cloned().ok_or_else(ApiError::internal)
+            // The sender was checked; cancelling is rex's own work along the workflow table.
+            execute(tx, &Caller::Unrestricted, &op).await?.stored().cloned().ok_or_else(ApiError::internal)
         })
     })
     .await?;

@@ -1,5 +1,6 @@
 //! read and vread, with conditional reads (`If-None-Match`, `If-Modified-Since`).
 
+use axum::Extension;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -7,23 +8,25 @@ use axum::response::{IntoResponse, Response};
 use super::write::known_type;
 use super::{format_param, query_pairs};
 use crate::AppState;
+use crate::access::Caller;
 use crate::error::ApiError;
 use crate::http::{check_accept, not_modified, resource_response, stored_json};
 
 /// `GET /fhir/{type}/{id}`.
 pub async fn read(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path((resource_type, id)): Path<(String, String)>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     known_type(&resource_type)?;
     check_accept(&headers, format_param(&query_pairs(query.as_deref())))?;
-    let stored = state
-        .store
-        .read(&resource_type, &id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("{resource_type}/{id} is not known")))?;
+    let stored = match state.store.read(&resource_type, &id).await? {
+        Some(stored) if caller.sees(&stored) => stored,
+        Some(_) => return Err(ApiError::hidden(&format!("{resource_type}/{id}"))),
+        None => return Err(ApiError::not_found(format!("{resource_type}/{id} is not known"))),
+    };
     if stored.deleted {
         return Err(ApiError::gone(format!("{resource_type}/{id} was deleted")));
     }
@@ -36,6 +39,7 @@ pub async fn read(
 /// `GET /fhir/{type}/{id}/_history/{version}`.
 pub async fn vread(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path((resource_type, id, version)): Path<(String, String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -44,6 +48,11 @@ pub async fn vread(
     let not_found = || ApiError::not_found(format!("{resource_type}/{id} has no version {version}"));
     let number: i64 = version.parse().map_err(|_| not_found())?;
     let stored = state.store.vread(&resource_type, &id, number).await?.ok_or_else(not_found)?;
+    // A version is visible when the resource as it is now is: compartments do not change.
+    let current = state.store.read(&resource_type, &id).await?;
+    if !current.is_some_and(|current| caller.sees(&current)) {
+        return Err(ApiError::hidden(&format!("{resource_type}/{id}/_history/{version}")));
+    }
     if stored.deleted {
         return Err(ApiError::gone(format!("Version {version} of {resource_type}/{id} records its deletion")));
     }

@@ -1,5 +1,6 @@
 //! The REST routes of create, update, delete and patch (single resources and conditional forms).
 
+use axum::Extension;
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::header::LOCATION;
@@ -12,6 +13,7 @@ use super::write::{Target, WriteOp, WriteOutcome, check_resource, execute, known
 use super::{format_param, in_transaction, query_pairs};
 use super::{intake, workflow};
 use crate::AppState;
+use crate::access::Caller;
 use crate::error::ApiError;
 use crate::http::{
     BodyKind, Prefer, ReturnPreference, body_kind, check_accept, fhir_json, if_match, parse_json, read_body,
@@ -19,8 +21,9 @@ use crate::http::{
 };
 use crate::validation::require_valid;
 
-async fn run(state: &AppState, op: WriteOp) -> Result<WriteOutcome, ApiError> {
-    in_transaction(&state.store, op.isolation(), &op, |tx, op| Box::pin(execute(tx, op))).await
+async fn run(state: &AppState, caller: &Caller, op: WriteOp) -> Result<WriteOutcome, ApiError> {
+    in_transaction(&state.store, op.isolation(), &(caller, op), |tx, (caller, op)| Box::pin(execute(tx, caller, op)))
+        .await
 }
 
 /// Turns a write's outcome into the response the client's `Prefer` header asks for.
@@ -75,6 +78,7 @@ async fn accepted_resource(
 /// `POST /fhir/{type}`: create, conditional with `If-None-Exist`.
 pub async fn create(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(resource_type): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -90,24 +94,25 @@ pub async fn create(
         .map_err(|_| ApiError::bad_request("If-None-Exist is not valid text"))?;
     if resource_type == "Communication"
         && if_none_exist.is_none()
-        && let Some(outcome) = workflow::receive_answer(&state, &resource).await?
+        && let Some(outcome) = workflow::receive_answer(&state, &caller, &resource).await?
     {
         return write_response(&state, &outcome, Prefer::from_headers(&headers));
     }
     if resource_type == "Task"
         && if_none_exist.is_none()
-        && let Some(outcome) = intake::take_in_task(&state, &resource).await?
+        && let Some(outcome) = intake::take_in_task(&state, &caller, &resource).await?
     {
         return write_response(&state, &outcome, Prefer::from_headers(&headers));
     }
     let op = WriteOp::Create { resource_type, resource, id: None, if_none_exist };
-    let outcome = run(&state, op).await?;
+    let outcome = run(&state, &caller, op).await?;
     write_response(&state, &outcome, Prefer::from_headers(&headers))
 }
 
 /// `PUT /fhir/{type}/{id}`: update, or create with the client's id.
 pub async fn update(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path((resource_type, id)): Path<(String, String)>,
     headers: HeaderMap,
     body: Body,
@@ -116,13 +121,14 @@ pub async fn update(
     check_accept(&headers, None)?;
     let resource = accepted_resource(&state, &resource_type, &headers, body).await?;
     let op = WriteOp::Update { resource_type, target: Target::Id(id), resource, if_match: if_match(&headers)? };
-    let outcome = run(&state, op).await?;
+    let outcome = run(&state, &caller, op).await?;
     write_response(&state, &outcome, Prefer::from_headers(&headers))
 }
 
 /// `PUT /fhir/{type}?query`: conditional update.
 pub async fn conditional_update(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(resource_type): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -134,25 +140,27 @@ pub async fn conditional_update(
         .ok_or_else(|| ApiError::bad_request("A conditional update needs search parameters"))?;
     let resource = accepted_resource(&state, &resource_type, &headers, body).await?;
     let op = WriteOp::Update { resource_type, target: Target::Search(query), resource, if_match: if_match(&headers)? };
-    let outcome = run(&state, op).await?;
+    let outcome = run(&state, &caller, op).await?;
     write_response(&state, &outcome, Prefer::from_headers(&headers))
 }
 
 /// `DELETE /fhir/{type}/{id}`.
 pub async fn delete(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path((resource_type, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     known_type(&resource_type)?;
     let op = WriteOp::Delete { resource_type, target: Target::Id(id), if_match: if_match(&headers)? };
-    let outcome = run(&state, op).await?;
+    let outcome = run(&state, &caller, op).await?;
     write_response(&state, &outcome, Prefer::from_headers(&headers))
 }
 
 /// `DELETE /fhir/{type}?query`: conditional delete of a single match.
 pub async fn conditional_delete(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(resource_type): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -166,13 +174,14 @@ pub async fn conditional_delete(
         )
     })?;
     let op = WriteOp::Delete { resource_type, target: Target::Search(query), if_match: None };
-    let outcome = run(&state, op).await?;
+    let outcome = run(&state, &caller, op).await?;
     write_response(&state, &outcome, Prefer::from_headers(&headers))
 }
 
 /// `PATCH /fhir/{type}/{id}` with a JSON Patch body.
 pub async fn patch(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path((resource_type, id)): Path<(String, String)>,
     headers: HeaderMap,
     body: Body,
@@ -187,6 +196,6 @@ pub async fn patch(
         BodyKind::Form => return Err(ApiError::unsupported_media("PATCH takes application/json-patch+json")),
     };
     let op = WriteOp::Patch { resource_type, target: Target::Id(id), patch, if_match: if_match(&headers)? };
-    let outcome = run(&state, op).await?;
+    let outcome = run(&state, &caller, op).await?;
     write_response(&state, &outcome, Prefer::from_headers(&headers))
 }

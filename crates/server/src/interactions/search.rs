@@ -1,5 +1,6 @@
 //! Search on a resource type: `GET /fhir/{type}?...` and `POST /fhir/{type}/_search`.
 
+use axum::Extension;
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -10,6 +11,7 @@ use rex_fhir::search::SearchRegistry;
 use super::write::known_type;
 use super::{format_param, query_pairs};
 use crate::AppState;
+use crate::access::Caller;
 use crate::bundles::{bundle, paging_links, search_entry};
 use crate::error::ApiError;
 use crate::http::{BodyKind, Prefer, body_kind, check_accept, fhir_json, read_body};
@@ -17,16 +19,18 @@ use crate::http::{BodyKind, Prefer, body_kind, check_accept, fhir_json, read_bod
 /// `GET /fhir/{type}?params`.
 pub async fn search_get(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(resource_type): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    run_search(&state, &resource_type, query_pairs(query.as_deref()), &headers).await
+    run_search(&state, &caller, &resource_type, query_pairs(query.as_deref()), &headers).await
 }
 
 /// `POST /fhir/{type}/_search` with a form body (and possibly a query string too).
 pub async fn search_post(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(resource_type): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -38,11 +42,12 @@ pub async fn search_post(
     let bytes = read_body(body, state.config.limits).await?;
     let mut pairs = query_pairs(query.as_deref());
     pairs.extend(form_urlencoded::parse(&bytes).into_owned());
-    run_search(&state, &resource_type, pairs, &headers).await
+    run_search(&state, &caller, &resource_type, pairs, &headers).await
 }
 
 async fn run_search(
     state: &AppState,
+    caller: &Caller,
     resource_type: &str,
     pairs: Vec<(String, String)>,
     headers: &HeaderMap,
@@ -50,9 +55,11 @@ async fn run_search(
     known_type(resource_type)?;
     check_accept(headers, format_param(&pairs))?;
     let prefer = Prefer::from_headers(headers);
-    let query = SearchQuery::parse(SearchRegistry::r4(), resource_type, &pairs, prefer.handling)
+    let mut query = SearchQuery::parse(SearchRegistry::r4(), resource_type, &pairs, prefer.handling)
         .map_err(|issues| ApiError::new(StatusCode::BAD_REQUEST, issues))?;
-    let result = state.store.search(&query).await?;
+    caller.restrict(&mut query);
+    let mut result = state.store.search(&query).await?;
+    caller.retain_visible(&mut result);
     let base = &state.config.base_url;
     let has_more = match result.total {
         Some(total) => ((query.offset + result.matches.len()) as i64) < total,

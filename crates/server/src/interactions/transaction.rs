@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 
+use axum::Extension;
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -23,12 +24,14 @@ use super::intake;
 use super::write::{Target, WriteOp, WriteOutcome, execute, known_type, matching_ids, patch_from_binary, valid_id};
 use super::{format_param, in_transaction, query_pairs};
 use crate::AppState;
+use crate::access::Caller;
 use crate::bundles::{bundle, full_url, search_entry};
 use crate::error::ApiError;
 use crate::http::{
     BodyKind, Prefer, ReturnPreference, body_kind, check_accept, etag, fhir_json, parse_json, read_body, stored_json,
 };
 use crate::validation::{require_valid, require_valid_bundle, rex_profile};
+use rex_auth::Interaction;
 use rex_fhir::structure::StructureModel;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -90,6 +93,7 @@ impl Entry {
 /// `POST /fhir` and `POST /fhir/`.
 pub async fn handle(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
@@ -100,15 +104,20 @@ pub async fn handle(
     }
     let bytes = read_body(body, state.config.limits).await?;
     let bundle_value = parse_json(&bytes, state.config.limits)?;
-    let response = process_bundle(&state, &bundle_value, Prefer::from_headers(&headers)).await?;
+    let response = process_bundle(&state, &caller, &bundle_value, Prefer::from_headers(&headers)).await?;
     Ok(fhir_json(StatusCode::OK, &response))
 }
 
 /// Runs a transaction or batch Bundle and returns the response Bundle.
-pub async fn process_bundle(state: &AppState, bundle_value: &Value, prefer: Prefer) -> Result<Value, ApiError> {
+pub async fn process_bundle(
+    state: &AppState,
+    caller: &Caller,
+    bundle_value: &Value,
+    prefer: Prefer,
+) -> Result<Value, ApiError> {
     let (bundle_type, entries) = parse_bundle(bundle_value)?;
     if bundle_type == "batch" {
-        return Ok(run_batch(state, &entries, prefer).await);
+        return Ok(run_batch(state, caller, &entries, prefer).await);
     }
     let referral =
         Referral::recognise(bundle_value).map_err(|issues| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, issues))?;
@@ -135,8 +144,8 @@ pub async fn process_bundle(state: &AppState, bundle_value: &Value, prefer: Pref
     };
     require_valid_bundle(&state.validator, bundle_value.clone(), profiles, entry_profiles).await?;
     match referral {
-        Some(referral) => intake::take_in(state, &referral, &entries, prefer).await,
-        None => run_transaction(state, &entries, prefer).await,
+        Some(referral) => intake::take_in(state, caller, &referral, &entries, prefer).await,
+        None => run_transaction(state, caller, &entries, prefer).await,
     }
 }
 
@@ -400,12 +409,14 @@ fn write_result(outcome: WriteOutcome) -> EntryResult {
 }
 
 /// Runs a GET or HEAD entry: read, vread, search or instance history.
-async fn read_entry(tx: &mut Tx, state: &AppState, entry: &Entry) -> Result<EntryResult, ApiError> {
+async fn read_entry(tx: &mut Tx, state: &AppState, caller: &Caller, entry: &Entry) -> Result<EntryResult, ApiError> {
     let url = split_url(&entry.url);
     known_type(url.resource_type)?;
     let resource_type = url.resource_type;
+    caller.require(resource_type, if url.id.is_some() { Interaction::Read } else { Interaction::Search })?;
     let found = |stored: Option<StoredResource>, what: &str| -> Result<EntryResult, ApiError> {
         match stored {
+            Some(stored) if !caller.sees(&stored) => Err(ApiError::hidden(what)),
             Some(stored) if stored.deleted => Err(ApiError::gone(format!("{what} was deleted"))),
             Some(stored) => Ok(EntryResult {
                 status: StatusCode::OK,
@@ -420,18 +431,21 @@ async fn read_entry(tx: &mut Tx, state: &AppState, entry: &Entry) -> Result<Entr
         (Some(id), None) => return found(tx.read(resource_type, id).await?, &format!("{resource_type}/{id}")),
         (Some(id), Some(rest)) => match rest.strip_prefix("_history/").map(str::parse::<i64>) {
             Some(Ok(version)) => {
-                return found(
-                    tx.vread(resource_type, id, version).await?,
-                    &format!("{resource_type}/{id}/_history/{version}"),
-                );
+                let what = format!("{resource_type}/{id}/_history/{version}");
+                if !tx.read(resource_type, id).await?.is_some_and(|current| caller.sees(&current)) {
+                    return Err(ApiError::hidden(&what));
+                }
+                return found(tx.vread(resource_type, id, version).await?, &what);
             }
             _ => return Err(ApiError::bad_request(format!("Unsupported request.url '{}'", entry.url))),
         },
         (None, _) => {
             let pairs = query_pairs(url.query);
-            let query = SearchQuery::parse(SearchRegistry::r4(), resource_type, &pairs, Handling::Strict)
+            let mut query = SearchQuery::parse(SearchRegistry::r4(), resource_type, &pairs, Handling::Strict)
                 .map_err(|issues| ApiError::new(StatusCode::BAD_REQUEST, issues))?;
-            let result = tx.search(&query).await?;
+            caller.restrict(&mut query);
+            let mut result = tx.search(&query).await?;
+            caller.retain_visible(&mut result);
             let mut entries = Vec::new();
             for stored in &result.matches {
                 entries.push(search_entry(&state.config.base_url, stored, "match")?);
@@ -449,6 +463,7 @@ async fn read_entry(tx: &mut Tx, state: &AppState, entry: &Entry) -> Result<Entr
 pub(super) async fn transaction_body(
     tx: &mut Tx,
     state: &AppState,
+    caller: &Caller,
     entries: &[Entry],
 ) -> Result<Vec<EntryResult>, ApiError> {
     // Ids first, so that every reference can be rewritten before anything is written.
@@ -462,8 +477,9 @@ pub(super) async fn transaction_body(
                 let id = match &entry.if_none_exist {
                     Some(query) => {
                         known_type(url.resource_type).map_err(|err| entry.locate(err))?;
-                        let found =
-                            matching_ids(tx, url.resource_type, query).await.map_err(|err| entry.locate(err))?;
+                        let found = matching_ids(tx, caller, url.resource_type, query)
+                            .await
+                            .map_err(|err| entry.locate(err))?;
                         match found.as_slice() {
                             [] => uuid::Uuid::new_v4().to_string(),
                             [id] => {
@@ -489,7 +505,8 @@ pub(super) async fn transaction_body(
                 (Some(id), None) => Some(format!("{}/{id}", url.resource_type)),
                 (None, Some(query)) => {
                     known_type(url.resource_type).map_err(|err| entry.locate(err))?;
-                    let found = matching_ids(tx, url.resource_type, query).await.map_err(|err| entry.locate(err))?;
+                    let found =
+                        matching_ids(tx, caller, url.resource_type, query).await.map_err(|err| entry.locate(err))?;
                     let body_id = entry.resource.as_ref().and_then(|r| r.get("id")).and_then(Value::as_str);
                     let id = match found.as_slice() {
                         [] => body_id.map(str::to_string).unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
@@ -519,7 +536,7 @@ pub(super) async fn transaction_body(
     let mut results: HashMap<usize, EntryResult> = HashMap::new();
     for entry in order {
         let result = match entry.method {
-            Method::Get | Method::Head => read_entry(tx, state, entry).await,
+            Method::Get | Method::Head => read_entry(tx, state, caller, entry).await,
             _ if existing.contains_key(&entry.index) => {
                 Ok(write_result(WriteOutcome::Existing(existing[&entry.index].clone())))
             }
@@ -540,7 +557,8 @@ pub(super) async fn transaction_body(
                                 ))
                             };
                             known_type(target_type).map_err(|err| entry.locate(err))?;
-                            let found = matching_ids(tx, target_type, query).await.map_err(|err| entry.locate(err))?;
+                            let found =
+                                matching_ids(tx, caller, target_type, query).await.map_err(|err| entry.locate(err))?;
                             match found.as_slice() {
                                 [id] => set_at(&mut resource, &path, format!("{target_type}/{id}")),
                                 [] => {
@@ -570,7 +588,7 @@ pub(super) async fn transaction_body(
                 if let (WriteOp::Update { target, .. }, Some(id)) = (&mut op, assigned.get(&entry.index)) {
                     *target = Target::Id(id.clone());
                 }
-                execute(tx, &op).await.map(write_result)
+                execute(tx, caller, &op).await.map(write_result)
             }
         };
         results.insert(entry.index, result.map_err(|err| if err.retryable { err } else { entry.locate(err) })?);
@@ -578,9 +596,15 @@ pub(super) async fn transaction_body(
     Ok((0..entries.len()).map(|index| results.remove(&index).expect("every entry ran")).collect())
 }
 
-pub(super) async fn run_transaction(state: &AppState, entries: &[Entry], prefer: Prefer) -> Result<Value, ApiError> {
-    let results = in_transaction(&state.store, Isolation::Serializable, &(state, entries), |tx, (state, entries)| {
-        Box::pin(transaction_body(tx, state, entries))
+pub(super) async fn run_transaction(
+    state: &AppState,
+    caller: &Caller,
+    entries: &[Entry],
+    prefer: Prefer,
+) -> Result<Value, ApiError> {
+    let context = (state, caller, entries);
+    let results = in_transaction(&state.store, Isolation::Serializable, &context, |tx, (state, caller, entries)| {
+        Box::pin(transaction_body(tx, state, caller, entries))
     })
     .await?;
     let entries = results.iter().map(|result| response_entry(state, result, prefer)).collect::<Result<Vec<_>, _>>()?;
@@ -588,7 +612,7 @@ pub(super) async fn run_transaction(state: &AppState, entries: &[Entry], prefer:
 }
 
 /// Each entry of a batch in its own database transaction; a failure is reported in its entry.
-async fn run_batch(state: &AppState, entries: &[Entry], prefer: Prefer) -> Value {
+async fn run_batch(state: &AppState, caller: &Caller, entries: &[Entry], prefer: Prefer) -> Value {
     let mut response_entries = Vec::with_capacity(entries.len());
     for entry in entries {
         if let (Some(resource), Method::Post | Method::Put) = (&entry.resource, entry.method) {
@@ -609,10 +633,10 @@ async fn run_batch(state: &AppState, entries: &[Entry], prefer: Prefer) -> Value
         let result = in_transaction(&state.store, Isolation::Serializable, &(state, entry), |tx, (state, entry)| {
             Box::pin(async move {
                 match entry.method {
-                    Method::Get | Method::Head => read_entry(tx, state, entry).await,
+                    Method::Get | Method::Head => read_entry(tx, state, caller, entry).await,
                     _ => {
                         let op = write_op(entry, entry.resource.clone(), None)?;
-                        execute(tx, &op).await.map(write_result)
+                        execute(tx, caller, &op).await.map(write_result)
                     }
                 }
             })

@@ -2,6 +2,7 @@
 //! the same validator that guards every write, answering 200 with the OperationOutcome unless the
 //! request itself is malformed. The Task workflow operations are dispatched from here to `workflow`.
 
+use axum::Extension;
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -13,6 +14,7 @@ use serde_json::Value;
 use super::write::known_type;
 use super::{query_pairs, workflow};
 use crate::AppState;
+use crate::access::Caller;
 use crate::error::ApiError;
 use crate::http::{BodyKind, body_kind, fhir_json, parse_json, read_body, stored_json};
 use crate::validation::validate;
@@ -20,16 +22,18 @@ use crate::validation::validate;
 /// `POST /fhir/$validate`.
 pub async fn system(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    run(&state, None, None, query, &headers, body).await
+    run(&state, &caller, None, None, query, &headers, body).await
 }
 
 /// `POST /fhir/{type}/{operation}`: type-level operations; `$validate` is the one rex has.
 pub async fn type_operation(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path((resource_type, operation)): Path<(String, String)>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -37,9 +41,9 @@ pub async fn type_operation(
 ) -> Result<Response, ApiError> {
     known_type(&resource_type)?;
     match operation.as_str() {
-        "$validate" => run(&state, Some(&resource_type), None, query, &headers, body).await,
+        "$validate" => run(&state, &caller, Some(&resource_type), None, query, &headers, body).await,
         "$claim-next" if resource_type == "Task" => {
-            workflow::claim_next(&state, workflow_arguments(&state, &headers, body).await?).await
+            workflow::claim_next(&state, &caller, workflow_arguments(&state, &headers, body).await?).await
         }
         other => Err(unknown_operation(other)),
     }
@@ -48,6 +52,7 @@ pub async fn type_operation(
 /// `POST /fhir/{type}/{id}/{operation}`: instance-level operations.
 pub async fn instance_operation(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path((resource_type, id, operation)): Path<(String, String, String)>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -55,9 +60,9 @@ pub async fn instance_operation(
 ) -> Result<Response, ApiError> {
     known_type(&resource_type)?;
     match (operation.as_str(), workflow::action(&operation)) {
-        ("$validate", _) => run(&state, Some(&resource_type), Some(&id), query, &headers, body).await,
+        ("$validate", _) => run(&state, &caller, Some(&resource_type), Some(&id), query, &headers, body).await,
         (_, Some(action)) if resource_type == "Task" => {
-            workflow::operate(&state, &id, action, workflow_arguments(&state, &headers, body).await?).await
+            workflow::operate(&state, &caller, &id, action, workflow_arguments(&state, &headers, body).await?).await
         }
         (other, _) => Err(unknown_operation(other)),
     }
@@ -114,6 +119,7 @@ fn read_request(body: Value) -> ValidateRequest {
 
 async fn run(
     state: &AppState,
+    caller: &Caller,
     resource_type: Option<&str>,
     id: Option<&str>,
     query: Option<String>,
@@ -138,8 +144,12 @@ async fn run(
     if resource.is_none()
         && let (Some(resource_type), Some(id)) = (resource_type, id)
     {
-        let stored = state.store.read(resource_type, id).await?.filter(|s| !s.deleted);
-        let stored = stored.ok_or_else(|| ApiError::not_found(format!("{resource_type}/{id} is not known")))?;
+        caller.require(resource_type, rex_auth::Interaction::Read)?;
+        let stored = match state.store.read(resource_type, id).await?.filter(|s| !s.deleted) {
+            Some(stored) if caller.sees(&stored) => stored,
+            Some(_) => return Err(ApiError::hidden(&format!("{resource_type}/{id}"))),
+            None => return Err(ApiError::not_found(format!("{resource_type}/{id} is not known"))),
+        };
         resource = Some(stored_json(&stored)?);
     }
     let resource = resource

@@ -17,6 +17,7 @@ use rex_fhir::search::SearchRegistry;
 
 use super::write::{Target, WriteOp, WriteOutcome, execute};
 use crate::AppState;
+use crate::access::{Caller, owner, set_owner};
 use crate::error::ApiError;
 use crate::http::{resource_response, stored_json};
 
@@ -107,42 +108,93 @@ fn extension_value<'a>(task: &'a Value, name: &str) -> Option<&'a Value> {
 }
 
 /// Runs a workflow operation on `Task/{id}`.
-pub async fn operate(state: &AppState, id: &str, action: Action, arguments: Arguments) -> Result<Response, ApiError> {
-    let stored =
-        super::in_transaction(&state.store, Isolation::RowLocking, &(state, id, action, &arguments), |tx, context| {
-            let (state, id, action, arguments) = *context;
-            Box::pin(async move {
-                let current = tx.read_for_update("Task", id).await?;
-                let current = current
-                    .filter(|t| !t.deleted)
-                    .ok_or_else(|| ApiError::not_found(format!("Task/{id} is not known")))?;
-                apply(tx, state, current, action, arguments).await
-            })
+pub async fn operate(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    action: Action,
+    arguments: Arguments,
+) -> Result<Response, ApiError> {
+    caller.require_staff(action.name())?;
+    let arguments = owner_for(caller, action, arguments)?;
+    let context = (state, caller, id, action, &arguments);
+    let stored = super::in_transaction(&state.store, Isolation::RowLocking, &context, |tx, context| {
+        let (state, caller, id, action, arguments) = *context;
+        Box::pin(async move {
+            let current = tx.read_for_update("Task", id).await?;
+            let current = match current.filter(|t| !t.deleted) {
+                Some(task) if caller.sees(&task) => task,
+                Some(_) => return Err(ApiError::hidden(&format!("Task/{id}"))),
+                None => return Err(ApiError::not_found(format!("Task/{id} is not known"))),
+            };
+            apply(tx, state, caller, current, action, arguments).await
         })
-        .await?;
+    })
+    .await?;
     Ok(resource_response(StatusCode::OK, &stored, Some(&stored_json(&stored)?)))
 }
 
 /// `Task/$claim-next`: claims the open referral of a queue that is due first.
-pub async fn claim_next(state: &AppState, arguments: Arguments) -> Result<Response, ApiError> {
+pub async fn claim_next(state: &AppState, caller: &Caller, arguments: Arguments) -> Result<Response, ApiError> {
+    caller.require_staff("$claim-next")?;
+    let arguments = owner_for(caller, Action::Claim, arguments)?;
     let queue = arguments.queue.clone().ok_or_else(|| required("queue", Action::Claim))?;
-    let stored =
-        super::in_transaction(&state.store, Isolation::RowLocking, &(state, queue, &arguments), |tx, context| {
-            let (state, queue, arguments) = context;
-            Box::pin(async move {
-                let next = tx.next_in_queue(queue).await?;
-                let next =
-                    next.ok_or_else(|| ApiError::not_found(format!("The queue '{queue}' has no open referral")))?;
-                apply(tx, state, next, Action::Claim, arguments).await
-            })
+    if !caller.serves_queue(&queue) {
+        return Err(ApiError::one(
+            StatusCode::FORBIDDEN,
+            IssueCode::Forbidden,
+            format!("You do not serve the queue '{queue}'"),
+        )
+        .at("Parameters.parameter.where(name='queue')")
+        .denied());
+    }
+    let context = (state, caller, queue, &arguments);
+    let stored = super::in_transaction(&state.store, Isolation::RowLocking, &context, |tx, context| {
+        let (state, caller, queue, arguments) = context;
+        Box::pin(async move {
+            let next = tx.next_in_queue(queue).await?;
+            let next = next.ok_or_else(|| ApiError::not_found(format!("The queue '{queue}' has no open referral")))?;
+            apply(tx, state, caller, next, Action::Claim, arguments).await
         })
-        .await?;
+    })
+    .await?;
     Ok(resource_response(StatusCode::OK, &stored, Some(&stored_json(&stored)?)))
+}
+
+/// A specialist claims for themself: the owner defaults to their PractitionerRole and may not be
+/// anyone else's. Coordinators and admins may assign any PractitionerRole.
+fn owner_for(caller: &Caller, action: Action, mut arguments: Arguments) -> Result<Arguments, ApiError> {
+    let Caller::Authenticated(rex_auth::Principal::Staff {
+        role: rex_auth::StaffRole::Specialist,
+        practitioner_role,
+        ..
+    }) = caller
+    else {
+        return Ok(arguments);
+    };
+    if action != Action::Claim {
+        return Ok(arguments);
+    }
+    match (&arguments.owner, practitioner_role) {
+        (None, Some(own)) => arguments.owner = Some(own.clone()),
+        (Some(owner), own) if own.as_ref() != Some(owner) => {
+            return Err(ApiError::one(
+                StatusCode::FORBIDDEN,
+                IssueCode::Forbidden,
+                "A specialist claims referrals for their own PractitionerRole only",
+            )
+            .at("Parameters.parameter.where(name='owner')")
+            .denied());
+        }
+        _ => {}
+    }
+    Ok(arguments)
 }
 
 async fn apply(
     tx: &mut Tx,
     state: &AppState,
+    caller: &Caller,
     current: StoredResource,
     action: Action,
     arguments: &Arguments,
@@ -205,14 +257,19 @@ async fn apply(
         Action::Complete => {
             let opinion = arguments.opinion.clone().ok_or_else(|| required("opinion", action))?;
             let (opinion_type, opinion_id) = opinion.split_once('/').unwrap_or_default();
-            if !matches!(opinion_type, "DiagnosticReport" | "Communication")
-                || tx.read(opinion_type, opinion_id).await?.is_none_or(|o| o.deleted)
-            {
+            let stored_opinion = match opinion_type {
+                "DiagnosticReport" | "Communication" => {
+                    caller.visible(tx.read(opinion_type, opinion_id).await?).filter(|o| !o.deleted)
+                }
+                _ => None,
+            };
+            let Some(stored_opinion) = stored_opinion else {
                 return Err(ApiError::bad_request(format!(
                     "opinion must name a stored DiagnosticReport or Communication, not '{opinion}'"
                 ))
                 .at("Parameters.parameter.where(name='opinion')"));
-            }
+            };
+            share_with_partner(tx, &task, stored_opinion).await?;
             task["output"] = json!([{"type": {"text": "Second opinion"}, "valueReference": {"reference": opinion}}]);
             audit_detail.push(json!({"type": "opinion", "valueString": opinion}));
         }
@@ -228,7 +285,8 @@ async fn apply(
         resource: task,
         if_match: Some(current.version_id),
     };
-    let stored = execute(tx, &op).await?.stored().cloned().ok_or_else(ApiError::internal)?;
+    // The caller's right to act was checked above; the Task change itself is rex's own work.
+    let stored = execute(tx, &Caller::Unrestricted, &op).await?.stored().cloned().ok_or_else(ApiError::internal)?;
     let audit = json!({
         "resourceType": "AuditEvent",
         "type": {"system": AUDIT_SYSTEM, "code": "referral", "display": "Referral event"},
@@ -237,17 +295,38 @@ async fn apply(
         "recorded": now(),
         "outcome": "0",
         "outcomeDesc": format!("{} -> {to}", from),
-        "agent": [{"who": {"reference": arguments.owner.clone().unwrap_or_else(|| "Device/rex".into())}, "requestor": true}],
+        "agent": [{"who": {"reference": arguments.owner.clone().unwrap_or_else(|| "Device/rex".into())},
+                   "altId": caller.label(), "requestor": true}],
         "source": {"observer": {"display": "rex"}},
         "entity": [{"what": {"reference": format!("Task/{}", stored.id)}, "detail": audit_detail}],
     });
     let audit = audit_without_empty_detail(audit);
     execute(
         tx,
+        &Caller::Unrestricted,
         &WriteOp::Create { resource_type: "AuditEvent".into(), resource: audit, id: None, if_none_exist: None },
     )
     .await?;
     Ok(stored)
+}
+
+/// Puts the opinion in the referring partner's compartment (the Task's), so the partner can read
+/// what the Task's output names.
+async fn share_with_partner(tx: &mut Tx, task: &Value, opinion: StoredResource) -> Result<(), ApiError> {
+    let Some(partner) = owner(task) else { return Ok(()) };
+    let mut content = stored_json(&opinion)?;
+    if owner(&content) == Some(partner) {
+        return Ok(());
+    }
+    set_owner(&mut content, partner);
+    let op = WriteOp::Update {
+        resource_type: opinion.resource_type.clone(),
+        target: Target::Id(opinion.id.clone()),
+        resource: content,
+        if_match: Some(opinion.version_id),
+    };
+    execute(tx, &Caller::Unrestricted, &op).await?;
+    Ok(())
 }
 
 fn audit_without_empty_detail(mut audit: Value) -> Value {
@@ -288,59 +367,73 @@ async fn information_request(tx: &mut Tx, task: &Value, message: &str) -> Result
     if recipient.is_object() {
         communication["recipient"] = json!([recipient]);
     }
+    if let Some(partner) = owner(task) {
+        set_owner(&mut communication, partner);
+    }
     let op = WriteOp::Create {
         resource_type: "Communication".into(),
         resource: communication,
         id: None,
         if_none_exist: None,
     };
-    execute(tx, &op).await?.stored().cloned().ok_or_else(ApiError::internal)
+    execute(tx, &Caller::Unrestricted, &op).await?.stored().cloned().ok_or_else(ApiError::internal)
 }
 
 /// A partner's answer to a request for information: a Communication whose `inResponseTo` names
 /// rex's information request. It is stored and, in the same transaction, the referral's Task
 /// resumes (`on-hold` → `in-progress`). Returns `None` for any other Communication.
-pub async fn receive_answer(state: &AppState, communication: &Value) -> Result<Option<WriteOutcome>, ApiError> {
+pub async fn receive_answer(
+    state: &AppState,
+    caller: &Caller,
+    communication: &Value,
+) -> Result<Option<WriteOutcome>, ApiError> {
     let Some(request_id) =
         communication["inResponseTo"][0]["reference"].as_str().and_then(|r| r.strip_prefix("Communication/"))
     else {
         return Ok(None);
     };
-    let Some(request) = state.store.read("Communication", request_id).await?.filter(|c| !c.deleted) else {
+    let Some(request) = caller.visible(state.store.read("Communication", request_id).await?).filter(|c| !c.deleted)
+    else {
         return Ok(None);
     };
     let request = stored_json(&request)?;
+    // The answer joins the conversation's compartment.
+    let mut communication = communication.clone();
+    if let Some(partner) = owner(&request) {
+        set_owner(&mut communication, partner);
+    }
     let asks = request["category"][0]["coding"][0]["code"] == "information-request";
     let Some(focus) = request["basedOn"][0]["reference"].as_str().filter(|_| asks).map(str::to_string) else {
         return Ok(None);
     };
-    let outcome =
-        super::in_transaction(&state.store, Isolation::Serializable, &(state, focus, communication), |tx, context| {
-            let (state, focus, communication) = context;
-            Box::pin(async move {
-                let query = SearchQuery::parse(
-                    SearchRegistry::r4(),
-                    "Task",
-                    &[("focus".to_string(), focus.clone())],
-                    rex_fhir::query::Handling::Strict,
-                )
-                .map_err(|issues| ApiError::new(StatusCode::BAD_REQUEST, issues))?;
-                let op = WriteOp::Create {
-                    resource_type: "Communication".into(),
-                    resource: (*communication).clone(),
-                    id: None,
-                    if_none_exist: None,
-                };
-                let created = execute(tx, &op).await?;
-                for task in tx.search(&query).await?.matches {
-                    let Some(task) = tx.read_for_update("Task", &task.id).await? else { continue };
-                    if stored_json(&task)?["status"] == "on-hold" {
-                        apply(tx, state, task, Action::ReceiveInformation, &Arguments::default()).await?;
-                    }
+    let context = (state, caller, focus, communication);
+    let outcome = super::in_transaction(&state.store, Isolation::Serializable, &context, |tx, context| {
+        let (state, caller, focus, communication) = context;
+        Box::pin(async move {
+            let query = SearchQuery::parse(
+                SearchRegistry::r4(),
+                "Task",
+                &[("focus".to_string(), focus.clone())],
+                rex_fhir::query::Handling::Strict,
+            )
+            .map_err(|issues| ApiError::new(StatusCode::BAD_REQUEST, issues))?;
+            let op = WriteOp::Create {
+                resource_type: "Communication".into(),
+                resource: communication.clone(),
+                id: None,
+                if_none_exist: None,
+            };
+            let created = execute(tx, caller, &op).await?;
+            for task in tx.search(&query).await?.matches {
+                let Some(task) = tx.read_for_update("Task", &task.id).await? else { continue };
+                if stored_json(&task)?["status"] == "on-hold" {
+                    let rex = &Caller::Unrestricted;
+                    apply(tx, state, rex, task, Action::ReceiveInformation, &Arguments::default()).await?;
                 }
-                Ok(created)
-            })
+            }
+            Ok(created)
         })
-        .await?;
+    })
+    .await?;
     Ok(Some(outcome))
 }

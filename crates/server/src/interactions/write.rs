@@ -10,7 +10,9 @@ use rex_fhir::{Issue, IssueCode};
 use rex_store::{Change, DeleteOutcome, Isolation, StoredResource, Tx};
 use serde_json::Value;
 
+use crate::access::{Caller, keep_owner};
 use crate::error::ApiError;
+use rex_auth::Interaction;
 
 /// Which resource a write addresses: one id, or whatever a search matches (conditional interactions).
 #[derive(Debug, Clone, PartialEq)]
@@ -169,18 +171,30 @@ fn conditional_query(resource_type: &str, query: &str) -> Result<SearchQuery, Ap
     Ok(parsed)
 }
 
-/// The ids a conditional query matches (at most two: enough to tell one from several).
-pub async fn matching_ids(tx: &mut Tx, resource_type: &str, query: &str) -> Result<Vec<String>, ApiError> {
-    let parsed = conditional_query(resource_type, query)?;
+/// The ids a conditional query matches among what the caller may see (at most two: enough to
+/// tell one from several).
+pub async fn matching_ids(
+    tx: &mut Tx,
+    caller: &Caller,
+    resource_type: &str,
+    query: &str,
+) -> Result<Vec<String>, ApiError> {
+    let mut parsed = conditional_query(resource_type, query)?;
+    caller.restrict(&mut parsed);
     Ok(tx.search(&parsed).await?.matches.into_iter().map(|r| r.id).collect())
 }
 
 /// Resolves a target to one id: `Ok(None)` when a conditional target matches nothing.
-async fn resolve_target(tx: &mut Tx, resource_type: &str, target: &Target) -> Result<Option<String>, ApiError> {
+async fn resolve_target(
+    tx: &mut Tx,
+    caller: &Caller,
+    resource_type: &str,
+    target: &Target,
+) -> Result<Option<String>, ApiError> {
     match target {
         Target::Id(id) => Ok(Some(id.clone())),
         Target::Search(query) => {
-            let ids = matching_ids(tx, resource_type, query).await?;
+            let ids = matching_ids(tx, caller, resource_type, query).await?;
             match ids.as_slice() {
                 [] => Ok(None),
                 [id] => Ok(Some(id.clone())),
@@ -194,13 +208,29 @@ async fn resolve_target(tx: &mut Tx, resource_type: &str, target: &Target) -> Re
     }
 }
 
-/// Runs one write inside `tx`.
-pub async fn execute(tx: &mut Tx, op: &WriteOp) -> Result<WriteOutcome, ApiError> {
+/// The current version of the resource a write addresses, `None` when there is none; what the
+/// caller may not see is refused as if it did not exist.
+async fn current_for(
+    tx: &mut Tx,
+    caller: &Caller,
+    resource_type: &str,
+    id: &str,
+) -> Result<Option<StoredResource>, ApiError> {
+    match tx.read(resource_type, id).await? {
+        Some(stored) if !caller.sees(&stored) => Err(ApiError::hidden(&format!("{resource_type}/{id}"))),
+        found => Ok(found),
+    }
+}
+
+/// Runs one write inside `tx` on behalf of `caller`: the SMART scope is checked, what the caller
+/// may not see cannot be changed, and a partner's writes land in its compartment.
+pub async fn execute(tx: &mut Tx, caller: &Caller, op: &WriteOp) -> Result<WriteOutcome, ApiError> {
     match op {
         WriteOp::Create { resource_type, resource, id, if_none_exist } => {
+            caller.require(resource_type, Interaction::Create)?;
             check_resource(resource_type, resource)?;
             if let Some(query) = if_none_exist {
-                let ids = matching_ids(tx, resource_type, query).await?;
+                let ids = matching_ids(tx, caller, resource_type, query).await?;
                 match ids.as_slice() {
                     [] => {}
                     [existing] => {
@@ -217,12 +247,15 @@ pub async fn execute(tx: &mut Tx, op: &WriteOp) -> Result<WriteOutcome, ApiError
                 }
             }
             let id = id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-            Ok(WriteOutcome::Created(tx.create(resource_type, &id, resource.clone()).await?))
+            let mut resource = resource.clone();
+            caller.stamp(&mut resource);
+            Ok(WriteOutcome::Created(tx.create(resource_type, &id, resource).await?))
         }
         WriteOp::Update { resource_type, target, resource, if_match } => {
+            caller.require(resource_type, Interaction::Update)?;
             check_resource(resource_type, resource)?;
             let body_id = resource.get("id").and_then(Value::as_str);
-            let id = match (resolve_target(tx, resource_type, target).await?, target) {
+            let id = match (resolve_target(tx, caller, resource_type, target).await?, target) {
                 (Some(id), Target::Id(_)) if body_id != Some(id.as_str()) => {
                     return Err(ApiError::bad_request(format!(
                         "The resource id ({}) must equal the id in the URL ({id})",
@@ -239,10 +272,15 @@ pub async fn execute(tx: &mut Tx, op: &WriteOp) -> Result<WriteOutcome, ApiError
                 (Some(id), _) => id,
                 (None, _) => body_id.map(str::to_string).unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
             };
-            if resource_type == "Task" {
-                check_task_status_change(tx, &id, resource).await?;
+            let mut resource = resource.clone();
+            if let Some(current) = current_for(tx, caller, resource_type, &id).await? {
+                keep_owner(&current, &mut resource);
             }
-            let (stored, change) = tx.update(resource_type, &id, resource.clone(), *if_match).await?;
+            caller.stamp(&mut resource);
+            if resource_type == "Task" {
+                check_task_status_change(tx, &id, &resource).await?;
+            }
+            let (stored, change) = tx.update(resource_type, &id, resource, *if_match).await?;
             Ok(match change {
                 Change::Created => WriteOutcome::Created(stored),
                 Change::Updated => WriteOutcome::Updated(stored),
@@ -250,9 +288,11 @@ pub async fn execute(tx: &mut Tx, op: &WriteOp) -> Result<WriteOutcome, ApiError
             })
         }
         WriteOp::Delete { resource_type, target, if_match } => {
-            let Some(id) = resolve_target(tx, resource_type, target).await? else {
+            caller.require(resource_type, Interaction::Delete)?;
+            let Some(id) = resolve_target(tx, caller, resource_type, target).await? else {
                 return Ok(WriteOutcome::NothingDeleted);
             };
+            current_for(tx, caller, resource_type, &id).await?;
             match tx.delete(resource_type, &id, *if_match).await? {
                 DeleteOutcome::Deleted(version) => Ok(WriteOutcome::Deleted(Some(version))),
                 DeleteOutcome::AlreadyDeleted => Ok(WriteOutcome::NothingDeleted),
@@ -260,10 +300,11 @@ pub async fn execute(tx: &mut Tx, op: &WriteOp) -> Result<WriteOutcome, ApiError
             }
         }
         WriteOp::Patch { resource_type, target, patch, if_match } => {
-            let Some(id) = resolve_target(tx, resource_type, target).await? else {
+            caller.require(resource_type, Interaction::Update)?;
+            let Some(id) = resolve_target(tx, caller, resource_type, target).await? else {
                 return Err(ApiError::not_found(format!("No {resource_type} matches the condition")));
             };
-            let current = match tx.read(resource_type, &id).await? {
+            let current = match current_for(tx, caller, resource_type, &id).await? {
                 Some(stored) if stored.deleted => {
                     return Err(ApiError::gone(format!("{resource_type}/{id} was deleted")));
                 }
@@ -286,6 +327,8 @@ pub async fn execute(tx: &mut Tx, op: &WriteOp) -> Result<WriteOutcome, ApiError
                     format!("The patch cannot be applied: {err}"),
                 )
             })?;
+            keep_owner(&current, &mut resource);
+            caller.stamp(&mut resource);
             check_resource(resource_type, &resource)?;
             if resource.get("id").and_then(Value::as_str) != Some(id.as_str()) {
                 return Err(ApiError::one(
