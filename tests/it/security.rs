@@ -327,3 +327,70 @@ async fn partners_are_rate_limited(app: &TestApp) {
     let other = app.partner_token(PARTNER_A, ALL).await;
     assert_eq!(app.send_as(&other, Method::GET, "Patient", None).await.status, StatusCode::OK);
 }
+
+/// Status and body of a raw HTTP/1.1 response.
+fn parse_raw(response: &str) -> (u16, Value) {
+    let status = response.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map(|(_, body)| body).unwrap_or_default();
+    let json = match (body.find('{'), body.rfind('}')) {
+        (Some(start), Some(end)) => serde_json::from_str(&body[start..=end]).unwrap_or(Value::Null),
+        _ => Value::Null,
+    };
+    (status, json)
+}
+
+#[tokio::test]
+async fn mtls_binds_partners_to_their_own_certificates() {
+    use rex_auth::testutil::{CertKind, Issued, issue, tls_exchange};
+    let ca = issue("rex test CA", CertKind::Ca, None);
+    let server = issue("localhost", CertKind::Server, Some(&ca));
+    let client_a = issue(PARTNER_A, CertKind::Client { san_uri: "urn:rex:partner:a" }, Some(&ca));
+    let client_b = issue(PARTNER_B, CertKind::Client { san_uri: "urn:rex:partner:b" }, Some(&ca));
+    let certificates = [(PARTNER_A, client_a.sha256_hex()), (PARTNER_B, client_b.sha256_hex())];
+    let app = TestApp::sqlite_mtls(&server, &ca, &certificates).await;
+    let address = app.mtls.unwrap();
+    let auth = app.auth.as_ref().unwrap();
+
+    let over = |client: &'static str, request: String| {
+        let (ca, cert): (&Issued, &Issued) = (&ca, if client == "a" { &client_a } else { &client_b });
+        async move { parse_raw(&tls_exchange(address, ca, Some(cert), request.as_bytes()).await.unwrap()) }
+    };
+    let token_request = |partner: &str| {
+        let form = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs([
+                ("grant_type", "client_credentials"),
+                ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+                ("client_assertion", auth.assertion(partner).as_str()),
+                ("scope", "system/Patient.rs"),
+            ])
+            .finish();
+        format!(
+            "POST /auth/token HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{form}",
+            form.len()
+        )
+    };
+    let search = |token: &str| {
+        format!(
+            "GET /fhir/Patient HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+        )
+    };
+
+    // A's token, issued over A's certificate, is bound to it.
+    let (status, granted) = over("a", token_request(PARTNER_A)).await;
+    assert_eq!(status, 200, "{granted}");
+    let bound = granted["access_token"].as_str().unwrap().to_string();
+    assert_eq!(over("a", search(&bound)).await.0, 200);
+    // On B's connection, or without mTLS, A's bound token is refused.
+    assert_eq!(over("b", search(&bound)).await.0, 403);
+    assert_eq!(app.send_as(&bound, Method::GET, "Patient", None).await.status, StatusCode::FORBIDDEN);
+    // A cannot get a token over B's certificate.
+    let (status, refused) = over("b", token_request(PARTNER_A)).await;
+    assert_eq!((status, refused["error"].as_str()), (401, Some("invalid_client")));
+    // B's token (issued without mTLS) is refused on A's connection.
+    let b_token = app.partner_token(PARTNER_B, "system/Patient.rs").await;
+    let (status, outcome) = over("a", search(&b_token)).await;
+    assert_eq!(status, 403, "{outcome}");
+    assert_eq!(over("b", search(&b_token)).await.0, 200);
+    app.cleanup().await;
+}

@@ -11,7 +11,7 @@ use rex_validation::Validator;
 use serde_json::Value;
 use sqlx::Connection;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::watch;
 
 /// The validator with rex's profiles, built once for all tests of the process.
 pub static VALIDATOR: LazyLock<Arc<Validator>> = LazyLock::new(|| {
@@ -79,7 +79,8 @@ fn new_key() -> rex_auth::SigningKey {
 impl TestAuth {
     /// Keys and the security configuration of partners A and B (each limited to 600 requests a
     /// minute) and of the staff identity provider.
-    fn generate(token_url: String) -> (TestAuth, rex_auth::AuthConfig) {
+    /// `certificates` registers client-certificate fingerprints (`partner id`, SHA-256 hex).
+    fn generate(token_url: String, certificates: &[(&str, String)]) -> (TestAuth, rex_auth::AuthConfig) {
         let partner_keys = vec![(PARTNER_A.to_string(), new_key()), (PARTNER_B.to_string(), new_key())];
         let staff_key = new_key();
         let mut toml = format!(
@@ -93,6 +94,9 @@ impl TestAuth {
                  scopes = [\"system/*.cruds\"]\nrate_limit_per_minute = 600\njwks = '{}'\n",
                 key.public_jwks()
             ));
+            if let Some((_, fingerprint)) = certificates.iter().find(|(partner, _)| partner == id) {
+                toml.push_str(&format!("client_cert_sha256 = \"{fingerprint}\"\n"));
+            }
         }
         let config = rex_auth::AuthConfig::from_toml(&toml, std::path::Path::new(".")).expect("test security config");
         let oidc = config.oidc.clone().unwrap();
@@ -153,6 +157,15 @@ impl Reply {
     }
 }
 
+/// How a test server authenticates.
+enum Security<'a> {
+    /// `--dev`: no authentication.
+    Off,
+    On,
+    /// Also a mutual-TLS listener, and these partners' certificate fingerprints.
+    WithMtls(rex_auth::MtlsAcceptor, &'a [(&'a str, String)]),
+}
+
 enum Cleanup {
     File(std::path::PathBuf),
     PostgresDatabase { admin_url: String, name: String },
@@ -164,8 +177,10 @@ pub struct TestApp {
     pub base: String,
     pub store: Store,
     client: reqwest::Client,
-    shutdown: Option<oneshot::Sender<()>>,
-    server: tokio::task::JoinHandle<()>,
+    shutdown: watch::Sender<bool>,
+    servers: Vec<tokio::task::JoinHandle<()>>,
+    /// The mutual-TLS listener (`sqlite_mtls`).
+    pub mtls: Option<std::net::SocketAddr>,
     cleanup: Cleanup,
     /// Set when the server authenticates callers (`*_secured`).
     pub auth: Option<TestAuth>,
@@ -174,22 +189,34 @@ pub struct TestApp {
 impl TestApp {
     pub async fn sqlite() -> TestApp {
         let (url, cleanup) = TestApp::sqlite_database();
-        TestApp::start(&url, cleanup, false).await
+        TestApp::start(&url, cleanup, Security::Off).await
     }
 
     pub async fn sqlite_secured() -> TestApp {
         let (url, cleanup) = TestApp::sqlite_database();
-        TestApp::start(&url, cleanup, true).await
+        TestApp::start(&url, cleanup, Security::On).await
+    }
+
+    /// Secured, with a mutual-TLS listener too (server certificate issued by `ca`, which also
+    /// issues the clients' certificates) and the given partner certificate fingerprints.
+    pub async fn sqlite_mtls(
+        server: &rex_auth::testutil::Issued,
+        ca: &rex_auth::testutil::Issued,
+        certificates: &[(&str, String)],
+    ) -> TestApp {
+        let (url, cleanup) = TestApp::sqlite_database();
+        let acceptor = rex_auth::MtlsAcceptor::from_pem(&server.cert_pem(), &server.key_pem(), &ca.cert_pem()).unwrap();
+        TestApp::start(&url, cleanup, Security::WithMtls(acceptor, certificates)).await
     }
 
     pub async fn postgres() -> TestApp {
         let (url, cleanup) = TestApp::postgres_database().await;
-        TestApp::start(&url, cleanup, false).await
+        TestApp::start(&url, cleanup, Security::Off).await
     }
 
     pub async fn postgres_secured() -> TestApp {
         let (url, cleanup) = TestApp::postgres_database().await;
-        TestApp::start(&url, cleanup, true).await
+        TestApp::start(&url, cleanup, Security::On).await
     }
 
     fn sqlite_database() -> (String, Cleanup) {
@@ -213,41 +240,56 @@ impl TestApp {
         (url, Cleanup::PostgresDatabase { admin_url, name })
     }
 
-    async fn start(database_url: &str, cleanup: Cleanup, secured: bool) -> TestApp {
+    async fn start(database_url: &str, cleanup: Cleanup, secured: Security<'_>) -> TestApp {
         let store = Store::connect(database_url).await.expect("open the test database");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
         let address = listener.local_addr().unwrap();
         let config = Config::for_address(address);
         let base = config.base_url.clone();
         let routing = RoutingConfig::from_toml(include_str!("../../config/routing.toml")).expect("routing rules load");
-        let (auth, security) = if secured {
+        let certificates = match &secured {
+            Security::WithMtls(_, certificates) => *certificates,
+            _ => &[],
+        };
+        let (auth, security) = if matches!(secured, Security::Off) {
+            (None, None)
+        } else {
             let token_url = format!("http://{address}/auth/token");
-            let (auth, config) = TestAuth::generate(token_url.clone());
+            let (auth, config) = TestAuth::generate(token_url.clone(), certificates);
             let signer = rex_auth::TokenSigner::generate(base.clone()).unwrap();
             (Some(auth), Some(rex_server::security::Security::new(config, signer, token_url).unwrap()))
-        } else {
-            (None, None)
         };
         let state = AppState::start(store.clone(), config, routing, VALIDATOR.clone(), partner_profiles(), security)
             .await
             .expect("state starts");
-        let (shutdown, stop) = oneshot::channel();
-        let server = tokio::spawn(async move {
-            rex_server::serve(listener, state, async {
-                let _ = stop.await;
-            })
-            .await
-            .expect("server runs");
-        });
-        TestApp { base, store, client: reqwest::Client::new(), shutdown: Some(shutdown), server, cleanup, auth }
+        let (shutdown, stop) = watch::channel(false);
+        let stopped = |mut stop: watch::Receiver<bool>| async move {
+            let _ = stop.wait_for(|stopped| *stopped).await;
+        };
+        let mut servers = Vec::new();
+        let mut mtls = None;
+        if let Security::WithMtls(acceptor, _) = secured {
+            let tcp = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+            mtls = Some(tcp.local_addr().unwrap());
+            let listener = rex_auth::MtlsListener::new(tcp, acceptor).unwrap();
+            let (router, stop) = (rex_server::router(state.clone()), stopped(stop.clone()));
+            servers.push(tokio::spawn(async move {
+                rex_auth::serve_mtls(listener, router, stop).await.expect("mTLS server runs");
+            }));
+        }
+        let stop = stopped(stop);
+        servers.push(tokio::spawn(async move {
+            rex_server::serve(listener, state, stop).await.expect("server runs");
+        }));
+        TestApp { base, store, client: reqwest::Client::new(), shutdown, servers, mtls, cleanup, auth }
     }
 
     /// Stops the server and removes the database.
     pub async fn cleanup(mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
+        let _ = self.shutdown.send(true);
+        for server in self.servers.drain(..) {
+            let _ = server.await;
         }
-        let _ = (&mut self.server).await;
         self.store.close().await;
         match &self.cleanup {
             Cleanup::File(path) => {

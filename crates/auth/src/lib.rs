@@ -32,5 +32,5 @@ pub use token::{OAuthError, OAuthErrorCode, TokenEndpoint, TokenRequest, TokenRe
 
 #[cfg(test)]
 mod flow_tests;
-#[cfg(test)]
-mod testutil;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testutil;

@@ -319,8 +319,7 @@ mod tests {
     use axum::extract::State;
     use axum::http::{HeaderMap, StatusCode};
     use axum::routing::get;
-    use openssl::ssl::SslConnector;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
 
     struct Pki {
         ca: Issued,
@@ -340,7 +339,7 @@ mod tests {
         Pki { ca, server, client_a, client_b, rogue }
     }
 
-    /// A real TLS client: GET `path` over a fresh connection, returning the raw HTTP response.
+    /// GET `path` over a fresh mTLS connection, returning the raw HTTP response.
     async fn get_over_tls(
         addr: SocketAddr,
         pki: &Pki,
@@ -348,25 +347,9 @@ mod tests {
         path: &str,
         bearer: Option<&str>,
     ) -> Result<String, String> {
-        let mut builder = SslConnector::builder(SslMethod::tls_client()).unwrap();
-        builder.cert_store_mut().add_cert(pki.ca.cert.clone()).unwrap();
-        if let Some(client) = client {
-            builder.set_certificate(&client.cert).unwrap();
-            builder.set_private_key(&client.key).unwrap();
-        }
-        let ssl = builder.build().configure().unwrap().into_ssl("localhost").unwrap();
-        let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-        let mut stream = SslStream::new(ssl, tcp).unwrap();
-        Pin::new(&mut stream).connect().await.map_err(|e| format!("handshake: {e}"))?;
         let auth = bearer.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
         let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.map_err(|e| format!("write: {e}"))?;
-        let mut response = Vec::new();
-        let read = stream.read_to_end(&mut response).await;
-        if response.is_empty() {
-            return Err(format!("no response: {read:?}"));
-        }
-        Ok(String::from_utf8_lossy(&response).into_owned())
+        crate::testutil::tls_exchange(addr, &pki.ca, client, request.as_bytes()).await
     }
 
     fn body(response: &str) -> &str {

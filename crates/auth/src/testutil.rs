@@ -1,5 +1,6 @@
-//! Test helpers: keys, JWKS, hand-made bad tokens and a small PKI, all generated with OpenSSL at
-//! test time (nothing secret is checked in).
+//! Test helpers: keys, JWKS, hand-made bad tokens, a small PKI and a TLS client, all generated
+//! with OpenSSL at test time (nothing secret is checked in). Public with the `test-util` feature,
+//! for the end-to-end tests of the `rex` package.
 
 use openssl::asn1::Asn1Time;
 use openssl::bn::{BigNum, MsbOption};
@@ -140,4 +141,32 @@ pub fn issue(cn: &str, kind: CertKind<'_>, issuer: Option<&Issued>) -> Issued {
     builder.append_extension(ski).unwrap();
     builder.sign(issuer.map_or(&key, |i| &i.key), MessageDigest::sha384()).unwrap();
     Issued { cert: builder.build(), key }
+}
+
+/// Sends `request` (raw HTTP/1.1 bytes, with `Connection: close`) over a fresh TLS connection
+/// that trusts `ca` and presents `client`'s certificate, and returns the raw response.
+pub async fn tls_exchange(
+    addr: std::net::SocketAddr,
+    ca: &Issued,
+    client: Option<&Issued>,
+    request: &[u8],
+) -> Result<String, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut builder = openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls_client()).unwrap();
+    builder.cert_store_mut().add_cert(ca.cert.clone()).unwrap();
+    if let Some(client) = client {
+        builder.set_certificate(&client.cert).unwrap();
+        builder.set_private_key(&client.key).unwrap();
+    }
+    let ssl = builder.build().configure().unwrap().into_ssl("localhost").unwrap();
+    let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let mut stream = tokio_openssl::SslStream::new(ssl, tcp).unwrap();
+    std::pin::Pin::new(&mut stream).connect().await.map_err(|e| format!("handshake: {e}"))?;
+    stream.write_all(request).await.map_err(|e| format!("write: {e}"))?;
+    let mut response = Vec::new();
+    let read = stream.read_to_end(&mut response).await;
+    if response.is_empty() {
+        return Err(format!("no response: {read:?}"));
+    }
+    Ok(String::from_utf8_lossy(&response).into_owned())
 }
