@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 mod bench;
+mod report;
+mod send;
 
 use clap::{Parser, Subcommand};
 use rex_referral::RoutingConfig;
@@ -31,6 +33,9 @@ enum Command {
     Validate(ValidateArgs),
     /// Benchmark a rex server (its own on a temporary SQLite database unless --server is given).
     Bench(bench::BenchArgs),
+    /// Send Bundles to a rex server as a partner (SMART Backend Services token) and summarise
+    /// what rex did with each; exit 0 when all were accepted, 1 when any was refused.
+    Send(send::SendArgs),
     /// Mint a staff (OIDC) bearer token with a development key, for local use and tests.
     Token(TokenArgs),
 }
@@ -71,7 +76,7 @@ struct ValidateArgs {
     /// Folder of rex's conformance resources.
     #[arg(long, env = "REX_PROFILES", default_value = "profiles")]
     profiles: PathBuf,
-    /// One line per file for people, instead of OperationOutcome JSON.
+    /// For people: a verdict line per file and a line per issue, instead of OperationOutcome JSON.
     #[arg(long)]
     summary: bool,
     /// The files to validate.
@@ -152,6 +157,7 @@ async fn main() -> ExitCode {
         Command::Serve(args) => serve(*args).await,
         Command::Validate(args) => return validate(args),
         Command::Bench(args) => bench::run(args).await,
+        Command::Send(args) => return send::run(args).await,
         Command::Token(args) => token(args),
     };
     match result {
@@ -323,20 +329,13 @@ fn validate(args: ValidateArgs) -> ExitCode {
         let issues = validator.validate(&resource, &profiles);
         let errors = issues.iter().filter(|i| i.is_error()).count();
         any_errors |= errors > 0;
+        let outcome = rex_fhir::outcome::operation_outcome(&issues);
         if args.summary {
             let warnings = issues.iter().filter(|i| i.severity == rex_fhir::Severity::Warning).count();
             let verdict = if errors > 0 { "INVALID" } else { "valid" };
-            let first = issues
-                .iter()
-                .find(|i| i.is_error())
-                .map(|i| format!(": {} at {}", i.diagnostics, i.expression.as_deref().unwrap_or("-")));
-            println!(
-                "{verdict} {} ({errors} errors, {warnings} warnings){}",
-                file.display(),
-                first.unwrap_or_default()
-            );
+            report::print_file(verdict, file, &format!("{errors} errors, {warnings} warnings"), Some(&outcome));
         }
-        outcomes.push(rex_fhir::outcome::operation_outcome(&issues));
+        outcomes.push(outcome);
     }
     if !args.summary {
         let output = match outcomes.as_slice() {

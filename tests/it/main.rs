@@ -17,6 +17,7 @@ mod logging;
 mod message;
 mod search;
 mod security;
+mod send;
 mod transaction;
 mod validate;
 mod workflow;

@@ -61,7 +61,8 @@ pub(crate) use backend_tests;
 /// provider's development key.
 pub struct TestAuth {
     pub token_url: String,
-    partner_keys: Vec<(String, rex_auth::SigningKey)>,
+    /// Each partner's id, signing key and the key as PKCS#8 PEM.
+    partner_keys: Vec<(String, rex_auth::SigningKey, Vec<u8>)>,
     staff_key: rex_auth::SigningKey,
     oidc: rex_auth::OidcConfig,
 }
@@ -70,10 +71,12 @@ pub struct TestAuth {
 pub const PARTNER_A: &str = "hospital-angeles-mx";
 pub const PARTNER_B: &str = "gulf-care-ae";
 
-fn new_key() -> rex_auth::SigningKey {
+/// A fresh EC P-384 key, and its PEM.
+fn new_key() -> (rex_auth::SigningKey, Vec<u8>) {
     let group = openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::SECP384R1).unwrap();
     let key = openssl::pkey::PKey::from_ec_key(openssl::ec::EcKey::generate(&group).unwrap()).unwrap();
-    rex_auth::SigningKey::new(key).unwrap()
+    let pem = key.private_key_to_pem_pkcs8().unwrap();
+    (rex_auth::SigningKey::new(key).unwrap(), pem)
 }
 
 impl TestAuth {
@@ -81,13 +84,19 @@ impl TestAuth {
     /// minute) and of the staff identity provider.
     /// `certificates` registers client-certificate fingerprints (`partner id`, SHA-256 hex).
     fn generate(token_url: String, certificates: &[(&str, String)]) -> (TestAuth, rex_auth::AuthConfig) {
-        let partner_keys = vec![(PARTNER_A.to_string(), new_key()), (PARTNER_B.to_string(), new_key())];
-        let staff_key = new_key();
+        let partner_keys = [PARTNER_A, PARTNER_B]
+            .into_iter()
+            .map(|id| {
+                let (key, pem) = new_key();
+                (id.to_string(), key, pem)
+            })
+            .collect::<Vec<_>>();
+        let staff_key = new_key().0;
         let mut toml = format!(
             "[oidc]\nissuer = \"https://idp.test\"\naudience = \"rex\"\njwks = '{}'\n",
             staff_key.public_jwks()
         );
-        for (id, key) in &partner_keys {
+        for (id, key, _) in &partner_keys {
             toml.push_str(&format!(
                 "[[partner]]\nid = \"{id}\"\nname = \"{id}\"\n\
                  organization_identifier = {{ system = \"https://rex.example/partners\", value = \"{id}\" }}\n\
@@ -105,8 +114,13 @@ impl TestAuth {
 
     /// A client assertion of `partner`, signed with its key.
     pub fn assertion(&self, partner: &str) -> String {
-        let key = &self.partner_keys.iter().find(|(id, _)| id == partner).expect("a test partner").1;
+        let key = &self.partner_keys.iter().find(|(id, _, _)| id == partner).expect("a test partner").1;
         rex_auth::mint_client_assertion(key, partner, &self.token_url, chrono::Utc::now().timestamp()).unwrap()
+    }
+
+    /// The private key of `partner` as PEM, for `rex send --key`.
+    pub fn partner_key_pem(&self, partner: &str) -> &[u8] {
+        &self.partner_keys.iter().find(|(id, _, _)| id == partner).expect("a test partner").2
     }
 
     /// A coordinator's staff token that expired a minute ago.
