@@ -139,6 +139,9 @@ struct ServeArgs {
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "REX_MAX_BODY_BYTES", default_value_t = rex_server::DEFAULT_MAX_BODY_BYTES)]
     max_body_bytes: usize,
+    /// Seconds in-flight requests get to finish after SIGTERM or Ctrl-C.
+    #[arg(long, env = "REX_SHUTDOWN_TIMEOUT", default_value_t = 30)]
+    shutdown_timeout: u64,
     /// Deepest JSON nesting accepted in a request body.
     #[arg(long, env = "REX_MAX_JSON_DEPTH", default_value_t = rex_fhir::json::DEFAULT_MAX_DEPTH)]
     max_json_depth: usize,
@@ -146,12 +149,10 @@ struct ServeArgs {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("REX_LOG").unwrap_or_else(|_| "info,sqlx=warn".into()),
-        )
-        .init();
+    if let Err(message) = init_logging() {
+        eprintln!("rex: {message}");
+        return ExitCode::from(2);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve(*args).await,
@@ -169,6 +170,22 @@ async fn main() -> ExitCode {
     }
 }
 
+/// Logs to stdout: `REX_LOG` filters (default `info,sqlx=warn`), `REX_LOG_FORMAT` is `text`
+/// (default; colours only on a terminal) or `json` (one JSON object per line).
+fn init_logging() -> Result<(), String> {
+    let filter = match std::env::var("REX_LOG") {
+        Ok(text) => tracing_subscriber::EnvFilter::try_new(&text).map_err(|e| format!("REX_LOG={text:?}: {e}"))?,
+        Err(_) => tracing_subscriber::EnvFilter::new("info,sqlx=warn"),
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match std::env::var("REX_LOG_FORMAT").as_deref() {
+        Ok("json") => builder.json().init(),
+        Ok("text") | Err(_) => builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout())).init(),
+        Ok(other) => return Err(format!("REX_LOG_FORMAT must be text or json, not {other:?}")),
+    }
+    Ok(())
+}
+
 async fn serve(args: ServeArgs) -> Result<(), String> {
     if args.dev && !args.listen.ip().is_loopback() {
         return Err(format!(
@@ -181,6 +198,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
                     or --dev for local use on loopback"
             .into());
     }
+    let signal = shutdown_signal()?;
     let routing_text = std::fs::read_to_string(&args.routing)
         .map_err(|e| format!("cannot read the routing rules {}: {e}", args.routing.display()))?;
     let routing = RoutingConfig::from_toml(&routing_text)
@@ -222,16 +240,40 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         tracing::info!(bundles = loaded, "demo data loaded");
     }
     tracing::info!(%address, base_url = %state.config.base_url, backend = ?store.backend(), "rex is serving FHIR");
-    let plain = rex_server::serve(listener, state.clone(), shutdown_signal());
-    match mtls {
-        Some(listener) => {
-            tracing::info!(address = ?args.mtls_listen, "rex is serving partners over mutual TLS");
-            let secure = rex_auth::serve_mtls(listener, rex_server::router(state), shutdown_signal());
-            tokio::try_join!(plain, secure).map_err(|e| e.to_string())?;
+    // One signal stops every listener; in-flight requests then get the shutdown timeout to finish.
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        signal.await;
+        tracing::info!("shutting down: no new connections; finishing in-flight requests");
+        let _ = stop.send(true);
+    });
+    let stopped = |mut stopping: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stopping.wait_for(|stop| *stop).await;
+    };
+    let plain = rex_server::serve(listener, state.clone(), stopped(stopping.clone()));
+    let servers = async {
+        match mtls {
+            Some(listener) => {
+                tracing::info!(address = ?args.mtls_listen, "rex is serving partners over mutual TLS");
+                let secure = rex_auth::serve_mtls(listener, rex_server::router(state), stopped(stopping.clone()));
+                tokio::try_join!(plain, secure).map(|_| ())
+            }
+            None => plain.await,
         }
-        None => plain.await.map_err(|e| e.to_string())?,
+    };
+    let deadline = async {
+        stopped(stopping.clone()).await;
+        tokio::time::sleep(std::time::Duration::from_secs(args.shutdown_timeout)).await;
+    };
+    tokio::select! {
+        served = servers => served.map_err(|e| e.to_string())?,
+        () = deadline => tracing::warn!(
+            seconds = args.shutdown_timeout,
+            "requests still running at the shutdown deadline were abandoned; their transactions roll back"
+        ),
     }
     store.close().await;
+    tracing::info!("stopped");
     Ok(())
 }
 
@@ -284,22 +326,25 @@ fn token(args: TokenArgs) -> Result<(), String> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves on SIGTERM or Ctrl-C. The handlers are installed when this is called, so a signal
+/// that arrives while rex is still starting is not lost (nor fatal).
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, String> {
     #[cfg(unix)]
-    let terminate = async {
-        if let Ok(mut signal) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            signal.recv().await;
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut terminate = signal(SignalKind::terminate()).map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
+        let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| format!("cannot handle SIGINT: {e}"))?;
+        Ok(async move {
+            tokio::select! {
+                _ = terminate.recv() => {},
+                _ = interrupt.recv() => {},
+            }
+        })
     }
+    #[cfg(not(unix))]
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }
 
 /// `rex validate`: the same validator and output as `$validate`.

@@ -15,6 +15,7 @@ mod intake;
 mod invalid_fixtures;
 mod logging;
 mod message;
+mod operations;
 mod search;
 mod security;
 mod send;

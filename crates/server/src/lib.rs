@@ -6,6 +6,7 @@ mod bundles;
 mod error;
 mod http;
 pub mod interactions;
+pub mod operations;
 pub mod security;
 pub mod validation;
 
@@ -72,6 +73,8 @@ pub struct App {
     pub partner_profiles: PartnerProfiles,
     /// Partner and staff authentication; `None` only in development mode (`--dev`).
     pub security: Option<Security>,
+    /// Request counters for `/metrics`.
+    pub metrics: operations::Metrics,
     capability_statement: Value,
 }
 
@@ -108,6 +111,7 @@ impl AppState {
             validator,
             partner_profiles,
             security,
+            metrics: operations::Metrics::default(),
             capability_statement,
         }));
         for queue in &state.routing.queues {
@@ -156,11 +160,14 @@ pub fn router(state: AppState) -> Router {
         .route("/fhir/{type}/{id}/_history", get(history::of_instance))
         .route("/fhir/{type}/{id}/{operation}", post(validate::instance_operation))
         .route("/fhir/{type}/{id}/_history/{version}", get(read::vread))
+        .route("/metrics", get(operations::metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), security::authenticate));
     let public = Router::new()
         .route("/fhir/metadata", get(capabilities::metadata))
         .route("/fhir/.well-known/smart-configuration", get(security::smart_configuration_document))
         .route("/.well-known/smart-configuration", get(security::smart_configuration_document))
+        .route("/health/live", get(operations::live))
+        .route("/health/ready", get(operations::ready))
         .route_layer(middleware::from_fn(security::label_route));
     // The token endpoint speaks OAuth (RFC 6749 JSON errors), not FHIR.
     let oauth = Router::new()
@@ -174,7 +181,7 @@ pub fn router(state: AppState) -> Router {
         .merge(oauth)
         .layer(CatchPanicLayer::custom(|_| ApiError::internal().into_response()))
         .layer(DefaultBodyLimit::disable())
-        .layer(middleware::from_fn(security::log_request))
+        .layer(middleware::from_fn_with_state(state.clone(), security::log_request))
         .with_state(state)
 }
 

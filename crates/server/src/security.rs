@@ -226,7 +226,7 @@ fn resource_id(path: &str) -> Option<String> {
 /// The resource type and SMART interaction of a REST request, when its path says so. Operations
 /// (`$...`) and the base (transactions, messages) check each resource they touch instead.
 pub fn rest_target(method: &Method, path: &str) -> Option<(String, Interaction)> {
-    let segments: Vec<&str> = path.trim_start_matches("/fhir").split('/').filter(|s| !s.is_empty()).collect();
+    let segments: Vec<&str> = path.strip_prefix("/fhir")?.split('/').filter(|s| !s.is_empty()).collect();
     let (resource_type, rest) = segments.split_first()?;
     if resource_type.starts_with(['$', '_']) || *resource_type == "metadata" || resource_type.starts_with('.') {
         return None;
@@ -306,7 +306,7 @@ impl RateLimits {
 
 /// Logs one line per request: request id, method, route template, status, latency and caller.
 /// Never the concrete path, the query, headers or bodies, which can carry identifiers and tokens.
-pub async fn log_request(request: Request<Body>, next: Next) -> Response {
+pub async fn log_request(State(state): State<AppState>, request: Request<Body>, next: Next) -> Response {
     let started = Instant::now();
     let request_id = request
         .headers()
@@ -319,12 +319,14 @@ pub async fn log_request(request: Request<Body>, next: Next) -> Response {
     let mut response = next.run(request).await;
     let route = response.extensions().get::<RouteLabel>().map(|r| r.0.clone()).unwrap_or_else(|| "-".into());
     let caller = response.extensions().get::<CallerLabel>().map(|c| c.0.clone()).unwrap_or_else(|| "-".into());
+    let latency = started.elapsed().as_secs_f64();
+    state.metrics.record(method.as_str(), &route, response.status().as_u16(), latency, &caller);
     tracing::info!(
         request_id = %request_id,
         method = %method,
         route = %route,
         status = response.status().as_u16(),
-        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+        latency_ms = latency * 1000.0,
         caller = %caller,
         "request"
     );
@@ -366,6 +368,7 @@ mod tests {
         assert_eq!(t(Method::POST, "/fhir/Task/1/$claim"), None);
         assert_eq!(t(Method::POST, "/fhir"), None);
         assert_eq!(t(Method::GET, "/fhir/metadata"), None);
+        assert_eq!(t(Method::GET, "/metrics"), None);
     }
 
     #[test]
