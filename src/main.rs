@@ -139,6 +139,9 @@ struct ServeArgs {
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "REX_MAX_BODY_BYTES", default_value_t = rex_server::DEFAULT_MAX_BODY_BYTES)]
     max_body_bytes: usize,
+    /// Seconds between two runs of the SLA escalation of overdue referrals (0: never).
+    #[arg(long, env = "REX_ESCALATION_INTERVAL", default_value_t = 60)]
+    escalation_interval: u64,
     /// Seconds in-flight requests get to finish after SIGTERM or Ctrl-C.
     #[arg(long, env = "REX_SHUTDOWN_TIMEOUT", default_value_t = 30)]
     shutdown_timeout: u64,
@@ -238,6 +241,10 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     if args.demo {
         let loaded = rex_server::load_demo_data(&state, &args.demo_dir).await?;
         tracing::info!(bundles = loaded, "demo data loaded");
+    }
+    if args.escalation_interval > 0 {
+        let every = std::time::Duration::from_secs(args.escalation_interval);
+        rex_server::interactions::escalation::spawn_worker(state.clone(), every);
     }
     tracing::info!(%address, base_url = %state.config.base_url, backend = ?store.backend(), "rex is serving FHIR");
     // One signal stops every listener; in-flight requests then get the shutdown timeout to finish.

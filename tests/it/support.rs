@@ -190,6 +190,8 @@ pub struct TestApp {
     /// `http://127.0.0.1:PORT/fhir`
     pub base: String,
     pub store: Store,
+    /// The server's state, for tests that drive background work (escalation) directly.
+    pub state: AppState,
     client: reqwest::Client,
     shutdown: watch::Sender<bool>,
     servers: Vec<tokio::task::JoinHandle<()>>,
@@ -292,10 +294,11 @@ impl TestApp {
             }));
         }
         let stop = stopped(stop);
+        let served = state.clone();
         servers.push(tokio::spawn(async move {
-            rex_server::serve(listener, state, stop).await.expect("server runs");
+            rex_server::serve(listener, served, stop).await.expect("server runs");
         }));
-        TestApp { base, store, client: reqwest::Client::new(), shutdown, servers, mtls, cleanup, auth }
+        TestApp { base, store, state, client: reqwest::Client::new(), shutdown, servers, mtls, cleanup, auth }
     }
 
     /// Stops the server and removes the database.

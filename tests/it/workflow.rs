@@ -13,6 +13,7 @@ backend_tests!(
     release_redirect_and_decline,
     claim_next_takes_the_most_urgent,
     forbidden_transitions_are_refused_on_every_path,
+    overdue_referrals_are_escalated_once,
 );
 
 fn parameters(pairs: &[(&str, &str)]) -> Value {
@@ -167,4 +168,34 @@ async fn forbidden_transitions_are_refused_on_every_path(app: &TestApp) {
     assert_eq!(app.get(&format!("Task/{task}")).await.body["status"], "requested");
     let unknown = app.post(&format!("Task/{task}/$teleport"), &parameters(&[])).await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+}
+
+async fn overdue_referrals_are_escalated_once(app: &TestApp) {
+    use rex_server::interactions::escalation::escalate_overdue;
+    let stat = routed_task(app, "E-1", "stat").await; // due in 4 hours
+    let routine = routed_task(app, "E-2", "routine").await;
+    let done = routed_task(app, "E-3", "stat").await;
+    let claim = parameters(&[("owner", "PractitionerRole/dr-lee")]);
+    assert_eq!(app.post(&format!("Task/{done}/$claim"), &claim).await.status, StatusCode::OK);
+    assert_eq!(
+        app.post(&format!("Task/{done}/$decline"), &parameters(&[("reason", "Out of scope")])).await.status,
+        StatusCode::OK
+    );
+    let now = chrono::Utc::now();
+    // Nothing is due yet.
+    assert!(escalate_overdue(&app.state, now).await.unwrap().is_empty());
+    // Five hours on, the open stat referral is overdue; the declined one is finished.
+    let later = now + chrono::Duration::hours(5);
+    assert_eq!(escalate_overdue(&app.state, later).await.unwrap(), vec![stat.clone()]);
+    assert!(escalate_overdue(&app.state, later).await.unwrap().is_empty(), "escalated once");
+    let task = app.get(&format!("Task/{stat}")).await.body;
+    assert!(task["meta"]["tag"].to_string().contains("escalated"), "{task}");
+    assert_eq!(task["status"], "requested", "escalation does not change the workflow state");
+    let view = "Task?owner=HealthcareService/cardiology&_tag=https://rex.example/fhir/CodeSystem/task-flag|escalated";
+    assert_eq!(app.search_ids(view).await, vec![stat.clone()]);
+    let audit = app.get(&format!("AuditEvent?entity=Task/{stat}&_count=50")).await.body;
+    assert!(audit.to_string().contains("\"escalate\""), "{audit}");
+    // A month on, the routine one is overdue too, and only it is escalated now.
+    let month = now + chrono::Duration::days(30);
+    assert_eq!(escalate_overdue(&app.state, month).await.unwrap(), vec![routine]);
 }
