@@ -7,7 +7,7 @@ use rex_auth::StaffRole;
 use serde_json::{Value, json};
 
 use crate::intake::referral;
-use crate::support::{PARTNER_A, PARTNER_B, TestApp, backend_tests};
+use crate::support::{PARTNER_A, PARTNER_B, PARTNER_SANDBOX, TestApp, backend_tests};
 
 backend_tests!(
     @on sqlite_secured, postgres_secured;
@@ -16,6 +16,7 @@ backend_tests!(
     scopes_limit_each_interaction,
     specialists_see_only_their_queues,
     partners_are_rate_limited,
+    sandbox_referrals_reach_no_real_queue,
 );
 
 const ALL: &str = "system/*.cruds";
@@ -326,6 +327,30 @@ async fn partners_are_rate_limited(app: &TestApp) {
     // Another partner is not affected.
     let other = app.partner_token(PARTNER_A, ALL).await;
     assert_eq!(app.send_as(&other, Method::GET, "Patient", None).await.status, StatusCode::OK);
+}
+
+async fn sandbox_referrals_reach_no_real_queue(app: &TestApp) {
+    let sandbox = app.partner_token(PARTNER_SANDBOX, ALL).await;
+    let sent = app.send_as(&sandbox, Method::POST, "", Some(&referral_of(PARTNER_SANDBOX, "SB-1", "I25.10"))).await;
+    assert_eq!(sent.status, StatusCode::OK, "{}", sent.body);
+    let (ids, task) = created(&sent.body);
+    // The full intake ran: a Task with the routing decision, on the sandbox queue, labelled.
+    let task = app.send_as(&sandbox, Method::GET, &format!("Task/{task}"), None).await.body;
+    assert_eq!(task["owner"]["reference"], "HealthcareService/sandbox");
+    assert!(task["note"][0]["text"].as_str().unwrap().contains("would go to cardiology"), "{task}");
+    let request = ids["ServiceRequest"].as_str().unwrap();
+    for resource in [task, app.send_as(&sandbox, Method::GET, &format!("ServiceRequest/{request}"), None).await.body] {
+        assert!(resource["meta"]["tag"].to_string().contains("HTEST"), "test data is labelled: {resource}");
+    }
+    // No real queue shows it, and no specialist can take it.
+    let auth = app.auth.as_ref().unwrap();
+    let coordinator = auth.staff_token(StaffRole::Coordinator, None, &[]);
+    let queue = app.send_as(&coordinator, Method::GET, "Task?owner=HealthcareService/cardiology", None).await;
+    assert_eq!(queue.body["total"], 0);
+    let specialist = auth.staff_token(StaffRole::Specialist, Some("PractitionerRole/dr-heart"), &["cardiology"]);
+    let next = json!({"resourceType": "Parameters", "parameter": [{"name": "queue", "valueString": "cardiology"}]});
+    let claim = app.send_as(&specialist, Method::POST, "Task/$claim-next", Some(&next)).await;
+    assert_eq!(claim.status, StatusCode::NOT_FOUND);
 }
 
 /// Status and body of a raw HTTP/1.1 response.

@@ -70,6 +70,8 @@ pub struct TestAuth {
 /// Partner ids of secured test servers: A sends the referrals of `intake::referral`.
 pub const PARTNER_A: &str = "hospital-angeles-mx";
 pub const PARTNER_B: &str = "gulf-care-ae";
+/// A partner configured with `sandbox = true`.
+pub const PARTNER_SANDBOX: &str = "sandbox-clinic";
 
 /// A fresh EC P-384 key, and its PEM.
 fn new_key() -> (rex_auth::SigningKey, Vec<u8>) {
@@ -80,11 +82,11 @@ fn new_key() -> (rex_auth::SigningKey, Vec<u8>) {
 }
 
 impl TestAuth {
-    /// Keys and the security configuration of partners A and B (each limited to 600 requests a
-    /// minute) and of the staff identity provider.
+    /// Keys and the security configuration of partners A, B and a sandbox partner (each limited
+    /// to 600 requests a minute) and of the staff identity provider.
     /// `certificates` registers client-certificate fingerprints (`partner id`, SHA-256 hex).
     fn generate(token_url: String, certificates: &[(&str, String)]) -> (TestAuth, rex_auth::AuthConfig) {
-        let partner_keys = [PARTNER_A, PARTNER_B]
+        let partner_keys = [PARTNER_A, PARTNER_B, PARTNER_SANDBOX]
             .into_iter()
             .map(|id| {
                 let (key, pem) = new_key();
@@ -103,6 +105,9 @@ impl TestAuth {
                  scopes = [\"system/*.cruds\"]\nrate_limit_per_minute = 600\njwks = '{}'\n",
                 key.public_jwks()
             ));
+            if id == PARTNER_SANDBOX {
+                toml.push_str("sandbox = true\n");
+            }
             if let Some((_, fingerprint)) = certificates.iter().find(|(partner, _)| partner == id) {
                 toml.push_str(&format!("client_cert_sha256 = \"{fingerprint}\"\n"));
             }

@@ -24,6 +24,15 @@ fn instant(time: DateTime<Utc>) -> String {
 }
 
 /// The HealthcareService that stands for a queue; its id is the queue code.
+/// `meta.tag` marking test data (HL7 v3 ActReason HTEST): every resource of a sandbox partner.
+pub const TEST_DATA_TAG: (&str, &str) = ("http://terminology.hl7.org/CodeSystem/v3-ActReason", "HTEST");
+
+/// The queue sandbox partners' referrals land on: no specialist works it, so a test referral
+/// never reaches a real review queue, while its routing decision stays on the Task.
+pub fn sandbox_queue() -> Queue {
+    Queue { code: "sandbox".into(), name: "Sandbox: test referrals, reviewed by no one".into() }
+}
+
 pub fn queue_service(queue: &Queue) -> Value {
     json!({
         "resourceType": "HealthcareService",

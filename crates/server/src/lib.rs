@@ -114,7 +114,7 @@ impl AppState {
             metrics: operations::Metrics::default(),
             capability_statement,
         }));
-        for queue in &state.routing.queues {
+        for queue in state.routing.queues.iter().chain([&rex_referral::task::sandbox_queue()]) {
             let op = WriteOp::Update {
                 resource_type: "HealthcareService".into(),
                 target: Target::Id(queue.code.clone()),

@@ -10,6 +10,7 @@
 use axum::http::StatusCode;
 use chrono::Utc;
 use rex_referral::referral::category_of;
+use rex_referral::routing::Queue;
 use rex_referral::task::{ReferralEvent, referral_audit_event, referral_task};
 use rex_referral::{Referral, RoutingDecision};
 use rex_store::{Isolation, ReferralRecord, StoredResource, Tx};
@@ -62,13 +63,18 @@ pub(super) async fn take_in(
     prefer: Prefer,
 ) -> Result<Value, ApiError> {
     check_sender(caller, referral)?;
-    // Everything a referral Bundle carries is in its partner's compartment.
+    let sandbox = is_sandbox(state, &referral.partner);
+    // Everything a referral Bundle carries is in its partner's compartment (and test data when
+    // the partner is a sandbox).
     let entries: Vec<Entry> = entries
         .iter()
         .cloned()
         .map(|mut entry| {
             if let Some(resource) = &mut entry.resource {
                 set_owner(resource, &referral.partner);
+                if sandbox {
+                    tag_as_test_data(resource);
+                }
             }
             entry
         })
@@ -86,6 +92,35 @@ pub(super) async fn take_in(
         json!({"relation": OUTCOME_LINK, "url": format!("{OUTCOME_LINK}#{}", intake.kind.code())}),
     ];
     Ok(bundle("transaction-response", None, links, entries))
+}
+
+/// Whether `partner` is configured as a sandbox (`sandbox = true` in the security configuration).
+fn is_sandbox(state: &AppState, partner: &str) -> bool {
+    state.security.as_ref().and_then(|security| security.partners().get(partner)).is_some_and(|p| p.sandbox)
+}
+
+fn tag_as_test_data(resource: &mut Value) {
+    let (system, code) = rex_referral::task::TEST_DATA_TAG;
+    let tag = json!({"system": system, "code": code, "display": "test health data"});
+    let Some(object) = resource.as_object_mut() else { return };
+    let meta = object.entry("meta").or_insert_with(|| json!({}));
+    match meta["tag"].as_array_mut() {
+        Some(tags) if tags.iter().any(|t| t["system"] == system && t["code"] == code) => {}
+        Some(tags) => tags.push(tag),
+        None => meta["tag"] = json!([tag]),
+    }
+}
+
+/// The queue a referral's Task goes to: the routing decision's, or the sandbox queue for a
+/// sandbox partner, whose Task then says where a real referral would have gone.
+fn queue_for(state: &AppState, decision: &mut RoutingDecision, sandbox: bool) -> Result<Queue, ApiError> {
+    let routed = state.routing.queue(&decision.queue).ok_or_else(ApiError::internal)?;
+    if !sandbox {
+        return Ok(routed.clone());
+    }
+    decision.explanation =
+        format!("Sandbox referral: a real one would go to {} ({}). {}", routed.code, routed.name, decision.explanation);
+    Ok(rex_referral::task::sandbox_queue())
 }
 
 /// A partner sends only its own referrals: the partner the referral names (its requester
@@ -196,12 +231,16 @@ async fn run(
     {
         referral.read_patient(&stored_json(&patient)?);
     }
-    let decision = state.routing.route(&referral, now);
+    let mut decision = state.routing.route(&referral, now);
     let Some(record) = existing else {
-        let queue = state.routing.queue(&decision.queue).ok_or_else(ApiError::internal)?;
+        let sandbox = is_sandbox(state, &referral.partner);
+        let queue = queue_for(state, &mut decision, sandbox)?;
         let requester = stored_json(&service_request)?["requester"]["reference"].as_str().map(str::to_string);
-        let task =
-            referral_task(&referral, &decision, queue, &service_request_ref, &patient_ref, requester.as_deref(), now);
+        let mut task =
+            referral_task(&referral, &decision, &queue, &service_request_ref, &patient_ref, requester.as_deref(), now);
+        if sandbox {
+            tag_as_test_data(&mut task);
+        }
         let task = record_routing(tx, &referral, &decision, &service_request.id, task, entries_json, now).await?;
         return Ok(Intake { results, task, kind: IntakeKind::Created });
     };
@@ -300,11 +339,12 @@ async fn route_task(
         return Ok(WriteOutcome::Existing(task));
     }
     let now = Utc::now();
-    let decision = state.routing.route(referral, now);
-    let queue = state.routing.queue(&decision.queue).ok_or_else(ApiError::internal)?;
+    let mut decision = state.routing.route(referral, now);
+    let sandbox = is_sandbox(state, &referral.partner);
+    let queue = queue_for(state, &mut decision, sandbox)?;
     let service_request_ref = posted["focus"]["reference"].as_str().unwrap_or_default().to_string();
     let patient = referral.subject_reference.as_str();
-    let routed = referral_task(referral, &decision, queue, &service_request_ref, patient, None, now);
+    let routed = referral_task(referral, &decision, &queue, &service_request_ref, patient, None, now);
     // The partner's own fields (identifiers, notes, input) stay; routing fields are rex's.
     let mut task = posted.clone();
     for (key, value) in routed.as_object().into_iter().flatten() {
@@ -318,6 +358,9 @@ async fn route_task(
     }
     if let Some(object) = task.as_object_mut() {
         object.remove("id");
+    }
+    if sandbox {
+        tag_as_test_data(&mut task);
     }
     let service_request_id = service_request_ref.trim_start_matches("ServiceRequest/");
     let task = record_routing(tx, referral, &decision, service_request_id, task, "[]".into(), now).await?;
