@@ -257,6 +257,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let stopped = |mut stopping: tokio::sync::watch::Receiver<bool>| async move {
         let _ = stopping.wait_for(|stop| *stop).await;
     };
+    let state_for_shutdown = state.clone();
     let plain = rex_server::serve(listener, state.clone(), stopped(stopping.clone()));
     let servers = async {
         match mtls {
@@ -279,6 +280,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
             "requests still running at the shutdown deadline were abandoned; their transactions roll back"
         ),
     }
+    state_for_shutdown.audit.flush().await;
     store.close().await;
     tracing::info!("stopped");
     Ok(())

@@ -17,6 +17,7 @@ backend_tests!(
     specialists_see_only_their_queues,
     partners_are_rate_limited,
     sandbox_referrals_reach_no_real_queue,
+    reads_are_audited_with_the_reader,
 );
 
 const ALL: &str = "system/*.cruds";
@@ -234,15 +235,9 @@ async fn partner_b_cannot_reach_partner_a(app: &TestApp) {
     assert_eq!(a_view.body["gender"], "female");
     assert_eq!(a_view.body["meta"]["versionId"], "1");
     let coordinator = app.auth.as_ref().unwrap().staff_token(StaffRole::Coordinator, None, &[]);
-    let mut denied = 0;
-    for _ in 0..50 {
-        let audit = app.send_as(&coordinator, Method::GET, "AuditEvent?outcome=4&_summary=count", None).await;
-        denied = audit.body["total"].as_i64().unwrap();
-        if denied >= 12 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    app.state.audit.flush().await;
+    let audit = app.send_as(&coordinator, Method::GET, "AuditEvent?outcome=4&_summary=count", None).await;
+    let denied = audit.body["total"].as_i64().unwrap();
     assert!(denied >= 12, "denied accesses audited: {denied}");
 }
 
@@ -351,6 +346,28 @@ async fn sandbox_referrals_reach_no_real_queue(app: &TestApp) {
     let next = json!({"resourceType": "Parameters", "parameter": [{"name": "queue", "valueString": "cardiology"}]});
     let claim = app.send_as(&specialist, Method::POST, "Task/$claim-next", Some(&next)).await;
     assert_eq!(claim.status, StatusCode::NOT_FOUND);
+}
+
+async fn reads_are_audited_with_the_reader(app: &TestApp) {
+    let partner = app.partner_token(PARTNER_A, ALL).await;
+    let sent = app.send_as(&partner, Method::POST, "", Some(&referral_of(PARTNER_A, "AU-1", "I25.10"))).await;
+    let (ids, task) = created(&sent.body);
+    assert_eq!(app.send_as(&partner, Method::GET, &format!("Task/{task}"), None).await.status, StatusCode::OK);
+    assert_eq!(app.send_as(&partner, Method::GET, "Patient", None).await.status, StatusCode::OK);
+    app.state.audit.flush().await;
+    let coordinator = app.auth.as_ref().unwrap().staff_token(StaffRole::Coordinator, None, &[]);
+    let reads =
+        app.send_as(&coordinator, Method::GET, &format!("AuditEvent?entity=Task/{task}&subtype=read"), None).await;
+    assert_eq!(reads.body["total"], 1, "{}", reads.body);
+    let event = &reads.body["entry"][0]["resource"];
+    assert_eq!(event["agent"][0]["who"]["display"], format!("partner:{PARTNER_A}"));
+    assert_eq!(event["action"], "R");
+    let patient = ids["Patient"].as_str().unwrap();
+    let searches = app
+        .send_as(&coordinator, Method::GET, &format!("AuditEvent?entity=Patient/{patient}&subtype=search-type"), None)
+        .await;
+    assert_eq!(searches.body["total"], 1, "{}", searches.body);
+    assert!(!searches.body.to_string().contains("Ramírez"), "audit holds references, not content");
 }
 
 /// Status and body of a raw HTTP/1.1 response.

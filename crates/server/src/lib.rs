@@ -2,6 +2,7 @@
 //! becomes an OperationOutcome in `error.rs`; the store does all persistence.
 
 pub mod access;
+pub mod audit;
 mod bundles;
 mod error;
 mod http;
@@ -75,6 +76,8 @@ pub struct App {
     pub security: Option<Security>,
     /// Request counters for `/metrics`.
     pub metrics: operations::Metrics,
+    /// AuditEvents of reads and refusals, written in the background.
+    pub audit: audit::AuditJournal,
     capability_statement: Value,
 }
 
@@ -105,13 +108,14 @@ impl AppState {
             capability_statement["rest"][0]["security"] = security::capability_security(security.token_url());
         }
         let state = AppState(Arc::new(App {
-            store,
+            store: store.clone(),
             config,
             routing,
             validator,
             partner_profiles,
             security,
             metrics: operations::Metrics::default(),
+            audit: audit::AuditJournal::start(store.clone()),
             capability_statement,
         }));
         for queue in state.routing.queues.iter().chain([&rex_referral::task::sandbox_queue()]) {

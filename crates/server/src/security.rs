@@ -24,7 +24,6 @@ use serde_json::{Value, json};
 use crate::AppState;
 use crate::access::Caller;
 use crate::error::{ApiError, DeniedAccess};
-use crate::interactions::write::{WriteOp, execute};
 
 /// Largest token request body: a client assertion is a few kilobytes.
 const MAX_TOKEN_REQUEST_BYTES: usize = 64 * 1024;
@@ -103,7 +102,7 @@ pub async fn token(State(state): State<AppState>, request: Request) -> Response 
             tracing::warn!(client = err.client_id.as_deref().unwrap_or("-"), error = %err.code.as_str(),
                 reason = %err.description, "token request refused");
             let partner = err.client_id.clone().unwrap_or_else(|| "unknown client".into());
-            record_denial(&state, &format!("client:{partner}"), "POST", "/auth/token", None, &err.description);
+            state.audit.denied(&format!("client:{partner}"), "POST", "/auth/token", None, &err.description).await;
             oauth_error(err)
         }
     }
@@ -159,7 +158,7 @@ pub async fn authenticate(State(state): State<AppState>, mut request: Request, n
             match security.authenticator.authenticate(authorization, peer, now()) {
                 Ok(principal) => Caller::Authenticated(principal),
                 Err(err) => {
-                    record_denial(&state, "unauthenticated", method.as_str(), &route, None, &err.to_string());
+                    state.audit.denied("unauthenticated", method.as_str(), &route, None, &err.to_string()).await;
                     let status = StatusCode::from_u16(err.status()).unwrap_or(StatusCode::UNAUTHORIZED);
                     let code = if status == StatusCode::UNAUTHORIZED { IssueCode::Login } else { IssueCode::Forbidden };
                     let mut response = ApiError::one(status, code, err.to_string()).into_response();
@@ -190,14 +189,14 @@ pub async fn authenticate(State(state): State<AppState>, mut request: Request, n
         && let Err(err) = caller.require(resource_type, *interaction)
     {
         let id = resource_id(request.uri().path());
-        record_denial(&state, &label, method.as_str(), &route, id.as_deref(), &first_message(&err));
+        state.audit.denied(&label, method.as_str(), &route, id.as_deref(), &first_message(&err)).await;
         return labelled(err.into_response(), &route, &label);
     }
     let id = resource_id(request.uri().path());
     request.extensions_mut().insert(caller);
     let response = next.run(request).await;
     if let Some(DeniedAccess(reason)) = response.extensions().get::<DeniedAccess>() {
-        record_denial(&state, &label, method.as_str(), &route, id.as_deref(), reason);
+        state.audit.denied(&label, method.as_str(), &route, id.as_deref(), reason).await;
     }
     labelled(response, &route, &label)
 }
@@ -242,42 +241,6 @@ pub fn rest_target(method: &Method, path: &str) -> Option<(String, Interaction)>
         _ => return None,
     };
     Some((resource_type.to_string(), interaction))
-}
-
-/// Writes an AuditEvent for a refused request, in the background so a refusal costs the caller
-/// nothing more. The event names the caller and the route template, never content or tokens.
-pub fn record_denial(state: &AppState, who: &str, method: &str, route: &str, entity: Option<&str>, reason: &str) {
-    let action = match method {
-        "POST" => "C",
-        "PUT" | "PATCH" => "U",
-        "DELETE" => "D",
-        _ => "R",
-    };
-    let mut event = json!({
-        "resourceType": "AuditEvent",
-        "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest",
-                 "display": "RESTful Operation"},
-        "action": action,
-        "recorded": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        "outcome": "4",
-        "outcomeDesc": format!("Access denied on {method} {route}: {reason}"),
-        "agent": [{"who": {"display": who}, "requestor": true}],
-        "source": {"observer": {"display": "rex"}},
-    });
-    if let Some(entity) = entity {
-        event["entity"] = json!([{"what": {"reference": entity}}]);
-    }
-    let store = state.store.clone();
-    tokio::spawn(async move {
-        let op = WriteOp::Create { resource_type: "AuditEvent".into(), resource: event, id: None, if_none_exist: None };
-        let written = crate::interactions::in_transaction(&store, op.isolation(), &op, |tx, op| {
-            Box::pin(execute(tx, &Caller::Unrestricted, op))
-        })
-        .await;
-        if let Err(err) = written {
-            tracing::error!(issues = ?err.issues.first().map(|i| &i.diagnostics), "cannot record a denied access");
-        }
-    });
 }
 
 /// Per-partner token buckets: `limit` requests per minute, refilled continuously, so a burst of

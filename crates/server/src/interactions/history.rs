@@ -96,6 +96,13 @@ async fn history(
         });
         total = None;
     }
+    let interaction = match scope {
+        HistoryScope::Instance(..) => "history-instance",
+        HistoryScope::Type(..) => "history-type",
+        HistoryScope::System => "history-system",
+    };
+    let returned = page.entries.iter().map(|e| format!("{}/{}", e.resource.resource_type, e.resource.id));
+    state.audit.read(caller, interaction, returned.collect()).await;
     let entries = page.entries.iter().map(|entry| history_entry(base, entry)).collect::<Result<Vec<_>, _>>()?;
     Ok(fhir_json(StatusCode::OK, &bundle("history", total, links, entries)))
 }

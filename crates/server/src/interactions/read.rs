@@ -30,6 +30,7 @@ pub async fn read(
     if stored.deleted {
         return Err(ApiError::gone(format!("{resource_type}/{id} was deleted")));
     }
+    state.audit.read(&caller, "read", vec![format!("{resource_type}/{id}")]).await;
     if not_modified(&headers, &stored) {
         return Ok(resource_response(StatusCode::NOT_MODIFIED, &stored, None).into_response());
     }
@@ -53,6 +54,7 @@ pub async fn vread(
     if !current.is_some_and(|current| caller.sees(&current)) {
         return Err(ApiError::hidden(&format!("{resource_type}/{id}/_history/{version}")));
     }
+    state.audit.read(&caller, "vread", vec![format!("{resource_type}/{id}/_history/{version}")]).await;
     if stored.deleted {
         return Err(ApiError::gone(format!("Version {version} of {resource_type}/{id} records its deletion")));
     }

@@ -60,6 +60,8 @@ async fn run_search(
     caller.restrict(&mut query);
     let mut result = state.store.search(&query).await?;
     caller.retain_visible(&mut result);
+    let returned = result.matches.iter().chain(&result.included).map(|r| format!("{}/{}", r.resource_type, r.id));
+    state.audit.read(caller, "search-type", returned.collect()).await;
     let base = &state.config.base_url;
     let has_more = match result.total {
         Some(total) => ((query.offset + result.matches.len()) as i64) < total,
