@@ -142,6 +142,9 @@ struct ServeArgs {
     /// Seconds between two runs of the SLA escalation of overdue referrals (0: never).
     #[arg(long, env = "REX_ESCALATION_INTERVAL", default_value_t = 60)]
     escalation_interval: u64,
+    /// Seconds between two runs of the partner notification delivery (0: never).
+    #[arg(long, env = "REX_DELIVERY_INTERVAL", default_value_t = 2)]
+    delivery_interval: u64,
     /// Seconds in-flight requests get to finish after SIGTERM or Ctrl-C.
     #[arg(long, env = "REX_SHUTDOWN_TIMEOUT", default_value_t = 30)]
     shutdown_timeout: u64,
@@ -245,6 +248,10 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     if args.escalation_interval > 0 {
         let every = std::time::Duration::from_secs(args.escalation_interval);
         rex_server::interactions::escalation::spawn_worker(state.clone(), every);
+    }
+    if args.delivery_interval > 0 {
+        let every = std::time::Duration::from_secs(args.delivery_interval);
+        rex_server::notifications::spawn_worker(state.clone(), every);
     }
     tracing::info!(%address, base_url = %state.config.base_url, backend = ?store.backend(), "rex is serving FHIR");
     // One signal stops every listener; in-flight requests then get the shutdown timeout to finish.

@@ -15,6 +15,7 @@ mod intake;
 mod invalid_fixtures;
 mod logging;
 mod message;
+mod notifications;
 mod operations;
 mod search;
 mod security;

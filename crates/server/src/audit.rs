@@ -90,6 +90,27 @@ impl AuditJournal {
         self.send(event).await;
     }
 
+    /// Records one delivery attempt of a notification (`failure` is why it failed, if it did).
+    pub async fn notification(&self, item: &rex_store::OutboxItem, failure: Option<&str>) {
+        let mut event = json!({
+            "resourceType": "AuditEvent",
+            "type": {"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110106", "display": "Export"},
+            "subtype": [{"system": rex_referral::task::AUDIT_SYSTEM, "code": "notify"}],
+            "action": "C",
+            "recorded": now(),
+            "outcome": if failure.is_some() { "4" } else { "0" },
+            "agent": [{"who": {"reference": "Device/rex"}, "requestor": false}],
+            "source": {"observer": {"display": "rex"}},
+            "entity": [{"what": {"reference": item.subscription}, "detail": [
+                {"type": "event-number", "valueString": item.event_number.to_string()},
+                {"type": "attempt", "valueString": item.attempts.to_string()}]}],
+        });
+        if let Some(reason) = failure {
+            event["outcomeDesc"] = json!(reason);
+        }
+        self.send(event).await;
+    }
+
     /// Waits until every event recorded so far is in the database (used at shutdown and by tests).
     pub async fn flush(&self) {
         let (done, written) = oneshot::channel();

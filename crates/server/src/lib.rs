@@ -7,6 +7,7 @@ mod bundles;
 mod error;
 mod http;
 pub mod interactions;
+pub mod notifications;
 pub mod operations;
 pub mod security;
 pub mod validation;
@@ -94,7 +95,8 @@ impl std::ops::Deref for AppState {
 
 impl AppState {
     /// Builds the shared state and makes sure every queue of the routing rules exists as a
-    /// HealthcareService (id = queue code), so Tasks can name their owner from the first referral.
+    /// HealthcareService (id = queue code), so Tasks can name their owner from the first referral,
+    /// and every partner's configured notification endpoint as a Subscription.
     pub async fn start(
         store: Store,
         config: Config,
@@ -118,18 +120,17 @@ impl AppState {
             audit: audit::AuditJournal::start(store.clone()),
             capability_statement,
         }));
-        for queue in state.routing.queues.iter().chain([&rex_referral::task::sandbox_queue()]) {
-            let op = WriteOp::Update {
-                resource_type: "HealthcareService".into(),
-                target: Target::Id(queue.code.clone()),
-                resource: queue_service(queue),
-                if_match: None,
-            };
+        let sandbox = rex_referral::task::sandbox_queue();
+        let queues = state.routing.queues.iter().chain([&sandbox]).map(queue_service);
+        for resource in queues.chain(notifications::configured_subscriptions(&state)) {
+            let resource_type = resource["resourceType"].as_str().unwrap_or_default().to_string();
+            let id = resource["id"].as_str().unwrap_or_default().to_string();
+            let op = WriteOp::Update { resource_type, target: Target::Id(id.clone()), resource, if_match: None };
             interactions::in_transaction(&state.store, Isolation::RowLocking, &op, |tx, op| {
                 Box::pin(execute(tx, &Caller::Unrestricted, op))
             })
             .await
-            .map_err(|err| format!("cannot create the queue '{}': {:?}", queue.code, err.issues))?;
+            .map_err(|err| format!("cannot write {id} at start: {:?}", err.issues))?;
         }
         Ok(state)
     }

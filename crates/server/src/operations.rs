@@ -171,6 +171,13 @@ pub async fn metrics(
     out.push_str("# HELP rex_queue_overdue_referrals Open referral Tasks past their due time, by queue.\n");
     out.push_str("# TYPE rex_queue_overdue_referrals gauge\n");
     out.push_str(&overdue_lines);
+    let outbox = state.store.outbox_counts().await?;
+    out.push_str("# HELP rex_notifications_pending Partner notifications waiting for delivery.\n");
+    out.push_str("# TYPE rex_notifications_pending gauge\n");
+    let _ = writeln!(out, "rex_notifications_pending {}", outbox.pending);
+    out.push_str("# HELP rex_notifications_dead Partner notifications given up after every retry.\n");
+    out.push_str("# TYPE rex_notifications_dead gauge\n");
+    let _ = writeln!(out, "rex_notifications_dead {}", outbox.dead);
     Ok(([(CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
 }
 

@@ -8,6 +8,7 @@
 
 mod error;
 mod migrations;
+mod outbox;
 mod queues;
 mod read;
 mod referrals;
@@ -23,6 +24,7 @@ use sqlx::{AnyPool, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 pub use error::StoreError;
+pub use outbox::{OutboxCounts, OutboxItem};
 pub use read::{HistoryEntry, HistoryPage, HistoryScope};
 pub use referrals::ReferralRecord;
 pub use search::SearchResult;

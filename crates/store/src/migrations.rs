@@ -21,6 +21,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../../migrations/sqlite/0002_referrals.sql"),
         include_str!("../../../migrations/postgres/0002_referrals.sql"),
     ),
+    (
+        4,
+        "outbox",
+        include_str!("../../../migrations/sqlite/0004_outbox.sql"),
+        include_str!("../../../migrations/postgres/0004_outbox.sql"),
+    ),
 ];
 
 /// Applies pending migrations. On PostgreSQL sqlx takes an advisory lock, so instances starting

@@ -223,8 +223,19 @@ async fn current_for(
 }
 
 /// Runs one write inside `tx` on behalf of `caller`: the SMART scope is checked, what the caller
-/// may not see cannot be changed, and a partner's writes land in its compartment.
+/// may not see cannot be changed, a partner's writes land in its compartment, and a change of a
+/// partner's referral Task queues its notifications in the same transaction.
 pub async fn execute(tx: &mut Tx, caller: &Caller, op: &WriteOp) -> Result<WriteOutcome, ApiError> {
+    let outcome = write(tx, caller, op).await?;
+    if let WriteOutcome::Created(stored) | WriteOutcome::Updated(stored) = &outcome
+        && stored.resource_type == "Task"
+    {
+        crate::notifications::enqueue_task_change(tx, stored, chrono::Utc::now()).await?;
+    }
+    Ok(outcome)
+}
+
+async fn write(tx: &mut Tx, caller: &Caller, op: &WriteOp) -> Result<WriteOutcome, ApiError> {
     match op {
         WriteOp::Create { resource_type, resource, id, if_none_exist } => {
             caller.require(resource_type, Interaction::Create)?;
@@ -249,6 +260,9 @@ pub async fn execute(tx: &mut Tx, caller: &Caller, op: &WriteOp) -> Result<Write
             let id = id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
             let mut resource = resource.clone();
             caller.stamp(&mut resource);
+            if resource_type == "Subscription" {
+                crate::notifications::accept_subscription(&mut resource)?;
+            }
             Ok(WriteOutcome::Created(tx.create(resource_type, &id, resource).await?))
         }
         WriteOp::Update { resource_type, target, resource, if_match } => {
@@ -277,6 +291,9 @@ pub async fn execute(tx: &mut Tx, caller: &Caller, op: &WriteOp) -> Result<Write
                 keep_owner(&current, &mut resource);
             }
             caller.stamp(&mut resource);
+            if resource_type == "Subscription" {
+                crate::notifications::accept_subscription(&mut resource)?;
+            }
             if resource_type == "Task" {
                 check_task_status_change(tx, &id, &resource).await?;
             }

@@ -1,0 +1,164 @@
+//! The notification outbox: rows written in the transaction of the change they announce, then
+//! leased, delivered and marked by a worker on any instance (see rex-server's `notifications`).
+
+use sqlx::Row;
+
+use crate::{Backend, Isolation, Store, StoreError, Tx};
+
+/// A notification to deliver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxItem {
+    pub id: i64,
+    /// `Subscription/<id>`.
+    pub subscription: String,
+    pub endpoint: String,
+    /// JSON list of `Name: value` headers to send.
+    pub headers: String,
+    pub event_number: i64,
+    /// The notification Bundle.
+    pub payload: String,
+    /// Deliveries tried, this one included.
+    pub attempts: i64,
+}
+
+/// How many notifications wait and how many gave up, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutboxCounts {
+    pub pending: i64,
+    pub dead: i64,
+}
+
+impl Tx {
+    /// The next event number of a Subscription (1, 2, 3...), counted in this transaction.
+    pub async fn next_event_number(&mut self, subscription: &str) -> Result<i64, StoreError> {
+        let backend = self.backend;
+        let row = sqlx::query(
+            "INSERT INTO subscription_events (subscription, last_event) VALUES ($1, 1) \
+             ON CONFLICT (subscription) DO UPDATE SET last_event = subscription_events.last_event + 1 \
+             RETURNING last_event",
+        )
+        .bind(subscription)
+        .fetch_one(&mut *self.inner)
+        .await
+        .map_err(|err| StoreError::from_sqlx(err, backend))?;
+        Ok(row.get(0))
+    }
+
+    /// Queues a notification, due at once.
+    pub async fn enqueue_notification(
+        &mut self,
+        subscription: &str,
+        endpoint: &str,
+        headers: &str,
+        event_number: i64,
+        payload: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let backend = self.backend;
+        sqlx::query(
+            "INSERT INTO outbox (subscription, endpoint, headers, event_number, payload, status, attempts, \
+             next_attempt, created) VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6)",
+        )
+        .bind(subscription)
+        .bind(endpoint)
+        .bind(headers)
+        .bind(event_number)
+        .bind(payload)
+        .bind(now)
+        .execute(&mut *self.inner)
+        .await
+        .map_err(|err| StoreError::from_sqlx(err, backend))?;
+        Ok(())
+    }
+}
+
+impl Store {
+    /// Leases up to `limit` notifications due at `now` for `lease` microseconds and counts the
+    /// attempt. Notifications another instance holds are skipped (`SKIP LOCKED` on PostgreSQL,
+    /// the single writer on SQLite); one whose lease ran out is due again.
+    pub async fn lease_notifications(&self, now: i64, lease: i64, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {
+        let mut tx = self.begin(Isolation::RowLocking).await?;
+        let backend = tx.backend;
+        let lock = match backend {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let ids: Vec<i64> = sqlx::query(&format!(
+            "SELECT id FROM outbox WHERE status = 'pending' AND next_attempt <= $1 \
+             AND (leased_until IS NULL OR leased_until <= $1) ORDER BY id LIMIT {limit}{lock}"
+        ))
+        .bind(now)
+        .fetch_all(&mut *tx.inner)
+        .await
+        .map_err(|err| StoreError::from_sqlx(err, backend))?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+        let mut items = Vec::with_capacity(ids.len());
+        for id in ids {
+            let row = sqlx::query(
+                "UPDATE outbox SET leased_until = $1, attempts = attempts + 1 WHERE id = $2 \
+                 RETURNING id, subscription, endpoint, headers, event_number, payload, attempts",
+            )
+            .bind(now + lease)
+            .bind(id)
+            .fetch_one(&mut *tx.inner)
+            .await
+            .map_err(|err| StoreError::from_sqlx(err, backend))?;
+            items.push(OutboxItem {
+                id: row.get(0),
+                subscription: row.get(1),
+                endpoint: row.get(2),
+                headers: row.get(3),
+                event_number: row.get(4),
+                payload: row.get(5),
+                attempts: row.get(6),
+            });
+        }
+        tx.commit().await?;
+        Ok(items)
+    }
+
+    /// Marks a leased notification delivered.
+    pub async fn notification_delivered(&self, id: i64, now: i64) -> Result<(), StoreError> {
+        let sql = "UPDATE outbox SET status = 'delivered', delivered = $1, leased_until = NULL WHERE id = $2";
+        self.write_one(sqlx::query(sql).bind(now).bind(id)).await
+    }
+
+    /// Records a failed delivery: due again at `retry_at`, or a dead letter when `None`.
+    pub async fn notification_failed(&self, id: i64, retry_at: Option<i64>, error: &str) -> Result<(), StoreError> {
+        let query = match retry_at {
+            Some(at) => {
+                sqlx::query("UPDATE outbox SET next_attempt = $1, leased_until = NULL, last_error = $2 WHERE id = $3")
+                    .bind(at)
+            }
+            None => {
+                sqlx::query("UPDATE outbox SET status = 'dead', leased_until = NULL, last_error = $1 WHERE id = $2")
+            }
+        };
+        self.write_one(query.bind(error.to_string()).bind(id)).await
+    }
+
+    /// Runs one statement in a write transaction of its own (on SQLite, in turn with the others).
+    async fn write_one<'q>(
+        &self,
+        query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin(Isolation::RowLocking).await?;
+        let backend = tx.backend;
+        query.execute(&mut *tx.inner).await.map_err(|err| StoreError::from_sqlx(err, backend))?;
+        tx.commit().await
+    }
+
+    /// Notifications waiting for delivery and dead letters.
+    pub async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError> {
+        let row = sqlx::query(
+            "SELECT COALESCE(SUM(CASE WHEN status = 'pending' THEN 1 ELSE 0 END), 0), \
+             COALESCE(SUM(CASE WHEN status = 'dead' THEN 1 ELSE 0 END), 0) FROM outbox",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|err| StoreError::from_sqlx(err, self.backend))?;
+        Ok(OutboxCounts { pending: row.get(0), dead: row.get(1) })
+    }
+}
