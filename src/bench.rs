@@ -14,9 +14,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// Bundles posted before the `search` scenario starts timing.
-const SEARCH_WARM_UP: u64 = 200;
+/// Bundles posted before the `search` and `mixed` scenarios start timing, unless `--prefill` says.
+const DEFAULT_PREFILL: u64 = 200;
 const SEARCH_QUERY: &str = "Task?owner=HealthcareService/cardiology&status=requested&_sort=due&_count=20";
+/// The queue `mixed` claims from, and the specialist who claims.
+const CLAIM_QUEUE: &str = "cardiology";
+const CLAIM_OWNER: &str = "PractitionerRole/bench-specialist";
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Scenario {
@@ -24,8 +27,12 @@ pub enum Scenario {
     Intake,
     /// POST the same Bundles to `/fhir/$validate` (validation only, nothing stored).
     Validate,
-    /// GET the cardiology queue (open, sorted by due time, first page) after a short intake warm-up.
+    /// GET the cardiology queue (open, sorted by due time, first page) after pre-filling the
+    /// database with `--prefill` referrals.
     Search,
+    /// After pre-filling: 6 in 10 requests intake, 3 the queue search, 1 `Task/$claim-next` on the
+    /// cardiology queue.
+    Mixed,
 }
 
 impl Scenario {
@@ -34,6 +41,7 @@ impl Scenario {
             Scenario::Intake => "intake",
             Scenario::Validate => "validate",
             Scenario::Search => "search",
+            Scenario::Mixed => "mixed",
         }
     }
 }
@@ -54,8 +62,17 @@ pub struct BenchArgs {
     count: Option<u64>,
     /// FHIR base URL of a running rex (loopback only), e.g. http://127.0.0.1:8080/fhir; without it,
     /// rex bench starts its own server on a temporary SQLite database.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "database")]
     server: Option<String>,
+    /// Start the own server on this database instead of a temporary SQLite file: sqlite://PATH, or
+    /// postgres://USER@HOST/DB, where a fresh database is created next to DB for the run and dropped
+    /// at the end.
+    #[arg(long)]
+    database: Option<String>,
+    /// Referral Bundles posted (by the same clients, through the ordinary intake) before the timed
+    /// phase of `search` and `mixed` [default: 200]; e.g. 100000 for a realistic queue.
+    #[arg(long)]
+    prefill: Option<u64>,
     /// Seed of the generated Bundles.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -212,7 +229,15 @@ impl Drop for OwnServer {
     }
 }
 
-async fn start_server(client: &reqwest::Client) -> Result<(OwnServer, String), String> {
+/// Where the own server keeps its data.
+enum OwnDatabase {
+    /// A SQLite file in the server's temporary folder.
+    TempSqlite,
+    /// A database URL given with `--database`.
+    Url(String),
+}
+
+async fn start_server(client: &reqwest::Client, database: &OwnDatabase) -> Result<(OwnServer, String), String> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .map_err(|e| format!("cannot find a free port: {e}"))?
@@ -225,7 +250,10 @@ async fn start_server(client: &reqwest::Client) -> Result<(OwnServer, String), S
     let child = Command::new(exe)
         .args(["serve", "--dev", "--listen", &format!("127.0.0.1:{port}")])
         .arg("--database")
-        .arg(format!("sqlite://{}", folder.join("bench.db").display()))
+        .arg(match database {
+            OwnDatabase::TempSqlite => format!("sqlite://{}", folder.join("bench.db").display()),
+            OwnDatabase::Url(url) => url.clone(),
+        })
         .arg("--routing")
         .arg("config/routing.toml")
         .arg("--profiles")
@@ -284,30 +312,66 @@ struct Phase {
 }
 
 impl Phase {
-    fn take(&self) -> bool {
+    /// The next request to make, if the phase is not over.
+    fn take(&self) -> Option<Request> {
         if self.deadline.is_some_and(|deadline| Instant::now() >= deadline) {
-            return false;
+            return None;
         }
         let n = self.issued.fetch_add(1, Ordering::Relaxed);
-        self.limit.is_none_or(|limit| n < limit)
+        self.limit.is_none_or(|limit| n < limit).then(|| Request::of(self.scenario, n))
+    }
+}
+
+/// What one request of a scenario does.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Request {
+    Intake,
+    Validate,
+    Search,
+    ClaimNext,
+}
+
+impl Request {
+    /// The request number `n` of a scenario makes.
+    fn of(scenario: Scenario, n: u64) -> Request {
+        match scenario {
+            Scenario::Intake => Request::Intake,
+            Scenario::Validate => Request::Validate,
+            Scenario::Search => Request::Search,
+            Scenario::Mixed => match n % 10 {
+                0..=5 => Request::Intake,
+                6..=8 => Request::Search,
+                _ => Request::ClaimNext,
+            },
+        }
     }
 }
 
 impl Run {
-    async fn one(&self, scenario: Scenario, tally: &mut Tally) {
+    async fn one(&self, kind: Request, tally: &mut Tally) {
         let mut sent = 0;
-        let request = match scenario {
-            Scenario::Intake | Scenario::Validate => {
+        let request = match kind {
+            Request::ClaimNext => {
+                let parameters = serde_json::json!({"resourceType": "Parameters", "parameter": [
+                    {"name": "queue", "valueCode": CLAIM_QUEUE},
+                    {"name": "owner", "valueReference": {"reference": CLAIM_OWNER}},
+                ]});
+                self.client
+                    .post(format!("{}/Task/$claim-next", self.base))
+                    .header("Content-Type", "application/fhir+json")
+                    .body(parameters.to_string())
+            }
+            Request::Intake | Request::Validate => {
                 let n = self.next_bundle.fetch_add(1, Ordering::Relaxed);
                 let (body, resources) = generate(&self.templates, self.seed, n);
-                let url = match scenario {
-                    Scenario::Validate => format!("{}/$validate", self.base),
+                let url = match kind {
+                    Request::Validate => format!("{}/$validate", self.base),
                     _ => self.base.clone(),
                 };
                 sent = resources;
                 self.client.post(url).header("Content-Type", "application/fhir+json").body(body)
             }
-            Scenario::Search => self.client.get(format!("{}/{SEARCH_QUERY}", self.base)),
+            Request::Search => self.client.get(format!("{}/{SEARCH_QUERY}", self.base)),
         };
         let started = Instant::now();
         let outcome = match request.send().await {
@@ -322,7 +386,7 @@ impl Run {
             Ok((status, body)) if status.is_success() => {
                 tally.ok += 1;
                 tally.resources += sent;
-                if scenario == Scenario::Search {
+                if kind == Request::Search {
                     let page: Value = serde_json::from_slice(&body).unwrap_or_default();
                     tally.resources += page["entry"].as_array().map_or(0, |entries| entries.len() as u64);
                 }
@@ -379,8 +443,8 @@ async fn drive(run: &Arc<Run>, clients: usize, phase: Phase) -> Result<(Tally, D
         let (run, phase) = (run.clone(), phase.clone());
         tasks.push(tokio::spawn(async move {
             let mut tally = Tally::default();
-            while phase.take() {
-                run.one(phase.scenario, &mut tally).await;
+            while let Some(request) = phase.take() {
+                run.one(request, &mut tally).await;
             }
             tally
         }));
@@ -415,14 +479,47 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         .build()
         .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
     let templates = load_templates(Path::new("fixtures/valid"))?;
-    let (server, base) = match &args.server {
-        Some(server) => (None, check_loopback(server)?),
+    let mut fresh_postgres = None;
+    let (database, target) = match &args.database {
+        None => (OwnDatabase::TempSqlite, "own server, temporary SQLite".to_string()),
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+            let name = format!("rex_bench_{}_{nanos}", std::process::id());
+            let fresh = rex_store::create_postgres_database(url, &name)
+                .await
+                .map_err(|e| format!("cannot create a fresh PostgreSQL database: {e}"))?;
+            fresh_postgres = Some((url.clone(), name.clone()));
+            (OwnDatabase::Url(fresh), format!("own server, fresh PostgreSQL database {name}"))
+        }
+        Some(url) => (OwnDatabase::Url(url.clone()), format!("own server, {url}")),
+    };
+    let started = match &args.server {
+        Some(server) => Ok((None, check_loopback(server)?)),
         None => {
-            eprintln!("rex bench: starting rex serve on a temporary SQLite database");
-            let (server, base) = start_server(&client).await?;
-            (Some(server), base)
+            eprintln!("rex bench: starting rex serve ({target})");
+            start_server(&client, &database).await.map(|(server, base)| (Some(server), base))
         }
     };
+    let result = match started {
+        Ok((server, base)) => measure(&args, client, templates, server, base, &target).await,
+        Err(e) => Err(e),
+    };
+    if let Some((url, name)) = fresh_postgres
+        && let Err(e) = rex_store::drop_postgres_database(&url, &name).await
+    {
+        eprintln!("rex bench: cannot drop the database {name}: {e}");
+    }
+    result
+}
+
+async fn measure(
+    args: &BenchArgs,
+    client: reqwest::Client,
+    templates: Vec<Template>,
+    server: Option<OwnServer>,
+    base: String,
+    target: &str,
+) -> Result<(), String> {
     let run = Arc::new(Run {
         client,
         base,
@@ -432,18 +529,19 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         done: AtomicU64::new(0),
         failed: AtomicU64::new(0),
     });
-    if args.scenario == Scenario::Search {
-        eprintln!("rex bench: warm-up, posting {SEARCH_WARM_UP} referral Bundles");
-        let warm_up = Phase {
-            scenario: Scenario::Intake,
-            issued: AtomicU64::new(0),
-            limit: Some(SEARCH_WARM_UP),
-            deadline: None,
-        };
-        let (tally, _) = drive(&run, args.clients, warm_up).await?;
+    let prefill = match args.scenario {
+        Scenario::Search | Scenario::Mixed => args.prefill.unwrap_or(DEFAULT_PREFILL),
+        Scenario::Intake | Scenario::Validate => args.prefill.unwrap_or(0),
+    };
+    if prefill > 0 {
+        eprintln!("rex bench: pre-filling, posting {prefill} referral Bundles");
+        let fill =
+            Phase { scenario: Scenario::Intake, issued: AtomicU64::new(0), limit: Some(prefill), deadline: None };
+        let (tally, elapsed) = drive(&run, args.clients, fill).await?;
         if !tally.errors.is_empty() {
-            return Err(format!("the search warm-up failed: {:?}", tally.errors));
+            return Err(format!("pre-filling failed: {:?}", tally.errors));
         }
+        eprintln!("rex bench: pre-filled in {:.1} s", elapsed.as_secs_f64());
     }
     let duration = match (args.count, args.duration) {
         (Some(_), _) => None,
@@ -462,7 +560,7 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     tally.latencies_us.sort_unstable();
     let seconds = elapsed.as_secs_f64().max(1e-9);
     let requests = tally.latencies_us.len();
-    let target = if args.server.is_some() { "given server" } else { "own server, SQLite" };
+    let target = if args.server.is_some() { "given server" } else { target };
     println!(
         "rex bench {}: {} clients, {requests} requests in {seconds:.1} s, seed {}, {target} {}",
         args.scenario.name(),
@@ -470,7 +568,11 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         args.seed,
         run.base
     );
-    let unit = if args.scenario == Scenario::Search { "search result pages" } else { "successful Bundles" };
+    let unit = match args.scenario {
+        Scenario::Search => "search result pages",
+        Scenario::Mixed => "successful requests of all kinds",
+        Scenario::Intake | Scenario::Validate => "successful Bundles",
+    };
     println!(
         "throughput: {:.1} Bundles/s ({unit}), {:.1} resources/s",
         tally.ok as f64 / seconds,

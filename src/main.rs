@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 mod bench;
+mod profiles_doc;
 mod report;
 mod send;
 
@@ -38,6 +39,8 @@ enum Command {
     Send(send::SendArgs),
     /// Mint a staff (OIDC) bearer token with a development key, for local use and tests.
     Token(TokenArgs),
+    /// Documentation generated from the profiles folder: `rex profiles doc` (docs/profiles.md).
+    Profiles(profiles_doc::ProfilesArgs),
 }
 
 #[derive(clap::Args)]
@@ -148,6 +151,9 @@ struct ServeArgs {
     /// Seconds in-flight requests get to finish after SIGTERM or Ctrl-C.
     #[arg(long, env = "REX_SHUTDOWN_TIMEOUT", default_value_t = 30)]
     shutdown_timeout: u64,
+    /// Do not serve the staff worklist (the web UI under /ui).
+    #[arg(long, env = "REX_NO_UI")]
+    no_ui: bool,
     /// Deepest JSON nesting accepted in a request body.
     #[arg(long, env = "REX_MAX_JSON_DEPTH", default_value_t = rex_fhir::json::DEFAULT_MAX_DEPTH)]
     max_json_depth: usize,
@@ -166,6 +172,7 @@ async fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args).await,
         Command::Send(args) => return send::run(args).await,
         Command::Token(args) => token(args),
+        Command::Profiles(args) => return profiles_doc::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -265,7 +272,13 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         let _ = stopping.wait_for(|stop| *stop).await;
     };
     let state_for_shutdown = state.clone();
-    let plain = rex_server::serve(listener, state.clone(), stopped(stopping.clone()));
+    // The plain listener also serves the staff worklist under /ui; the mTLS one is for partners.
+    let api = rex_server::router(state.clone());
+    let app = match args.no_ui {
+        true => api,
+        false => api.clone().merge(rex_web::routes(api, web_options(&args, &state.config.base_url)?)),
+    };
+    let plain = axum::serve(listener, app).with_graceful_shutdown(stopped(stopping.clone())).into_future();
     let servers = async {
         match mtls {
             Some(listener) => {
@@ -291,6 +304,15 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The web UI's settings: the development login with `--dev`, else the staff identity provider.
+fn web_options(args: &ServeArgs, base_url: &str) -> Result<rex_web::WebOptions, String> {
+    let oidc = match &args.security {
+        Some(path) => rex_auth::AuthConfig::load(path).map_err(|e| format!("{}: {e}", path.display()))?.oidc,
+        None => None,
+    };
+    Ok(rex_web::WebOptions { dev_login: args.dev, oidc, secure_cookies: base_url.starts_with("https://") })
 }
 
 /// The partners, the identity provider and rex's token signer, from the command line.

@@ -439,3 +439,58 @@ impl TestApp {
         self.store.count_rows(table).await.expect("count rows")
     }
 }
+
+impl TestApp {
+    /// A rex on SQLite with the demo referrals (`fixtures/valid`) loaded and the web UI (`rex_web`)
+    /// served under `/ui` beside the API, as `rex serve` does: `secured`, or in development mode
+    /// with the development login.
+    pub async fn sqlite_with_ui(secured: bool) -> TestApp {
+        let (url, cleanup) = TestApp::sqlite_database();
+        let store = Store::connect(&url).await.expect("open the test database");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+        let address = listener.local_addr().unwrap();
+        let config = Config::for_address(address);
+        let base = config.base_url.clone();
+        let routing = RoutingConfig::from_toml(include_str!("../../config/routing.toml")).expect("routing rules load");
+        let (auth, security) = if secured {
+            let token_url = format!("http://{address}/auth/token");
+            let (auth, security) = TestAuth::generate(token_url.clone(), &[]);
+            let signer = rex_auth::TokenSigner::generate(base.clone()).unwrap();
+            (Some(auth), Some(rex_server::security::Security::new(security, signer, token_url).unwrap()))
+        } else {
+            (None, None)
+        };
+        let state = AppState::start(store.clone(), config, routing, VALIDATOR.clone(), partner_profiles(), security)
+            .await
+            .expect("state starts");
+        let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/valid");
+        rex_server::load_demo_data(&state, &demo).await.expect("demo referrals load");
+        let api = rex_server::router(state.clone());
+        let options = rex_web::WebOptions {
+            dev_login: !secured,
+            oidc: auth.as_ref().map(|auth| auth.oidc.clone()),
+            secure_cookies: false,
+        };
+        let app = api.clone().merge(rex_web::routes(api, options));
+        let (shutdown, mut stop) = watch::channel(false);
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|stopped| *stopped).await;
+                })
+                .await
+                .expect("server runs");
+        });
+        TestApp {
+            base,
+            store,
+            state,
+            client: reqwest::Client::new(),
+            shutdown,
+            servers: vec![server],
+            mtls: None,
+            cleanup,
+            auth,
+        }
+    }
+}

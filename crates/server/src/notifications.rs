@@ -39,7 +39,8 @@ const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
 const BATCH: usize = 50;
 
 /// Checks a Subscription a caller writes and makes it active: rest-hook on `Task` criteria, an
-/// `https` endpoint (`http` only to loopback, for tests and local development).
+/// `https` endpoint (`http` only to loopback, for tests and local development, or for test data:
+/// a sandbox partner's configured endpoint).
 pub fn accept_subscription(subscription: &mut Value) -> Result<(), ApiError> {
     let invalid = |message: &str, at: &str| {
         ApiError::one(StatusCode::UNPROCESSABLE_ENTITY, IssueCode::BusinessRule, message).at(at)
@@ -53,7 +54,12 @@ pub fn accept_subscription(subscription: &mut Value) -> Result<(), ApiError> {
     }
     let endpoint = subscription["channel"]["endpoint"].as_str().unwrap_or_default();
     let loopback = ["http://127.0.0.1:", "http://localhost:", "http://[::1]:"].iter().any(|p| endpoint.starts_with(p));
-    if !(endpoint.starts_with("https://") || loopback) {
+    let (test_system, test_code) = rex_referral::task::TEST_DATA_TAG;
+    let test_data = subscription["meta"]["tag"]
+        .as_array()
+        .is_some_and(|tags| tags.iter().any(|t| t["system"] == test_system && t["code"] == test_code));
+    let plain_allowed = loopback || (test_data && endpoint.starts_with("http://"));
+    if !(endpoint.starts_with("https://") || plain_allowed) {
         return Err(invalid("channel.endpoint must be an https:// URL", "Subscription.channel.endpoint"));
     }
     subscription["status"] = json!("active");
@@ -77,6 +83,10 @@ pub fn configured_subscriptions(state: &AppState) -> Vec<Value> {
                 "channel": {"type": "rest-hook", "endpoint": endpoint, "payload": "application/fhir+json"},
             });
             set_owner(&mut subscription, &partner.id);
+            if partner.sandbox {
+                let (system, code) = rex_referral::task::TEST_DATA_TAG;
+                subscription["meta"]["tag"].as_array_mut()?.push(json!({"system": system, "code": code}));
+            }
             Some(subscription)
         })
         .collect()
@@ -238,6 +248,9 @@ mod tests {
         let mut plain = good.clone();
         plain["channel"]["endpoint"] = json!("http://partner.example/notify");
         assert!(accept_subscription(&mut plain).is_err());
+        let mut sandbox = plain.clone();
+        sandbox["meta"] = json!({"tag": [{"system": rex_referral::task::TEST_DATA_TAG.0, "code": "HTEST"}]});
+        assert!(accept_subscription(&mut sandbox).is_ok(), "a sandbox partner's test endpoint may be http");
         let mut patients = good.clone();
         patients["criteria"] = json!("Patient");
         assert!(accept_subscription(&mut patients).is_err());

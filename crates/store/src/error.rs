@@ -19,6 +19,9 @@ pub enum StoreError {
     /// Anything else from the database. Never shown to clients.
     #[error("database error: {0}")]
     Database(#[source] sqlx::Error),
+    /// The SQLite group transaction this write belonged to could not commit; nothing of it is kept.
+    #[error("group commit failed: {0}")]
+    GroupCommit(String),
     #[error("migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
 }

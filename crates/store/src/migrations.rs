@@ -22,6 +22,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../../migrations/postgres/0002_referrals.sql"),
     ),
     (
+        3,
+        "date order",
+        include_str!("../../../migrations/sqlite/0003_date_order.sql"),
+        include_str!("../../../migrations/postgres/0003_date_order.sql"),
+    ),
+    (
         4,
         "outbox",
         include_str!("../../../migrations/sqlite/0004_outbox.sql"),

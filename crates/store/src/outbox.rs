@@ -38,7 +38,7 @@ impl Tx {
              RETURNING last_event",
         )
         .bind(subscription)
-        .fetch_one(&mut *self.inner)
+        .fetch_one(self.conn())
         .await
         .map_err(|err| StoreError::from_sqlx(err, backend))?;
         Ok(row.get(0))
@@ -65,7 +65,7 @@ impl Tx {
         .bind(event_number)
         .bind(payload)
         .bind(now)
-        .execute(&mut *self.inner)
+        .execute(self.conn())
         .await
         .map_err(|err| StoreError::from_sqlx(err, backend))?;
         Ok(())
@@ -88,7 +88,7 @@ impl Store {
              AND (leased_until IS NULL OR leased_until <= $1) ORDER BY id LIMIT {limit}{lock}"
         ))
         .bind(now)
-        .fetch_all(&mut *tx.inner)
+        .fetch_all(tx.conn())
         .await
         .map_err(|err| StoreError::from_sqlx(err, backend))?
         .iter()
@@ -102,7 +102,7 @@ impl Store {
             )
             .bind(now + lease)
             .bind(id)
-            .fetch_one(&mut *tx.inner)
+            .fetch_one(tx.conn())
             .await
             .map_err(|err| StoreError::from_sqlx(err, backend))?;
             items.push(OutboxItem {
@@ -146,7 +146,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut tx = self.begin(Isolation::RowLocking).await?;
         let backend = tx.backend;
-        query.execute(&mut *tx.inner).await.map_err(|err| StoreError::from_sqlx(err, backend))?;
+        query.execute(tx.conn()).await.map_err(|err| StoreError::from_sqlx(err, backend))?;
         tx.commit().await
     }
 

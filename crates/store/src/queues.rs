@@ -2,6 +2,7 @@
 //! referral of a queue that no one else is claiming at this moment.
 
 use crate::read::resource_from_row;
+use crate::search::earliest;
 use crate::{Backend, StoreError, StoredResource, Tx};
 
 const COLUMNS: &str = "r.resource_type, r.id, r.version_id, r.last_updated, r.deleted, r.content";
@@ -20,38 +21,55 @@ impl Tx {
             Backend::Postgres => " FOR UPDATE",
         };
         let sql = format!("SELECT {COLUMNS} FROM resources r WHERE r.resource_type = $1 AND r.id = $2{lock}");
+        self.flush().await?;
+        let backend = self.backend;
         let row = sqlx::query(&sql)
             .bind(resource_type)
             .bind(id)
-            .fetch_optional(&mut *self.inner)
+            .fetch_optional(self.conn())
             .await
-            .map_err(|err| StoreError::from_sqlx(err, self.backend))?;
+            .map_err(|err| StoreError::from_sqlx(err, backend))?;
         Ok(row.as_ref().map(resource_from_row))
     }
 
-    /// The open (`requested`) Task owned by `HealthcareService/{queue}` that is due first, locked
-    /// for this transaction. On PostgreSQL rows other transactions hold are skipped
-    /// (`SKIP LOCKED`), so concurrent "claim next" calls take different referrals.
+    /// The open (`requested`) Task owned by `HealthcareService/{queue}` that is due first (ties by
+    /// id; Tasks without a due time last), locked for this transaction. On PostgreSQL rows other
+    /// transactions hold are skipped (`SKIP LOCKED`), so concurrent "claim next" calls take
+    /// different referrals. Like a queue search, it walks the `due` index in order and stops at the
+    /// first open Task of the queue instead of sorting the whole queue.
     pub async fn next_in_queue(&mut self, queue: &str) -> Result<Option<StoredResource>, StoreError> {
         let lock = match self.backend {
             Backend::Sqlite => "",
             Backend::Postgres => " FOR UPDATE OF r SKIP LOCKED",
         };
-        let sql = format!(
-            "SELECT {COLUMNS} FROM resources r \
-             JOIN idx_reference o ON o.resource_type = r.resource_type AND o.id = r.id AND o.param = 'owner' \
-                 AND o.target_type = 'HealthcareService' AND o.target_id = $1 \
-             JOIN idx_token s ON s.resource_type = r.resource_type AND s.id = r.id AND s.param = 'status' AND s.code = 'requested' \
-             WHERE r.resource_type = 'Task' AND r.deleted = 0 \
-             ORDER BY (SELECT MIN(d.low) FROM idx_date d WHERE d.resource_type = r.resource_type AND d.id = r.id AND d.param = 'due') ASC, \
-                 r.last_updated ASC, r.id ASC \
-             LIMIT 1{lock}"
+        let open_in_queue = "r.resource_type = 'Task' AND r.deleted = 0 \
+             AND EXISTS (SELECT 1 FROM idx_reference o WHERE o.resource_type = r.resource_type AND o.id = r.id \
+                 AND o.param = 'owner' AND o.target_type = 'HealthcareService' AND o.target_id = $1) \
+             AND EXISTS (SELECT 1 FROM idx_token t WHERE t.resource_type = r.resource_type AND t.id = r.id \
+                 AND t.param = 'status' AND t.code = 'requested')";
+        let with_due = format!(
+            "SELECT {COLUMNS} FROM idx_date s JOIN resources r ON r.resource_type = s.resource_type AND r.id = s.id \
+             WHERE s.resource_type = 'Task' AND s.param = 'due'{} \
+             AND {open_in_queue} ORDER BY s.low ASC, s.id ASC LIMIT 1{lock}",
+            earliest(self.backend)
         );
-        let row = sqlx::query(&sql)
-            .bind(queue)
-            .fetch_optional(&mut *self.inner)
-            .await
-            .map_err(|err| StoreError::from_sqlx(err, self.backend))?;
-        Ok(row.as_ref().map(resource_from_row))
+        let without_due = format!(
+            "SELECT {COLUMNS} FROM resources r WHERE {open_in_queue} \
+             AND NOT EXISTS (SELECT 1 FROM idx_date e WHERE e.resource_type = r.resource_type AND e.id = r.id AND e.param = 'due') \
+             ORDER BY r.id ASC LIMIT 1{lock}"
+        );
+        self.flush().await?;
+        let backend = self.backend;
+        for sql in [with_due, without_due] {
+            let row = sqlx::query(&sql)
+                .bind(queue)
+                .fetch_optional(self.conn())
+                .await
+                .map_err(|err| StoreError::from_sqlx(err, backend))?;
+            if let Some(row) = row {
+                return Ok(Some(resource_from_row(&row)));
+            }
+        }
+        Ok(None)
     }
 }

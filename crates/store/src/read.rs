@@ -149,7 +149,9 @@ impl Store {
 impl Tx {
     /// The current version of a resource as this transaction sees it.
     pub async fn read(&mut self, resource_type: &str, id: &str) -> Result<Option<StoredResource>, StoreError> {
-        read_current(&mut self.inner, resource_type, id).await.map_err(|err| StoreError::from_sqlx(err, self.backend))
+        self.flush().await?;
+        let backend = self.backend;
+        read_current(self.conn(), resource_type, id).await.map_err(|err| StoreError::from_sqlx(err, backend))
     }
 
     pub async fn vread(
@@ -158,9 +160,9 @@ impl Tx {
         id: &str,
         version: i64,
     ) -> Result<Option<StoredResource>, StoreError> {
-        read_version(&mut self.inner, resource_type, id, version)
-            .await
-            .map_err(|err| StoreError::from_sqlx(err, self.backend))
+        self.flush().await?;
+        let backend = self.backend;
+        read_version(self.conn(), resource_type, id, version).await.map_err(|err| StoreError::from_sqlx(err, backend))
     }
 
     pub async fn history(
@@ -170,9 +172,9 @@ impl Tx {
         count: usize,
         offset: usize,
     ) -> Result<HistoryPage, StoreError> {
-        history(&mut self.inner, scope, since, count, offset)
-            .await
-            .map_err(|err| StoreError::from_sqlx(err, self.backend))
+        self.flush().await?;
+        let backend = self.backend;
+        history(self.conn(), scope, since, count, offset).await.map_err(|err| StoreError::from_sqlx(err, backend))
     }
 }
 

@@ -25,6 +25,8 @@ impl Tx {
         system: &str,
         value: &str,
     ) -> Result<Option<ReferralRecord>, StoreError> {
+        self.flush().await?;
+        let backend = self.backend;
         let row = sqlx::query(
             "SELECT service_request_id, task_id, entries FROM referrals \
              WHERE partner = $1 AND identifier_system = $2 AND identifier_value = $3",
@@ -32,9 +34,9 @@ impl Tx {
         .bind(partner)
         .bind(system)
         .bind(value)
-        .fetch_optional(&mut *self.inner)
+        .fetch_optional(self.conn())
         .await
-        .map_err(|err| StoreError::from_sqlx(err, self.backend))?;
+        .map_err(|err| StoreError::from_sqlx(err, backend))?;
         Ok(row.map(|row| ReferralRecord {
             partner: partner.to_string(),
             identifier_system: system.to_string(),
@@ -48,6 +50,8 @@ impl Tx {
     /// Records a new referral. A concurrent first send of the same identity makes this fail as
     /// retryable; the retry then finds the referral and treats the Bundle as a re-send.
     pub async fn insert_referral(&mut self, record: &ReferralRecord) -> Result<(), StoreError> {
+        self.flush().await?;
+        let backend = self.backend;
         sqlx::query(
             "INSERT INTO referrals (partner, identifier_system, identifier_value, service_request_id, task_id, entries, received) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -59,14 +63,16 @@ impl Tx {
         .bind(&record.task_id)
         .bind(&record.entries)
         .bind(now_micros())
-        .execute(&mut *self.inner)
+        .execute(self.conn())
         .await
-        .map_err(|err| StoreError::from_sqlx(err, self.backend))?;
+        .map_err(|err| StoreError::from_sqlx(err, backend))?;
         Ok(())
     }
 
     /// Records an amendment: the entries of the amended Bundle and when it came.
     pub async fn record_amendment(&mut self, record: &ReferralRecord) -> Result<(), StoreError> {
+        self.flush().await?;
+        let backend = self.backend;
         sqlx::query(
             "UPDATE referrals SET entries = $1, amended = $2 \
              WHERE partner = $3 AND identifier_system = $4 AND identifier_value = $5",
@@ -76,9 +82,9 @@ impl Tx {
         .bind(&record.partner)
         .bind(&record.identifier_system)
         .bind(&record.identifier_value)
-        .execute(&mut *self.inner)
+        .execute(self.conn())
         .await
-        .map_err(|err| StoreError::from_sqlx(err, self.backend))?;
+        .map_err(|err| StoreError::from_sqlx(err, backend))?;
         Ok(())
     }
 }

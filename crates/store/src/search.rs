@@ -2,14 +2,14 @@
 
 use std::collections::HashSet;
 
-use rex_fhir::query::{Include, Match, Prefix, SearchQuery, SortBy, StringMode, SystemMatch, UriMode};
+use rex_fhir::query::{Include, Match, Prefix, SearchQuery, SortBy, SortKey, StringMode, SystemMatch, UriMode};
 use rex_fhir::search::{ParamType, SearchRegistry};
 use sqlx::any::AnyArguments;
 use sqlx::query::Query;
 use sqlx::{Any, AnyConnection, Row};
 
 use crate::read::resource_from_row;
-use crate::{Store, StoreError, StoredResource, Tx};
+use crate::{Backend, Store, StoreError, StoredResource, Tx};
 
 /// Rounds of `_include:iterate` / `_revinclude:iterate` followed at most.
 const MAX_INCLUDE_ROUNDS: usize = 4;
@@ -256,7 +256,19 @@ fn match_condition(sql: &mut Sql, alternative: &Match) {
 }
 
 /// The WHERE clause (after `r.resource_type = ...`) of a query's criteria.
-fn push_criteria(sql: &mut Sql, query: &SearchQuery) {
+/// How the criteria on index tables are written.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Probe {
+    /// Every criterion is a correlated EXISTS, checked for each candidate row: best when the rows
+    /// come from elsewhere in the wanted order and the scan stops early ([`page_by_date`]).
+    Each,
+    /// A reference to a known target (`owner=HealthcareService/x`, `subject=Patient/1`) becomes
+    /// `r.id IN (...)` on `idx_reference_target`, so the database can start from the few resources
+    /// that point there instead of checking every resource of the type (counts, unsorted pages).
+    FromTargets,
+}
+
+fn push_criteria(sql: &mut Sql, query: &SearchQuery, probe: Probe) {
     let registry = SearchRegistry::r4();
     for criterion in &query.criteria {
         sql.push(" AND (");
@@ -271,6 +283,15 @@ fn push_criteria(sql: &mut Sql, query: &SearchQuery) {
                 }
                 Match::LastUpdated { prefix, low, high } => {
                     range_condition(sql, "r.last_updated", "r.last_updated", *prefix, Arg::Int(*low), Arg::Int(*high))
+                }
+                Match::Reference { target_type: Some(_), .. } if probe == Probe::FromTargets && !criterion.negated => {
+                    sql.push("r.id IN (SELECT i.id FROM idx_reference i WHERE i.resource_type = ");
+                    sql.text(&query.resource_type);
+                    sql.push(" AND i.param = ");
+                    sql.text(&criterion.param);
+                    sql.push(" AND (");
+                    match_condition(sql, alternative);
+                    sql.push("))");
                 }
                 other => {
                     let param_type = registry
@@ -335,11 +356,13 @@ fn base_sql(select: &str, query: &SearchQuery) -> Sql {
     sql.push(&format!("SELECT {select} FROM resources r WHERE r.resource_type = "));
     sql.text(&query.resource_type);
     sql.push(" AND r.deleted = 0");
-    push_criteria(&mut sql, query);
+    push_criteria(&mut sql, query, Probe::FromTargets);
     sql
 }
 
-async fn search(conn: &mut AnyConnection, query: &SearchQuery) -> Result<SearchResult, sqlx::Error> {
+const COLUMNS: &str = "r.resource_type, r.id, r.version_id, r.last_updated, r.deleted, r.content";
+
+async fn search(conn: &mut AnyConnection, backend: Backend, query: &SearchQuery) -> Result<SearchResult, sqlx::Error> {
     let total = if query.total || query.summary_count {
         let sql = base_sql("COUNT(*)", query);
         Some(sql.query().fetch_one(&mut *conn).await?.get::<i64, _>(0))
@@ -349,15 +372,100 @@ async fn search(conn: &mut AnyConnection, query: &SearchQuery) -> Result<SearchR
     if query.summary_count || query.count == 0 {
         return Ok(SearchResult { total, matches: Vec::new(), included: Vec::new() });
     }
-    let mut sql = base_sql("r.resource_type, r.id, r.version_id, r.last_updated, r.deleted, r.content", query);
-    push_order(&mut sql, query);
-    sql.push(" LIMIT ");
+    let matches = match date_order(query) {
+        Some(param) => page_by_date(conn, backend, query, param).await?,
+        None => {
+            let mut sql = base_sql(COLUMNS, query);
+            push_order(&mut sql, query);
+            sql.push(" LIMIT ");
+            sql.arg(Arg::Int(query.count as i64));
+            sql.push(" OFFSET ");
+            sql.arg(Arg::Int(query.offset as i64));
+            sql.query().fetch_all(&mut *conn).await?.iter().map(resource_from_row).collect()
+        }
+    };
+    let included = includes(conn, query, &matches).await?;
+    Ok(SearchResult { total, matches, included })
+}
+
+/// The date parameter of a search sorted by it ascending (then by id): the order of work queues
+/// ("my queue, open, due first"), served by [`page_by_date`].
+fn date_order(query: &SearchQuery) -> Option<&str> {
+    match query.sort.as_slice() {
+        [SortKey { by: SortBy::Date(param), descending: false }]
+        | [SortKey { by: SortBy::Date(param), descending: false }, SortKey { by: SortBy::Id, descending: false }] => {
+            Some(param)
+        }
+        _ => None,
+    }
+}
+
+/// The condition that the `idx_date` row `s` is the earliest value of its resource for its
+/// parameter (values of one parameter are distinct, so exactly one row per resource passes).
+pub(crate) fn earliest(backend: Backend) -> String {
+    // Without statistics SQLite's planner probes with `idx_date_order` (resource_type, param),
+    // a scan of every value of the parameter for each row, instead of the resource's few rows.
+    let index = match backend {
+        Backend::Sqlite => " INDEXED BY idx_date_owner",
+        Backend::Postgres => "",
+    };
+    format!(
+        " AND NOT EXISTS (SELECT 1 FROM idx_date e{index} WHERE e.resource_type = s.resource_type \
+         AND e.id = s.id AND e.param = s.param AND (e.low < s.low OR (e.low = s.low AND e.high < s.high)))"
+    )
+}
+
+/// A page of a search sorted by a date ascending, the same page the general ORDER BY gives:
+/// resources by their earliest value, then those without a value by id. Instead of computing the
+/// key of every match and sorting them all, it walks the date index in order (`idx_date_order`)
+/// and stops when the page is full, so a queue's first page costs the same with 100 or 100,000
+/// referrals.
+async fn page_by_date(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    query: &SearchQuery,
+    param: &str,
+) -> Result<Vec<StoredResource>, sqlx::Error> {
+    let with_value = |select: &str| {
+        let mut sql = Sql::default();
+        sql.push(&format!(
+            "SELECT {select} FROM idx_date s JOIN resources r ON r.resource_type = s.resource_type AND r.id = s.id \
+             WHERE s.resource_type = "
+        ));
+        sql.text(&query.resource_type);
+        sql.push(" AND s.param = ");
+        sql.text(param);
+        sql.push(&earliest(backend));
+        sql.push(" AND r.deleted = 0");
+        push_criteria(&mut sql, query, Probe::Each);
+        sql
+    };
+    let mut sql = with_value(COLUMNS);
+    sql.push(" ORDER BY s.low ASC, s.id ASC LIMIT ");
     sql.arg(Arg::Int(query.count as i64));
     sql.push(" OFFSET ");
     sql.arg(Arg::Int(query.offset as i64));
-    let matches: Vec<StoredResource> = sql.query().fetch_all(&mut *conn).await?.iter().map(resource_from_row).collect();
-    let included = includes(conn, query, &matches).await?;
-    Ok(SearchResult { total, matches, included })
+    let mut page: Vec<StoredResource> =
+        sql.query().fetch_all(&mut *conn).await?.iter().map(resource_from_row).collect();
+    if page.len() == query.count {
+        return Ok(page);
+    }
+    // The page reaches past the resources with a value: how many there are decides where in the
+    // ones without a value it continues.
+    let with_count = if page.is_empty() {
+        with_value("COUNT(*)").query().fetch_one(&mut *conn).await?.get::<i64, _>(0) as usize
+    } else {
+        query.offset + page.len()
+    };
+    let mut sql = base_sql(COLUMNS, query);
+    sql.push(" AND NOT EXISTS (SELECT 1 FROM idx_date e WHERE e.resource_type = r.resource_type AND e.id = r.id AND e.param = ");
+    sql.text(param);
+    sql.push(") ORDER BY r.id ASC LIMIT ");
+    sql.arg(Arg::Int((query.count - page.len()) as i64));
+    sql.push(" OFFSET ");
+    sql.arg(Arg::Int(query.offset.saturating_sub(with_count) as i64));
+    page.extend(sql.query().fetch_all(&mut *conn).await?.iter().map(resource_from_row));
+    Ok(page)
 }
 
 /// Follows `_include` and `_revinclude` from the page of matches, iterating where asked.
@@ -458,13 +566,15 @@ impl Store {
     /// Runs a search.
     pub async fn search(&self, query: &SearchQuery) -> Result<SearchResult, StoreError> {
         let mut conn = self.pool.acquire().await?;
-        Ok(search(&mut conn, query).await?)
+        Ok(search(&mut conn, self.backend, query).await?)
     }
 }
 
 impl Tx {
     /// Runs a search as this transaction sees the data (conditional create, update and delete).
     pub async fn search(&mut self, query: &SearchQuery) -> Result<SearchResult, StoreError> {
-        search(&mut self.inner, query).await.map_err(|err| StoreError::from_sqlx(err, self.backend))
+        self.flush().await?;
+        let backend = self.backend;
+        search(self.conn(), backend, query).await.map_err(|err| StoreError::from_sqlx(err, backend))
     }
 }

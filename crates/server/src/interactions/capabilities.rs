@@ -13,6 +13,27 @@ pub async fn metadata(State(state): State<AppState>) -> Response {
     fhir_json(StatusCode::OK, &state.capability_statement)
 }
 
+/// The specialist workflow operations on referral Tasks (`interactions/workflow.rs`).
+fn workflow_operations() -> Value {
+    let operations = [
+        ("claim", "Task/{id}: a specialist takes the referral (owner: PractitionerRole)"),
+        ("claim-next", "Task: claim the open referral of a queue (queue) that is due first"),
+        ("release", "Task/{id}: put a claimed referral back on its queue"),
+        ("redirect", "Task/{id}: move the referral to another queue (queue, reason)"),
+        ("decline", "Task/{id}: decline the referral (reason)"),
+        ("request-information", "Task/{id}: ask the partner for more (message); the Task waits on-hold"),
+        ("complete", "Task/{id}: return the opinion (opinion: DiagnosticReport or Communication)"),
+    ];
+    operations
+        .iter()
+        .map(|(name, documentation)| {
+            json!({"name": name,
+                   "definition": format!("https://rex.example/fhir/OperationDefinition/Task-{name}"),
+                   "documentation": documentation})
+        })
+        .collect()
+}
+
 fn type_name(param_type: &ParamType) -> &'static str {
     match param_type {
         ParamType::Number => "number",
@@ -50,7 +71,7 @@ pub fn capability_statement(base_url: &str) -> Value {
             let includes: Vec<String> = std::iter::once(format!("{resource_type}:*"))
                 .chain(references.iter().map(|code| format!("{resource_type}:{code}")))
                 .collect();
-            json!({
+            let mut entry = json!({
                 "type": resource_type,
                 "profile": format!("http://hl7.org/fhir/StructureDefinition/{resource_type}"),
                 "interaction": interactions.iter().map(|code| json!({"code": code})).collect::<Vec<_>>(),
@@ -64,7 +85,11 @@ pub fn capability_statement(base_url: &str) -> Value {
                 "referencePolicy": ["literal", "local"],
                 "searchInclude": includes,
                 "searchParam": params,
-            })
+            });
+            if resource_type == "Task" {
+                entry["operation"] = workflow_operations();
+            }
+            entry
         })
         .collect();
     json!({

@@ -481,7 +481,7 @@ pub(super) async fn transaction_body(
                             .await
                             .map_err(|err| entry.locate(err))?;
                         match found.as_slice() {
-                            [] => uuid::Uuid::new_v4().to_string(),
+                            [] => rex_store::new_id(),
                             [id] => {
                                 let stored = tx.read(url.resource_type, id).await?.ok_or_else(ApiError::internal)?;
                                 existing.insert(entry.index, stored);
@@ -496,7 +496,7 @@ pub(super) async fn transaction_body(
                             }
                         }
                     }
-                    None => uuid::Uuid::new_v4().to_string(),
+                    None => rex_store::new_id(),
                 };
                 assigned.insert(entry.index, id.clone());
                 Some(format!("{}/{id}", url.resource_type))
@@ -509,7 +509,7 @@ pub(super) async fn transaction_body(
                         matching_ids(tx, caller, url.resource_type, query).await.map_err(|err| entry.locate(err))?;
                     let body_id = entry.resource.as_ref().and_then(|r| r.get("id")).and_then(Value::as_str);
                     let id = match found.as_slice() {
-                        [] => body_id.map(str::to_string).unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+                        [] => body_id.map(str::to_string).unwrap_or_else(rex_store::new_id),
                         [id] => id.clone(),
                         _ => {
                             return Err(entry.locate(ApiError::one(

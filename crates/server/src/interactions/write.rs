@@ -257,7 +257,7 @@ async fn write(tx: &mut Tx, caller: &Caller, op: &WriteOp) -> Result<WriteOutcom
                     }
                 }
             }
-            let id = id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+            let id = id.clone().unwrap_or_else(rex_store::new_id);
             let mut resource = resource.clone();
             caller.stamp(&mut resource);
             if resource_type == "Subscription" {
@@ -284,7 +284,7 @@ async fn write(tx: &mut Tx, caller: &Caller, op: &WriteOp) -> Result<WriteOutcom
                     .at(&format!("{resource_type}.id")));
                 }
                 (Some(id), _) => id,
-                (None, _) => body_id.map(str::to_string).unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+                (None, _) => body_id.map(str::to_string).unwrap_or_else(rex_store::new_id),
             };
             let mut resource = resource.clone();
             if let Some(current) = current_for(tx, caller, resource_type, &id).await? {

@@ -1,0 +1,224 @@
+//! Group commit on SQLite.
+//!
+//! SQLite has one writer at a time, and each commit in WAL mode with `synchronous=FULL` ends with
+//! an fsync of the log and writes every page the transaction changed. One commit per write
+//! transaction therefore caps intake at the disk's fsync rate, and pages that consecutive
+//! transactions both change (index leaves, the table ends) are written again and again.
+//!
+//! So every write transaction runs on one dedicated connection, in turn, as a savepoint inside a
+//! shared database transaction, the group. A transaction that fails rolls back to its savepoint
+//! and leaves the others untouched. One that succeeds releases its savepoint and waits: when no
+//! other transaction is queued for the writer (or the group is large or old), the group commits
+//! and every member learns the outcome together. No member returns from [`GroupMember::commit`]
+//! before the group's COMMIT, so nothing is acknowledged before it is durable, and if that COMMIT
+//! fails every member fails. A member reads what earlier members of its group wrote; since they
+//! commit or fail together, that is never visible to anyone if it is not durable.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use sqlx::any::AnyConnectOptions;
+use sqlx::{AnyConnection, ConnectOptions};
+use tokio::sync::{Mutex, OwnedMutexGuard, oneshot};
+
+use crate::{Backend, StoreError};
+
+/// A group commits once it has this many members, even if more transactions are queued, so that
+/// the first member's wait stays bounded under constant load.
+const MAX_MEMBERS: usize = 64;
+/// ... or once its first member started this long ago.
+const MAX_AGE: Duration = Duration::from_millis(25);
+/// Page cache of the writer connection (negative: KiB). The writer touches the same index pages
+/// over and over; the default 2 MB made it re-read them from the OS on every transaction.
+const WRITER_CACHE_KIB: i64 = 16 * 1024;
+
+/// The SQLite writer: its connection and how many transactions are queued for it.
+pub(crate) struct Writer {
+    state: Arc<Mutex<WriterState>>,
+    queued: AtomicUsize,
+}
+
+struct WriterState {
+    conn: AnyConnection,
+    group: Option<Group>,
+}
+
+/// The open database transaction shared by several write transactions.
+struct Group {
+    started: Instant,
+    /// Members that released their savepoint and wait for the COMMIT.
+    waiting: Vec<oneshot::Sender<Result<(), String>>>,
+}
+
+/// One write transaction of a group: it holds the writer connection until it commits or is dropped.
+pub(crate) struct GroupMember {
+    writer: Arc<Writer>,
+    /// `None` once the member has finished.
+    guard: Option<OwnedMutexGuard<WriterState>>,
+}
+
+impl Writer {
+    pub(crate) async fn open(options: &AnyConnectOptions) -> Result<Writer, StoreError> {
+        let mut conn = options.connect().await?;
+        sqlx::query(&format!("PRAGMA cache_size = -{WRITER_CACHE_KIB}")).execute(&mut conn).await?;
+        // FULL: each commit fsyncs the log, so a commit survives an OS crash or power cut, not only
+        // a crash of rex. It is SQLite's default; set here so that it is explicit.
+        sqlx::query("PRAGMA synchronous = FULL").execute(&mut conn).await?;
+        Ok(Writer { state: Arc::new(Mutex::new(WriterState { conn, group: None })), queued: AtomicUsize::new(0) })
+    }
+
+    /// Waits for the writer connection and starts a member transaction on it.
+    pub(crate) async fn join(self: &Arc<Self>) -> Result<GroupMember, StoreError> {
+        let guard = {
+            let _queued = Queued::new(&self.queued);
+            self.state.clone().lock_owned().await
+        };
+        // From here on the statements run on a task of their own, so that a caller that goes away
+        // (a client hanging up) cannot leave the connection half-way through them.
+        let started = tokio::spawn(start_member(guard)).await;
+        let guard = started.map_err(|_| StoreError::GroupCommit("starting a transaction was aborted".into()))??;
+        Ok(GroupMember { writer: self.clone(), guard: Some(guard) })
+    }
+
+    /// Whether the group should commit now rather than wait for the transactions queued behind.
+    fn should_commit(&self, group: &Group) -> bool {
+        self.queued.load(Ordering::SeqCst) == 0
+            || group.waiting.len() >= MAX_MEMBERS
+            || group.started.elapsed() >= MAX_AGE
+    }
+}
+
+/// Counts a transaction as queued for the writer while it waits, also if its caller goes away.
+struct Queued<'a>(&'a AtomicUsize);
+
+impl<'a> Queued<'a> {
+    fn new(counter: &'a AtomicUsize) -> Queued<'a> {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Queued(counter)
+    }
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Opens the group transaction if there is none, and the member's savepoint.
+async fn start_member(mut guard: OwnedMutexGuard<WriterState>) -> Result<OwnedMutexGuard<WriterState>, StoreError> {
+    if guard.group.is_none() {
+        // IMMEDIATE takes the database's write lock up front, so a member never fails half-way for
+        // want of it.
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut guard.conn)
+            .await
+            .map_err(|err| StoreError::from_sqlx(err, Backend::Sqlite))?;
+        guard.group = Some(Group { started: Instant::now(), waiting: Vec::new() });
+    }
+    if let Err(err) = sqlx::query("SAVEPOINT rex_tx").execute(&mut guard.conn).await {
+        fail_group(&mut guard, "the group transaction could not start a savepoint").await;
+        return Err(StoreError::from_sqlx(err, Backend::Sqlite));
+    }
+    Ok(guard)
+}
+
+impl GroupMember {
+    pub(crate) fn conn(&mut self) -> &mut AnyConnection {
+        &mut self.guard.as_mut().expect("a member holds the writer until it finishes").conn
+    }
+
+    /// Keeps this member's writes in the group and waits until the group has committed.
+    pub(crate) async fn commit(mut self) -> Result<(), StoreError> {
+        let guard = self.guard.take().expect("a member holds the writer until it finishes");
+        let (done, mut outcome) = oneshot::channel();
+        let writer = self.writer.clone();
+        tokio::spawn(async move {
+            let mut guard = guard;
+            if sqlx::query("RELEASE SAVEPOINT rex_tx").execute(&mut guard.conn).await.is_err() {
+                // The savepoint is gone only if SQLite rolled the whole transaction back.
+                let _ = done.send(Err("the group transaction was rolled back".to_string()));
+                fail_group(&mut guard, "the group transaction was rolled back").await;
+                return;
+            }
+            let group = guard.group.as_mut().expect("a member runs inside a group");
+            group.waiting.push(done);
+            if writer.should_commit(group) {
+                commit_group(&mut guard).await;
+            }
+        });
+        loop {
+            match tokio::time::timeout(MAX_AGE * 2, &mut outcome).await {
+                Ok(Ok(Ok(()))) => return Ok(()),
+                Ok(Ok(Err(message))) => return Err(StoreError::GroupCommit(message)),
+                Ok(Err(_)) => return Err(StoreError::GroupCommit("the group ended without an outcome".into())),
+                Err(_) => {
+                    // The transactions this group waited for went away (their clients hung up)
+                    // before finishing it. Holding the writer means no member is running, so the
+                    // group can commit now.
+                    let mut guard = self.writer.state.clone().lock_owned().await;
+                    if guard.group.as_ref().is_some_and(|group| !group.waiting.is_empty()) {
+                        tokio::spawn(async move { commit_group(&mut guard).await });
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Drop for GroupMember {
+    /// A member dropped without commit (its work failed) undoes its writes. That needs the
+    /// database, so it runs on a task that keeps the writer until it is done.
+    fn drop(&mut self) {
+        let Some(mut guard) = self.guard.take() else { return };
+        let writer = self.writer.clone();
+        tokio::spawn(async move {
+            let undone = async {
+                sqlx::query("ROLLBACK TO SAVEPOINT rex_tx").execute(&mut guard.conn).await?;
+                sqlx::query("RELEASE SAVEPOINT rex_tx").execute(&mut guard.conn).await
+            };
+            if undone.await.is_err() {
+                fail_group(&mut guard, "the group transaction was rolled back").await;
+                return;
+            }
+            let Some(group) = &guard.group else { return };
+            if group.waiting.is_empty() {
+                // Nothing to keep: end the group unless a queued transaction will carry it on.
+                if writer.queued.load(Ordering::SeqCst) == 0 {
+                    let _ = sqlx::query("ROLLBACK").execute(&mut guard.conn).await;
+                    guard.group = None;
+                }
+            } else if writer.should_commit(group) {
+                commit_group(&mut guard).await;
+            }
+        });
+    }
+}
+
+/// Commits the group and tells every waiting member the outcome.
+async fn commit_group(state: &mut WriterState) {
+    let outcome = sqlx::query("COMMIT").execute(&mut state.conn).await;
+    let outcome = match outcome {
+        Ok(_) => Ok(()),
+        Err(err) => {
+            tracing::error!(error = %err, "group commit failed");
+            // A failed COMMIT may leave the transaction open; end it so the next group starts clean.
+            let _ = sqlx::query("ROLLBACK").execute(&mut state.conn).await;
+            Err("the group commit failed".to_string())
+        }
+    };
+    let members = state.group.take().map(|group| group.waiting).unwrap_or_default();
+    tracing::trace!(members = members.len(), "group commit");
+    for member in members {
+        let _ = member.send(outcome.clone());
+    }
+}
+
+/// Ends a group whose transaction is lost: its waiting members fail, nothing of it is kept.
+async fn fail_group(state: &mut WriterState, message: &str) {
+    tracing::error!(message, "group transaction failed");
+    let _ = sqlx::query("ROLLBACK").execute(&mut state.conn).await;
+    for member in state.group.take().map(|group| group.waiting).unwrap_or_default() {
+        let _ = member.send(Err(message.to_string()));
+    }
+}
