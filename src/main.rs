@@ -229,7 +229,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     config.limits.max_bytes = args.max_body_bytes;
     config.limits.max_depth = args.max_json_depth;
     let security = match &args.security {
-        Some(path) => Some(load_security(&args, path, &config.base_url)?),
+        Some(path) => Some(load_security(&args, path, &config.base_url, &store)?),
         None => {
             tracing::warn!(
                 "DEVELOPMENT MODE: no authentication; anyone on this machine can read and write every resource"
@@ -316,14 +316,14 @@ fn web_options(args: &ServeArgs, base_url: &str) -> Result<rex_web::WebOptions, 
 }
 
 /// The partners, the identity provider and rex's token signer, from the command line.
-fn load_security(args: &ServeArgs, path: &std::path::Path, base_url: &str) -> Result<Security, String> {
+fn load_security(args: &ServeArgs, path: &std::path::Path, base_url: &str, store: &Store) -> Result<Security, String> {
     let config = rex_auth::AuthConfig::load(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let signer = match &args.token_key {
         Some(key) => rex_auth::TokenSigner::from_pem_file(key, base_url)?,
         None => rex_auth::TokenSigner::generate(base_url)?,
     };
     let token_url = args.token_url.clone().unwrap_or_else(|| default_token_url(base_url));
-    Security::new(config, signer, token_url)
+    Security::new(config, signer, token_url, store.clone())
 }
 
 /// `https://host/fhir` → `https://host/auth/token`.

@@ -18,6 +18,7 @@ backend_tests!(
     partners_are_rate_limited,
     sandbox_referrals_reach_no_real_queue,
     reads_are_audited_with_the_reader,
+    used_assertions_are_shared_through_the_database,
 );
 
 const ALL: &str = "system/*.cruds";
@@ -368,6 +369,18 @@ async fn reads_are_audited_with_the_reader(app: &TestApp) {
         .await;
     assert_eq!(searches.body["total"], 1, "{}", searches.body);
     assert!(!searches.body.to_string().contains("Ramírez"), "audit holds references, not content");
+}
+
+/// The replay cache lives in the database, so every instance on it refuses a used assertion.
+async fn used_assertions_are_shared_through_the_database(app: &TestApp) {
+    let now = chrono::Utc::now().timestamp();
+    assert!(app.store.record_assertion("hospital-a|jti-1", now + 60, now).await.unwrap());
+    assert!(!app.store.record_assertion("hospital-a|jti-1", now + 60, now + 30).await.unwrap(), "a replay");
+    assert!(app.store.record_assertion("hospital-b|jti-1", now + 60, now).await.unwrap(), "keys are per partner");
+    assert!(
+        app.store.record_assertion("hospital-a|jti-1", now + 200, now + 61).await.unwrap(),
+        "forgotten once expired"
+    );
 }
 
 /// Status and body of a raw HTTP/1.1 response.

@@ -278,7 +278,7 @@ impl TestApp {
             let token_url = format!("http://{address}/auth/token");
             let (auth, config) = TestAuth::generate(token_url.clone(), certificates);
             let signer = rex_auth::TokenSigner::generate(base.clone()).unwrap();
-            (Some(auth), Some(rex_server::security::Security::new(config, signer, token_url).unwrap()))
+            (Some(auth), Some(rex_server::security::Security::new(config, signer, token_url, store.clone()).unwrap()))
         };
         let state = AppState::start(store.clone(), config, routing, VALIDATOR.clone(), partner_profiles(), security)
             .await
@@ -456,7 +456,7 @@ impl TestApp {
             let token_url = format!("http://{address}/auth/token");
             let (auth, security) = TestAuth::generate(token_url.clone(), &[]);
             let signer = rex_auth::TokenSigner::generate(base.clone()).unwrap();
-            (Some(auth), Some(rex_server::security::Security::new(security, signer, token_url).unwrap()))
+            (Some(auth), Some(rex_server::security::Security::new(security, signer, token_url, store.clone()).unwrap()))
         } else {
             (None, None)
         };

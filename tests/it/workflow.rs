@@ -14,6 +14,7 @@ backend_tests!(
     claim_next_takes_the_most_urgent,
     forbidden_transitions_are_refused_on_every_path,
     overdue_referrals_are_escalated_once,
+    an_answer_by_message_resumes_the_referral,
 );
 
 fn parameters(pairs: &[(&str, &str)]) -> Value {
@@ -198,4 +199,27 @@ async fn overdue_referrals_are_escalated_once(app: &TestApp) {
     // A month on, the routine one is overdue too, and only it is escalated now.
     let month = now + chrono::Duration::days(30);
     assert_eq!(escalate_overdue(&app.state, month).await.unwrap(), vec![routine]);
+}
+
+async fn an_answer_by_message_resumes_the_referral(app: &TestApp) {
+    let task = routed_task(app, "W-9", "urgent").await;
+    let claim = parameters(&[("owner", "PractitionerRole/dr-lee")]);
+    assert_eq!(app.post(&format!("Task/{task}/$claim"), &claim).await.status, StatusCode::OK);
+    let ask = parameters(&[("message", "Latest echo, please")]);
+    assert_eq!(app.post(&format!("Task/{task}/$request-information"), &ask).await.status, StatusCode::OK);
+    let requests = app.get("Communication?category=information-request").await.body;
+    let request = requests["entry"][0]["resource"]["id"].as_str().unwrap().to_string();
+    let message = json!({"resourceType": "Bundle", "type": "message", "timestamp": "2026-11-29T08:00:00Z", "entry": [
+        {"fullUrl": "urn:uuid:4a1b0c3d-0000-4000-8000-0000000000a1",
+         "resource": {"resourceType": "MessageHeader", "id": "answer-w9",
+                      "eventCoding": {"system": "https://rex.example/fhir/CodeSystem/message-event", "code": "referral-communication"},
+                      "source": {"name": "Partner EHR", "endpoint": "https://ehr.partner.example/fhir"},
+                      "focus": [{"reference": "urn:uuid:4a1b0c3d-0000-4000-8000-0000000000a2"}]}},
+        {"fullUrl": "urn:uuid:4a1b0c3d-0000-4000-8000-0000000000a2",
+         "resource": {"resourceType": "Communication", "status": "completed",
+                      "inResponseTo": [{"reference": format!("Communication/{request}")}],
+                      "payload": [{"contentString": "Echo report attached to the chart"}]}}]});
+    let reply = app.post("$process-message", &message).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(app.get(&format!("Task/{task}")).await.body["status"], "in-progress");
 }

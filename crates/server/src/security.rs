@@ -14,11 +14,14 @@ use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, PRAGMA, RET
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use rex_auth::ReplayCache;
+use rex_auth::replay::{BoxFuture, ReplayCacheError};
 use rex_auth::{
-    AuthConfig, Authenticator, InMemoryReplayCache, Interaction, OAuthError, OAuthErrorCode, PartnerRegistry,
-    PeerIdentity, TokenEndpoint, TokenRequest, TokenSigner, smart_configuration,
+    AuthConfig, Authenticator, Interaction, OAuthError, OAuthErrorCode, PartnerRegistry, PeerIdentity, TokenEndpoint,
+    TokenRequest, TokenSigner, smart_configuration,
 };
 use rex_fhir::IssueCode;
+use rex_store::Store;
 use serde_json::{Value, json};
 
 use crate::AppState;
@@ -39,7 +42,9 @@ pub struct Security {
 impl Security {
     /// `token_url` is the exact URL partners address their assertions to (`aud`); rex's access
     /// tokens are issued by `signer` (its issuer is the FHIR base URL).
-    pub fn new(config: AuthConfig, signer: TokenSigner, token_url: String) -> Result<Security, String> {
+    /// Used assertions are remembered in `store`, so every instance on that database refuses a
+    /// replayed one.
+    pub fn new(config: AuthConfig, signer: TokenSigner, token_url: String, store: Store) -> Result<Security, String> {
         let partners = Arc::new(config.partners);
         let signer = Arc::new(signer);
         let authenticator = Authenticator::new(partners.clone(), signer.clone(), config.oidc.map(Arc::new))?;
@@ -47,7 +52,7 @@ impl Security {
             partners: partners.clone(),
             signer,
             token_url,
-            replay: Arc::new(InMemoryReplayCache::default()),
+            replay: Arc::new(DatabaseReplayCache(store)),
         };
         Ok(Security { authenticator, token_endpoint, partners, rate_limits: RateLimits::default() })
     }
@@ -59,6 +64,22 @@ impl Security {
 
     pub fn partners(&self) -> &PartnerRegistry {
         &self.partners
+    }
+}
+
+/// The used client assertions in the database (see `rex_store::Store::record_assertion`).
+struct DatabaseReplayCache(Store);
+
+impl ReplayCache for DatabaseReplayCache {
+    fn check_and_record<'a>(
+        &'a self,
+        key: &'a str,
+        expires_at: i64,
+        now: i64,
+    ) -> BoxFuture<'a, Result<bool, ReplayCacheError>> {
+        Box::pin(async move {
+            self.0.record_assertion(key, expires_at, now).await.map_err(|err| ReplayCacheError(err.to_string()))
+        })
     }
 }
 

@@ -6,6 +6,7 @@
 //! and REAL columns, so one code path serves both; the few places where the dialects differ
 //! (transaction start, error codes) are matched on [`Backend`].
 
+mod assertions;
 mod error;
 mod group;
 mod migrations;

@@ -33,6 +33,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../../migrations/sqlite/0004_outbox.sql"),
         include_str!("../../../migrations/postgres/0004_outbox.sql"),
     ),
+    (
+        5,
+        "used assertions",
+        include_str!("../../../migrations/sqlite/0005_used_assertions.sql"),
+        include_str!("../../../migrations/postgres/0005_used_assertions.sql"),
+    ),
 ];
 
 /// Applies pending migrations. On PostgreSQL sqlx takes an advisory lock, so instances starting

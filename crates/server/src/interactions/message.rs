@@ -17,10 +17,10 @@ use rex_fhir::outcome::operation_outcome;
 use rex_fhir::{Issue, IssueCode};
 use rex_referral::Referral;
 use rex_referral::workflow::{Action, transition};
-use rex_store::Isolation;
+use rex_store::{Isolation, StoredResource};
 use serde_json::{Value, json};
 
-use super::transaction::{parse_bundle, run_transaction};
+use super::transaction::{parse_bundle, transaction_body};
 use super::write::{Target, WriteOp, execute};
 use super::{format_param, in_transaction, intake, query_pairs};
 use crate::AppState;
@@ -180,7 +180,17 @@ async fn run(state: &AppState, caller: &Caller, message: &Value, header: &Value)
             revoke(state, &referral).await.map(Some)
         }
         (Event::Communication, _) => {
-            run_transaction(state, caller, &entries, Prefer::default()).await?;
+            // Stored like a transaction; an answer to a request for information resumes its
+            // referral in the same database transaction.
+            let context = (state, caller, entries.as_slice());
+            in_transaction(&state.store, Isolation::Serializable, &context, |tx, (state, caller, entries)| {
+                Box::pin(async move {
+                    let results = transaction_body(tx, state, caller, entries).await?;
+                    let stored: Vec<StoredResource> = results.into_iter().filter_map(|r| r.stored).collect();
+                    super::workflow::resume_for_answers(tx, state, caller, &stored).await
+                })
+            })
+            .await?;
             Ok(None)
         }
         (_, None) => Err(ApiError::new(

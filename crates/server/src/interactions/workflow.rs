@@ -387,53 +387,82 @@ pub async fn receive_answer(
     caller: &Caller,
     communication: &Value,
 ) -> Result<Option<WriteOutcome>, ApiError> {
+    if communication["inResponseTo"].is_null() {
+        return Ok(None);
+    }
+    let context = (state, caller, communication);
+    super::in_transaction(&state.store, Isolation::Serializable, &context, |tx, context| {
+        let (state, caller, communication) = *context;
+        Box::pin(async move {
+            let Some((focus, partner)) = answered_referral(tx, caller, communication).await? else {
+                return Ok(None);
+            };
+            // The answer joins the conversation's compartment.
+            let mut communication = communication.clone();
+            if let Some(partner) = partner {
+                set_owner(&mut communication, &partner);
+            }
+            let op = WriteOp::Create {
+                resource_type: "Communication".into(),
+                resource: communication,
+                id: None,
+                if_none_exist: None,
+            };
+            let created = execute(tx, caller, &op).await?;
+            resume(tx, state, &focus).await?;
+            Ok(Some(created))
+        })
+    })
+    .await
+}
+
+/// The Communications a message stored (event `referral-communication`) resume the referrals
+/// whose requests for information they answer, in the message's transaction.
+pub async fn resume_for_answers(
+    tx: &mut Tx,
+    state: &AppState,
+    caller: &Caller,
+    stored: &[StoredResource],
+) -> Result<(), ApiError> {
+    for communication in stored.iter().filter(|s| s.resource_type == "Communication") {
+        if let Some((focus, _)) = answered_referral(tx, caller, &stored_json(communication)?).await? {
+            resume(tx, state, &focus).await?;
+        }
+    }
+    Ok(())
+}
+
+/// When `communication` answers a request for information the caller may see: the referral
+/// (ServiceRequest reference) the request is about, and the request's partner.
+async fn answered_referral(
+    tx: &mut Tx,
+    caller: &Caller,
+    communication: &Value,
+) -> Result<Option<(String, Option<String>)>, ApiError> {
     let Some(request_id) =
         communication["inResponseTo"][0]["reference"].as_str().and_then(|r| r.strip_prefix("Communication/"))
     else {
         return Ok(None);
     };
-    let Some(request) = caller.visible(state.store.read("Communication", request_id).await?).filter(|c| !c.deleted)
-    else {
+    let Some(request) = caller.visible(tx.read("Communication", request_id).await?).filter(|c| !c.deleted) else {
         return Ok(None);
     };
     let request = stored_json(&request)?;
-    // The answer joins the conversation's compartment.
-    let mut communication = communication.clone();
-    if let Some(partner) = owner(&request) {
-        set_owner(&mut communication, partner);
-    }
     let asks = request["category"][0]["coding"][0]["code"] == "information-request";
-    let Some(focus) = request["basedOn"][0]["reference"].as_str().filter(|_| asks).map(str::to_string) else {
-        return Ok(None);
-    };
-    let context = (state, caller, focus, communication);
-    let outcome = super::in_transaction(&state.store, Isolation::Serializable, &context, |tx, context| {
-        let (state, caller, focus, communication) = context;
-        Box::pin(async move {
-            let query = SearchQuery::parse(
-                SearchRegistry::r4(),
-                "Task",
-                &[("focus".to_string(), focus.clone())],
-                rex_fhir::query::Handling::Strict,
-            )
-            .map_err(|issues| ApiError::new(StatusCode::BAD_REQUEST, issues))?;
-            let op = WriteOp::Create {
-                resource_type: "Communication".into(),
-                resource: communication.clone(),
-                id: None,
-                if_none_exist: None,
-            };
-            let created = execute(tx, caller, &op).await?;
-            for task in tx.search(&query).await?.matches {
-                let Some(task) = tx.read_for_update("Task", &task.id).await? else { continue };
-                if stored_json(&task)?["status"] == "on-hold" {
-                    let rex = &Caller::Unrestricted;
-                    apply(tx, state, rex, task, Action::ReceiveInformation, &Arguments::default()).await?;
-                }
-            }
-            Ok(created)
-        })
-    })
-    .await?;
-    Ok(Some(outcome))
+    let Some(focus) = request["basedOn"][0]["reference"].as_str().filter(|_| asks) else { return Ok(None) };
+    Ok(Some((focus.to_string(), owner(&request).map(str::to_string))))
+}
+
+/// Resumes the referral Tasks about `focus` that wait, on hold, for an answer.
+async fn resume(tx: &mut Tx, state: &AppState, focus: &str) -> Result<(), ApiError> {
+    let pairs = [("focus".to_string(), focus.to_string())];
+    let query = SearchQuery::parse(SearchRegistry::r4(), "Task", &pairs, rex_fhir::query::Handling::Strict)
+        .map_err(|issues| ApiError::new(StatusCode::BAD_REQUEST, issues))?;
+    for task in tx.search(&query).await?.matches {
+        let Some(task) = tx.read_for_update("Task", &task.id).await? else { continue };
+        if stored_json(&task)?["status"] == "on-hold" {
+            apply(tx, state, &Caller::Unrestricted, task, Action::ReceiveInformation, &Arguments::default()).await?;
+        }
+    }
+    Ok(())
 }
