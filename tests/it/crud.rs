@@ -203,6 +203,18 @@ async fn json_patch(app: &TestApp) {
         .await;
     assert_eq!(refused.status, StatusCode::BAD_REQUEST);
     assert_eq!(refused.issue_expression(), "Patient.bogus");
+    // The patched resource is validated like a PUT body: a code outside a required binding is 422.
+    let unbound = json!([{"op": "replace", "path": "/gender", "value": "robot"}]);
+    let refused = app
+        .send(
+            Method::PATCH,
+            &format!("Patient/{id}"),
+            &[("content-type", "application/json-patch+json")],
+            Some(unbound.to_string()),
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", refused.body);
+    assert_eq!(refused.issue_expression(), "Patient.gender");
     assert_eq!(app.get(&format!("Patient/{id}")).await.body["meta"]["versionId"], "2");
 }
 

@@ -9,7 +9,9 @@ use axum::response::{IntoResponse, Response};
 use rex_fhir::outcome::success_outcome;
 use serde_json::Value;
 
-use super::write::{Target, WriteOp, WriteOutcome, check_resource, execute, known_type, patch_from_binary};
+use super::write::{
+    Target, WriteOp, WriteOutcome, apply_patch, check_resource, execute, known_type, patch_from_binary,
+};
 use super::{format_param, in_transaction, query_pairs};
 use super::{intake, workflow};
 use crate::AppState;
@@ -178,7 +180,9 @@ pub async fn conditional_delete(
     write_response(&state, &outcome, Prefer::from_headers(&headers))
 }
 
-/// `PATCH /fhir/{type}/{id}` with a JSON Patch body.
+/// `PATCH /fhir/{type}/{id}` with a JSON Patch body. The patched resource is validated like the
+/// body of a PUT (profiles, terminology, invariants: 422) and written as an update of the version
+/// it was made from, so a concurrent change in between is a 412, never a lost update.
 pub async fn patch(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -195,7 +199,21 @@ pub async fn patch(
         BodyKind::FhirJson => patch_from_binary(&parse_json(&bytes, state.config.limits)?)?,
         BodyKind::Form => return Err(ApiError::unsupported_media("PATCH takes application/json-patch+json")),
     };
-    let op = WriteOp::Patch { resource_type, target: Target::Id(id), patch, if_match: if_match(&headers)? };
+    let current = match state.store.read(&resource_type, &id).await? {
+        Some(stored) if !caller.sees(&stored) => return Err(ApiError::hidden(&format!("{resource_type}/{id}"))),
+        Some(stored) if stored.deleted => return Err(ApiError::gone(format!("{resource_type}/{id} was deleted"))),
+        Some(stored) => stored,
+        None => return Err(ApiError::not_found(format!("{resource_type}/{id} is not known"))),
+    };
+    if let Some(expected) = if_match(&headers)?.filter(|v| *v != current.version_id) {
+        return Err(ApiError::precondition_failed(format!(
+            "Version conflict: If-Match expected version {expected}, the current version is {}",
+            current.version_id
+        )));
+    }
+    let patched = apply_patch(&resource_type, &current, &patch)?;
+    let resource = require_valid(&state.validator, patched, Vec::new()).await?;
+    let op = WriteOp::Update { resource_type, target: Target::Id(id), resource, if_match: Some(current.version_id) };
     let outcome = run(&state, &caller, op).await?;
     write_response(&state, &outcome, Prefer::from_headers(&headers))
 }

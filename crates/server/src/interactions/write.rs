@@ -334,26 +334,9 @@ async fn write(tx: &mut Tx, caller: &Caller, op: &WriteOp) -> Result<WriteOutcom
                     current.version_id
                 )));
             }
-            let mut resource = crate::http::stored_json(&current)?;
-            let patch: json_patch::Patch = serde_json::from_value(patch.clone())
-                .map_err(|err| ApiError::bad_request(format!("The body is not a JSON Patch document: {err}")))?;
-            json_patch::patch(&mut resource, &patch).map_err(|err| {
-                ApiError::one(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    IssueCode::Processing,
-                    format!("The patch cannot be applied: {err}"),
-                )
-            })?;
+            let mut resource = apply_patch(resource_type, &current, patch)?;
             keep_owner(&current, &mut resource);
             caller.stamp(&mut resource);
-            check_resource(resource_type, &resource)?;
-            if resource.get("id").and_then(Value::as_str) != Some(id.as_str()) {
-                return Err(ApiError::one(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    IssueCode::Processing,
-                    "A patch must not change the resource id",
-                ));
-            }
             if resource_type == "Task" {
                 check_task_status_change(tx, &id, &resource).await?;
             }
@@ -365,6 +348,30 @@ async fn write(tx: &mut Tx, caller: &Caller, op: &WriteOp) -> Result<WriteOutcom
             })
         }
     }
+}
+
+/// The resource `patch` (a JSON Patch document) makes of `current`, structurally checked; a patch
+/// may not change the id.
+pub fn apply_patch(resource_type: &str, current: &StoredResource, patch: &Value) -> Result<Value, ApiError> {
+    let mut resource = crate::http::stored_json(current)?;
+    let patch: json_patch::Patch = serde_json::from_value(patch.clone())
+        .map_err(|err| ApiError::bad_request(format!("The body is not a JSON Patch document: {err}")))?;
+    json_patch::patch(&mut resource, &patch).map_err(|err| {
+        ApiError::one(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            IssueCode::Processing,
+            format!("The patch cannot be applied: {err}"),
+        )
+    })?;
+    check_resource(resource_type, &resource)?;
+    if resource.get("id").and_then(Value::as_str) != Some(current.id.as_str()) {
+        return Err(ApiError::one(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            IssueCode::Processing,
+            "A patch must not change the resource id",
+        ));
+    }
+    Ok(resource)
 }
 
 /// A referral Task's status changes only along the workflow table, whatever the write path.
