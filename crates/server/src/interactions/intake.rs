@@ -80,7 +80,11 @@ pub(super) async fn take_in(
         })
         .collect();
     let context = (state, caller, referral, entries.as_slice());
-    let intake = super::in_transaction(&state.store, Isolation::Serializable, &context, |tx, context| {
+    // The referral's identity is guarded by the referrals table's primary key (a concurrent first
+    // send fails and is retried as a re-send), so only searches in the Bundle need serializable.
+    let isolation =
+        if entries.iter().any(Entry::is_conditional) { Isolation::Serializable } else { Isolation::RowLocking };
+    let intake = super::in_transaction(&state.store, isolation, &context, |tx, context| {
         let (state, caller, referral, entries) = *context;
         Box::pin(run(tx, state, caller, referral, entries))
     })

@@ -59,6 +59,14 @@ pub(super) struct Entry {
 }
 
 impl Entry {
+    /// Whether running the entry depends on a search (conditional create, update or delete, or a
+    /// conditional reference), which needs serializable isolation to be race-free.
+    pub(super) fn is_conditional(&self) -> bool {
+        self.if_none_exist.is_some()
+            || self.url.contains('?')
+            || self.resource.as_ref().is_some_and(has_conditional_reference)
+    }
+
     fn location(&self) -> String {
         format!("Bundle.entry[{}]", self.index)
     }
@@ -346,6 +354,16 @@ fn rewrite_references<'a>(
         _ => {}
     }
     Ok(())
+}
+
+fn has_conditional_reference(value: &Value) -> bool {
+    match value {
+        Value::Object(map) => map.iter().any(|(key, child)| {
+            (key == "reference" && child.as_str().is_some_and(|r| r.contains('?'))) || has_conditional_reference(child)
+        }),
+        Value::Array(items) => items.iter().any(has_conditional_reference),
+        _ => false,
+    }
 }
 
 /// Sets the value at a simple dotted path with indexes (`a.b[0].reference`) below `root`.
