@@ -28,7 +28,6 @@ const REJECTED: &[(&str, &str)] = &[
         "Bundle-ussg-fht.json",
         "declares US SDC profiles (sdc-valueset...) that are not loaded; unknown declared profiles are errors",
     ),
-    ("CareTeam-example.json", "ctm-1: participant.onBehalfOf is set while the member is not a Practitioner"),
     (
         "MedicationRequest-medrx0301.json",
         "dispenseRequest.performer references a Practitioner; R4 allows only Organization",

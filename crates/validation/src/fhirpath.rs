@@ -95,6 +95,9 @@ fn lex(src: &str) -> Result<Vec<Tok>, String> {
             while i + 1 < b.len() && !(b[i] == b'*' && b[i + 1] == b'/') {
                 i += 1;
             }
+            if i + 1 >= b.len() {
+                return Err("unterminated comment".into());
+            }
             i += 2;
             continue;
         }
@@ -483,6 +486,12 @@ impl Parser {
     }
 }
 
+/// `1 'wk'`, `1.5 'mg'`, `1 week` (calendar duration words are not quoted).
+fn quantity_string(v: f64, u: &str) -> String {
+    let n = if v.fract() == 0.0 && v.abs() < 1e15 { format!("{v:.0}") } else { fmt_dec(v) };
+    if is_calendar_unit(u) { format!("{n} {u}") } else { format!("{n} '{u}'") }
+}
+
 fn is_calendar_unit(u: &str) -> bool {
     matches!(
         u,
@@ -571,6 +580,8 @@ pub enum Item<'a> {
     DateTime(String),
     Time(String),
     Quantity(f64, String),
+    /// The result of `type()`: (namespace, name).
+    Type(&'static str, String),
 }
 
 /// A FHIR type name (or backbone element path) borrowed from the model or the JSON.
@@ -691,8 +702,8 @@ fn as_string(it: &Item) -> Option<String> {
         Item::Int(i) => Some(i.to_string()),
         Item::Dec(d) => Some(fmt_dec(d)),
         Item::Bool(b) => Some(b.to_string()),
-        Item::Quantity(v, u) => Some(format!("{} '{}'", fmt_dec(v), u)),
-        Item::Node(..) => None,
+        Item::Quantity(v, u) => Some(quantity_string(v, &u)),
+        Item::Node(..) | Item::Type(..) => None,
     }
 }
 
@@ -731,6 +742,14 @@ fn each_child<'a>(v: &'a Value, ext: Option<&'a Value>, f: &mut dyn FnMut(Option
 }
 
 fn navigate<'a>(item: &Item<'a>, name: &str, env: &Env<'a>, out: &mut Coll<'a>) {
+    if let Item::Type(ns, n) = item {
+        match name {
+            "namespace" => out.push(Item::Str(ns.to_string())),
+            "name" => out.push(Item::Str(n.clone())),
+            _ => {}
+        }
+        return;
+    }
     let Item::Node(Some(v), ext, ty) = item else {
         // primitive companions: `id` and `extension` live in the `_x` object
         if let Item::Node(None, Some(e), _) = item
@@ -940,14 +959,14 @@ fn eval<'a, 'b>(expr: &Expr, focus: &Coll<'a>, env: &Env<'a>, fr: Frame<'a, 'b>)
             if *is {
                 match v.as_slice() {
                     [] => vec![],
-                    [one] => vec![Item::Bool(is_type(one, ty, env))],
+                    [one] => vec![Item::Bool(is_type(one, ty, env, false))],
                     _ => return Err("'is' on a collection".into()),
                 }
             } else {
                 if v.len() > 1 {
                     return Err("'as' on a collection".into());
                 }
-                v.into_iter().filter(|x| is_type(x, ty, env)).collect()
+                v.into_iter().filter(|x| is_type(x, ty, env, true)).collect()
             }
         }
         Expr::Bin(op, l, r) => binary(*op, l, r, focus, env, fr)?,
@@ -971,6 +990,7 @@ fn type_name_of<'a>(it: &Item<'a>) -> (&'static str, String) {
         Item::DateTime(_) => ("System", "DateTime".into()),
         Item::Time(_) => ("System", "Time".into()),
         Item::Quantity(..) => ("System", "Quantity".into()),
+        Item::Type(..) => ("System", "TypeInfo".into()),
         Item::Node(v, _, ty) => {
             let t = if ty.is_empty() || ty.contains('.') {
                 v.and_then(|v| v.get("resourceType")).and_then(Value::as_str).unwrap_or(if ty.contains('.') {
@@ -986,7 +1006,9 @@ fn type_name_of<'a>(it: &Item<'a>) -> (&'static str, String) {
     }
 }
 
-fn is_type(it: &Item, ty: &str, env: &Env) -> bool {
+/// `is` accepts subtypes; `as` and `ofType` (`exact`) do not treat FHIR primitives derived from each other
+/// (code from string, uuid from uri) as the same type, like the HL7 engines.
+fn is_type(it: &Item, ty: &str, env: &Env, exact: bool) -> bool {
     let (ns, name) = type_name_of(it);
     let (want_ns, want) = match ty.split_once('.') {
         Some((n, t)) => (Some(n), t),
@@ -1003,6 +1025,9 @@ fn is_type(it: &Item, ty: &str, env: &Env) -> bool {
     if ns == "FHIR" {
         if want_ns.is_none() && name.eq_ignore_ascii_case(want) && want.starts_with(char::is_lowercase) {
             return true;
+        }
+        if exact && name.starts_with(char::is_lowercase) {
+            return false;
         }
         return env.model.is_subtype(&name, want);
     }
@@ -1164,13 +1189,18 @@ fn arith<'a>(op: Op, a: Item<'a>, b: Item<'a>) -> Result<Option<Item<'a>>, EvalE
             _ => None,
         },
         (Op::Add | Op::Sub, Item::Date(d), Item::Quantity(v, u)) => {
-            add_duration(&d, v, &u, op == Op::Sub).map(Item::Date)
+            add_duration(&d, v, &u, op == Op::Sub)?.map(Item::Date)
         }
         (Op::Add | Op::Sub, Item::DateTime(d), Item::Quantity(v, u)) => {
-            add_duration(&d, v, &u, op == Op::Sub).map(Item::DateTime)
+            add_duration(&d, v, &u, op == Op::Sub)?.map(Item::DateTime)
         }
         (Op::Add, Item::Quantity(x, u), Item::Quantity(y, w)) if u == w => Some(Item::Quantity(x + y, u)),
         (Op::Sub, Item::Quantity(x, u), Item::Quantity(y, w)) if u == w => Some(Item::Quantity(x - y, u)),
+        // products and quotients of quantities combine their UCUM units (`'cm' * 'm'` is `'cm.m'`)
+        (Op::Mul, Item::Quantity(x, u), Item::Quantity(y, w)) => Some(Item::Quantity(x * y, format!("{u}.{w}"))),
+        (Op::Div, Item::Quantity(x, u), Item::Quantity(y, w)) if u != w && y != 0.0 => {
+            Some(Item::Quantity(x / y, format!("{u}/{w}")))
+        }
         (Op::Mul, Item::Quantity(x, u), Item::Int(y)) => Some(Item::Quantity(x * y as f64, u)),
         (Op::Mul, Item::Quantity(x, u), Item::Dec(y)) => Some(Item::Quantity(x * y, u)),
         (Op::Div, Item::Quantity(x, u), Item::Quantity(y, w)) if u == w && y != 0.0 => {
@@ -1185,8 +1215,21 @@ fn round8(x: f64) -> f64 {
 }
 
 /// Date arithmetic on the textual form (years, months, days; hours etc. on dateTimes).
-fn add_duration(d: &str, v: f64, unit: &str, sub: bool) -> Option<String> {
+fn add_duration(d: &str, v: f64, unit: &str, sub: bool) -> Result<Option<String>, EvalError> {
+    // UCUM years and months are not calendar durations.
+    if unit == "a" || unit == "mo" {
+        return Err(format!("'{unit}' is not a calendar duration; use year or month"));
+    }
     let n = if sub { -v } else { v } as i64;
+    if let Some(ms) = match unit {
+        "hour" | "hours" | "h" => Some(3_600_000),
+        "minute" | "minutes" | "min" => Some(60_000),
+        "second" | "seconds" | "s" => Some(1000),
+        "millisecond" | "milliseconds" | "ms" => Some(1),
+        _ => None,
+    } {
+        return Ok(add_time(d, n * ms));
+    }
     let (date, rest) = match d.find('T') {
         Some(p) => (&d[..p], &d[p..]),
         None => (d, ""),
@@ -1209,7 +1252,7 @@ fn add_duration(d: &str, v: f64, unit: &str, sub: bool) -> Option<String> {
             m = b;
             day = c;
         }
-        _ => return None,
+        _ => return Ok(None),
     }
     let dim = days_in_month(y, m);
     if day > dim {
@@ -1220,7 +1263,42 @@ fn add_duration(d: &str, v: f64, unit: &str, sub: bool) -> Option<String> {
         2 => format!("{y:04}-{m:02}"),
         _ => format!("{y:04}-{m:02}-{day:02}"),
     };
-    Some(out + rest)
+    Ok(Some(out + rest))
+}
+
+/// Adds milliseconds to a dateTime that has a time part, keeping its precision and timezone.
+fn add_time(d: &str, delta_ms: i64) -> Option<String> {
+    let (date, time) = d.split_once('T')?;
+    let (time, tz) = match time.find(['Z', '+', '-']) {
+        Some(p) => (&time[..p], &time[p..]),
+        None => (time, ""),
+    };
+    let dp: Vec<i64> = date.split('-').map(|p| p.parse().ok()).collect::<Option<_>>()?;
+    let (y, mo, day) = (dp[0], *dp.get(1)?, *dp.get(2)?);
+    let tp: Vec<&str> = time.split(':').collect();
+    let hour: i64 = tp[0].parse().ok()?;
+    let minute: i64 = tp.get(1).map_or(Some(0), |m| m.parse().ok())?;
+    let (sec, frac) = tp.get(2).map_or(("0", ""), |s| s.split_once('.').unwrap_or((s, "")));
+    let millis = if frac.is_empty() { 0 } else { format!("{frac:0<3}")[..3].parse::<i64>().ok()? };
+    let total = days_from_civil(y, mo, day) * 86_400_000
+        + hour * 3_600_000
+        + minute * 60_000
+        + sec.parse::<i64>().ok()? * 1000
+        + millis
+        + delta_ms;
+    let (y, mo, day) = civil_from_days(total.div_euclid(86_400_000));
+    let t = total.rem_euclid(86_400_000);
+    let mut out = format!("{y:04}-{mo:02}-{day:02}T{:02}", t / 3_600_000);
+    if tp.len() > 1 {
+        out.push_str(&format!(":{:02}", t / 60_000 % 60));
+    }
+    if tp.len() > 2 {
+        out.push_str(&format!(":{:02}", t / 1000 % 60));
+    }
+    if !frac.is_empty() {
+        out.push_str(&format!(".{:03}", t % 1000));
+    }
+    Some(out + tz)
 }
 
 pub(crate) fn days_in_month(y: i64, m: i64) -> i64 {
@@ -1332,13 +1410,17 @@ fn normalize_tz(parts: &mut [f64], tz: Option<i64>) {
 fn compare(a: &Item, b: &Item) -> Result<Option<Ordering>, EvalError> {
     Ok(match (a, b) {
         (Item::Int(x), Item::Int(y)) => Some(x.cmp(y)),
-        (Item::Int(x), Item::Dec(y)) => (*x as f64).partial_cmp(y),
-        (Item::Dec(x), Item::Int(y)) => x.partial_cmp(&(*y as f64)),
-        (Item::Dec(x), Item::Dec(y)) => x.partial_cmp(y),
+        (Item::Int(x), Item::Dec(y)) => compare_decimal(*x as f64, *y),
+        (Item::Dec(x), Item::Int(y)) => compare_decimal(*x, *y as f64),
+        (Item::Dec(x), Item::Dec(y)) => compare_decimal(*x, *y),
         (Item::Str(x), Item::Str(y)) => Some(x.cmp(y)),
         (Item::Date(x) | Item::DateTime(x), Item::Date(y) | Item::DateTime(y)) => {
             let (mut pa, ta) = dt_parts(x);
             let (mut pb, tb) = dt_parts(y);
+            // times with and without a timezone cannot be ordered
+            if pa.len() > 3 && pb.len() > 3 && ta.is_some() != tb.is_some() {
+                return Ok(None);
+            }
             if ta.is_some() && tb.is_some() {
                 normalize_tz(&mut pa, ta);
                 normalize_tz(&mut pb, tb);
@@ -1349,31 +1431,29 @@ fn compare(a: &Item, b: &Item) -> Result<Option<Ordering>, EvalError> {
         (Item::Str(s), Item::Date(_) | Item::DateTime(_)) => compare(&Item::DateTime(s.clone()), b)?,
         (Item::Date(_) | Item::DateTime(_), Item::Str(s)) => compare(a, &Item::DateTime(s.clone()))?,
         (Item::Quantity(x, u), Item::Quantity(y, w)) => {
-            let (x, u) = norm_unit(*x, u);
-            let (y, w) = norm_unit(*y, w);
-            if u == w { x.partial_cmp(&y) } else { None }
+            crate::ucum::compare((*x, calendar_to_ucum(u)), (*y, calendar_to_ucum(w)))
         }
         _ => return Err("cannot compare these values".into()),
     })
 }
 
-fn norm_unit(v: f64, u: &str) -> (f64, String) {
+/// Decimals are binary floating point here: values equal to 12 significant digits are equal (`1.8 - 1.2 = 0.6`).
+fn compare_decimal(x: f64, y: f64) -> Option<Ordering> {
+    if (x - y).abs() <= 1e-12 * x.abs().max(y.abs()).max(1.0) { Some(Ordering::Equal) } else { x.partial_cmp(&y) }
+}
+
+/// Calendar duration words as UCUM units, except years and months, which have no fixed UCUM length.
+fn calendar_to_ucum(u: &str) -> &str {
     match u {
-        "year" | "years" => (v, "a".into()),
-        "month" | "months" => (v, "mo".into()),
-        "week" | "weeks" => (v * 7.0, "d".into()),
-        "wk" => (v * 7.0, "d".into()),
-        "day" | "days" => (v, "d".into()),
-        "hour" | "hours" => (v, "h".into()),
-        "minute" | "minutes" => (v, "min".into()),
-        "second" | "seconds" => (v, "s".into()),
-        "millisecond" | "milliseconds" => (v, "ms".into()),
-        "g" => (v, "g".into()),
-        "mg" => (v / 1000.0, "g".into()),
-        "kg" => (v * 1000.0, "g".into()),
-        "cm" => (v / 100.0, "m".into()),
-        "mm" => (v / 1000.0, "m".into()),
-        _ => (v, u.to_string()),
+        "week" | "weeks" => "wk",
+        "day" | "days" => "d",
+        "hour" | "hours" => "h",
+        "minute" | "minutes" => "min",
+        "second" | "seconds" => "s",
+        "millisecond" | "milliseconds" => "ms",
+        "years" => "year",
+        "months" => "month",
+        other => other,
     }
 }
 
@@ -1422,6 +1502,22 @@ fn equivalent(a: &Item, b: &Item) -> bool {
         }
         (Item::Date(_) | Item::DateTime(_), Item::Date(_) | Item::DateTime(_)) => {
             compare(&pa, &pb).ok().flatten() == Some(Ordering::Equal)
+        }
+        // quantities are equivalent at the precision of the less precise one, in its unit
+        (Item::Quantity(x, u), Item::Quantity(y, w)) => {
+            let (u, w) = (calendar_to_ucum(u), calendar_to_ucum(w));
+            let y = if u == w {
+                Some(*y)
+            } else {
+                crate::ucum::canonical(u)
+                    .zip(crate::ucum::canonical(w))
+                    .filter(|((_, a), (_, b))| a == b)
+                    .map(|((fu, _), (fw, _))| y * fw / fu)
+            };
+            y.is_some_and(|y| {
+                let f = 10f64.powi(decimal_places(*x).min(decimal_places(y)) as i32);
+                (x * f).round() == (y * f).round()
+            })
         }
         _ => equal(&pa, &pb) == Some(true),
     }
@@ -1598,35 +1694,40 @@ fn call<'a, 'b>(
             }
         }
         "iif" => {
-            let c = eval(args.first().ok_or("missing argument")?, &input, env, fr)?;
             if input.len() > 1 {
                 return Err("iif on a collection".into());
             }
-            return if single_bool(&c)? == Some(true) {
-                eval(args.get(1).ok_or("missing argument")?, focus, env, fr)
-            } else {
-                match args.get(2) {
-                    Some(e) => eval(e, focus, env, fr),
-                    None => Ok(vec![]),
-                }
+            // The criterion and the branches are evaluated on the input, which is also `$this`.
+            let frame = Frame { this: input.first(), ..fr };
+            let c = eval(args.first().ok_or("missing argument")?, &input, env, frame)?;
+            let cond = match c.as_slice() {
+                [] => false,
+                [one] => to_bool(one).ok_or("iif criterion is not a boolean")?,
+                _ => return Err("iif criterion is not a single boolean".into()),
+            };
+            return match args.get(if cond { 1 } else { 2 }) {
+                Some(e) => eval(e, &input, env, frame),
+                None if cond => Err("missing argument".into()),
+                None => Ok(vec![]),
             };
         }
         "ofType" => {
             let ty = type_arg(args)?;
-            return Ok(input.into_iter().filter(|x| is_type(x, &ty, env)).collect());
+            return Ok(input.into_iter().filter(|x| is_type(x, &ty, env, true)).collect());
         }
         "is" | "as" => {
             let ty = type_arg(args)?;
             if name == "is" {
                 return match input.as_slice() {
                     [] => Ok(vec![]),
-                    [one] => b(is_type(one, &ty, env)),
+                    [one] => b(is_type(one, &ty, env, false)),
                     _ => Err("is() on a collection".into()),
                 };
             }
-            return Ok(input.into_iter().filter(|x| is_type(x, &ty, env)).collect());
+            return Ok(input.into_iter().filter(|x| is_type(x, &ty, env, true)).collect());
         }
         "trace" => return Ok(input),
+        "sort" => return sort(input, args, env),
         _ => {}
     }
     Ok(match name {
@@ -1809,15 +1910,13 @@ fn call<'a, 'b>(
         }
         "htmlChecks" | "htmlchecks" => vec![Item::Bool(true)],
         "getValue" => input.into_iter().map(|x| prim(&x)).filter(|x| !matches!(x, Item::Node(..))).collect(),
-        "type" => {
-            let mut out = Vec::new();
-            for it in &input {
+        "type" => input
+            .iter()
+            .map(|it| {
                 let (ns, n) = type_name_of(it);
-                let _ = (ns, n);
-            }
-            out.clear();
-            out
-        }
+                Item::Type(ns, n)
+            })
+            .collect(),
         "toString" => singleton(&input)?.and_then(|x| as_string(&x)).map(Item::Str).into_iter().collect(),
         "toInteger" => match singleton(&input)? {
             Some(Item::Int(i)) => vec![Item::Int(i)],
@@ -1852,6 +1951,7 @@ fn call<'a, 'b>(
             _ => vec![],
         },
         "toQuantity" => match singleton(&input)? {
+            Some(Item::Bool(b)) => vec![Item::Quantity(if b { 1.0 } else { 0.0 }, "1".into())],
             Some(Item::Int(i)) => vec![Item::Quantity(i as f64, "1".into())],
             Some(Item::Dec(d)) => vec![Item::Quantity(d, "1".into())],
             Some(q @ Item::Quantity(..)) => vec![q],
@@ -1944,12 +2044,20 @@ fn call<'a, 'b>(
                 vec![Item::Str(s.replace(&p, &r))]
             }
         }
-        "matches" | "replaceMatches" => {
+        "matches" | "matchesFull" | "replaceMatches" => {
             let (Some(s), Some(p)) = (str_of(singleton(&input)?), arg_str(args, 0, focus, env, fr)?) else {
                 return Ok(vec![]);
             };
-            let re = regex::Regex::new(&p).map_err(|e| format!("bad regex: {e}"))?;
-            if name == "matches" {
+            if name == "replaceMatches" && p.is_empty() {
+                return Ok(vec![Item::Str(s)]);
+            }
+            let p = if name == "matchesFull" { format!("^(?:{p})$") } else { p };
+            // FHIRPath regexes run in single-line mode: `.` matches new lines.
+            let re = regex::RegexBuilder::new(&p)
+                .dot_matches_new_line(true)
+                .build()
+                .map_err(|e| format!("bad regex: {e}"))?;
+            if name != "replaceMatches" {
                 vec![Item::Bool(re.is_match(&s))]
             } else {
                 let Some(r) = arg_str(args, 1, focus, env, fr)? else { return Ok(vec![]) };
@@ -2021,10 +2129,227 @@ fn call<'a, 'b>(
         "timeOfDay" => {
             vec![Item::Time(now_string(true).split('T').nth(1).unwrap_or("00:00:00").trim_end_matches('Z').into())]
         }
-        "lowBoundary" | "highBoundary" | "encode" | "decode" | "escape" | "unescape" => vec![],
-        "hasValueSet" | "hasTemplateIdOf" | "comparable" => vec![],
+        "lowBoundary" | "highBoundary" => {
+            let Some(v) = singleton(&input)? else { return Ok(vec![]) };
+            // a FHIR dateTime given as a date is still a dateTime: its boundaries have a time
+            let v = match (&input[0], v) {
+                (Item::Node(_, _, "dateTime" | "instant"), Item::Date(d)) => Item::DateTime(d),
+                (_, v) => v,
+            };
+            let precision = if args.is_empty() { None } else { arg_int(args, 0, focus, env, fr)? };
+            boundary(&v, precision, name == "highBoundary").into_iter().collect()
+        }
+        "precision" => match singleton(&input)? {
+            Some(Item::Int(_)) => vec![Item::Int(0)],
+            Some(Item::Dec(d) | Item::Quantity(d, _)) => vec![Item::Int(decimal_places(d) as i64)],
+            Some(Item::Date(d) | Item::DateTime(d) | Item::Time(d)) => {
+                vec![Item::Int(date_digits(&d).len() as i64)]
+            }
+            _ => vec![],
+        },
+        "comparable" => {
+            let other = singleton(&arg(args, 0, focus, env, fr)?)?;
+            match (singleton(&input)?, other) {
+                (Some(Item::Quantity(_, u)), Some(Item::Quantity(_, w))) => vec![Item::Bool(
+                    u == w
+                        || crate::ucum::canonical(&u)
+                            .zip(crate::ucum::canonical(&w))
+                            .is_some_and(|((_, a), (_, b))| a == b),
+                )],
+                _ => vec![],
+            }
+        }
+        "encode" | "decode" | "escape" | "unescape" => {
+            let (Some(s), Some(format)) = (str_of(singleton(&input)?), arg_str(args, 0, focus, env, fr)?) else {
+                return Ok(vec![]);
+            };
+            crate::fhirpath_text::transform(name, &format, &s).map(Item::Str).into_iter().collect()
+        }
+        "hasValueSet" | "hasTemplateIdOf" => vec![],
         _ => return Err(format!("unknown function {name}()")),
     })
+}
+
+/// `sort(keys...)`: each key is evaluated per item; a key written `-expr` sorts in descending order.
+fn sort<'a>(input: Coll<'a>, args: &[Expr], env: &Env<'a>) -> Result<Coll<'a>, EvalError> {
+    let mut keyed: Vec<(Vec<Option<Item<'a>>>, Item<'a>)> = Vec::with_capacity(input.len());
+    for (i, it) in input.iter().enumerate() {
+        let one = vec![it.clone()];
+        let mut keys = Vec::new();
+        for a in args {
+            let e = match a {
+                Expr::Unary('-', e) => e.as_ref(),
+                other => other,
+            };
+            keys.push(singleton(&eval(e, &one, env, Frame { this: Some(it), index: i, total: None })?)?);
+        }
+        if args.is_empty() {
+            keys.push(Some(prim(it)));
+        }
+        keyed.push((keys, it.clone()));
+    }
+    let descending: Vec<bool> = args.iter().map(|a| matches!(a, Expr::Unary('-', _))).collect();
+    keyed.sort_by(|(a, _), (b, _)| {
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            // empty keys sort first
+            let o = match (x, y) {
+                (None, None) => Ordering::Equal,
+                (None, Some(_)) => Ordering::Less,
+                (Some(_), None) => Ordering::Greater,
+                (Some(x), Some(y)) => {
+                    let o = compare(x, y).ok().flatten().unwrap_or(Ordering::Equal);
+                    if descending.get(i).copied().unwrap_or(false) { o.reverse() } else { o }
+                }
+            };
+            if o != Ordering::Equal {
+                return o;
+            }
+        }
+        Ordering::Equal
+    });
+    Ok(keyed.into_iter().map(|(_, it)| it).collect())
+}
+
+/// Digits after the decimal point in the shortest representation of `d`.
+fn decimal_places(d: f64) -> usize {
+    let s = format!("{d}");
+    s.split_once('.').map_or(0, |(_, f)| f.len())
+}
+
+/// The digits of a date, dateTime or time value, without its timezone (`2014-01-05T10:30` -> `201401051030`).
+fn date_digits(s: &str) -> String {
+    let (date, time) = match s.split_once('T') {
+        Some((d, t)) => (d, t),
+        None if s.contains(':') => ("", s),
+        None => (s, ""),
+    };
+    let time = time.trim_end_matches('Z');
+    let time = match time.rfind(['+', '-']) {
+        Some(p) => &time[..p],
+        None => time,
+    };
+    date.chars().chain(time.chars()).filter(char::is_ascii_digit).collect()
+}
+
+/// lowBoundary / highBoundary: the least or greatest value that `v`, given at its own precision, may stand
+/// for, expressed at `precision` digits (decimal places for numbers, digits for dates and times).
+fn boundary<'a>(v: &Item<'a>, precision: Option<i64>, high: bool) -> Option<Item<'a>> {
+    match v {
+        Item::Int(i) => decimal_boundary(*i as f64, 0, precision.unwrap_or(8), high).map(Item::Dec),
+        Item::Dec(d) => decimal_boundary(*d, decimal_places(*d), precision.unwrap_or(8), high).map(Item::Dec),
+        Item::Quantity(d, u) => {
+            decimal_boundary(*d, decimal_places(*d), precision.unwrap_or(8), high).map(|b| Item::Quantity(b, u.clone()))
+        }
+        Item::Date(s) => {
+            date_boundary(s, precision.unwrap_or(8).min(9), high, false).filter(|d| d.len() <= 10).map(Item::Date)
+        }
+        Item::DateTime(s) => date_boundary(s, precision.unwrap_or(17), high, false).map(Item::DateTime),
+        Item::Time(s) => date_boundary(s, precision.unwrap_or(9), high, true).map(Item::Time),
+        _ => None,
+    }
+}
+
+/// Decimal boundaries in exact integer arithmetic: `x` has `places` decimals, so it stands for
+/// `x ± 0.5 * 10^-places`; the low boundary is truncated to `out` decimals, the high one rounded.
+fn decimal_boundary(x: f64, places: usize, out: i64, high: bool) -> Option<f64> {
+    if !(0..=28).contains(&out) || places > 15 {
+        return None;
+    }
+    let out = out as u32;
+    let negative = x < 0.0;
+    // below zero the boundaries swap: low(-x) = -high(x)
+    let up = high != negative;
+    let m = (x.abs() * 10f64.powi(places as i32)).round() as i128;
+    let scale = places as u32 + 1;
+    let b = if up { m * 10 + 5 } else { m * 10 - 5 };
+    let r = if out >= scale {
+        b.checked_mul(10i128.checked_pow(out - scale)?)?
+    } else {
+        let d = 10i128.pow(scale - out);
+        if up { (b + d / 2) / d } else { b / d }
+    };
+    let v = r as f64 / 10f64.powi(out as i32);
+    Some(if negative { -v } else { v })
+}
+
+/// Date, dateTime and time boundaries: missing components are filled with their least or greatest value,
+/// then the value is written with `digits` digits. A dateTime without a timezone takes the extreme ones.
+fn date_boundary(s: &str, digits: i64, high: bool, time_only: bool) -> Option<String> {
+    let (date, time) = match s.split_once('T') {
+        Some((d, t)) => (d, Some(t)),
+        None if time_only => ("", Some(s)),
+        None => (s, None),
+    };
+    let mut tz = None;
+    let mut comps: Vec<i64> = Vec::new();
+    if !time_only {
+        comps.extend(date.split('-').map(|p| p.parse::<i64>().ok()).collect::<Option<Vec<_>>>()?);
+    }
+    if let Some(t) = time {
+        let (t, z) = if let Some(t) = t.strip_suffix('Z') {
+            (t, Some("Z".to_string()))
+        } else if let Some(p) = t.rfind(['+', '-']) {
+            (&t[..p], Some(t[p..].to_string()))
+        } else {
+            (t, None)
+        };
+        tz = z;
+        let mut parts = t.split(':');
+        for p in parts.by_ref().take(2) {
+            comps.push(p.parse().ok()?);
+        }
+        // an hour alone means the whole minute `hh:00`
+        if comps.len() == if time_only { 1 } else { 4 } {
+            comps.push(0);
+        }
+        if let Some(sec) = parts.next() {
+            let (whole, frac) = sec.split_once('.').unwrap_or((sec, ""));
+            comps.push(whole.parse().ok()?);
+            if !frac.is_empty() {
+                comps.push(format!("{frac:0<3}")[..3].parse().ok()?);
+            }
+        }
+    }
+    let first = if time_only { 3 } else { 0 };
+    let widths: &[(usize, i64)] = &[(4, 4), (2, 6), (2, 8), (2, 10), (2, 12), (2, 14), (3, 17)];
+    let want = widths.iter().position(|(_, d)| *d == digits + if time_only { 8 } else { 0 })?;
+    if want < first {
+        return None;
+    }
+    let mut full: Vec<i64> = Vec::new();
+    for i in first..=want {
+        let have = comps.get(i - first).copied();
+        let v = match have {
+            Some(v) => v,
+            None if !high => [1, 1, 1, 0, 0, 0, 0][i] as i64,
+            None => match i {
+                1 => 12,
+                2 => days_in_month(full[0], full[1]),
+                3 => 23,
+                4 | 5 => 59,
+                6 => 999,
+                _ => 0,
+            },
+        };
+        full.push(v);
+    }
+    let mut out = String::new();
+    for (k, v) in full.iter().enumerate() {
+        let i = k + first;
+        let sep = match i {
+            1 | 2 => "-",
+            3 if !time_only => "T",
+            4 | 5 => ":",
+            6 => ".",
+            _ => "",
+        };
+        out.push_str(sep);
+        out.push_str(&format!("{v:0w$}", w = widths[i].0));
+    }
+    if !time_only && want >= 3 {
+        out.push_str(&tz.unwrap_or_else(|| if high { "-12:00".into() } else { "+14:00".into() }));
+    }
+    Some(out)
 }
 
 fn same_node(a: &Item, b: &Item) -> bool {
@@ -2089,6 +2414,17 @@ fn children<'a>(it: &Item<'a>, env: &Env<'a>, out: &mut Coll<'a>) {
             each_child(v, None, &mut |n, e| out.push(Item::Node(n, e, cty)));
         }
     }
+}
+
+/// Today's date moved by a duration (UCUM `a`, `mo`, `wk`, `d` or calendar words), for minValue/maxValue
+/// given as a Duration on dates. `None` for other units.
+pub(crate) fn today_offset(value: f64, unit: &str) -> Option<String> {
+    let unit = match unit {
+        "a" => "year",
+        "mo" => "month",
+        other => other,
+    };
+    add_duration(&now_string(false), value.abs(), unit, value < 0.0).ok().flatten()
 }
 
 fn now_string(with_time: bool) -> String {

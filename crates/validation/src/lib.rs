@@ -16,10 +16,13 @@
 
 mod defs;
 pub mod fhirpath;
+mod fhirpath_text;
 mod model;
 mod primitives;
+mod questionnaire;
 mod snapshot;
 mod terminology;
+mod ucum;
 mod validate;
 
 use std::collections::{HashMap, HashSet};
@@ -46,6 +49,9 @@ pub struct Options {
     /// Extensions whose definition is unknown are errors (default: warning; unknown modifierExtension is
     /// always an error).
     pub unknown_extension_is_error: bool,
+    /// Example URLs (example.org, example.com) are accepted in uri/url/canonical values and extension urls
+    /// (default). When false they are errors, as in the HL7 validator's "no examples" mode.
+    pub allow_example_urls: bool,
     /// Constraint keys never evaluated (known-bad expressions in R4 core).
     pub skip_constraints: HashSet<&'static str>,
 }
@@ -55,6 +61,7 @@ impl Default for Options {
         Options {
             unknown_profile_is_error: true,
             unknown_extension_is_error: false,
+            allow_example_urls: true,
             // Known issues with R4 core invariants (the HL7 validator suppresses these too).
             skip_constraints: ["ele-1", "dom-6", "txt-1", "txt-2", "que-7", "sdf-0", "bdl-10", "eld-19", "eld-20"]
                 .into_iter()
@@ -68,6 +75,8 @@ pub struct Validator {
     pub(crate) sds: FxMap<String, Arc<Sd>>,
     pub(crate) types: FxMap<String, Arc<Sd>>,
     pub(crate) term: terminology::Terminology,
+    /// Questionnaires by canonical URL (without version), for QuestionnaireResponse validation.
+    pub(crate) questionnaires: FxMap<String, Value>,
     pub(crate) options: Options,
     load_messages: Vec<String>,
 }
@@ -103,7 +112,8 @@ impl Validator {
             }
         }
         let term = terminology::Terminology::new(definitions.value_sets, &definitions.code_systems);
-        Validator { sds, types, term, options, load_messages }
+        let questionnaires = definitions.questionnaires.into_iter().collect();
+        Validator { sds, types, term, questionnaires, options, load_messages }
     }
 
     /// Problems met while generating snapshots (profiles that could not be fully processed).

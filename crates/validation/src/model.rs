@@ -113,6 +113,9 @@ pub(crate) struct Sd {
     pub elems: Vec<Elem>,
     pub by_path: crate::FxMap<String, usize>,
     pub is_modifier_ext: bool,
+    /// For extensions: the element paths or types where the extension may be used (`context` of type
+    /// `element`). `None` when unrestricted or when a context is of another kind (FHIRPath, extension).
+    pub contexts: Option<Vec<String>>,
 }
 
 /// Cache of parsed FHIRPath expressions shared by all structures.
@@ -342,7 +345,18 @@ pub(crate) fn compile(sd: &Value, snapshot: &[Value], cache: &mut ExprCache) -> 
         elems,
         by_path,
         is_modifier_ext,
+        contexts: element_contexts(sd),
     }
+}
+
+fn element_contexts(sd: &Value) -> Option<Vec<String>> {
+    let list = sd.get("context")?.as_array()?;
+    if list.is_empty() {
+        return None;
+    }
+    list.iter()
+        .map(|c| (s(c, "type") == Some("element")).then(|| s(c, "expression").map(str::to_string)).flatten())
+        .collect()
 }
 
 fn strings(v: Option<&Value>) -> Vec<String> {

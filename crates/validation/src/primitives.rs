@@ -102,7 +102,12 @@ fn check_str(ty: &str, s: &str) -> Option<String> {
                 && !s.contains("  ")
                 && !s.contains(['\t', '\n', '\r'])
         }
-        "uri" | "url" | "canonical" => !s.contains(char::is_whitespace),
+        "uri" | "url" | "canonical" => {
+            if s.starts_with("urn:uuid:") && !is_uuid(s) {
+                return Some(format!("UUIDs must be valid and lowercase ({})", truncate(&s[9..], 80)));
+            }
+            !s.contains(char::is_whitespace)
+        }
         "oid" => is_oid(s),
         "uuid" => is_uuid(s),
         "base64Binary" => is_base64(s),
@@ -146,6 +151,13 @@ fn is_uuid(s: &str) -> bool {
         && b.iter().enumerate().all(|(i, c)| {
             if matches!(i, 8 | 13 | 18 | 23) { *c == b'-' } else { c.is_ascii_digit() || (b'a'..=b'f').contains(c) }
         })
+}
+
+/// The number of bytes that a (well-formed) base64 text decodes to.
+pub(crate) fn base64_decoded_len(s: &str) -> usize {
+    let n = s.bytes().filter(|b| !b.is_ascii_whitespace()).count();
+    let pad = s.bytes().rev().filter(|b| !b.is_ascii_whitespace()).take_while(|b| *b == b'=').count();
+    (n / 4 * 3).saturating_sub(pad)
 }
 
 fn is_base64(s: &str) -> bool {

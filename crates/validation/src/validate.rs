@@ -21,6 +21,10 @@ pub(crate) struct Walk<'v> {
     pub reported_systems: HashSet<String>,
     /// Depth guard against pathological nesting.
     pub depth: usize,
+    /// Length of `path` where each resource of `resources` starts, to name elements from their resource.
+    pub resource_starts: Vec<usize>,
+    /// Whether each resource of `resources` is a contained resource (its `%rootResource` is its container).
+    pub contained: Vec<bool>,
 }
 
 type Entry<'a> = (Option<&'a Value>, Option<&'a Value>, &'a str, &'a str, Option<usize>);
@@ -46,6 +50,8 @@ impl<'v> Walk<'v> {
             resources: Vec::new(),
             reported_systems: HashSet::new(),
             depth: 0,
+            resource_starts: Vec::new(),
+            contained: Vec::new(),
         }
     }
 
@@ -78,6 +84,9 @@ impl<'v> Walk<'v> {
         }
         self.depth += 1;
         self.resources.push(res);
+        self.resource_starts.push(self.path.len());
+        let last_step = self.path.rfind('.').map_or("", |d| &self.path[d..]);
+        self.contained.push(last_step.starts_with(".contained["));
         self.complex(base, 0, res, rt);
         // Declared profiles keep their place in meta.profile, so an unknown one is reported there.
         let mut profiles: Vec<(String, Option<usize>)> = Vec::new();
@@ -119,7 +128,12 @@ impl<'v> Walk<'v> {
         if rt == "Bundle" {
             self.bundle_rules(res);
         }
+        if rt == "QuestionnaireResponse" {
+            self.questionnaire_response(res);
+        }
         self.resources.pop();
+        self.resource_starts.pop();
+        self.contained.pop();
         self.depth -= 1;
     }
 
@@ -142,6 +156,12 @@ impl<'v> Walk<'v> {
                         for msg in primitives::check_xhtml(val.as_str().unwrap_or("")) {
                             self.err(IssueCode::Value, msg);
                         }
+                    }
+                    if !self.v.options.allow_example_urls
+                        && matches!(ty, "uri" | "url" | "canonical")
+                        && let Some(url) = val.as_str().filter(|u| is_example_url(u))
+                    {
+                        self.err(IssueCode::Value, format!("Example URLs are not allowed in this context ({url})"));
                     }
                     self.value_rules(elem, val, ty);
                 }
@@ -183,6 +203,9 @@ impl<'v> Walk<'v> {
             return;
         }
         self.complex(sd, ei, node, ty);
+        if ty == "Attachment" {
+            self.attachment_size(node);
+        }
         // Type profiles (extensions with a definition, profiled datatypes).
         for t in elem.types.iter().filter(|t| t.code == ty) {
             for p in &t.profiles {
@@ -222,6 +245,8 @@ impl<'v> Walk<'v> {
         // Group the JSON properties by child definition.
         let mut flat: Vec<(usize, Entry<'v>)> = Vec::with_capacity(obj.len() + 2);
         let has_companions = obj.keys().any(|k| k.starts_with('_'));
+        // children present with a type they do not allow: reported once, not again as missing
+        let mut wrong_type: Vec<usize> = Vec::new();
         let base_len = self.path.len();
         for (key, val) in obj {
             if key == "resourceType" && is_root_resource || key == "fhir_comments" {
@@ -257,6 +282,7 @@ impl<'v> Walk<'v> {
                                             ),
                                         );
                                         self.path.truncate(base_len);
+                                        wrong_type.push(gi);
                                         found = Some((usize::MAX, ""));
                                     }
                                 }
@@ -365,7 +391,7 @@ impl<'v> Walk<'v> {
                 pos += 1;
             }
             let items = &items;
-            if (items.len() as u32) < c.min {
+            if (items.len() as u32) < c.min && !wrong_type.contains(&gi) {
                 let _ = write!(self.path, ".{}", c.name);
                 self.err(
                     IssueCode::Required,
@@ -440,6 +466,22 @@ impl<'v> Walk<'v> {
                 self.issues.remove(i);
             } else {
                 i += 1;
+            }
+        }
+    }
+
+    /// The stated size of an Attachment must be the size of its inline data.
+    fn attachment_size(&mut self, node: &Value) {
+        if let (Some(size), Some(data)) =
+            (node.get("size").and_then(Value::as_u64), node.get("data").and_then(Value::as_str))
+            && primitives::check("base64Binary", &Value::String(data.to_string())).is_none()
+        {
+            let actual = primitives::base64_decoded_len(data) as u64;
+            if actual != size {
+                self.err(
+                    IssueCode::Value,
+                    format!("Stated Attachment Size {size} does not match actual attachment size {actual}"),
+                );
             }
         }
     }
@@ -556,6 +598,9 @@ impl<'v> Walk<'v> {
                     Some(url) => match self.v.sds.get(crate::defs::canonical_base(url).as_str()) {
                         Some(ext) => {
                             let ext: &'v Sd = ext;
+                            if c.name == "extension" {
+                                self.extension_context(ext, &c.path, base_len);
+                            }
                             if !slice_has_profile {
                                 self.complex(ext, 0, m, "Extension");
                             }
@@ -576,7 +621,9 @@ impl<'v> Walk<'v> {
                                 );
                             } else if !url.contains("://") && !url.starts_with("urn:") {
                                 // relative urls name the parts of complex extensions
-                            } else if self.v.options.unknown_extension_is_error && !is_example_url(url) {
+                            } else if self.v.options.unknown_extension_is_error
+                                && (!is_example_url(url) || !self.v.options.allow_example_urls)
+                            {
                                 self.err(
                                     IssueCode::Structure,
                                     format!("The extension '{url}' is unknown, and not allowed here"),
@@ -592,6 +639,70 @@ impl<'v> Walk<'v> {
             }
         }
         out
+    }
+
+    /// `%rootResource`: the resource that holds the current one when it is contained; otherwise the current
+    /// resource itself (a Bundle entry or a Parameters resource is its own root).
+    fn root_resource(&self) -> Option<&'v Value> {
+        let mut i = self.resources.len().checked_sub(1)?;
+        while i > 0 && self.contained.get(i).copied().unwrap_or(false) {
+            i -= 1;
+        }
+        self.resources.get(i).copied()
+    }
+
+    /// The element path of the node at `path[..len]` within its resource (`Patient.name`, indexes dropped).
+    fn element_path(&self, len: usize) -> String {
+        let start = self.resource_starts.last().copied().unwrap_or(0).min(len);
+        let rt = self.resources.last().and_then(|r| r.get("resourceType")).and_then(Value::as_str).unwrap_or("");
+        let mut out = rt.to_string();
+        let mut depth = 0;
+        for ch in self.path[start..len].chars() {
+            match ch {
+                '[' => depth += 1,
+                ']' => depth -= 1,
+                _ if depth == 0 => out.push(ch),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// An extension is used where its definition's `context` allows it. `extension_path` is the path of the
+    /// `extension` element in the structure that holds it (`HumanName.extension`).
+    fn extension_context(&mut self, ext: &Sd, extension_path: &str, base_len: usize) {
+        let Some(contexts) = &ext.contexts else { return };
+        let here = self.element_path(base_len);
+        let holder_type = extension_path.strip_suffix(".extension").unwrap_or(extension_path);
+        let allowed = contexts.iter().any(|e| {
+            let e = e.as_str();
+            e == "Element"
+                || e == "Base"
+                || e == here
+                || e == holder_type
+                || self.v.is_subtype_name(holder_type, e)
+                // R5 interfaces used by the extensions pack: a canonical resource is one with a `url`
+                || (e == "CanonicalResource" || e == "MetadataResource")
+                    && self.v.core_type(holder_type).is_some_and(|t| {
+                        t.kind == Kind::Resource && t.by_path.contains_key(format!("{holder_type}.url").as_str())
+                    })
+                || e.strip_suffix("[x]").is_some_and(|p| here.starts_with(p))
+                // a path inside a datatype (`HumanName.family`) where the element is named from its resource
+                // (`Patient.name.family`)
+                || e.split_once('.').is_some_and(|(ty, rest)| {
+                    self.v.core_type(ty).is_some_and(|t| t.kind != Kind::Resource) && here.ends_with(&format!(".{rest}"))
+                })
+        });
+        if !allowed {
+            self.err(
+                IssueCode::Structure,
+                format!(
+                    "The extension {} is not allowed to be used at this point (this element is {here}; allowed: {})",
+                    ext.url,
+                    contexts.join(", ")
+                ),
+            );
+        }
     }
 
     fn slice_matches(&mut self, sd: &'v Sd, base: usize, slice: usize, item: &'v Value, item_ty: &str) -> bool {
@@ -612,7 +723,8 @@ impl<'v> Walk<'v> {
             }
         };
         for (kind, path) in discs {
-            let values = select(item, path);
+            let typed = select(item, path);
+            let values: Vec<&Value> = typed.iter().map(|(v, _)| *v).collect();
             let def = self.nav(sd, slice, path);
             let ok = match kind {
                 DiscKind::Value | DiscKind::Pattern => {
@@ -641,7 +753,8 @@ impl<'v> Walk<'v> {
                                             ) == Membership::In
                                         })
                                     }),
-                                    _ => false,
+                                    // the slice does not constrain this discriminator
+                                    _ => true,
                                 }
                             } else {
                                 false
@@ -659,11 +772,13 @@ impl<'v> Walk<'v> {
                                 .and_then(Value::as_str)
                                 .is_some_and(|rt| types.iter().any(|t| t.code == rt))
                     } else {
-                        values.iter().any(|v| {
-                            v.get("resourceType")
-                                .and_then(Value::as_str)
-                                .is_some_and(|rt| types.iter().any(|t| t.code == rt))
-                        }) || (!values.is_empty() && types.len() == 1)
+                        // The type of a value is its resourceType, or the type named by its choice suffix
+                        // (`valueQuantity`); an element that is not polymorphic has the one type it declares.
+                        typed.iter().any(|(v, suffix)| match (v.get("resourceType").and_then(Value::as_str), suffix) {
+                            (Some(rt), _) => types.iter().any(|t| t.code == rt),
+                            (None, Some(suffix)) => types.iter().any(|t| t.code == crate::fhirpath_type(suffix)),
+                            (None, None) => types.len() == 1,
+                        })
                     }
                 }
                 DiscKind::Profile => {
@@ -679,6 +794,7 @@ impl<'v> Walk<'v> {
                                 let mut sub = Walk::new(self.v);
                                 sub.path = "x".into();
                                 sub.resources = self.resources.clone();
+                                sub.contained = self.contained.clone();
                                 if v.get("resourceType").is_some() {
                                     sub.resource(v, &[p]);
                                 } else {
@@ -803,15 +919,23 @@ impl<'v> Walk<'v> {
                     Value::Object(o) => (o.get("value").and_then(Value::as_f64), o.get("code").and_then(Value::as_str)),
                     other => (other.as_f64(), None),
                 };
-                match l {
-                    Some(l) if lunit.is_none() || lunit == unit => {
-                        if is_min {
-                            n < l
-                        } else {
-                            n > l
-                        }
+                let order = match (l, lunit, unit) {
+                    (Some(l), None, _) => n.partial_cmp(&l),
+                    (Some(l), Some(lu), Some(u)) => crate::ucum::compare((n, u), (l, lu)),
+                    _ => None,
+                };
+                order == Some(if is_min { std::cmp::Ordering::Less } else { std::cmp::Ordering::Greater })
+            } else if let (Some(v), Some(d), Some(code)) =
+                (val.as_str(), limit.get("value").and_then(Value::as_f64), limit.get("code").and_then(Value::as_str))
+            {
+                // a Duration limit on a date: no earlier than today - duration, no later than today + duration
+                match crate::fhirpath::today_offset(if is_min { -d } else { d }, code) {
+                    Some(bound) => {
+                        let len = v.len().min(bound.len());
+                        let o = v[..len].cmp(&bound[..len]);
+                        o == if is_min { std::cmp::Ordering::Less } else { std::cmp::Ordering::Greater }
                     }
-                    _ => false,
+                    None => false,
                 }
             } else {
                 match cmp_str(limit) {
@@ -975,6 +1099,9 @@ impl<'v> Walk<'v> {
 
     fn reference(&mut self, c: &Elem, r: &Value) {
         let Some(reference) = r.get("reference").and_then(Value::as_str) else { return };
+        if reference.contains(char::is_whitespace) {
+            self.err(IssueCode::Structure, format!("The reference '{reference}' is not a valid reference"));
+        }
         if let Some(id) = reference.strip_prefix('#') {
             let found = self.resources.iter().rev().any(|res| {
                 res.get("contained")
@@ -1020,7 +1147,7 @@ impl<'v> Walk<'v> {
             {
                 if self.v.is_resource_type(t) {
                     rtype = Some(t.to_string());
-                } else if !reference.contains("://") {
+                } else {
                     self.err(
                         IssueCode::Structure,
                         format!("Unknown resource type '{t}' in the reference '{reference}'"),
@@ -1068,7 +1195,7 @@ impl<'v> Walk<'v> {
             if self.v.options.skip_constraints.contains(c.key.as_str()) {
                 continue;
             }
-            let root = self.resources.first().copied();
+            let root = self.root_resource();
             let cur = self.resources.last().copied();
             let env = Env {
                 model: self.v,
@@ -1107,11 +1234,28 @@ impl<'v> Walk<'v> {
     }
 
     fn bundle_rules(&mut self, b: &'v Value) {
-        let Some(entries) = b.get("entry").and_then(Value::as_array) else { return };
         let base_len = self.path.len();
+        // paging links name one page each
+        let mut relations = HashSet::new();
+        for (i, link) in b.get("link").and_then(Value::as_array).into_iter().flatten().enumerate() {
+            if let Some(rel) = link.get("relation").and_then(Value::as_str)
+                && matches!(rel, "self" | "first" | "previous" | "prev" | "next" | "last")
+                && !relations.insert(rel)
+            {
+                let _ = write!(self.path, ".link[{i}]");
+                self.err(IssueCode::Invalid, format!("The link relationship type '{rel}' can only occur once"));
+                self.path.truncate(base_len);
+            }
+        }
+        let Some(entries) = b.get("entry").and_then(Value::as_array) else { return };
         let mut seen: HashMap<String, usize> = HashMap::new();
         for (i, e) in entries.iter().enumerate() {
             let Some(full) = e.get("fullUrl").and_then(Value::as_str) else { continue };
+            if !full.contains(':') {
+                let _ = write!(self.path, ".entry[{i}]");
+                self.err(IssueCode::Invalid, format!("The fullUrl must be an absolute URL (not '{full}')"));
+                self.path.truncate(base_len);
+            }
             let version =
                 e.get("resource").and_then(|r| r.get("meta")).and_then(|m| m.get("versionId")).and_then(Value::as_str);
             let key = format!("{full}|{}", version.unwrap_or(""));
@@ -1227,9 +1371,10 @@ fn split_path(path: &str) -> Vec<&str> {
     out
 }
 
-/// Values at a discriminator path (simple dotted names, `extension('url')`, `$this`, `ofType()`).
-fn select<'a>(item: &'a Value, path: &str) -> Vec<&'a Value> {
-    let mut cur = vec![item];
+/// Values at a discriminator path (simple dotted names, `extension('url')`, `$this`, `ofType()`), each with
+/// the choice-type suffix of its JSON name when the last step matched a choice element (`valueQuantity`).
+fn select<'a>(item: &'a Value, path: &str) -> Vec<(&'a Value, Option<&'a str>)> {
+    let mut cur: Vec<(&Value, Option<&str>)> = vec![(item, None)];
     for seg in split_path(path) {
         if seg == "$this" || seg.starts_with("ofType(") {
             continue;
@@ -1239,27 +1384,27 @@ fn select<'a>(item: &'a Value, path: &str) -> Vec<&'a Value> {
         }
         let mut next = Vec::new();
         if let Some(url) = seg.strip_prefix("extension('").and_then(|s| s.strip_suffix("')")) {
-            for v in &cur {
+            for (v, _) in &cur {
                 for e in v.get("extension").and_then(Value::as_array).into_iter().flatten() {
                     if e.get("url").and_then(Value::as_str) == Some(url) {
-                        next.push(e);
+                        next.push((e, None));
                     }
                 }
             }
         } else {
-            for v in &cur {
+            for (v, _) in &cur {
                 let Some(o) = v.as_object() else { continue };
-                let found = o.get(seg).or_else(|| {
+                let found = o.get(seg).map(|x| (x, None)).or_else(|| {
                     o.iter()
                         .find(|(k, _)| {
                             k.len() > seg.len()
                                 && k.starts_with(seg)
                                 && k[seg.len()..].starts_with(|c: char| c.is_ascii_uppercase())
                         })
-                        .map(|x| x.1)
+                        .map(|(k, x)| (x, Some(&k[seg.len()..])))
                 });
                 match found {
-                    Some(Value::Array(a)) => next.extend(a.iter()),
+                    Some((Value::Array(a), suffix)) => next.extend(a.iter().map(|x| (x, suffix))),
                     Some(x) => next.push(x),
                     None => {}
                 }
@@ -1277,6 +1422,11 @@ pub(crate) fn native_constraint(key: &str, expression: &str) -> Option<fn(&Value
             let Some(o) = v.as_object() else { return true };
             let has_value = o.keys().any(|k| k.starts_with("value") && k.len() > 5);
             o.contains_key("extension") != has_value
+        }),
+        // R4 errata: the expression says `> 2`, the rule (and R5) say "more than one enableWhen".
+        ("que-12", "enableWhen.count() > 2 implies enableBehavior.exists()") => Some(|v| {
+            v.get("enableWhen").and_then(Value::as_array).is_none_or(|a| a.len() <= 1)
+                || v.get("enableBehavior").is_some()
         }),
         ("dom-2", "contained.contained.empty()") => Some(|v| contained(v).iter().all(|c| c.get("contained").is_none())),
         ("dom-4", "contained.meta.versionId.empty() and contained.meta.lastUpdated.empty()") => Some(|v| {

@@ -10,7 +10,7 @@ use rex_validation::{Definitions, Validator};
 use serde_json::Value;
 
 /// Highest accepted number of official examples that rex reports errors for (ratchet; lower it as rex improves).
-const MAX_EXAMPLES_WITH_ERRORS: usize = 8;
+const MAX_EXAMPLES_WITH_ERRORS: usize = 7;
 
 #[test]
 fn official_examples_and_throughput() {

@@ -26,6 +26,21 @@ fn validator() -> &'static Validator {
                 {"id": "Patient.multipleBirth[x]", "path": "Patient.multipleBirth[x]", "type": [{"code": "integer"}], "maxValueInteger": 3}
             ]}
         }));
+        defs.add_resource(json!({
+            "resourceType": "Questionnaire", "url": "http://example.org/fhir/Questionnaire/intake", "status": "active",
+            "item": [
+                {"linkId": "smoker", "type": "boolean", "required": true},
+                {"linkId": "packs", "type": "integer", "required": true,
+                 "enableWhen": [{"question": "smoker", "operator": "=", "answerBoolean": true}],
+                 "extension": [{"url": "http://hl7.org/fhir/StructureDefinition/maxValue", "valueInteger": 10}]},
+                {"linkId": "colour", "type": "choice", "answerOption": [
+                    {"valueCoding": {"system": "http://example.org/c", "code": "red"}},
+                    {"valueCoding": {"system": "http://example.org/c", "code": "blue"}}]},
+                {"linkId": "about", "type": "group", "item": [
+                    {"linkId": "email", "type": "string", "required": true, "extension": [
+                        {"url": "http://hl7.org/fhir/StructureDefinition/regex", "valueString": "[^@]+@[^@]+"}]}]}
+            ]
+        }));
         Validator::new(defs)
     })
 }
@@ -199,4 +214,63 @@ fn deterministic_and_no_panic_on_garbage() {
     assert_eq!(a, validator().validate(&v, &[]));
     assert!(a.iter().any(Issue::is_error));
     assert!(!validator().validate(&json!([1, 2]), &[]).is_empty());
+}
+
+#[test]
+fn questionnaire_response_against_its_questionnaire() {
+    let qr = |items: Value| {
+        json!({"resourceType": "QuestionnaireResponse", "status": "completed",
+               "questionnaire": "http://example.org/fhir/Questionnaire/intake", "item": items})
+    };
+    let ok = qr(json!([
+        {"linkId": "smoker", "answer": [{"valueBoolean": false}]},
+        {"linkId": "colour", "answer": [{"valueCoding": {"system": "http://example.org/c", "code": "red"}}]},
+        {"linkId": "about", "item": [{"linkId": "email", "answer": [{"valueString": "a@b"}]}]}
+    ]));
+    assert!(errors(&ok, &[]).is_empty(), "{:?}", errors(&ok, &[]));
+
+    let bad = qr(json!([
+        {"linkId": "smoker", "answer": [{"valueString": "yes"}]},
+        {"linkId": "colour", "answer": [{"valueCoding": {"system": "http://example.org/c", "code": "green"}}]},
+        {"linkId": "about", "item": [{"linkId": "email", "answer": [{"valueString": "nope"}]}]},
+        {"linkId": "unknown"}
+    ]));
+    let e = errors(&bad, &[]);
+    assert!(has(&e, "QuestionnaireResponse.item[0].answer[0].valueString", "must be of the type boolean"), "{e:?}");
+    assert!(has(&e, "QuestionnaireResponse.item[1].answer[0]", "not in the set of permitted values"), "{e:?}");
+    assert!(has(&e, "QuestionnaireResponse.item[2].item[0].answer[0].valueString", "regex"), "{e:?}");
+    assert!(has(&e, "QuestionnaireResponse.item[3]", "not found in questionnaire"), "{e:?}");
+    assert_eq!(e.len(), 4, "{e:?}");
+
+    // enableWhen: `packs` is required only for smokers, and then limited by maxValue
+    let smoker = qr(json!([
+        {"linkId": "smoker", "answer": [{"valueBoolean": true}]},
+        {"linkId": "about", "item": [{"linkId": "email", "answer": [{"valueString": "a@b"}]}]}
+    ]));
+    let e = errors(&smoker, &[]);
+    assert!(has(&e, "QuestionnaireResponse", "required item 'packs'"), "{e:?}");
+    let heavy = qr(json!([
+        {"linkId": "smoker", "answer": [{"valueBoolean": true}]},
+        {"linkId": "packs", "answer": [{"valueInteger": 12}]},
+        {"linkId": "about", "item": [{"linkId": "email", "answer": [{"valueString": "a@b"}]}]}
+    ]));
+    let e = errors(&heavy, &[]);
+    assert!(
+        has(&e, "QuestionnaireResponse.item[1].answer[0].valueInteger", "greater than the allowed maximum"),
+        "{e:?}"
+    );
+
+    // an in-progress response may miss required answers (warnings only)
+    let partial = json!({"resourceType": "QuestionnaireResponse", "status": "in-progress",
+                         "questionnaire": "http://example.org/fhir/Questionnaire/intake"});
+    assert!(errors(&partial, &[]).is_empty(), "{:?}", errors(&partial, &[]));
+}
+
+#[test]
+fn unresolvable_questionnaire_is_a_warning() {
+    let qr = json!({"resourceType": "QuestionnaireResponse", "status": "completed",
+                    "questionnaire": "http://example.org/fhir/Questionnaire/unknown"});
+    let issues = validator().validate(&qr, &[]);
+    assert!(!issues.iter().any(Issue::is_error), "{issues:?}");
+    assert!(issues.iter().any(|i| i.severity == Severity::Warning && i.diagnostics.contains("could not be resolved")));
 }
