@@ -2,7 +2,9 @@
 //! headless Chromium over WebDriver. A specialist signs in, finds a demo referral on the worklist,
 //! claims it, asks the partner for information; the partner answers over the API; the specialist
 //! writes the opinion and completes; the partner reads the opinion over the API. Screenshots of the
-//! worklist and the referral view go to `docs/screenshots/`.
+//! worklist, the referral view and the coordinator view are saved on every run under the target
+//! folder, and refresh the ones in `docs/screenshots/` (shown in the README) when
+//! `REX_UPDATE_SCREENSHOTS=1`, so a test run leaves the checkout clean.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -173,7 +175,14 @@ impl Browser {
 }
 
 fn screenshots() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots")
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let folder = if std::env::var("REX_UPDATE_SCREENSHOTS").is_ok_and(|v| v == "1") {
+        root.join("docs/screenshots")
+    } else {
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from).join("screenshots")
+    };
+    std::fs::create_dir_all(&folder).expect("a screenshot folder");
+    folder
 }
 
 /// The id of the demo referral's Task that has this reason, through the API as staff.
