@@ -237,6 +237,10 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
             None
         }
     };
+    let mut partner_profiles = PartnerProfiles::load(&args.profiles)?;
+    for partner in security.iter().flat_map(|security| security.partners().iter()) {
+        partner_profiles.add_configured(&partner.id, &partner.profiles, &validator)?;
+    }
     let mtls = match (&args.mtls_listen, &args.tls_cert, &args.tls_key, &args.client_ca) {
         (Some(addr), Some(cert), Some(key), Some(ca)) => {
             let acceptor = rex_auth::MtlsAcceptor::from_files(cert, key, ca).map_err(|e| e.to_string())?;
@@ -245,9 +249,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         }
         _ => None,
     };
-    let state =
-        AppState::start(store.clone(), config, routing, validator, PartnerProfiles::load(&args.profiles)?, security)
-            .await?;
+    let state = AppState::start(store.clone(), config, routing, validator, partner_profiles, security).await?;
     if args.demo {
         let loaded = rex_server::load_demo_data(&state, &args.demo_dir).await?;
         tracing::info!(bundles = loaded, "demo data loaded");

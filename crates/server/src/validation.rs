@@ -56,6 +56,23 @@ impl PartnerProfiles {
         Ok(PartnerProfiles { by_partner })
     }
 
+    /// Adds the profiles a partner's security configuration lists (`profiles = [...]`): each must
+    /// be known to `validator`, and applies to that partner's resources of the type it constrains.
+    pub fn add_configured(&mut self, partner: &str, urls: &[String], validator: &Validator) -> Result<(), String> {
+        let profiles = self.by_partner.entry(partner.to_string()).or_default();
+        for url in urls {
+            let resource_type = validator.profile_type(url).ok_or_else(|| {
+                format!(
+                    "partner \"{partner}\": profile {url} is not loaded (put it in the profiles folder or a --package)"
+                )
+            })?;
+            profiles.push((resource_type.to_string(), url.clone()));
+        }
+        profiles.sort();
+        profiles.dedup();
+        Ok(())
+    }
+
     /// The profile URLs a partner's resources of `resource_type` must also meet.
     pub fn for_resource(&self, partner: &str, resource_type: &str) -> impl Iterator<Item = &str> {
         self.by_partner
@@ -155,4 +172,22 @@ pub async fn require_valid_bundle(
         return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, issues));
     }
     Ok(bundle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configured_partner_profiles_apply_to_the_type_they_constrain() {
+        let profiles = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../profiles");
+        let validator = load_validator(&profiles, &[]).unwrap();
+        let mut partner_profiles = PartnerProfiles::default();
+        let patient = "https://rex.example/fhir/StructureDefinition/rex-international-patient".to_string();
+        partner_profiles.add_configured("gulf", std::slice::from_ref(&patient), &validator).unwrap();
+        assert_eq!(partner_profiles.for_resource("gulf", "Patient").collect::<Vec<_>>(), vec![patient.as_str()]);
+        assert_eq!(partner_profiles.for_resource("gulf", "Observation").count(), 0);
+        let unknown = ["https://example.org/StructureDefinition/nope".to_string()];
+        assert!(partner_profiles.add_configured("gulf", &unknown, &validator).unwrap_err().contains("not loaded"));
+    }
 }

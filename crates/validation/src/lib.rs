@@ -121,6 +121,11 @@ impl Validator {
         &self.load_messages
     }
 
+    /// The resource or data type a known profile constrains (`Patient` for a Patient profile).
+    pub fn profile_type(&self, url: &str) -> Option<&str> {
+        self.sds.get(defs::canonical_base(url).as_str()).map(|sd| sd.type_name.as_str())
+    }
+
     /// Whether a profile (StructureDefinition canonical URL) is known.
     pub fn knows_profile(&self, url: &str) -> bool {
         self.sds.contains_key(defs::canonical_base(url).as_str())
