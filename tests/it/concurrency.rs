@@ -70,3 +70,54 @@ where
 {
     futures::future::join_all((0..n).map(make)).await
 }
+
+/// Several instances behind a load balancer on one PostgreSQL: claims on one Task sent to both
+/// instances at once have one winner, and the same referral sent to both at once is one referral.
+#[tokio::test]
+#[ignore = "needs PostgreSQL: set REX_TEST_POSTGRES_URL and run with --ignored"]
+async fn two_instances_share_claims_and_de_duplication() {
+    let app = TestApp::postgres().await;
+    let other = app.another_instance().await;
+    let bases = [app.base.clone(), other];
+    let bundle = crate::intake::referral("MI-1", "I25.10", "urgent", "en", false);
+    let urls: Vec<String> = (0..6).map(|n| format!("{}/", bases[n % 2])).collect();
+    let sends = urls.iter().map(|url| app.post(url, &bundle));
+    let replies = futures::future::join_all(sends).await;
+    assert!(
+        replies.iter().all(|r| r.status == StatusCode::OK),
+        "{:?}",
+        replies.iter().map(|r| &r.body).collect::<Vec<_>>()
+    );
+    assert_eq!(app.total("ServiceRequest?identifier=https://hospital-angeles.mx/fhir/referral|MI-1").await, 1);
+    let task = replies[0].body["link"][0]["url"].as_str().unwrap().rsplit('/').next().unwrap().to_string();
+    let requests: Vec<(String, serde_json::Value)> = (0..20)
+        .map(|n| {
+            let body = json!({"resourceType": "Parameters", "parameter": [
+                {"name": "owner", "valueReference": {"reference": format!("PractitionerRole/dr-{n}")}}]});
+            (format!("{}/Task/{task}/$claim", bases[n % 2]), body)
+        })
+        .collect();
+    let claims = requests.iter().map(|(url, body)| app.post(url, body));
+    let replies = futures::future::join_all(claims).await;
+    let winners = replies.iter().filter(|r| r.status == StatusCode::OK).count();
+    assert_eq!(winners, 1, "{:?}", replies.iter().map(|r| r.status).collect::<Vec<_>>());
+    app.cleanup().await;
+}
+
+/// Instances starting together on a fresh database apply the migrations once (the others wait).
+#[tokio::test]
+#[ignore = "needs PostgreSQL: set REX_TEST_POSTGRES_URL and run with --ignored"]
+async fn instances_starting_together_migrate_once() {
+    let admin = std::env::var("REX_TEST_POSTGRES_URL").expect("REX_TEST_POSTGRES_URL");
+    let name = format!("rex_t_{}", uuid::Uuid::new_v4().simple());
+    let url = rex_store::create_postgres_database(&admin, &name).await.unwrap();
+    let starts = (0..4).map(|_| rex_store::Store::connect(&url));
+    let stores = futures::future::join_all(starts).await;
+    assert!(stores.iter().all(Result::is_ok), "every instance starts");
+    let store = stores.into_iter().next().unwrap().unwrap();
+    // The last migrations' tables are there.
+    assert_eq!(store.outbox_counts().await.unwrap(), rex_store::OutboxCounts::default());
+    assert!(store.record_assertion("p|j", 10, 0).await.unwrap());
+    store.close().await;
+    rex_store::drop_postgres_database(&admin, &name).await.unwrap();
+}

@@ -203,6 +203,7 @@ pub struct TestApp {
     /// The mutual-TLS listener (`sqlite_mtls`).
     pub mtls: Option<std::net::SocketAddr>,
     cleanup: Cleanup,
+    database_url: String,
     /// Set when the server authenticates callers (`*_secured`).
     pub auth: Option<TestAuth>,
 }
@@ -303,7 +304,31 @@ impl TestApp {
         servers.push(tokio::spawn(async move {
             rex_server::serve(listener, served, stop).await.expect("server runs");
         }));
-        TestApp { base, store, state, client: reqwest::Client::new(), shutdown, servers, mtls, cleanup, auth }
+        let database_url = database_url.to_string();
+        let client = reqwest::Client::new();
+        TestApp { base, store, state, client, shutdown, servers, mtls, cleanup, database_url, auth }
+    }
+
+    /// Starts another rex instance (development mode) on the same database, as a load balancer
+    /// would spread requests over; returns its FHIR base URL. It stops with the test.
+    pub async fn another_instance(&self) -> String {
+        let store = Store::connect(&self.database_url).await.expect("open the shared database");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+        let config = Config::for_address(listener.local_addr().unwrap());
+        let base = config.base_url.clone();
+        let routing = RoutingConfig::from_toml(include_str!("../../config/routing.toml")).expect("routing rules load");
+        let state = AppState::start(store, config, routing, VALIDATOR.clone(), partner_profiles(), None)
+            .await
+            .expect("the second instance starts");
+        let stopped = self.shutdown.subscribe();
+        tokio::spawn(async move {
+            let stop = async move {
+                let mut stopped = stopped;
+                let _ = stopped.wait_for(|stop| *stop).await;
+            };
+            rex_server::serve(listener, state, stop).await.expect("second instance runs");
+        });
+        base
     }
 
     /// Stops the server and removes the database.
@@ -490,6 +515,7 @@ impl TestApp {
             servers: vec![server],
             mtls: None,
             cleanup,
+            database_url: url,
             auth,
         }
     }
