@@ -369,6 +369,13 @@ async fn reads_are_audited_with_the_reader(app: &TestApp) {
         .await;
     assert_eq!(searches.body["total"], 1, "{}", searches.body);
     assert!(!searches.body.to_string().contains("Ramírez"), "audit holds references, not content");
+    // A REST write is audited in its own transaction, with the writer.
+    let created = app.send_as(&partner, Method::POST, "Patient", Some(&json!({"resourceType": "Patient"}))).await;
+    let id = created.body["id"].as_str().unwrap();
+    let writes =
+        app.send_as(&coordinator, Method::GET, &format!("AuditEvent?entity=Patient/{id}&subtype=create"), None).await;
+    assert_eq!(writes.body["total"], 1, "{}", writes.body);
+    assert_eq!(writes.body["entry"][0]["resource"]["agent"][0]["who"]["display"], format!("partner:{PARTNER_A}"));
 }
 
 /// The replay cache lives in the database, so every instance on it refuses a used assertion.

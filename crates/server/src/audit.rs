@@ -46,23 +46,8 @@ impl AuditJournal {
         if *caller == Caller::Unrestricted || entities.is_empty() {
             return;
         }
-        let more = entities.len().saturating_sub(MAX_ENTITIES);
-        let mut event = json!({
-            "resourceType": "AuditEvent",
-            "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest",
-                     "display": "RESTful Operation"},
-            "subtype": [{"system": "http://hl7.org/fhir/restful-interaction", "code": interaction}],
-            "action": if interaction.starts_with("search") { "E" } else { "R" },
-            "recorded": now(),
-            "outcome": "0",
-            "agent": [{"who": {"display": caller.label()}, "requestor": true}],
-            "source": {"observer": {"display": "rex"}},
-            "entity": entities.iter().take(MAX_ENTITIES).map(|what| json!({"what": {"reference": what}})).collect::<Vec<_>>(),
-        });
-        if more > 0 {
-            event["outcomeDesc"] = json!(format!("{more} more resources were returned and are not listed"));
-        }
-        self.send(event).await;
+        let action = if interaction.starts_with("search") { "E" } else { "R" };
+        self.send(rest_event(caller, interaction, action, &entities)).await;
     }
 
     /// Records a refused request (401, 403, 429 or a hidden 404).
@@ -124,6 +109,27 @@ impl AuditJournal {
             tracing::error!("the audit journal has stopped; an AuditEvent was not recorded");
         }
     }
+}
+
+/// An AuditEvent of a RESTful interaction by `caller` on `entities` (`Type/id`), successful.
+pub fn rest_event(caller: &Caller, interaction: &str, action: &str, entities: &[String]) -> Value {
+    let more = entities.len().saturating_sub(MAX_ENTITIES);
+    let mut event = json!({
+        "resourceType": "AuditEvent",
+        "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest",
+                 "display": "RESTful Operation"},
+        "subtype": [{"system": "http://hl7.org/fhir/restful-interaction", "code": interaction}],
+        "action": action,
+        "recorded": now(),
+        "outcome": "0",
+        "agent": [{"who": {"display": caller.label()}, "requestor": true}],
+        "source": {"observer": {"display": "rex"}},
+        "entity": entities.iter().take(MAX_ENTITIES).map(|what| json!({"what": {"reference": what}})).collect::<Vec<_>>(),
+    });
+    if more > 0 {
+        event["outcomeDesc"] = json!(format!("{more} more resources were involved and are not listed"));
+    }
+    event
 }
 
 fn now() -> String {

@@ -23,9 +23,44 @@ use crate::http::{
 };
 use crate::validation::require_valid;
 
+/// Runs one REST write and, for an authenticated caller, its AuditEvent in the same transaction.
 async fn run(state: &AppState, caller: &Caller, op: WriteOp) -> Result<WriteOutcome, ApiError> {
-    in_transaction(&state.store, op.isolation(), &(caller, op), |tx, (caller, op)| Box::pin(execute(tx, caller, op)))
-        .await
+    in_transaction(&state.store, op.isolation(), &(caller, op), |tx, (caller, op)| {
+        Box::pin(async move {
+            let outcome = execute(tx, caller, op).await?;
+            if let Some(event) = write_event(caller, op, &outcome) {
+                let audit = WriteOp::Create {
+                    resource_type: "AuditEvent".into(),
+                    resource: event,
+                    id: None,
+                    if_none_exist: None,
+                };
+                execute(tx, &Caller::Unrestricted, &audit).await?;
+            }
+            Ok(outcome)
+        })
+    })
+    .await
+}
+
+/// The AuditEvent of a write that changed something, when the caller has an identity.
+fn write_event(caller: &Caller, op: &WriteOp, outcome: &WriteOutcome) -> Option<serde_json::Value> {
+    if *caller == Caller::Unrestricted {
+        return None;
+    }
+    let (interaction, action, entity) = match (op, outcome) {
+        (_, WriteOutcome::Created(stored)) => ("create", "C", format!("{}/{}", stored.resource_type, stored.id)),
+        (WriteOp::Patch { .. }, WriteOutcome::Updated(stored)) => {
+            ("patch", "U", format!("{}/{}", stored.resource_type, stored.id))
+        }
+        (_, WriteOutcome::Updated(stored)) => ("update", "U", format!("{}/{}", stored.resource_type, stored.id)),
+        (WriteOp::Delete { resource_type, target: Target::Id(id), .. }, WriteOutcome::Deleted(_)) => {
+            ("delete", "D", format!("{resource_type}/{id}"))
+        }
+        (WriteOp::Delete { resource_type, .. }, WriteOutcome::Deleted(_)) => ("delete", "D", resource_type.clone()),
+        _ => return None,
+    };
+    Some(crate::audit::rest_event(caller, interaction, action, &[entity]))
 }
 
 /// Turns a write's outcome into the response the client's `Prefer` header asks for.
