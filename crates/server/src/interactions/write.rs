@@ -120,9 +120,22 @@ pub fn known_type(resource_type: &str) -> Result<(), ApiError> {
     }
 }
 
-/// Checks a resource before it is written: its type must be the one addressed, and its structure
-/// must follow the R4 definitions (unknown elements, cardinality, JSON kinds), reported with locations.
+/// Checks a resource a client sent: [`check_addressing`], and its structure must follow the R4
+/// definitions (unknown elements, cardinality, JSON kinds), reported with locations.
 pub fn check_resource(resource_type: &str, resource: &Value) -> Result<(), ApiError> {
+    check_addressing(resource_type, resource)?;
+    let issues: Vec<Issue> = StructureModel::r4().check(resource);
+    if issues.iter().any(Issue::is_error) {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, issues));
+    }
+    Ok(())
+}
+
+/// The checks every write repeats inside its transaction: the resource's type is the one
+/// addressed and its id is a valid FHIR id. The structure was checked, outside the transaction,
+/// where the content came in (REST bodies, validated Bundles, patches); doing it again here would
+/// hold the SQLite writer for nothing.
+fn check_addressing(resource_type: &str, resource: &Value) -> Result<(), ApiError> {
     match resource.get("resourceType").and_then(Value::as_str) {
         Some(found) if found == resource_type => {}
         Some(found) => {
@@ -148,10 +161,6 @@ pub fn check_resource(resource_type: &str, resource: &Value) -> Result<(), ApiEr
             "Resource.id must be 1-64 characters of A-Z, a-z, 0-9, '-' and '.'",
         )
         .at(&format!("{resource_type}.id")));
-    }
-    let issues: Vec<Issue> = StructureModel::r4().check(resource);
-    if issues.iter().any(Issue::is_error) {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, issues));
     }
     Ok(())
 }
@@ -239,7 +248,7 @@ async fn write(tx: &mut Tx, caller: &Caller, op: &WriteOp) -> Result<WriteOutcom
     match op {
         WriteOp::Create { resource_type, resource, id, if_none_exist } => {
             caller.require(resource_type, Interaction::Create)?;
-            check_resource(resource_type, resource)?;
+            check_addressing(resource_type, resource)?;
             if let Some(query) = if_none_exist {
                 let ids = matching_ids(tx, caller, resource_type, query).await?;
                 match ids.as_slice() {
@@ -267,7 +276,7 @@ async fn write(tx: &mut Tx, caller: &Caller, op: &WriteOp) -> Result<WriteOutcom
         }
         WriteOp::Update { resource_type, target, resource, if_match } => {
             caller.require(resource_type, Interaction::Update)?;
-            check_resource(resource_type, resource)?;
+            check_addressing(resource_type, resource)?;
             let body_id = resource.get("id").and_then(Value::as_str);
             let id = match (resolve_target(tx, caller, resource_type, target).await?, target) {
                 (Some(id), Target::Id(_)) if body_id != Some(id.as_str()) => {
