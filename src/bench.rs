@@ -16,7 +16,9 @@ use serde_json::Value;
 
 /// Bundles posted before the `search` and `mixed` scenarios start timing, unless `--prefill` says.
 const DEFAULT_PREFILL: u64 = 200;
-const SEARCH_QUERY: &str = "Task?owner=HealthcareService/cardiology&status=requested&_sort=due&_count=20";
+/// A specialist's worklist page: the queue's open referrals, due first. It asks for no total (as the
+/// worklist does): a count grows with the queue, the first page does not.
+const SEARCH_QUERY: &str = "Task?owner=HealthcareService/cardiology&status=requested&_sort=due&_count=20&_total=none";
 /// The queue `mixed` claims from, and the specialist who claims.
 const CLAIM_QUEUE: &str = "cardiology";
 const CLAIM_OWNER: &str = "PractitionerRole/bench-specialist";

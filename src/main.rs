@@ -278,7 +278,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let api = rex_server::router(state.clone());
     let app = match args.no_ui {
         true => api,
-        false => api.clone().merge(rex_web::routes(api, web_options(&args, &state.config.base_url)?)),
+        false => api.clone().merge(rex_web::routes(api, web_options(&args, &state))),
     };
     let plain = axum::serve(listener, app).with_graceful_shutdown(stopped(stopping.clone())).into_future();
     let servers = async {
@@ -309,12 +309,9 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
 }
 
 /// The web UI's settings: the development login with `--dev`, else the staff identity provider.
-fn web_options(args: &ServeArgs, base_url: &str) -> Result<rex_web::WebOptions, String> {
-    let oidc = match &args.security {
-        Some(path) => rex_auth::AuthConfig::load(path).map_err(|e| format!("{}: {e}", path.display()))?.oidc,
-        None => None,
-    };
-    Ok(rex_web::WebOptions { dev_login: args.dev, oidc, secure_cookies: base_url.starts_with("https://") })
+fn web_options(args: &ServeArgs, state: &AppState) -> rex_web::WebOptions {
+    let oidc = state.security.as_ref().and_then(|security| security.oidc()).cloned();
+    rex_web::WebOptions { dev_login: args.dev, oidc, secure_cookies: state.config.base_url.starts_with("https://") }
 }
 
 /// The partners, the identity provider and rex's token signer, from the command line.

@@ -17,8 +17,8 @@ use axum::response::{IntoResponse, Response};
 use rex_auth::ReplayCache;
 use rex_auth::replay::{BoxFuture, ReplayCacheError};
 use rex_auth::{
-    AuthConfig, Authenticator, Interaction, OAuthError, OAuthErrorCode, PartnerRegistry, PeerIdentity, TokenEndpoint,
-    TokenRequest, TokenSigner, smart_configuration,
+    AuthConfig, Authenticator, Interaction, OAuthError, OAuthErrorCode, OidcConfig, PartnerRegistry, PeerIdentity,
+    TokenEndpoint, TokenRequest, TokenSigner, smart_configuration,
 };
 use rex_fhir::IssueCode;
 use rex_store::Store;
@@ -34,6 +34,7 @@ const MAX_TOKEN_REQUEST_BYTES: usize = 64 * 1024;
 /// Partner authentication and authorisation settings of a running server.
 pub struct Security {
     authenticator: Authenticator,
+    oidc: Option<Arc<OidcConfig>>,
     token_endpoint: TokenEndpoint,
     partners: Arc<PartnerRegistry>,
     rate_limits: RateLimits,
@@ -47,14 +48,15 @@ impl Security {
     pub fn new(config: AuthConfig, signer: TokenSigner, token_url: String, store: Store) -> Result<Security, String> {
         let partners = Arc::new(config.partners);
         let signer = Arc::new(signer);
-        let authenticator = Authenticator::new(partners.clone(), signer.clone(), config.oidc.map(Arc::new))?;
+        let oidc = config.oidc.map(Arc::new);
+        let authenticator = Authenticator::new(partners.clone(), signer.clone(), oidc.clone())?;
         let token_endpoint = TokenEndpoint {
             partners: partners.clone(),
             signer,
             token_url,
             replay: Arc::new(DatabaseReplayCache(store)),
         };
-        Ok(Security { authenticator, token_endpoint, partners, rate_limits: RateLimits::default() })
+        Ok(Security { authenticator, oidc, token_endpoint, partners, rate_limits: RateLimits::default() })
     }
 
     /// The URL partners post their token requests to.
@@ -64,6 +66,11 @@ impl Security {
 
     pub fn partners(&self) -> &PartnerRegistry {
         &self.partners
+    }
+
+    /// The hospital identity provider staff tokens come from, if configured.
+    pub fn oidc(&self) -> Option<&OidcConfig> {
+        self.oidc.as_deref()
     }
 }
 
