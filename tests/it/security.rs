@@ -19,6 +19,7 @@ backend_tests!(
     sandbox_referrals_reach_no_real_queue,
     reads_are_audited_with_the_reader,
     used_assertions_are_shared_through_the_database,
+    an_admin_resets_a_sandbox,
 );
 
 const ALL: &str = "system/*.cruds";
@@ -376,6 +377,28 @@ async fn reads_are_audited_with_the_reader(app: &TestApp) {
         app.send_as(&coordinator, Method::GET, &format!("AuditEvent?entity=Patient/{id}&subtype=create"), None).await;
     assert_eq!(writes.body["total"], 1, "{}", writes.body);
     assert_eq!(writes.body["entry"][0]["resource"]["agent"][0]["who"]["display"], format!("partner:{PARTNER_A}"));
+}
+
+async fn an_admin_resets_a_sandbox(app: &TestApp) {
+    let sandbox = app.partner_token(PARTNER_SANDBOX, ALL).await;
+    let bundle = referral_of(PARTNER_SANDBOX, "SB-R", "I25.10");
+    let sent = app.send_as(&sandbox, Method::POST, "", Some(&bundle)).await;
+    let (_, task) = created(&sent.body);
+    let auth = app.auth.as_ref().unwrap();
+    let reset = "$sandbox-reset?partner=sandbox-clinic";
+    let coordinator = auth.staff_token(StaffRole::Coordinator, None, &[]);
+    assert_eq!(app.send_as(&coordinator, Method::POST, reset, None).await.status, StatusCode::FORBIDDEN);
+    let admin = auth.staff_token(StaffRole::Admin, None, &[]);
+    let refused = app.send_as(&admin, Method::POST, &format!("$sandbox-reset?partner={PARTNER_A}"), None).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "only sandbox partners are reset");
+    let done = app.send_as(&admin, Method::POST, reset, None).await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    assert!(done.body["issue"][0]["diagnostics"].as_str().unwrap().contains("1 referrals forgotten"), "{}", done.body);
+    assert_eq!(app.send_as(&sandbox, Method::GET, &format!("Task/{task}"), None).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(app.send_as(&sandbox, Method::GET, "Patient", None).await.body["total"], 0);
+    // The same referral is new again.
+    let again = app.send_as(&sandbox, Method::POST, "", Some(&bundle)).await;
+    assert!(again.body["link"].to_string().contains("#created"), "{}", again.body);
 }
 
 /// The replay cache lives in the database, so every instance on it refuses a used assertion.

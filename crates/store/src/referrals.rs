@@ -87,4 +87,34 @@ impl Tx {
         .map_err(|err| StoreError::from_sqlx(err, backend))?;
         Ok(())
     }
+
+    /// Forgets every referral identity of `partner`, so the same referrals can be sent again as
+    /// new ones (a sandbox reset). Returns how many were forgotten.
+    pub async fn forget_referrals(&mut self, partner: &str) -> Result<u64, StoreError> {
+        self.flush().await?;
+        let backend = self.backend;
+        let result = sqlx::query("DELETE FROM referrals WHERE partner = $1")
+            .bind(partner)
+            .execute(self.conn())
+            .await
+            .map_err(|err| StoreError::from_sqlx(err, backend))?;
+        Ok(result.rows_affected())
+    }
+
+    /// The current (not deleted) resources of any type whose `meta.tag` has `system|code`.
+    pub async fn tagged_resources(&mut self, system: &str, code: &str) -> Result<Vec<(String, String)>, StoreError> {
+        self.flush().await?;
+        let backend = self.backend;
+        let rows = sqlx::query(
+            "SELECT t.resource_type, t.id FROM idx_token t \
+             JOIN resources r ON r.resource_type = t.resource_type AND r.id = t.id AND r.deleted = 0 \
+             WHERE t.param = '_tag' AND t.system = $1 AND t.code = $2 ORDER BY t.resource_type, t.id",
+        )
+        .bind(system)
+        .bind(code)
+        .fetch_all(self.conn())
+        .await
+        .map_err(|err| StoreError::from_sqlx(err, backend))?;
+        Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+    }
 }

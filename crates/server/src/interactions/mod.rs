@@ -7,6 +7,7 @@ pub mod intake;
 pub mod message;
 pub mod read;
 pub mod rest_write;
+pub mod sandbox;
 pub mod search;
 pub mod transaction;
 pub mod validate;
