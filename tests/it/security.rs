@@ -364,6 +364,9 @@ async fn reads_are_audited_with_the_reader(app: &TestApp) {
     let event = &reads.body["entry"][0]["resource"];
     assert_eq!(event["agent"][0]["who"]["display"], format!("partner:{PARTNER_A}"));
     assert_eq!(event["action"], "R");
+    // Searchable by who did it (agent altId) and when.
+    let by_agent = format!("AuditEvent?altid=partner:{PARTNER_A}&date=ge2026-01-01&_summary=count");
+    assert!(app.send_as(&coordinator, Method::GET, &by_agent, None).await.body["total"].as_i64().unwrap() >= 2);
     let patient = ids["Patient"].as_str().unwrap();
     let searches = app
         .send_as(&coordinator, Method::GET, &format!("AuditEvent?entity=Patient/{patient}&subtype=search-type"), None)

@@ -66,7 +66,7 @@ impl AuditJournal {
             "recorded": now(),
             "outcome": "4",
             "outcomeDesc": format!("Access denied on {method} {route}: {reason}"),
-            "agent": [{"who": {"display": who}, "requestor": true}],
+            "agent": [{"who": {"display": who}, "altId": who, "requestor": true}],
             "source": {"observer": {"display": "rex"}},
         });
         if let Some(entity) = entity {
@@ -122,7 +122,7 @@ pub fn rest_event(caller: &Caller, interaction: &str, action: &str, entities: &[
         "action": action,
         "recorded": now(),
         "outcome": "0",
-        "agent": [{"who": {"display": caller.label()}, "requestor": true}],
+        "agent": [{"who": {"display": caller.label()}, "altId": caller.label(), "requestor": true}],
         "source": {"observer": {"display": "rex"}},
         "entity": entities.iter().take(MAX_ENTITIES).map(|what| json!({"what": {"reference": what}})).collect::<Vec<_>>(),
     });
