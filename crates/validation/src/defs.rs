@@ -1,10 +1,14 @@
 //! Loading conformance resources (StructureDefinitions, ValueSets, CodeSystems, Questionnaires) from the
 //! embedded core package, folders and NPM packages (folders or `.tgz`).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::Read;
+use std::ops::Range;
 use std::path::Path;
+use std::sync::{Arc, OnceLock};
 
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::ValidationError;
@@ -20,9 +24,9 @@ static CORE_PACK: &[u8] = include_bytes!("../definitions/hl7.fhir.r4.core-4.0.1.
 /// snapshots and compiles everything once.
 #[derive(Debug, Clone, Default)]
 pub struct Definitions {
-    pub(crate) structures: HashMap<String, Value>,
-    pub(crate) value_sets: HashMap<String, Value>,
-    pub(crate) code_systems: HashMap<String, Value>,
+    pub(crate) structures: HashMap<String, Entry>,
+    pub(crate) value_sets: HashMap<String, Entry>,
+    pub(crate) code_systems: HashMap<String, Entry>,
     pub(crate) questionnaires: HashMap<String, Value>,
     /// Insertion order of structure URLs (for deterministic snapshot generation).
     pub(crate) order: Vec<String>,
@@ -36,18 +40,23 @@ impl Definitions {
 
     /// The base specification `hl7.fhir.r4.core` 4.0.1 (StructureDefinitions with snapshots, ValueSets,
     /// CodeSystems), decompressed from the copy embedded in the binary. No file system access.
+    ///
+    /// The resources stay as text and are parsed when first used: the package is 10 MB of JSON, about
+    /// 85 MB as `serde_json::Value`s, and validating referrals needs a few dozen of its 3,000 resources.
     pub fn r4_core() -> Result<Definitions, ValidationError> {
-        let mut text = Vec::with_capacity(16 << 20);
-        flate2::read::GzDecoder::new(CORE_PACK)
-            .read_to_end(&mut text)
-            .map_err(|e| ValidationError::Load(format!("embedded core package: {e}")))?;
-        let value: Value =
-            serde_json::from_slice(&text).map_err(|e| ValidationError::Load(format!("embedded core package: {e}")))?;
+        let load = |e: &dyn std::fmt::Display| ValidationError::Load(format!("embedded core package: {e}"));
+        let mut text = String::with_capacity(10 << 20);
+        flate2::read::GzDecoder::new(CORE_PACK).read_to_string(&mut text).map_err(|e| load(&e))?;
+        let text: Arc<str> = text.into();
+        let items: Vec<&RawValue> = serde_json::from_str(&text).map_err(|e| load(&e))?;
         let mut defs = Definitions::default();
-        if let Value::Array(items) = value {
-            for item in items {
-                defs.add_resource(item);
-            }
+        for item in items {
+            let header: Header = serde_json::from_str(item.get()).map_err(|e| load(&e))?;
+            let Some(url) = header.url.as_deref().map(canonical_base) else { continue };
+            let start = item.get().as_ptr() as usize - text.as_ptr() as usize;
+            let resource_type = header.resource_type.clone();
+            let core = CoreText { text: text.clone(), range: start..start + item.get().len() };
+            defs.insert(&resource_type, url, Entry { value: OnceLock::new(), core: Some((core, header)) });
         }
         Ok(defs)
     }
@@ -73,7 +82,15 @@ impl Definitions {
             return 0;
         };
         strip(&mut resource);
-        let map = match rt.as_str() {
+        if rt == "Questionnaire" {
+            self.questionnaires.insert(url, resource);
+            return 1;
+        }
+        self.insert(&rt, url, Entry::parsed(resource))
+    }
+
+    fn insert(&mut self, resource_type: &str, url: String, entry: Entry) -> usize {
+        let map = match resource_type {
             "StructureDefinition" => {
                 if !self.structures.contains_key(&url) {
                     self.order.push(url.clone());
@@ -82,10 +99,9 @@ impl Definitions {
             }
             "ValueSet" => &mut self.value_sets,
             "CodeSystem" => &mut self.code_systems,
-            "Questionnaire" => &mut self.questionnaires,
             _ => return 0,
         };
-        map.insert(url, resource);
+        map.insert(url, entry);
         1
     }
 
@@ -142,7 +158,73 @@ impl Definitions {
 
     /// The StructureDefinition with this canonical URL, if loaded.
     pub fn structure(&self, url: &str) -> Option<&Value> {
-        self.structures.get(canonical_base(url).as_str())
+        self.structures.get(canonical_base(url).as_str()).map(Entry::value)
+    }
+}
+
+/// The fields of a core package resource read at load time, before the resource itself is needed.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub(crate) struct Header {
+    #[serde(rename = "resourceType")]
+    resource_type: String,
+    url: Option<String>,
+    #[serde(rename = "type")]
+    pub type_name: Option<String>,
+    pub kind: Option<String>,
+    pub derivation: Option<String>,
+    snapshot: Option<serde::de::IgnoredAny>,
+}
+
+/// One conformance resource: parsed, or still text inside the decompressed core package.
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    /// The parsed resource; for core text, filled by [`Entry::value`] (snapshot generation of profiles).
+    value: OnceLock<Value>,
+    core: Option<(CoreText, Header)>,
+}
+
+/// A resource's place in the shared, decompressed core package text.
+#[derive(Clone)]
+pub(crate) struct CoreText {
+    text: Arc<str>,
+    range: Range<usize>,
+}
+
+impl std::fmt::Debug for CoreText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "core package bytes {:?}", self.range)
+    }
+}
+
+impl CoreText {
+    /// Parses the resource. The text was checked as JSON when the package was loaded.
+    pub(crate) fn parse(&self) -> Value {
+        serde_json::from_str(&self.text[self.range.clone()]).unwrap_or(Value::Null)
+    }
+}
+
+impl Entry {
+    fn parsed(value: Value) -> Entry {
+        Entry { value: OnceLock::from(value), core: None }
+    }
+
+    /// The resource, parsed once and kept.
+    pub(crate) fn value(&self) -> &Value {
+        self.value.get_or_init(|| self.core.as_ref().map_or(Value::Null, |(t, _)| t.parse()))
+    }
+
+    /// The resource, parsed again for this use unless it is already held (for data compiled once and cached).
+    pub(crate) fn parse(&self) -> Cow<'_, Value> {
+        match (self.value.get(), &self.core) {
+            (Some(v), _) => Cow::Borrowed(v),
+            (None, Some((t, _))) => Cow::Owned(t.parse()),
+            (None, None) => Cow::Owned(Value::Null),
+        }
+    }
+
+    /// A core StructureDefinition that has its snapshot, so it can be compiled when first used.
+    pub(crate) fn lazy_core(&self) -> Option<(&CoreText, &Header)> {
+        self.core.as_ref().filter(|(_, h)| h.snapshot.is_some()).map(|(t, h)| (t, h))
     }
 }
 
@@ -262,7 +344,17 @@ pub fn pack_folder(folder: &Path) -> Result<Vec<u8>, ValidationError> {
 
 /// Helper: object field as str.
 pub(crate) fn s<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
-    v.get(key).and_then(Value::as_str)
+    field(v, key).and_then(Value::as_str)
+}
+
+/// `v.get(key)`, faster on small objects: `serde_json` maps hash every key with SipHash, while a scan
+/// of a few keys compares lengths first and rarely touches the bytes.
+pub(crate) fn field<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
+    let obj = v.as_object()?;
+    if obj.len() > 8 {
+        return obj.get(key);
+    }
+    obj.iter().find_map(|(k, v)| (k == key).then_some(v))
 }
 
 #[allow(dead_code)]

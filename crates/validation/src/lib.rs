@@ -26,7 +26,7 @@ mod ucum;
 mod validate;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Mutex, OnceLock};
 
 use rex_fhir::{Issue, IssueCode, Severity};
 use serde_json::Value;
@@ -72,8 +72,13 @@ impl Default for Options {
 
 /// A ready validator: compiled definitions plus terminology. `Send + Sync`; build once, share via `Arc`.
 pub struct Validator {
-    pub(crate) sds: FxMap<String, Arc<Sd>>,
-    pub(crate) types: FxMap<String, Arc<Sd>>,
+    structures: Vec<Structure>,
+    /// Index in `structures` by canonical URL.
+    sds: FxMap<String, usize>,
+    /// Index in `structures` of the base definition of each core type, by type name.
+    types: FxMap<String, usize>,
+    /// Parsed FHIRPath expressions shared by all structures, including those compiled later.
+    exprs: Mutex<model::ExprCache>,
     pub(crate) term: terminology::Terminology,
     /// Questionnaires by canonical URL (without version), for QuestionnaireResponse validation.
     pub(crate) questionnaires: FxMap<String, Value>,
@@ -81,8 +86,18 @@ pub struct Validator {
     load_messages: Vec<String>,
 }
 
+/// A StructureDefinition known to the validator. Those of the core package are compiled when first used
+/// (a referral touches a few dozen of the 655), the others when the validator is built.
+struct Structure {
+    type_name: String,
+    kind: Kind,
+    core: Option<defs::CoreText>,
+    sd: OnceLock<Sd>,
+}
+
 impl Validator {
-    /// Generates missing snapshots and compiles every StructureDefinition of `definitions`.
+    /// Generates missing snapshots and compiles every StructureDefinition of `definitions` (those of
+    /// the core package when first used).
     pub fn new(definitions: Definitions) -> Validator {
         Validator::with_options(definitions, Options::default())
     }
@@ -91,29 +106,60 @@ impl Validator {
     pub fn with_options(definitions: Definitions, options: Options) -> Validator {
         let (snapshots, load_messages) = snapshot::generate_all(&definitions);
         let mut cache = model::ExprCache::new();
+        let mut structures = Vec::new();
         let mut sds = FxMap::default();
         let mut types = FxMap::default();
         for url in &definitions.order {
-            let Some(snap) = snapshots.get(url) else { continue };
-            let Some(raw) = definitions.structures.get(url) else { continue };
-            let sd = Arc::new(model::compile(raw, snap, &mut cache));
+            let Some(entry) = definitions.structures.get(url) else { continue };
+            let (structure, derivation) = match (entry.lazy_core(), snapshots.get(url)) {
+                (Some((core, header)), _) => {
+                    let type_name = header.type_name.clone().unwrap_or_default();
+                    let kind = model::kind(header.kind.as_deref());
+                    let sd = OnceLock::new();
+                    (Structure { type_name, kind, core: Some(core.clone()), sd }, header.derivation.as_deref())
+                }
+                (None, Some(snap)) => {
+                    let raw = entry.value();
+                    let sd = model::compile(raw, snap, &mut cache);
+                    let (type_name, kind) = (sd.type_name.clone(), sd.kind);
+                    (Structure { type_name, kind, core: None, sd: OnceLock::from(sd) }, defs::s(raw, "derivation"))
+                }
+                (None, None) => continue,
+            };
             if url.starts_with("http://hl7.org/fhir/StructureDefinition/")
-                && (raw.get("derivation").and_then(Value::as_str) != Some("constraint")
-                    || sd.type_name == "Extension" && url.ends_with("/Extension"))
+                && (derivation != Some("constraint")
+                    || structure.type_name == "Extension" && url.ends_with("/Extension"))
             {
-                types.insert(sd.type_name.clone(), sd.clone());
+                types.insert(structure.type_name.clone(), structures.len());
             }
-            sds.insert(url.clone(), sd);
+            sds.insert(url.clone(), structures.len());
+            structures.push(structure);
         }
         // Base datatypes are named by their id in core (e.g. SimpleQuantity, MoneyQuantity are profiles).
         for name in ["SimpleQuantity", "MoneyQuantity"] {
-            if let Some(sd) = sds.get(&format!("http://hl7.org/fhir/StructureDefinition/{name}")) {
-                types.insert(name.to_string(), sd.clone());
+            if let Some(&i) = sds.get(&format!("http://hl7.org/fhir/StructureDefinition/{name}")) {
+                types.insert(name.to_string(), i);
             }
         }
-        let term = terminology::Terminology::new(definitions.value_sets, &definitions.code_systems);
+        let term = terminology::Terminology::new(definitions.value_sets, definitions.code_systems);
         let questionnaires = definitions.questionnaires.into_iter().collect();
-        Validator { sds, types, term, questionnaires, options, load_messages }
+        Validator { structures, sds, types, exprs: Mutex::new(cache), term, questionnaires, options, load_messages }
+    }
+
+    /// The compiled structure `i` of `structures`, compiled now if it is a core one not used before.
+    fn compiled(&self, i: usize) -> &Sd {
+        let structure = &self.structures[i];
+        structure.sd.get_or_init(|| {
+            let raw = structure.core.as_ref().map(defs::CoreText::parse).unwrap_or_default();
+            let snapshot = raw.pointer("/snapshot/element").and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
+            let mut cache = self.exprs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            model::compile(&raw, snapshot, &mut cache)
+        })
+    }
+
+    /// The StructureDefinition with this canonical URL (without version).
+    pub(crate) fn sd(&self, url: &str) -> Option<&Sd> {
+        self.sds.get(url).map(|&i| self.compiled(i))
     }
 
     /// Problems met while generating snapshots (profiles that could not be fully processed).
@@ -123,7 +169,7 @@ impl Validator {
 
     /// The resource or data type a known profile constrains (`Patient` for a Patient profile).
     pub fn profile_type(&self, url: &str) -> Option<&str> {
-        self.sds.get(defs::canonical_base(url).as_str()).map(|sd| sd.type_name.as_str())
+        self.sds.get(defs::canonical_base(url).as_str()).map(|&i| self.structures[i].type_name.as_str())
     }
 
     /// Whether a profile (StructureDefinition canonical URL) is known.
@@ -163,15 +209,15 @@ impl Validator {
     }
 
     pub(crate) fn core_type(&self, name: &str) -> Option<&Sd> {
-        self.types.get(name).map(|a| a.as_ref())
+        self.types.get(name).map(|&i| self.compiled(i))
     }
 
     pub(crate) fn is_resource_type(&self, name: &str) -> bool {
-        self.types.get(name).is_some_and(|sd| sd.kind == Kind::Resource)
+        self.types.get(name).is_some_and(|&i| self.structures[i].kind == Kind::Resource)
     }
 
     pub(crate) fn is_subtype_name(&self, ty: &str, base: &str) -> bool {
-        let mut cur = self.types.get(ty).cloned();
+        let mut cur = self.core_type(ty);
         let mut guard = 0;
         while let Some(sd) = cur {
             if sd.type_name == base || sd.name == base {
@@ -181,7 +227,7 @@ impl Validator {
             if guard > 10 {
                 return false;
             }
-            cur = sd.base.as_ref().and_then(|b| self.sds.get(b)).cloned();
+            cur = sd.base.as_deref().and_then(|b| self.sd(b));
         }
         false
     }
@@ -192,23 +238,25 @@ impl Validator {
         if let Some(id) = reference.strip_prefix('#') {
             return root.get("contained")?.as_array()?.iter().find(|c| c.get("id").and_then(Value::as_str) == Some(id));
         }
+        // Called for every reference of a Bundle, so for every entry: no allocation, and field lookups by
+        // scanning the few keys of an entry (cheaper than hashing them).
         let entries = root.get("entry")?.as_array()?;
+        let (ref_type, ref_id) = reference.split_once('/').unwrap_or(("", ""));
         for e in entries {
-            let full = e.get("fullUrl").and_then(Value::as_str);
+            let full = defs::field(e, "fullUrl").and_then(Value::as_str);
+            let resource = defs::field(e, "resource");
             if full == Some(reference) {
-                return e.get("resource");
+                return resource;
             }
-            if let (Some(full), Some(r)) = (full, e.get("resource"))
-                && full.ends_with(&format!("/{reference}"))
-            {
+            let Some(r) = resource else { continue };
+            if full.and_then(|f| f.strip_suffix(reference)).is_some_and(|f| f.ends_with('/')) {
                 return Some(r);
             }
-            if let Some(r) = e.get("resource") {
-                let rt = r.get("resourceType").and_then(Value::as_str).unwrap_or("");
-                let id = r.get("id").and_then(Value::as_str).unwrap_or("");
-                if !id.is_empty() && reference == format!("{rt}/{id}") {
-                    return Some(r);
-                }
+            if !ref_id.is_empty()
+                && defs::field(r, "id").and_then(Value::as_str) == Some(ref_id)
+                && defs::field(r, "resourceType").and_then(Value::as_str).unwrap_or("") == ref_type
+            {
+                return Some(r);
             }
         }
         None
@@ -230,7 +278,7 @@ impl fhirpath::Model for Validator {
             return None;
         }
         let root = parent.split('.').next()?;
-        let sd = self.types.get(root)?;
+        let sd = self.core_type(root)?;
         let elem = KEY.with(|k| {
             let mut k = k.borrow_mut();
             k.clear();

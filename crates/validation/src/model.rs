@@ -71,7 +71,7 @@ pub(crate) struct Constraint {
     pub expression: String,
     pub expr: Option<Arc<Expr>>,
     /// A native implementation of a hot core invariant (same semantics as the expression).
-    pub native: Option<fn(&Value) -> bool>,
+    pub native: Option<crate::validate::Native>,
 }
 
 #[derive(Debug)]
@@ -89,6 +89,9 @@ pub(crate) struct Elem {
     pub types: Vec<TypeRef>,
     pub content_ref: Option<String>,
     pub children: Vec<usize>,
+    /// Position in `children` of each child that is not a choice, by name: the walk looks up every JSON
+    /// property of an instance here.
+    pub child_names: crate::FxMap<Box<str>, usize>,
     pub slicing: Option<Slicing>,
     pub slices: Vec<usize>,
     pub fixed: Option<Value>,
@@ -121,14 +124,19 @@ pub(crate) struct Sd {
 /// Cache of parsed FHIRPath expressions shared by all structures.
 pub(crate) type ExprCache = HashMap<String, Option<Arc<Expr>>>;
 
-pub(crate) fn compile(sd: &Value, snapshot: &[Value], cache: &mut ExprCache) -> Sd {
-    let url = s(sd, "url").map(canonical_base).unwrap_or_default();
-    let kind = match s(sd, "kind") {
+/// `StructureDefinition.kind`.
+pub(crate) fn kind(code: Option<&str>) -> Kind {
+    match code {
         Some("primitive-type") => Kind::Primitive,
         Some("complex-type") => Kind::Complex,
         Some("resource") => Kind::Resource,
         _ => Kind::Logical,
-    };
+    }
+}
+
+pub(crate) fn compile(sd: &Value, snapshot: &[Value], cache: &mut ExprCache) -> Sd {
+    let url = s(sd, "url").map(canonical_base).unwrap_or_default();
+    let kind = kind(s(sd, "kind"));
     let mut elems = Vec::with_capacity(snapshot.len());
     let mut by_id: HashMap<String, usize> = HashMap::new();
     let mut by_path = crate::FxMap::default();
@@ -301,6 +309,7 @@ pub(crate) fn compile(sd: &Value, snapshot: &[Value], cache: &mut ExprCache) -> 
             types,
             content_ref: s(e, "contentReference").map(|c| c.rsplit('#').next().unwrap_or(c).to_string()),
             children: Vec::new(),
+            child_names: crate::FxMap::default(),
             slicing,
             slices: Vec::new(),
             fixed,
@@ -327,6 +336,11 @@ pub(crate) fn compile(sd: &Value, snapshot: &[Value], cache: &mut ExprCache) -> 
             }
         }
         if let Some(&p) = by_id.get(&parent_id) {
+            if !elems[i].choice {
+                let name = elems[i].name.as_str().into();
+                let position = elems[p].children.len();
+                elems[p].child_names.entry(name).or_insert(position);
+            }
             elems[p].children.push(i);
         }
     }

@@ -194,7 +194,7 @@ impl<'v> Walk<'v> {
             let other = if self.v.term.has_value_set(&url) {
                 Some("ValueSet")
             } else {
-                self.v.sds.get(&url).map(|_| "StructureDefinition")
+                self.v.knows_profile(&url).then_some("StructureDefinition")
             };
             match other {
                 Some(found) => self.report(

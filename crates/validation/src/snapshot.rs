@@ -8,11 +8,15 @@ use serde_json::{Map, Value};
 use crate::defs::{Definitions, canonical_base, s};
 
 /// Generates (or returns) the snapshot elements of every structure that needs one; results are keyed by
-/// URL. Failures are reported as messages (the structure is then left without a snapshot).
+/// URL. Failures are reported as messages (the structure is then left without a snapshot). Core
+/// structures that ship their snapshot are left out: they are compiled from it when first used.
 pub(crate) fn generate_all(defs: &Definitions) -> (HashMap<String, Vec<Value>>, Vec<String>) {
     let mut done: HashMap<String, Vec<Value>> = HashMap::new();
     let mut errors = Vec::new();
     for url in &defs.order {
+        if defs.structures.get(url).is_some_and(|e| e.lazy_core().is_some()) {
+            continue;
+        }
         let mut stack = HashSet::new();
         if let Err(e) = snapshot_of(defs, url, &mut done, &mut stack) {
             errors.push(format!("{url}: {e}"));
@@ -30,7 +34,7 @@ fn snapshot_of(
     if done.contains_key(url) {
         return Ok(());
     }
-    let sd = defs.structures.get(url).ok_or_else(|| format!("unknown structure {url}"))?;
+    let sd = defs.structures.get(url).ok_or_else(|| format!("unknown structure {url}"))?.value();
     if let Some(Value::Array(elements)) = sd.get("snapshot").and_then(|s| s.get("element")) {
         if !elements.is_empty() && sd.get("differential").is_none() {
             done.insert(url.to_string(), elements.clone());

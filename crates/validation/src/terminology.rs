@@ -2,11 +2,11 @@
 //! filters, nested value sets), cached per value set.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use serde_json::Value;
 
-use crate::defs::{canonical_base, s};
+use crate::defs::{Entry, canonical_base, s};
 
 /// Systems rex cannot check without a terminology server.
 pub(crate) fn is_external_system(system: &str) -> bool {
@@ -64,9 +64,45 @@ struct CodeSystem {
 }
 
 pub(crate) struct Terminology {
-    value_sets: HashMap<String, Value>,
-    code_systems: HashMap<String, CodeSystem>,
+    /// Read when a value set is first expanded (expansions are cached).
+    value_sets: HashMap<String, Entry>,
+    /// Compiled when first used: the core package has 1,062 code systems, a referral uses a few.
+    code_systems: HashMap<String, (Entry, OnceLock<CodeSystem>)>,
     cache: RwLock<HashMap<String, Arc<Expansion>>>,
+}
+
+impl CodeSystem {
+    fn new(cs: &Value) -> CodeSystem {
+        let mut concepts = HashMap::new();
+        fn walk(list: &Value, parent: Option<&str>, out: &mut HashMap<String, (Option<String>, Vec<String>)>) {
+            for c in list.as_array().into_iter().flatten() {
+                let Some(code) = s(c, "code") else { continue };
+                let entry =
+                    out.entry(code.to_string()).or_insert_with(|| (s(c, "display").map(str::to_string), Vec::new()));
+                if let Some(p) = parent {
+                    entry.1.push(p.to_string());
+                }
+                for p in c.get("property").and_then(Value::as_array).into_iter().flatten() {
+                    if (s(p, "code") == Some("subsumedBy") || s(p, "code") == Some("parent"))
+                        && let Some(pc) = s(p, "valueCode")
+                    {
+                        entry.1.push(pc.to_string());
+                    }
+                }
+                if let Some(sub) = c.get("concept") {
+                    walk(sub, Some(code), out);
+                }
+            }
+        }
+        if let Some(list) = cs.get("concept") {
+            walk(list, None, &mut concepts);
+        }
+        CodeSystem {
+            complete: s(cs, "content").unwrap_or("complete") == "complete",
+            case_sensitive: cs.get("caseSensitive").and_then(Value::as_bool).unwrap_or(true),
+            concepts,
+        }
+    }
 }
 
 impl Expansion {
@@ -88,45 +124,14 @@ impl Expansion {
 }
 
 impl Terminology {
-    pub(crate) fn new(value_sets: HashMap<String, Value>, code_systems: &HashMap<String, Value>) -> Terminology {
-        let mut systems = HashMap::new();
-        for (url, cs) in code_systems {
-            let mut concepts = HashMap::new();
-            fn walk(list: &Value, parent: Option<&str>, out: &mut HashMap<String, (Option<String>, Vec<String>)>) {
-                for c in list.as_array().into_iter().flatten() {
-                    let Some(code) = s(c, "code") else { continue };
-                    let entry = out
-                        .entry(code.to_string())
-                        .or_insert_with(|| (s(c, "display").map(str::to_string), Vec::new()));
-                    if let Some(p) = parent {
-                        entry.1.push(p.to_string());
-                    }
-                    for p in c.get("property").and_then(Value::as_array).into_iter().flatten() {
-                        if (s(p, "code") == Some("subsumedBy") || s(p, "code") == Some("parent"))
-                            && let Some(pc) = s(p, "valueCode")
-                        {
-                            entry.1.push(pc.to_string());
-                        }
-                    }
-                    if let Some(sub) = c.get("concept") {
-                        walk(sub, Some(code), out);
-                    }
-                }
-            }
-            if let Some(list) = cs.get("concept") {
-                walk(list, None, &mut concepts);
-            }
-            let content = s(cs, "content").unwrap_or("complete");
-            systems.insert(
-                url.clone(),
-                CodeSystem {
-                    complete: content == "complete",
-                    case_sensitive: cs.get("caseSensitive").and_then(Value::as_bool).unwrap_or(true),
-                    concepts,
-                },
-            );
-        }
-        Terminology { value_sets, code_systems: systems, cache: RwLock::new(HashMap::new()) }
+    pub(crate) fn new(value_sets: HashMap<String, Entry>, code_systems: HashMap<String, Entry>) -> Terminology {
+        let code_systems = code_systems.into_iter().map(|(url, cs)| (url, (cs, OnceLock::new()))).collect();
+        Terminology { value_sets, code_systems, cache: RwLock::new(HashMap::new()) }
+    }
+
+    fn code_system(&self, url: &str) -> Option<&CodeSystem> {
+        let (entry, compiled) = self.code_systems.get(url)?;
+        Some(compiled.get_or_init(|| CodeSystem::new(&entry.parse())))
     }
 
     pub(crate) fn has_value_set(&self, url: &str) -> bool {
@@ -135,7 +140,7 @@ impl Terminology {
 
     /// Display of a code in a local code system, and whether the system is known and complete.
     pub(crate) fn lookup(&self, system: &str, code: &str) -> Option<Option<&str>> {
-        let cs = self.code_systems.get(system)?;
+        let cs = self.code_system(system)?;
         if !cs.complete {
             return None;
         }
@@ -167,7 +172,7 @@ impl Terminology {
         if !guard.insert(url.to_string()) {
             return out;
         }
-        let Some(vs) = self.value_sets.get(url) else {
+        let Some(vs) = self.value_sets.get(url).map(Entry::parse) else {
             out.unknown = true;
             return out;
         };
@@ -216,7 +221,7 @@ impl Terminology {
             .map(|a| a.iter().filter_map(Value::as_str).map(canonical_base).collect())
             .unwrap_or_default();
         if let Some(sys) = &system {
-            let cs = self.code_systems.get(sys);
+            let cs = self.code_system(sys);
             if let Some(concepts) = inc.get("concept").and_then(Value::as_array) {
                 for c in concepts {
                     if let Some(code) = s(c, "code") {
@@ -298,7 +303,7 @@ impl Terminology {
                     return Membership::In;
                 }
                 if exp.open_systems.contains(sys) {
-                    if let Some(cs) = self.code_systems.get(sys).filter(|c| c.complete)
+                    if let Some(cs) = self.code_system(sys).filter(|c| c.complete)
                         && !cs.concepts.contains_key(code)
                     {
                         return Membership::NotIn;

@@ -100,7 +100,7 @@ impl<'v> Walk<'v> {
             if !seen.insert(url.clone()) || url == base.url {
                 continue;
             }
-            match self.v.sds.get(&url) {
+            match self.v.sd(&url) {
                 None => {
                     let sev = if self.v.options.unknown_profile_is_error { Severity::Error } else { Severity::Warning };
                     self.issues.push(issue(
@@ -209,7 +209,7 @@ impl<'v> Walk<'v> {
         // Type profiles (extensions with a definition, profiled datatypes).
         for t in elem.types.iter().filter(|t| t.code == ty) {
             for p in &t.profiles {
-                if let Some(psd) = self.v.sds.get(p.as_str()) {
+                if let Some(psd) = self.v.sd(p.as_str()) {
                     let psd: &'v Sd = psd;
                     if !std::ptr::eq(psd, sd) {
                         self.complex(psd, 0, node, ty);
@@ -228,19 +228,21 @@ impl<'v> Walk<'v> {
             self.err(IssueCode::Invariant, "ele-1: All FHIR elements must have a @value or children");
         }
         // Where the children come from.
-        let (csd, kids): (&'v Sd, &'v [usize]) = if !elem.children.is_empty() {
-            (sd, &elem.children)
+        let (csd, parent): (&'v Sd, usize) = if !elem.children.is_empty() {
+            (sd, ei)
         } else if let Some(cr) = &elem.content_ref {
             match self.content_ref(sd, cr) {
                 Some(x) => x,
                 None => return,
             }
         } else if let Some(tsd) = self.v.core_type(ty) {
-            (tsd, &tsd.elems[0].children)
+            (tsd, 0)
         } else {
             self.err(IssueCode::Structure, format!("Unknown type '{ty}'"));
             return;
         };
+        let kids = &csd.elems[parent].children;
+        let child_names = &csd.elems[parent].child_names;
         let is_root_resource = ei == 0 && sd.kind == Kind::Resource;
         // Group the JSON properties by child definition.
         let mut flat: Vec<(usize, Entry<'v>)> = Vec::with_capacity(obj.len() + 2);
@@ -259,41 +261,40 @@ impl<'v> Walk<'v> {
             if is_companion && obj.contains_key(name) {
                 continue;
             }
-            let mut found = None;
-            for (gi, &k) in kids.iter().enumerate() {
+            let mut found = child_names.get(name).map(|&gi| {
+                let c = &csd.elems[kids[gi]];
+                (gi, c.types.first().map(|t| t.code.as_str()).unwrap_or("BackboneElement"))
+            });
+            // Otherwise a choice element (`value[x]`) whose name the property starts with.
+            let choices = if found.is_none() { &kids[..] } else { &[] };
+            for (gi, &k) in choices.iter().enumerate() {
                 let c = &csd.elems[k];
-                if c.choice {
-                    if name.len() > c.name.len() && name.starts_with(c.name.as_str()) {
-                        let suffix = &name[c.name.len()..];
-                        if suffix.starts_with(|ch: char| ch.is_ascii_uppercase()) {
-                            match c.type_for_suffix(suffix) {
-                                Some(t) => found = Some((gi, t.code.as_str())),
-                                None => {
-                                    if c.types.is_empty() {
-                                        found = Some((gi, crate::fhirpath_type(suffix)));
-                                    } else {
-                                        let _ = write!(self.path, ".{key}");
-                                        self.err(
-                                            IssueCode::Structure,
-                                            format!(
-                                                "The type '{suffix}' is not valid for {} (allowed: {})",
-                                                c.path,
-                                                type_list(c)
-                                            ),
-                                        );
-                                        self.path.truncate(base_len);
-                                        wrong_type.push(gi);
-                                        found = Some((usize::MAX, ""));
-                                    }
+                if c.choice && name.len() > c.name.len() && name.starts_with(c.name.as_str()) {
+                    let suffix = &name[c.name.len()..];
+                    if suffix.starts_with(|ch: char| ch.is_ascii_uppercase()) {
+                        match c.type_for_suffix(suffix) {
+                            Some(t) => found = Some((gi, t.code.as_str())),
+                            None => {
+                                if c.types.is_empty() {
+                                    found = Some((gi, crate::fhirpath_type(suffix)));
+                                } else {
+                                    let _ = write!(self.path, ".{key}");
+                                    self.err(
+                                        IssueCode::Structure,
+                                        format!(
+                                            "The type '{suffix}' is not valid for {} (allowed: {})",
+                                            c.path,
+                                            type_list(c)
+                                        ),
+                                    );
+                                    self.path.truncate(base_len);
+                                    wrong_type.push(gi);
+                                    found = Some((usize::MAX, ""));
                                 }
                             }
-                            break;
                         }
+                        break;
                     }
-                } else if c.name == name {
-                    let t = c.types.first().map(|t| t.code.as_str()).unwrap_or("BackboneElement");
-                    found = Some((gi, t));
-                    break;
                 }
             }
             let Some((gi, cty)) = found else {
@@ -486,16 +487,17 @@ impl<'v> Walk<'v> {
         }
     }
 
-    fn content_ref(&self, sd: &'v Sd, cr: &str) -> Option<(&'v Sd, &'v [usize])> {
+    /// The element a `contentReference` names, in `sd` or in the core type it starts with.
+    fn content_ref(&self, sd: &'v Sd, cr: &str) -> Option<(&'v Sd, usize)> {
         if let Some(&i) = sd.by_path.get(cr)
             && !sd.elems[i].children.is_empty()
         {
-            return Some((sd, &sd.elems[i].children));
+            return Some((sd, i));
         }
         let root = cr.split('.').next()?;
         let tsd = self.v.core_type(root)?;
         let &i = tsd.by_path.get(cr)?;
-        Some((tsd, &tsd.elems[i].children))
+        Some((tsd, i))
     }
 
     /// Assigns items to slices and checks slice cardinality, closed and ordered rules. Extensions without
@@ -595,7 +597,7 @@ impl<'v> Walk<'v> {
                 let url = m.get("url").and_then(Value::as_str);
                 match url {
                     None => {}
-                    Some(url) => match self.v.sds.get(crate::defs::canonical_base(url).as_str()) {
+                    Some(url) => match self.v.sd(crate::defs::canonical_base(url).as_str()) {
                         Some(ext) => {
                             let ext: &'v Sd = ext;
                             if c.name == "extension" {
@@ -789,7 +791,7 @@ impl<'v> Walk<'v> {
                         .flat_map(|t| t.profiles.iter().chain(t.target_profiles.iter()).map(String::as_str))
                         .collect();
                     values.iter().any(|v| {
-                        profiles.iter().any(|p| match self.v.sds.get(*p) {
+                        profiles.iter().any(|p| match self.v.sd(p) {
                             Some(psd) => {
                                 let mut sub = Walk::new(self.v);
                                 sub.path = "x".into();
@@ -843,7 +845,7 @@ impl<'v> Walk<'v> {
                 cur = match slice {
                     Some(s) => (csd, s),
                     None => {
-                        let esd = self.v.sds.get(url)?;
+                        let esd = self.v.sd(url)?;
                         (esd, 0)
                     }
                 };
@@ -857,7 +859,7 @@ impl<'v> Walk<'v> {
                 None => {
                     // descend into the type's own definition (profile first)
                     let t = el.types.first()?;
-                    let tsd: &'v Sd = match t.profiles.first().and_then(|p| self.v.sds.get(p.as_str())) {
+                    let tsd: &'v Sd = match t.profiles.first().and_then(|p| self.v.sd(p.as_str())) {
                         Some(p) => p,
                         None => self.v.core_type(&t.code)?,
                     };
@@ -1121,7 +1123,7 @@ impl<'v> Walk<'v> {
             .iter()
             .filter(|t| t.code == "Reference")
             .flat_map(|t| t.target_profiles.iter())
-            .filter_map(|p| self.v.sds.get(p.as_str()).map(|s| s.type_name.as_str()))
+            .filter_map(|p| self.v.sd(p.as_str()).map(|s| s.type_name.as_str()))
             .collect();
         // type implied by the URL, or by the resolved Bundle entry
         let mut rtype: Option<String> = None;
@@ -1180,8 +1182,11 @@ impl<'v> Walk<'v> {
 
     fn constraints(&mut self, elem: &Elem, node: Option<&'v Value>, companion: Option<&'v Value>, ty: &'v str) {
         for c in &elem.constraints {
+            if self.v.options.skip_constraints.contains(c.key.as_str()) {
+                continue;
+            }
             if let Some(f) = c.native {
-                if !f(node.unwrap_or(&Value::Null)) {
+                if !f(node.unwrap_or(&Value::Null), self.root_resource()) {
                     let msg = format!("Constraint failed: {}: '{}'", c.key, c.human);
                     if c.error {
                         self.err(IssueCode::Invariant, msg);
@@ -1192,9 +1197,6 @@ impl<'v> Walk<'v> {
                 continue;
             }
             let Some(expr) = &c.expr else { continue };
-            if self.v.options.skip_constraints.contains(c.key.as_str()) {
-                continue;
-            }
             let root = self.root_resource();
             let cur = self.resources.last().copied();
             let env = Env {
@@ -1416,33 +1418,48 @@ fn select<'a>(item: &'a Value, path: &str) -> Vec<(&'a Value, Option<&'a str>)> 
 }
 
 /// Native implementations of the core invariants evaluated on nearly every element or resource.
-pub(crate) fn native_constraint(key: &str, expression: &str) -> Option<fn(&Value) -> bool> {
+pub(crate) fn native_constraint(key: &str, expression: &str) -> Option<Native> {
     match (key, expression) {
-        ("ext-1", "extension.exists() != value.exists()") => Some(|v| {
+        // On every Reference. A reference to `#id` names a contained resource of %rootResource.
+        (
+            "ref-1",
+            "reference.startsWith('#').not() or (reference.substring(1).trace('url') in %rootResource.contained.id.trace('ids'))",
+        ) => Some(|v, root| match v.get("reference").and_then(Value::as_str).and_then(|r| r.strip_prefix('#')) {
+            Some(id) => {
+                root.is_some_and(|r| contained(r).iter().any(|c| c.get("id").and_then(Value::as_str) == Some(id)))
+            }
+            None => true,
+        }),
+        ("ext-1", "extension.exists() != value.exists()") => Some(|v, _| {
             let Some(o) = v.as_object() else { return true };
             let has_value = o.keys().any(|k| k.starts_with("value") && k.len() > 5);
             o.contains_key("extension") != has_value
         }),
         // R4 errata: the expression says `> 2`, the rule (and R5) say "more than one enableWhen".
-        ("que-12", "enableWhen.count() > 2 implies enableBehavior.exists()") => Some(|v| {
+        ("que-12", "enableWhen.count() > 2 implies enableBehavior.exists()") => Some(|v, _| {
             v.get("enableWhen").and_then(Value::as_array).is_none_or(|a| a.len() <= 1)
                 || v.get("enableBehavior").is_some()
         }),
-        ("dom-2", "contained.contained.empty()") => Some(|v| contained(v).iter().all(|c| c.get("contained").is_none())),
-        ("dom-4", "contained.meta.versionId.empty() and contained.meta.lastUpdated.empty()") => Some(|v| {
+        ("dom-2", "contained.contained.empty()") => {
+            Some(|v, _| contained(v).iter().all(|c| c.get("contained").is_none()))
+        }
+        ("dom-4", "contained.meta.versionId.empty() and contained.meta.lastUpdated.empty()") => Some(|v, _| {
             contained(v)
                 .iter()
                 .all(|c| c.get("meta").is_none_or(|m| m.get("versionId").is_none() && m.get("lastUpdated").is_none()))
         }),
         ("dom-5", "contained.meta.security.empty()") => {
-            Some(|v| contained(v).iter().all(|c| c.get("meta").is_none_or(|m| m.get("security").is_none())))
+            Some(|v, _| contained(v).iter().all(|c| c.get("meta").is_none_or(|m| m.get("security").is_none())))
         }
         ("dom-3", _) if expression.starts_with("contained.where((('#'+id in (%resource.descendants().reference") => {
-            Some(dom3)
+            Some(|v, _| dom3(v))
         }
         _ => None,
     }
 }
+
+/// A native invariant: the node, and `%rootResource`.
+pub(crate) type Native = fn(&Value, Option<&Value>) -> bool;
 
 fn contained(v: &Value) -> &[Value] {
     v.get("contained").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[])
