@@ -8,6 +8,7 @@ use std::sync::Arc;
 mod bench;
 mod profiles_doc;
 mod report;
+mod scorecard;
 mod send;
 
 use clap::{Parser, Subcommand};
@@ -41,6 +42,8 @@ enum Command {
     Token(TokenArgs),
     /// Documentation generated from the profiles folder: `rex profiles doc` (docs/profiles.md).
     Profiles(profiles_doc::ProfilesArgs),
+    /// Reports read from the database: `rex report scorecard --partner ID` (conformance scorecard).
+    Report(scorecard::ReportArgs),
 }
 
 #[derive(clap::Args)]
@@ -148,6 +151,10 @@ struct ServeArgs {
     /// Seconds between two runs of the partner notification delivery (0: never).
     #[arg(long, env = "REX_DELIVERY_INTERVAL", default_value_t = 2)]
     delivery_interval: u64,
+    /// Seconds a delivering instance holds a partner notification before another instance may
+    /// take it (when the first died mid-delivery); longer than the slowest delivery (10 s).
+    #[arg(long, env = "REX_DELIVERY_LEASE", default_value_t = 60, value_parser = clap::value_parser!(u64).range(11..))]
+    delivery_lease: u64,
     /// Seconds in-flight requests get to finish after SIGTERM or Ctrl-C.
     #[arg(long, env = "REX_SHUTDOWN_TIMEOUT", default_value_t = 30)]
     shutdown_timeout: u64,
@@ -173,6 +180,7 @@ async fn main() -> ExitCode {
         Command::Send(args) => return send::run(args).await,
         Command::Token(args) => token(args),
         Command::Profiles(args) => return profiles_doc::run(args),
+        Command::Report(args) => scorecard::run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -258,13 +266,15 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         let every = std::time::Duration::from_secs(args.escalation_interval);
         rex_server::interactions::escalation::spawn_worker(state.clone(), every);
     }
-    if args.delivery_interval > 0 {
-        let every = std::time::Duration::from_secs(args.delivery_interval);
-        rex_server::notifications::spawn_worker(state.clone(), every);
-    }
-    tracing::info!(%address, base_url = %state.config.base_url, backend = ?store.backend(), "rex is serving FHIR");
-    // One signal stops every listener; in-flight requests then get the shutdown timeout to finish.
+    // One signal stops every listener and the delivery worker; in-flight requests then get the
+    // shutdown timeout to finish.
     let (stop, stopping) = tokio::sync::watch::channel(false);
+    let delivery = (args.delivery_interval > 0).then(|| {
+        let every = std::time::Duration::from_secs(args.delivery_interval);
+        let lease = std::time::Duration::from_secs(args.delivery_lease);
+        rex_server::notifications::spawn_worker(state.clone(), every, lease, stopping.clone())
+    });
+    tracing::info!(%address, base_url = %state.config.base_url, backend = ?store.backend(), "rex is serving FHIR");
     tokio::spawn(async move {
         signal.await;
         tracing::info!("shutting down: no new connections; finishing in-flight requests");
@@ -301,6 +311,11 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
             seconds = args.shutdown_timeout,
             "requests still running at the shutdown deadline were abandoned; their transactions roll back"
         ),
+    }
+    // The worker finishes the POST it is making and releases the notifications it leased and has
+    // not posted, so another instance takes them now rather than after the lease.
+    if let Some(delivery) = delivery {
+        let _ = delivery.await;
     }
     state_for_shutdown.audit.flush().await;
     store.close().await;

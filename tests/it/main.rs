@@ -18,6 +18,8 @@ mod logging;
 mod message;
 mod notifications;
 mod operations;
+mod scale_out;
+mod scorecard;
 mod search;
 mod security;
 mod send;

@@ -145,6 +145,7 @@ pub fn router(state: AppState) -> Router {
         .route("/fhir/_history", get(history::system))
         .route("/fhir/$process-message", post(message::process))
         .route("/fhir/$validate", post(validate::system))
+        .route("/fhir/$partner-scorecard", get(interactions::scorecard::operation))
         .route("/fhir/$sandbox-reset", post(interactions::sandbox::reset))
         .route(
             "/fhir/{type}",

@@ -7,7 +7,10 @@
 //! due notifications, POSTs them, and marks them delivered, or schedules a retry with exponential
 //! backoff, or after [`MAX_ATTEMPTS`] moves them to the dead letters. A notification whose lease
 //! expires (its instance died mid-delivery) is delivered again with the same event number, so the
-//! partner sees each event exactly once by its number.
+//! partner sees each event exactly once by its number: delivery is at least once, and a partner may
+//! receive an event twice (when an instance died after the POST and before marking it delivered).
+//! An instance that shuts down gracefully releases the notifications it leased and has not yet
+//! posted, so another instance takes them at once instead of after the lease.
 //!
 //! A partner's `notification_endpoint` in the security configuration is kept as the Subscription
 //! `partner-<id>` in its compartment, created or updated at start.
@@ -31,8 +34,9 @@ use crate::http::stored_json;
 pub const TASK_TOPIC: &str = "https://rex.example/fhir/SubscriptionTopic/referral-task";
 /// Deliveries tried before a notification becomes a dead letter.
 pub const MAX_ATTEMPTS: i64 = 8;
-/// How long an instance holds a notification it is delivering before another may take it.
-const LEASE: Duration = Duration::from_secs(60);
+/// How long an instance holds a notification it is delivering before another may take it, unless
+/// configured otherwise (`--delivery-lease`).
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
 /// Time allowed for one delivery.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Notifications leased per worker run.
@@ -158,18 +162,46 @@ pub struct DeliveryReport {
     pub delivered: usize,
     pub retried: usize,
     pub dead: usize,
+    /// Leased but given back unposted because the instance is shutting down.
+    pub released: usize,
 }
 
-/// Delivers the notifications due at `now` (the clock is a parameter so tests drive it).
+/// Delivers the notifications due at `now` (the clock is a parameter so tests drive it), with the
+/// default lease and no shutdown to watch for.
 pub async fn deliver_due(
     state: &AppState,
     client: &reqwest::Client,
     now: DateTime<Utc>,
 ) -> Result<DeliveryReport, ApiError> {
-    let lease = LEASE.as_micros() as i64;
-    let items = state.store.lease_notifications(micros(now), lease, BATCH).await?;
+    let (_never_sent, running) = tokio::sync::watch::channel(false);
+    deliver(state, client, now, DEFAULT_LEASE, &running).await
+}
+
+/// Leases the notifications due at `now` for `lease` and posts them one by one. Stops early when
+/// `stopping` turns true (the instance shuts down: the notifications not yet posted are released
+/// for another instance) or when the lease has run out (another instance may have taken the rest).
+async fn deliver(
+    state: &AppState,
+    client: &reqwest::Client,
+    now: DateTime<Utc>,
+    lease: Duration,
+    stopping: &tokio::sync::watch::Receiver<bool>,
+) -> Result<DeliveryReport, ApiError> {
+    let started = std::time::Instant::now();
+    let items = state.store.lease_notifications(micros(now), lease.as_micros() as i64, BATCH).await?;
     let mut report = DeliveryReport::default();
     for item in items {
+        if started.elapsed() >= lease {
+            break;
+        }
+        if *stopping.borrow() {
+            // Released as due now, so the next run of any instance takes it; the attempt counted
+            // at the lease stays counted (it is recorded as this error).
+            let when = micros(now);
+            state.store.notification_failed(item.id, Some(when), "released at shutdown before delivery").await?;
+            report.released += 1;
+            continue;
+        }
         let outcome = post(client, &item).await;
         let when = micros(now);
         match &outcome {
@@ -217,16 +249,31 @@ async fn post(client: &reqwest::Client, item: &OutboxItem) -> Result<(), String>
     }
 }
 
-/// Runs [`deliver_due`] every `interval` until the process ends.
-pub fn spawn_worker(state: AppState, interval: Duration) -> tokio::task::JoinHandle<()> {
+/// Runs the delivery every `interval`, leasing for `lease`, until `stopping` turns true; the
+/// handle ends once the run in progress has finished its current POST and released the rest.
+pub fn spawn_worker(
+    state: AppState,
+    interval: Duration,
+    lease: Duration,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let client = reqwest::Client::new();
         let mut ticks = tokio::time::interval(interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            ticks.tick().await;
-            if let Err(err) = deliver_due(&state, &client, Utc::now()).await {
-                tracing::error!(issue = ?err.issues.first().map(|i| &i.diagnostics), "notification delivery failed");
+            tokio::select! {
+                _ = ticks.tick() => {}
+                _ = stopping.wait_for(|stop| *stop) => return,
+            }
+            match deliver(&state, &client, Utc::now(), lease, &stopping).await {
+                Ok(report) if report.released > 0 => {
+                    tracing::info!(released = report.released, "notification leases released at shutdown");
+                }
+                Ok(_) => {}
+                Err(err) => {
+                    tracing::error!(issue = ?err.issues.first().map(|i| &i.diagnostics), "notification delivery failed")
+                }
             }
         }
     })

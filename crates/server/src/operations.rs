@@ -12,9 +12,9 @@ use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use rex_auth::{Principal, StaffRole};
-use rex_fhir::IssueCode;
 use rex_fhir::query::{Handling, SearchQuery};
 use rex_fhir::search::SearchRegistry;
+use rex_fhir::{Issue, IssueCode};
 use serde_json::json;
 
 use crate::AppState;
@@ -110,6 +110,55 @@ impl Metrics {
     }
 }
 
+/// Issues of requests refused by validation, by (issue code, rule), in this process. Kept outside
+/// [`Metrics`] because the validation functions are called with the validator, not the state;
+/// there is one server state per process, so the counts are this instance's as the others are.
+static REFUSED_ISSUES: Mutex<BTreeMap<(&'static str, String), u64>> = Mutex::new(BTreeMap::new());
+
+/// Counts the errors of a request validation refused, by issue code and rule: the invariant key
+/// for a broken invariant (`ref-1`), else the location without list indexes
+/// (`Bundle.entry.resource.gender`), which keeps the number of label values bounded by the model.
+pub fn record_refused_issues(issues: &[Issue]) {
+    let mut counts = REFUSED_ISSUES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    for issue in issues.iter().filter(|issue| issue.is_error()) {
+        *counts.entry((issue.code.as_str(), rule(issue))).or_default() += 1;
+    }
+}
+
+/// The invariant key of an invariant issue (`Constraint failed: ref-1: '...'` or `ele-1: ...`),
+/// else the issue's location with `[n]` removed (empty when it has none).
+fn rule(issue: &Issue) -> String {
+    if issue.code == IssueCode::Invariant {
+        let text = issue.diagnostics.trim_start_matches("Constraint failed: ");
+        if let Some((key, _)) = text.split_once(':')
+            && key.contains('-')
+            && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        {
+            return key.to_string();
+        }
+    }
+    let mut pattern = String::new();
+    let mut in_index = false;
+    for c in issue.expression.as_deref().unwrap_or_default().chars() {
+        match c {
+            '[' => in_index = true,
+            ']' => in_index = false,
+            _ if !in_index => pattern.push(c),
+            _ => {}
+        }
+    }
+    pattern
+}
+
+fn render_refused_issues(out: &mut String) {
+    out.push_str("# HELP rex_validation_issues_total Validation errors of refused requests by code and rule.\n");
+    out.push_str("# TYPE rex_validation_issues_total counter\n");
+    let counts = REFUSED_ISSUES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    for ((code, rule), count) in counts.iter() {
+        let _ = writeln!(out, "rex_validation_issues_total{{code=\"{code}\",rule=\"{}\"}} {count}", escape(rule));
+    }
+}
+
 /// Label values escaped as the text format requires.
 fn escape(value: &str) -> String {
     value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
@@ -154,6 +203,16 @@ pub async fn metrics(
     }
     let mut out = String::new();
     state.metrics.render(&mut out);
+    render_refused_issues(&mut out);
+    let pool = state.store.pool_use();
+    out.push_str("# HELP rex_db_pool_connections Database connections of this instance's pool, busy or idle.\n");
+    out.push_str("# TYPE rex_db_pool_connections gauge\n");
+    let busy = (pool.open as usize).saturating_sub(pool.idle);
+    let _ = writeln!(out, "rex_db_pool_connections{{state=\"busy\"}} {busy}");
+    let _ = writeln!(out, "rex_db_pool_connections{{state=\"idle\"}} {}", pool.idle);
+    out.push_str("# HELP rex_db_pool_max_connections The most connections this instance's pool opens.\n");
+    out.push_str("# TYPE rex_db_pool_max_connections gauge\n");
+    let _ = writeln!(out, "rex_db_pool_max_connections {}", pool.max);
     out.push_str(
         "# HELP rex_queue_open_referrals Referral Tasks waiting on each queue (requested, not yet claimed).\n",
     );
@@ -212,5 +271,24 @@ mod tests {
         assert!(out.contains("rex_http_request_duration_seconds_count{method=\"GET\",route=\"/fhir/{type}/{id}\"} 2"));
         assert!(out.contains("rex_referral_submissions_total{partner=\"a\",outcome=\"refused\"} 1"));
         assert!(out.contains("rex_referral_submissions_total{partner=\"a\",outcome=\"accepted\"} 1"));
+    }
+
+    #[test]
+    fn validation_issues_are_counted_by_invariant_key_or_location_pattern() {
+        let invariant = Issue::error(IssueCode::Invariant, "Constraint failed: rex-test-1: 'A test rule'")
+            .at("Bundle.entry[2].resource");
+        assert_eq!(rule(&invariant), "rex-test-1");
+        let code = Issue::error(IssueCode::CodeInvalid, "bad gender").at("Bundle.entry[7].resource.gender");
+        assert_eq!(rule(&code), "Bundle.entry.resource.gender");
+        let warning = Issue { severity: rex_fhir::Severity::Warning, ..code.clone() };
+        record_refused_issues(&[invariant.clone(), invariant, code, warning]);
+        let mut out = String::new();
+        render_refused_issues(&mut out);
+        // Other tests of this process may count issues too: the counts are at least these.
+        let count = |line: &str| {
+            out.lines().find_map(|l| l.strip_prefix(line)).and_then(|n| n.trim().parse::<u64>().ok()).unwrap_or(0)
+        };
+        assert!(count("rex_validation_issues_total{code=\"invariant\",rule=\"rex-test-1\"}") >= 2, "{out}");
+        assert!(count("rex_validation_issues_total{code=\"code-invalid\",rule=\"Bundle.entry.resource.gender\"}") >= 1);
     }
 }

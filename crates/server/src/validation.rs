@@ -133,6 +133,7 @@ pub async fn require_valid(
 ) -> Result<Value, ApiError> {
     let (resource, issues) = validate(validator, resource, profiles).await?;
     if issues.iter().any(Issue::is_error) {
+        crate::operations::record_refused_issues(&issues);
         return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, issues));
     }
     Ok(resource)
@@ -149,6 +150,7 @@ pub async fn require_valid_bundle(
 ) -> Result<Value, ApiError> {
     let structure = rex_fhir::structure::StructureModel::r4().check(&bundle);
     if structure.iter().any(Issue::is_error) {
+        crate::operations::record_refused_issues(&structure);
         return Err(ApiError::new(StatusCode::BAD_REQUEST, structure));
     }
     let validator = validator.clone();
@@ -169,6 +171,7 @@ pub async fn require_valid_bundle(
     .await
     .map_err(|_| ApiError::internal())?;
     if issues.iter().any(Issue::is_error) {
+        crate::operations::record_refused_issues(&issues);
         return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, issues));
     }
     Ok(bundle)

@@ -15,6 +15,7 @@ mod queues;
 mod read;
 mod referrals;
 mod search;
+mod submissions;
 mod write;
 
 use std::str::FromStr;
@@ -31,6 +32,7 @@ pub use outbox::{OutboxCounts, OutboxItem};
 pub use read::{HistoryEntry, HistoryPage, HistoryScope};
 pub use referrals::ReferralRecord;
 pub use search::SearchResult;
+pub use submissions::{RuleCount, Submission, SubmissionCount, SubmissionIssue};
 pub use write::{Change, DeleteOutcome};
 
 /// How a write transaction guards against concurrent writers (PostgreSQL; SQLite always has one
@@ -63,6 +65,17 @@ pub struct StoredResource {
     pub deleted: bool,
     /// The resource JSON with `id` and `meta` set by the store; `None` for a deletion.
     pub content: Option<String>,
+}
+
+/// Connections of a [`Store`]'s pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolUse {
+    /// Connections open now, busy or idle.
+    pub open: u32,
+    /// Open connections no request is using.
+    pub idle: usize,
+    /// The most connections the pool opens.
+    pub max: u32,
 }
 
 /// The database behind rex.
@@ -152,6 +165,11 @@ impl Store {
             }
         };
         Ok(Tx { conn, backend: self.backend, pending: write::Pending::default() })
+    }
+
+    /// The connection pool's use, for metrics (SQLite's writer connection is not in the pool).
+    pub fn pool_use(&self) -> PoolUse {
+        PoolUse { open: self.pool.size(), idle: self.pool.num_idle(), max: self.pool.options().get_max_connections() }
     }
 
     /// Closes every connection; used at shutdown.

@@ -39,6 +39,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../../migrations/sqlite/0005_used_assertions.sql"),
         include_str!("../../../migrations/postgres/0005_used_assertions.sql"),
     ),
+    (
+        6,
+        "submissions",
+        include_str!("../../../migrations/sqlite/0006_submissions.sql"),
+        include_str!("../../../migrations/postgres/0006_submissions.sql"),
+    ),
 ];
 
 /// Applies pending migrations. On PostgreSQL sqlx takes an advisory lock, so instances starting

@@ -116,6 +116,14 @@ pub fn capability_statement(base_url: &str) -> Value {
                 "name": "process-message",
                 "definition": "http://hl7.org/fhir/OperationDefinition/MessageHeader-process-message",
                 "documentation": "Referral Message Bundles (MessageHeader first, events in https://rex.example/fhir/CodeSystem/message-event), answered synchronously with a response message"
+            }, {
+                "name": "partner-scorecard",
+                "definition": "https://rex.example/fhir/OperationDefinition/partner-scorecard",
+                "documentation": "GET /fhir/$partner-scorecard?partner=ID&period=DATE[/DATE]: a partner's submissions, acceptance rate, median time to first specialist action, top failing rules and trend by day, as Parameters or CSV (_format=text/csv); partners read their own, coordinators and admins any"
+            }, {
+                "name": "sandbox-reset",
+                "definition": "https://rex.example/fhir/OperationDefinition/sandbox-reset",
+                "documentation": "POST /fhir/$sandbox-reset?partner=ID (admins): deletes a sandbox partner's resources and forgets its referral identities"
             }],
         }],
     })

@@ -20,6 +20,7 @@ use rex_referral::workflow::{Action, transition};
 use rex_store::{Isolation, StoredResource};
 use serde_json::{Value, json};
 
+use super::scorecard::{self, Answer, Endpoint};
 use super::transaction::{parse_bundle, transaction_body};
 use super::write::{Target, WriteOp, execute};
 use super::{format_param, in_transaction, intake, query_pairs};
@@ -80,12 +81,18 @@ pub async fn process(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let received = rex_store::now_micros();
     let message = match read_message(&state, query.as_deref(), &headers, body).await {
         Ok(message) => message,
-        Err(err) => return error_response(&state, &Value::Null, err),
+        Err(err) => {
+            scorecard::record(&state, &caller, Endpoint::ProcessMessage, received, None, Answer::Refused(&err)).await;
+            return error_response(&state, &Value::Null, err);
+        }
     };
     let header = message["entry"][0]["resource"].clone();
-    match run(&state, &caller, &message, &header).await {
+    let result = run(&state, &caller, &message, &header).await;
+    scorecard::record(&state, &caller, Endpoint::ProcessMessage, received, Some(&message), (&result).into()).await;
+    match result {
         Ok(focus) => fhir_json(StatusCode::OK, &response_message(&state, &header, "ok", focus, None)),
         Err(err) => error_response(&state, &header, err),
     }

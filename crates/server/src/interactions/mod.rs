@@ -8,6 +8,7 @@ pub mod message;
 pub mod read;
 pub mod rest_write;
 pub mod sandbox;
+pub mod scorecard;
 pub mod search;
 pub mod transaction;
 pub mod validate;

@@ -21,6 +21,7 @@ use rex_store::{Isolation, StoredResource, Tx, format_instant};
 use serde_json::{Value, json};
 
 use super::intake;
+use super::scorecard::{self, Endpoint};
 use super::write::{Target, WriteOp, WriteOutcome, execute, known_type, matching_ids, patch_from_binary, valid_id};
 use super::{format_param, in_transaction, query_pairs};
 use crate::AppState;
@@ -106,14 +107,20 @@ pub async fn handle(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    check_accept(&headers, format_param(&query_pairs(query.as_deref())))?;
-    if body_kind(&headers)? != BodyKind::FhirJson {
-        return Err(ApiError::unsupported_media("POST to the base takes a FHIR JSON Bundle"));
+    let received = rex_store::now_micros();
+    let mut submitted = None;
+    let result = async {
+        check_accept(&headers, format_param(&query_pairs(query.as_deref())))?;
+        if body_kind(&headers)? != BodyKind::FhirJson {
+            return Err(ApiError::unsupported_media("POST to the base takes a FHIR JSON Bundle"));
+        }
+        let bytes = read_body(body, state.config.limits).await?;
+        let bundle_value = submitted.insert(parse_json(&bytes, state.config.limits)?);
+        process_bundle(&state, &caller, bundle_value, Prefer::from_headers(&headers)).await
     }
-    let bytes = read_body(body, state.config.limits).await?;
-    let bundle_value = parse_json(&bytes, state.config.limits)?;
-    let response = process_bundle(&state, &caller, &bundle_value, Prefer::from_headers(&headers)).await?;
-    Ok(fhir_json(StatusCode::OK, &response))
+    .await;
+    scorecard::record(&state, &caller, Endpoint::Base, received, submitted.as_ref(), (&result).into()).await;
+    Ok(fhir_json(StatusCode::OK, &result?))
 }
 
 /// Runs a transaction or batch Bundle and returns the response Bundle.
