@@ -10,11 +10,6 @@ use crate::intake::referral;
 
 const REX: &str = env!("CARGO_BIN_EXE_rex");
 
-fn new_key() -> openssl::pkey::PKey<openssl::pkey::Private> {
-    let group = openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::SECP384R1).unwrap();
-    openssl::pkey::PKey::from_ec_key(openssl::ec::EcKey::generate(&group).unwrap()).unwrap()
-}
-
 struct Server(std::process::Child);
 
 impl Drop for Server {
@@ -29,24 +24,10 @@ async fn a_referral_life_leaves_no_phi_or_token_in_the_log() {
     let folder = std::env::temp_dir().join(format!("rex-log-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&folder).unwrap();
     let partner = "hospital-angeles-mx";
-    let partner_key = rex_auth::SigningKey::new(new_key()).unwrap();
-    let staff_pkey = new_key();
-    let staff_key = rex_auth::SigningKey::new(staff_pkey.clone()).unwrap();
+    let config = crate::support::write_security_config(&folder, partner);
+    let (partner_key, security) = (&config.partner_key, &config.file);
     let staff_pem = folder.join("staff.pem");
-    std::fs::write(&staff_pem, staff_pkey.private_key_to_pem_pkcs8().unwrap()).unwrap();
-    let security = folder.join("security.toml");
-    std::fs::write(
-        &security,
-        format!(
-            "[oidc]\nissuer = \"https://idp.test\"\naudience = \"rex\"\njwks = '{}'\n\n\
-             [[partner]]\nid = \"{partner}\"\nname = \"Hospital Angeles\"\n\
-             organization_identifier = {{ system = \"https://rex.example/partners\", value = \"{partner}\" }}\n\
-             scopes = [\"system/*.cruds\"]\njwks = '{}'\n",
-            staff_key.public_jwks(),
-            partner_key.public_jwks()
-        ),
-    )
-    .unwrap();
+    std::fs::write(&staff_pem, &config.staff_pem).unwrap();
     let log_path = folder.join("rex.log");
     let log = std::fs::File::create(&log_path).unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
@@ -55,7 +36,7 @@ async fn a_referral_life_leaves_no_phi_or_token_in_the_log() {
         Command::new(REX)
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .arg("--security")
-            .arg(&security)
+            .arg(security)
             .arg("--database")
             .arg(format!("sqlite://{}/rex.db", folder.display()))
             .args(["--routing", &format!("{root}/config/routing.toml"), "--profiles", &format!("{root}/profiles")])
@@ -83,7 +64,7 @@ async fn a_referral_life_leaves_no_phi_or_token_in_the_log() {
     // The partner's token, through the token endpoint.
     let token_url = format!("http://127.0.0.1:{port}/auth/token");
     let assertion =
-        rex_auth::mint_client_assertion(&partner_key, partner, &token_url, chrono::Utc::now().timestamp()).unwrap();
+        rex_auth::mint_client_assertion(partner_key, partner, &token_url, chrono::Utc::now().timestamp()).unwrap();
     let form = [
         ("grant_type", "client_credentials"),
         ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
@@ -114,7 +95,7 @@ async fn a_referral_life_leaves_no_phi_or_token_in_the_log() {
             "PractitionerRole/dr-log",
         ])
         .args(["--queue", "cardiology", "--security"])
-        .arg(&security)
+        .arg(security)
         .arg("--key")
         .arg(&staff_pem)
         .output()

@@ -29,11 +29,6 @@ const PUBLIC_BASE: &str = "http://rex.test/fhir";
 const DEADLINE: Duration = Duration::from_secs(180);
 const REFERRAL_SYSTEM: &str = "https://hospital-angeles.mx/fhir/referral";
 
-fn new_key() -> openssl::pkey::PKey<openssl::pkey::Private> {
-    let group = openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::SECP384R1).unwrap();
-    openssl::pkey::PKey::from_ec_key(openssl::ec::EcKey::generate(&group).unwrap()).unwrap()
-}
-
 /// One fresh PostgreSQL database and the configuration files several instances share.
 struct Cluster {
     folder: PathBuf,
@@ -98,23 +93,10 @@ impl Cluster {
         let database_url = rex_store::create_postgres_database(&admin_url, &database_name).await.unwrap();
         let folder = std::env::temp_dir().join(format!("rex-scale-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&folder).unwrap();
-        let partner_key = SigningKey::new(new_key()).unwrap();
-        let staff_key = SigningKey::new(new_key()).unwrap();
-        let security = folder.join("security.toml");
-        std::fs::write(
-            &security,
-            format!(
-                "[oidc]\nissuer = \"https://idp.test\"\naudience = \"rex\"\njwks = '{}'\n\n\
-                 [[partner]]\nid = \"{PARTNER}\"\nname = \"Hospital Angeles\"\n\
-                 organization_identifier = {{ system = \"https://rex.example/partners\", value = \"{PARTNER}\" }}\n\
-                 scopes = [\"system/*.cruds\"]\njwks = '{}'\n",
-                staff_key.public_jwks(),
-                partner_key.public_jwks()
-            ),
-        )
-        .unwrap();
+        let crate::support::ProcessSecurity { file: security, partner_key, staff_key, .. } =
+            crate::support::write_security_config(&folder, PARTNER);
         let token_key = folder.join("token-key.pem");
-        std::fs::write(&token_key, new_key().private_key_to_pem_pkcs8().unwrap()).unwrap();
+        std::fs::write(&token_key, crate::support::new_key().1).unwrap();
         let shipped = std::fs::read_to_string(format!("{ROOT}/config/routing.toml")).unwrap();
         let routing_text = shipped.replace("stat = \"4h\"", &format!("stat = \"{stat_sla}\""));
         assert!(routing_text.contains(&format!("stat = \"{stat_sla}\"")), "the shipped routing has a stat SLA");

@@ -67,6 +67,37 @@ pub struct TestAuth {
     oidc: rex_auth::OidcConfig,
 }
 
+/// The security configuration of `rex serve` processes started by tests: one partner and the
+/// staff identity provider, with their keys.
+pub struct ProcessSecurity {
+    /// The `security.toml` written.
+    pub file: std::path::PathBuf,
+    pub partner_key: rex_auth::SigningKey,
+    pub staff_key: rex_auth::SigningKey,
+    /// The staff key as PEM, for `rex token --key`.
+    pub staff_pem: Vec<u8>,
+}
+
+/// Writes `folder/security.toml` for `partner` (all scopes) and a staff identity provider.
+pub fn write_security_config(folder: &std::path::Path, partner: &str) -> ProcessSecurity {
+    let (partner_key, _) = new_key();
+    let (staff_key, staff_pem) = new_key();
+    let file = folder.join("security.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[oidc]\nissuer = \"https://idp.test\"\naudience = \"rex\"\njwks = '{}'\n\n\
+             [[partner]]\nid = \"{partner}\"\nname = \"Hospital Angeles\"\n\
+             organization_identifier = {{ system = \"https://rex.example/partners\", value = \"{partner}\" }}\n\
+             scopes = [\"system/*.cruds\"]\njwks = '{}'\n",
+            staff_key.public_jwks(),
+            partner_key.public_jwks()
+        ),
+    )
+    .unwrap();
+    ProcessSecurity { file, partner_key, staff_key, staff_pem }
+}
+
 /// Partner ids of secured test servers: A sends the referrals of `intake::referral`.
 pub const PARTNER_A: &str = "hospital-angeles-mx";
 pub const PARTNER_B: &str = "gulf-care-ae";
@@ -74,7 +105,7 @@ pub const PARTNER_B: &str = "gulf-care-ae";
 pub const PARTNER_SANDBOX: &str = "sandbox-clinic";
 
 /// A fresh EC P-384 key, and its PEM.
-fn new_key() -> (rex_auth::SigningKey, Vec<u8>) {
+pub fn new_key() -> (rex_auth::SigningKey, Vec<u8>) {
     let group = openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::SECP384R1).unwrap();
     let key = openssl::pkey::PKey::from_ec_key(openssl::ec::EcKey::generate(&group).unwrap()).unwrap();
     let pem = key.private_key_to_pem_pkcs8().unwrap();
