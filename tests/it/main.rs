@@ -4,6 +4,7 @@
 
 mod support;
 
+mod attachments;
 mod bench;
 mod cli;
 mod concurrency;

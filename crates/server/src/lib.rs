@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod audit;
+pub mod binary;
 mod bundles;
 mod error;
 mod http;

@@ -7,6 +7,7 @@
 //! (transaction start, error codes) are matched on [`Backend`].
 
 mod assertions;
+mod binaries;
 mod error;
 mod group;
 mod migrations;

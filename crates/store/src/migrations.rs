@@ -45,6 +45,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../../migrations/sqlite/0006_submissions.sql"),
         include_str!("../../../migrations/postgres/0006_submissions.sql"),
     ),
+    (
+        7,
+        "binary content",
+        include_str!("../../../migrations/sqlite/0007_binary_content.sql"),
+        include_str!("../../../migrations/postgres/0007_binary_content.sql"),
+    ),
 ];
 
 /// Applies pending migrations. On PostgreSQL sqlx takes an advisory lock, so instances starting

@@ -31,6 +31,9 @@ pub async fn read(
         return Err(ApiError::gone(format!("{resource_type}/{id} was deleted")));
     }
     state.audit.read(&caller, "read", vec![format!("{resource_type}/{id}")]).await;
+    if resource_type == "Binary" && crate::binary::wants_content(&headers) && crate::binary::is_chunked(&stored) {
+        return Ok(crate::binary::download(&state, &stored));
+    }
     if not_modified(&headers, &stored) {
         return Ok(resource_response(StatusCode::NOT_MODIFIED, &stored, None).into_response());
     }

@@ -123,6 +123,12 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     known_type(&resource_type)?;
     check_accept(&headers, format_param(&query_pairs(query.as_deref())))?;
+    if resource_type == "Binary"
+        && let Some(content_type) = crate::binary::raw_content_type(&headers)
+    {
+        let outcome = crate::binary::upload(&state, &caller, content_type, body).await?;
+        return write_response(&state, &outcome, Prefer::from_headers(&headers));
+    }
     let resource = accepted_resource(&state, &resource_type, &headers, body).await?;
     let if_none_exist = headers
         .get("if-none-exist")
