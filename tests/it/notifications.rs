@@ -18,6 +18,7 @@ backend_tests!(
     @on sqlite_secured, postgres_secured;
     partners_are_notified_of_every_change_in_order,
     failed_deliveries_are_retried_then_dead_lettered,
+    the_partner_hears_of_every_step_to_the_opinion,
 );
 
 /// A partner's notification endpoint: records what it receives, failing the first `failures`.
@@ -149,4 +150,56 @@ async fn failed_deliveries_are_retried_then_dead_lettered(app: &TestApp) {
     let admin = app.auth.as_ref().unwrap().staff_token(StaffRole::Admin, None, &[]);
     let attempts = app.send_as(&admin, Method::GET, "AuditEvent?subtype=notify&outcome=4&_summary=count", None).await;
     assert_eq!(attempts.body["total"], MAX_ATTEMPTS + 1, "every failed attempt is audited");
+}
+
+/// The whole happy path as the partner lives it: intake, claim, a request for information, its
+/// answer, the opinion and completion, each change notified in order, then the opinion read.
+async fn the_partner_hears_of_every_step_to_the_opinion(app: &TestApp) {
+    let (receiver, endpoint) = Receiver::start(0).await;
+    let partner = app.partner_token(PARTNER_A, "system/*.cruds").await;
+    subscribe(app, &partner, &endpoint).await;
+    let sent = app.send_as(&partner, Method::POST, "", Some(&referral("N-9", "I25.10", "urgent", "en", false))).await;
+    let task = sent.body["link"][0]["url"].as_str().unwrap().rsplit('/').next().unwrap().to_string();
+    let specialist =
+        app.auth.as_ref().unwrap().staff_token(StaffRole::Specialist, Some("PractitionerRole/dr-n"), &["cardiology"]);
+    let operate = |operation: &str, parameters: Value| {
+        let path = format!("Task/{task}/{operation}");
+        let specialist = specialist.clone();
+        async move {
+            let reply = app.send_as(&specialist, Method::POST, &path, Some(&parameters)).await;
+            assert_eq!(reply.status, StatusCode::OK, "{path}: {}", reply.body);
+        }
+    };
+    operate("$claim", json!({"resourceType": "Parameters"})).await;
+    operate(
+        "$request-information",
+        json!({"resourceType": "Parameters", "parameter": [
+        {"name": "message", "valueString": "Latest echo, please"}]}),
+    )
+    .await;
+    let requests = app.send_as(&partner, Method::GET, "Communication?category=information-request", None).await;
+    let request = requests.body["entry"][0]["resource"]["id"].as_str().unwrap().to_string();
+    let answer = json!({"resourceType": "Communication", "status": "completed",
+        "inResponseTo": [{"reference": format!("Communication/{request}")}],
+        "payload": [{"contentString": "Echo attached"}]});
+    assert_eq!(app.send_as(&partner, Method::POST, "Communication", Some(&answer)).await.status, StatusCode::CREATED);
+    let report = json!({"resourceType": "DiagnosticReport", "status": "final", "code": {"text": "Second opinion"},
+                        "conclusion": "Medical therapy"});
+    let report = app.send_as(&specialist, Method::POST, "DiagnosticReport", Some(&report)).await;
+    let opinion = format!("DiagnosticReport/{}", report.body["id"].as_str().unwrap());
+    operate(
+        "$complete",
+        json!({"resourceType": "Parameters", "parameter": [
+        {"name": "opinion", "valueReference": {"reference": opinion}}]}),
+    )
+    .await;
+
+    let delivered = deliver_due(&app.state, &reqwest::Client::new(), Utc::now()).await.unwrap().delivered;
+    assert_eq!(delivered, 5);
+    let statuses: Vec<String> = receiver.events().into_iter().map(|(_, status)| status).collect();
+    assert_eq!(statuses, ["requested", "in-progress", "on-hold", "in-progress", "completed"]);
+    let numbers: Vec<String> = receiver.events().into_iter().map(|(number, _)| number).collect();
+    assert_eq!(numbers, ["1", "2", "3", "4", "5"]);
+    // The partner reads the opinion the completed Task names.
+    assert_eq!(app.send_as(&partner, Method::GET, &opinion, None).await.status, StatusCode::OK);
 }
