@@ -124,13 +124,24 @@ async fn failed_deliveries_are_retried_then_dead_lettered(app: &TestApp) {
     subscribe(app, &partner, &endpoint).await;
     let sent = app.send_as(&partner, Method::POST, "", Some(&referral("N-2", "I25.10", "urgent", "en", false))).await;
     assert_eq!(sent.status, StatusCode::OK);
+    let task = sent.body["link"][0]["url"].as_str().unwrap().rsplit('/').next().unwrap().to_string();
+    let specialist =
+        app.auth.as_ref().unwrap().staff_token(StaffRole::Specialist, Some("PractitionerRole/dr-n"), &["cardiology"]);
+    let claim = json!({"resourceType": "Parameters"});
+    let claimed = app.send_as(&specialist, Method::POST, &format!("Task/{task}/$claim"), Some(&claim)).await;
+    assert_eq!(claimed.status, StatusCode::OK);
     let client = reqwest::Client::new();
     let now = Utc::now();
-    // The endpoint fails once: retried after a backoff, not before.
-    assert_eq!(deliver_due(&app.state, &client, now).await.unwrap().retried, 1);
+    // The endpoint fails once: retried after a backoff, not before, and the second event waits
+    // for the first (delivery in order).
+    let first = deliver_due(&app.state, &client, now).await.unwrap();
+    assert_eq!((first.retried, first.delivered), (1, 0));
     assert_eq!(deliver_due(&app.state, &client, now + Duration::seconds(5)).await.unwrap(), DeliveryReport::default());
-    assert_eq!(deliver_due(&app.state, &client, now + Duration::seconds(11)).await.unwrap().delivered, 1);
-    assert_eq!(receiver.events(), vec![("1".to_string(), "requested".to_string())]);
+    assert_eq!(deliver_due(&app.state, &client, now + Duration::seconds(11)).await.unwrap().delivered, 2);
+    assert_eq!(
+        receiver.events(),
+        vec![("1".to_string(), "requested".to_string()), ("2".to_string(), "in-progress".to_string())]
+    );
 
     // An endpoint that never answers: every attempt is audited, then the notification is dead.
     let dead_endpoint = "http://127.0.0.1:9/notify";

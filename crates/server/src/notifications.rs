@@ -32,8 +32,9 @@ use crate::http::stored_json;
 
 /// The topic rex notifies about: any change of a partner's referral Task.
 pub const TASK_TOPIC: &str = "https://rex.example/fhir/SubscriptionTopic/referral-task";
-/// Deliveries tried before a notification becomes a dead letter.
-pub const MAX_ATTEMPTS: i64 = 8;
+/// Deliveries tried before a notification becomes a dead letter: with the backoff (10 s doubling to
+/// an hour) that is a little over 24 hours of retries.
+pub const MAX_ATTEMPTS: i64 = 32;
 /// How long an instance holds a notification it is delivering before another may take it, unless
 /// configured otherwise (`--delivery-lease`).
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
@@ -190,9 +191,15 @@ async fn deliver(
     let started = std::time::Instant::now();
     let items = state.store.lease_notifications(micros(now), lease.as_micros() as i64, BATCH).await?;
     let mut report = DeliveryReport::default();
+    // Subscriptions whose notification failed in this run: their later ones wait, in order.
+    let mut held_back = std::collections::HashSet::new();
     for item in items {
         if started.elapsed() >= lease {
             break;
+        }
+        if held_back.contains(&item.subscription) {
+            state.store.notification_untried(item.id).await?;
+            continue;
         }
         if *stopping.borrow() {
             // Released as due now, so the next run of any instance takes it; the attempt counted
@@ -215,6 +222,7 @@ async fn deliver(
             }
             Err(reason) => {
                 state.store.notification_failed(item.id, Some(when + backoff(item.attempts)), reason).await?;
+                held_back.insert(item.subscription.clone());
                 report.retried += 1;
             }
         }

@@ -74,7 +74,8 @@ impl Tx {
 
 impl Store {
     /// Leases up to `limit` notifications due at `now` for `lease` microseconds and counts the
-    /// attempt. Notifications another instance holds are skipped (`SKIP LOCKED` on PostgreSQL,
+    /// attempt. A notification waits while an earlier one of its subscription waits for a retry or
+    /// is leased elsewhere, so each subscription's notifications go out in order. Notifications another instance holds are skipped (`SKIP LOCKED` on PostgreSQL,
     /// the single writer on SQLite); one whose lease ran out is due again.
     pub async fn lease_notifications(&self, now: i64, lease: i64, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {
         let mut tx = self.begin(Isolation::RowLocking).await?;
@@ -84,8 +85,11 @@ impl Store {
             Backend::Sqlite => "",
         };
         let ids: Vec<i64> = sqlx::query(&format!(
-            "SELECT id FROM outbox WHERE status = 'pending' AND next_attempt <= $1 \
-             AND (leased_until IS NULL OR leased_until <= $1) ORDER BY id LIMIT {limit}{lock}"
+            "SELECT id FROM outbox o WHERE status = 'pending' AND next_attempt <= $1 \
+             AND (leased_until IS NULL OR leased_until <= $1) \
+             AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.subscription = o.subscription AND e.status = 'pending' \
+                 AND e.id < o.id AND (e.next_attempt > $1 OR (e.leased_until IS NOT NULL AND e.leased_until > $1))) \
+             ORDER BY id LIMIT {limit}{lock}"
         ))
         .bind(now)
         .fetch_all(tx.conn())
@@ -117,6 +121,13 @@ impl Store {
         }
         tx.commit().await?;
         Ok(items)
+    }
+
+    /// Gives a leased notification back untried (its attempt is not counted): an earlier one of the
+    /// same subscription failed, and notifications are delivered in order.
+    pub async fn notification_untried(&self, id: i64) -> Result<(), StoreError> {
+        let sql = "UPDATE outbox SET leased_until = NULL, attempts = attempts - 1 WHERE id = $1";
+        self.write_one(sqlx::query(sql).bind(id)).await
     }
 
     /// Marks a leased notification delivered.
