@@ -65,24 +65,7 @@ async fn a_referral_life_leaves_no_phi_or_token_in_the_log() {
     let token_url = format!("http://127.0.0.1:{port}/auth/token");
     let assertion =
         rex_auth::mint_client_assertion(partner_key, partner, &token_url, chrono::Utc::now().timestamp()).unwrap();
-    let form = [
-        ("grant_type", "client_credentials"),
-        ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
-        ("client_assertion", assertion.as_str()),
-        ("scope", "system/*.cruds"),
-    ];
-    let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
-    let granted: Value = client
-        .post(&token_url)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let partner_token = granted["access_token"].as_str().expect("a partner token").to_string();
+    let partner_token = crate::support::exchange_assertion(&client, &token_url, &assertion).await;
     // The specialist's token, from `rex token` with the development key.
     let minted = Command::new(REX)
         .args([

@@ -161,29 +161,11 @@ impl Cluster {
 
     /// A partner access token from `instance`'s token endpoint; every instance accepts it.
     async fn partner_token(&self, instance: &Instance) -> String {
+        let post_to = format!("http://127.0.0.1:{}/auth/token", instance.port);
         let audience = "http://rex.test/auth/token";
-        let assertion =
-            rex_auth::mint_client_assertion(&self.partner_key, PARTNER, audience, chrono::Utc::now().timestamp())
-                .unwrap();
-        let form = [
-            ("grant_type", "client_credentials"),
-            ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
-            ("client_assertion", assertion.as_str()),
-            ("scope", "system/*.cruds"),
-        ];
-        let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
-        let granted: Value = self
-            .client
-            .post(format!("http://127.0.0.1:{}/auth/token", instance.port))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        granted["access_token"].as_str().unwrap_or_else(|| panic!("a partner token: {granted}")).to_string()
+        let now = chrono::Utc::now().timestamp();
+        let assertion = rex_auth::mint_client_assertion(&self.partner_key, PARTNER, audience, now).unwrap();
+        crate::support::exchange_assertion(&self.client, &post_to, &assertion).await
     }
 
     fn staff_token(&self, role: StaffRole, practitioner_role: Option<String>) -> String {

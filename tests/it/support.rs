@@ -98,6 +98,22 @@ pub fn write_security_config(folder: &std::path::Path, partner: &str) -> Process
     ProcessSecurity { file, partner_key, staff_key, staff_pem }
 }
 
+/// Exchanges a partner's client assertion for an access token (every scope) at the token
+/// endpoint `post_to`.
+pub async fn exchange_assertion(client: &reqwest::Client, post_to: &str, assertion: &str) -> String {
+    let body = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("grant_type", "client_credentials"),
+            ("client_assertion_type", rex_auth::CLIENT_ASSERTION_TYPE),
+            ("client_assertion", assertion),
+            ("scope", "system/*.cruds"),
+        ])
+        .finish();
+    let response = client.post(post_to).header("content-type", "application/x-www-form-urlencoded").body(body);
+    let granted: Value = response.send().await.unwrap().json().await.unwrap();
+    granted["access_token"].as_str().unwrap_or_else(|| panic!("a partner token: {granted}")).to_string()
+}
+
 /// Partner ids of secured test servers: A sends the referrals of `intake::referral`.
 pub const PARTNER_A: &str = "hospital-angeles-mx";
 pub const PARTNER_B: &str = "gulf-care-ae";
