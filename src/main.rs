@@ -155,6 +155,15 @@ struct ServeArgs {
     /// take it (when the first died mid-delivery); longer than the slowest delivery (10 s).
     #[arg(long, env = "REX_DELIVERY_LEASE", default_value_t = 60, value_parser = clap::value_parser!(u64).range(11..))]
     delivery_lease: u64,
+    /// rex's client certificate (PEM) for partner notification endpoints that ask for mutual TLS.
+    #[arg(long, env = "REX_DELIVERY_CLIENT_CERT", requires = "delivery_client_key")]
+    delivery_client_cert: Option<PathBuf>,
+    /// The private key (PEM) of --delivery-client-cert.
+    #[arg(long, env = "REX_DELIVERY_CLIENT_KEY", requires = "delivery_client_cert")]
+    delivery_client_key: Option<PathBuf>,
+    /// Certificate authorities (PEM) trusted for partner notification endpoints besides the system's.
+    #[arg(long, env = "REX_DELIVERY_CA")]
+    delivery_ca: Option<PathBuf>,
     /// Seconds in-flight requests get to finish after SIGTERM or Ctrl-C.
     #[arg(long, env = "REX_SHUTDOWN_TIMEOUT", default_value_t = 30)]
     shutdown_timeout: u64,
@@ -269,10 +278,15 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     // One signal stops every listener and the delivery worker; in-flight requests then get the
     // shutdown timeout to finish.
     let (stop, stopping) = tokio::sync::watch::channel(false);
+    let delivery_tls = rex_server::notifications::DeliveryTls {
+        client_identity: args.delivery_client_cert.clone().zip(args.delivery_client_key.clone()),
+        extra_roots: args.delivery_ca.clone(),
+    };
+    let client = rex_server::notifications::delivery_client(&delivery_tls)?;
     let delivery = (args.delivery_interval > 0).then(|| {
         let every = std::time::Duration::from_secs(args.delivery_interval);
         let lease = std::time::Duration::from_secs(args.delivery_lease);
-        rex_server::notifications::spawn_worker(state.clone(), every, lease, stopping.clone())
+        rex_server::notifications::spawn_worker(state.clone(), client, every, lease, stopping.clone())
     });
     tracing::info!(%address, base_url = %state.config.base_url, backend = ?store.backend(), "rex is serving FHIR");
     tokio::spawn(async move {

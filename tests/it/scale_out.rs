@@ -195,14 +195,14 @@ impl Cluster {
         self.call(token, reqwest::Method::POST, &format!("{base}/"), Some(bundle)).await
     }
 
-    /// The partner notifications in the database now.
+    /// The partner notifications of events (not handshakes) in the database now.
     async fn outbox(&self) -> Outbox {
         let mut conn = sqlx::AnyConnection::connect(&self.database_url).await.unwrap();
         let row = sqlx::query(
             "SELECT \
              COUNT(*) FILTER (WHERE status = 'pending' AND leased_until > $1), \
              COUNT(*) FILTER (WHERE status = 'delivered'), \
-             COUNT(*) FILTER (WHERE status = 'pending' AND last_error = $2) FROM outbox",
+             COUNT(*) FILTER (WHERE status = 'pending' AND last_error = $2) FROM outbox WHERE event_number > 0",
         )
         .bind(rex_store::now_micros())
         .bind(RELEASED)
@@ -324,7 +324,7 @@ async fn resends_and_claims_spread_over_processes_make_one_referral_and_one_owne
     cluster.finish().await;
 }
 
-/// A partner's notification endpoint: records each notification's event number when it arrives,
+/// A partner's notification endpoint: records each event notification's number when it arrives,
 /// then takes `delay` to answer, so deliveries are in flight when an instance stops.
 #[derive(Clone)]
 struct SlowReceiver {
@@ -343,7 +343,10 @@ impl SlowReceiver {
                     let bundle: Value = serde_json::from_str(&body).unwrap();
                     let parameters = bundle["entry"][0]["resource"]["parameter"].as_array().unwrap().clone();
                     let number = parameters.iter().find(|p| p["name"] == "events-since-subscription-start").unwrap();
-                    state.events.lock().unwrap().push(number["valueString"].as_str().unwrap().parse().unwrap());
+                    let handshake = parameters.iter().any(|p| p["name"] == "type" && p["valueCode"] == "handshake");
+                    if !handshake {
+                        state.events.lock().unwrap().push(number["valueString"].as_str().unwrap().parse().unwrap());
+                    }
                     tokio::time::sleep(state.delay).await;
                     StatusCode::OK
                 },

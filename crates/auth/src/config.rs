@@ -40,6 +40,8 @@ pub struct Partner {
     /// Extra profile canonical URLs its resources are validated against.
     pub profiles: Vec<String>,
     pub notification_endpoint: Option<String>,
+    /// What its notifications carry: `full-resource`, `id-only` or `empty` (Subscriptions Backport IG).
+    pub notification_payload: String,
     pub sandbox: bool,
     pub rate_limit_per_minute: Option<u32>,
 }
@@ -221,6 +223,7 @@ struct RawPartner {
     #[serde(default)]
     profiles: Vec<String>,
     notification_endpoint: Option<String>,
+    notification_payload: Option<String>,
     #[serde(default)]
     sandbox: bool,
     rate_limit_per_minute: Option<u32>,
@@ -391,6 +394,10 @@ fn validate_partner(
             problem("notification_endpoint", "must be an https:// URL (http:// only for a sandbox partner)".into());
         }
     }
+    let notification_payload = raw.notification_payload.unwrap_or_else(|| "full-resource".to_string());
+    if !["full-resource", "id-only", "empty"].contains(&notification_payload.as_str()) {
+        problem("notification_payload", "must be full-resource, id-only or empty".into());
+    }
     if raw.rate_limit_per_minute == Some(0) {
         problem("rate_limit_per_minute", "must be at least 1 (omit it for no per-partner limit)".into());
     }
@@ -406,6 +413,7 @@ fn validate_partner(
         client_cert_sha256,
         profiles: raw.profiles,
         notification_endpoint: raw.notification_endpoint,
+        notification_payload,
         sandbox: raw.sandbox,
         rate_limit_per_minute: raw.rate_limit_per_minute,
     })
@@ -496,6 +504,7 @@ jwks_file = "{jwks_b_file}"
 scopes = ["system/*.cruds"]
 sandbox = true
 notification_endpoint = "http://localhost:9000/notify"
+notification_payload = "id-only"
 "#,
             fp = "AB:".repeat(31) + "AB"
         )
@@ -523,6 +532,7 @@ notification_endpoint = "http://localhost:9000/notify"
         assert!(a.keys.select(Some("a1")).is_some());
         let b = config.partners.get("hospital-b").unwrap();
         assert!(b.sandbox && b.keys.select(Some("b1")).is_some());
+        assert_eq!((a.notification_payload.as_str(), b.notification_payload.as_str()), ("full-resource", "id-only"));
         let oidc = config.oidc.unwrap();
         assert_eq!(oidc.claims.role, "realm_access.roles");
         assert_eq!(oidc.claims.queues, "rex_queues", "default claim name");
@@ -593,6 +603,7 @@ scopes = ["patient/Patient.read", "system/Task.rz"]
 client_cert_sha256 = "abcd"
 profiles = ["not a url"]
 notification_endpoint = "http://insecure.example"
+notification_payload = "everything"
 rate_limit_per_minute = 0
 
 [[partner]]
@@ -621,6 +632,7 @@ admin = "specialist"
             "partner \"bad\", field `client_cert_sha256`: \"abcd\" is not a SHA-256 fingerprint",
             "partner \"bad\", field `profiles`: \"not a url\" is not a canonical URL",
             "partner \"bad\", field `notification_endpoint`: must be an https:// URL",
+            "partner \"bad\", field `notification_payload`: must be full-resource, id-only or empty",
             "partner \"bad\", field `rate_limit_per_minute`: must be at least 1",
             "partner #4, field `id`: is required",
             "partner #4, field `jwks_file`: cannot read /nonexistent/missing.json",

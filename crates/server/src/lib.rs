@@ -167,6 +167,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/fhir/{type}/{id}/_history", get(history::of_instance))
         .route("/fhir/{type}/{id}/{operation}", post(validate::instance_operation))
+        .route(
+            "/fhir/Subscription/{id}/$status",
+            get(notifications::status_operation).post(notifications::status_operation),
+        )
         .route("/fhir/{type}/{id}/_history/{version}", get(read::vread))
         .route("/metrics", get(operations::metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), security::authenticate));

@@ -12,29 +12,56 @@
 //! An instance that shuts down gracefully releases the notifications it leased and has not yet
 //! posted, so another instance takes them at once instead of after the lease.
 //!
+//! Activation follows the Backport IG: a Subscription whose channel is new or changed is stored
+//! `requested` and its handshake (a notification of type `handshake`, event number 0) goes through
+//! the same outbox; once the endpoint accepts it the Subscription becomes `active`, and if it never
+//! does (after [`MAX_HANDSHAKE_ATTEMPTS`]) it becomes `error` and its waiting notifications dead
+//! letters. Events of a `requested` Subscription wait behind its handshake.
+//!
+//! What a notification carries is the Subscription's choice (`backport-payload-content` on
+//! `channel.payload`): `full-resource` (the default when a payload type is given), `id-only` (the
+//! Task's URL only: no health data leaves rex, the partner reads the Task with its token) or
+//! `empty` (no `channel.payload`, as R4 defines it). `criteria` may narrow the Tasks with a search
+//! (`Task?status=completed`), directly or through `backport-filter-criteria` on the topic.
+//! `Subscription/{id}/$status` reports the Subscription's delivery state.
+//!
 //! A partner's `notification_endpoint` in the security configuration is kept as the Subscription
 //! `partner-<id>` in its compartment, created or updated at start.
 
 use std::time::Duration;
 
+use axum::Extension;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::Response;
 use chrono::{DateTime, SecondsFormat, Utc};
 use rex_fhir::IssueCode;
 use rex_fhir::query::{Handling, SearchQuery};
 use rex_fhir::search::SearchRegistry;
-use rex_store::{OutboxItem, StoredResource, Tx};
+use rex_store::{Isolation, OutboxItem, StoredResource, Tx};
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::access::{owner, set_owner};
+use crate::access::{Caller, owner, set_owner};
 use crate::error::ApiError;
-use crate::http::stored_json;
+use crate::http::{fhir_json, stored_json};
 
 /// The topic rex notifies about: any change of a partner's referral Task.
 pub const TASK_TOPIC: &str = "https://rex.example/fhir/SubscriptionTopic/referral-task";
 /// Deliveries tried before a notification becomes a dead letter: with the backoff (10 s doubling to
 /// an hour) that is a little over 24 hours of retries.
 pub const MAX_ATTEMPTS: i64 = 32;
+/// Handshakes tried before a Subscription is given up as `error` (about two and a half minutes):
+/// a partner setting up its endpoint wants to hear soon that it does not work.
+pub const MAX_HANDSHAKE_ATTEMPTS: i64 = 5;
+/// What a notification carries (Subscriptions Backport IG), an extension of `channel.payload`.
+pub const PAYLOAD_CONTENT_URL: &str =
+    "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-payload-content";
+/// A search narrowing a topic-style `criteria` (Subscriptions Backport IG), an extension of `criteria`.
+pub const FILTER_CRITERIA_URL: &str =
+    "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-filter-criteria";
+const STATUS_PROFILE: &str =
+    "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-subscription-status-r4";
 /// How long an instance holds a notification it is delivering before another may take it, unless
 /// configured otherwise (`--delivery-lease`).
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
@@ -43,19 +70,84 @@ const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Notifications leased per worker run.
 const BATCH: usize = 50;
 
-/// Checks a Subscription a caller writes and makes it active: rest-hook on `Task` criteria, an
+/// What a notification carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PayloadContent {
+    /// The SubscriptionStatus only.
+    Empty,
+    /// The SubscriptionStatus and the URL of the Task.
+    IdOnly,
+    /// The SubscriptionStatus and the Task as it is after the change.
+    FullResource,
+}
+
+impl PayloadContent {
+    /// The content a Subscription asks for: none without `channel.payload` (R4), else the
+    /// `backport-payload-content` extension, `full-resource` when it is absent.
+    fn of(subscription: &Value) -> Result<PayloadContent, String> {
+        let channel = &subscription["channel"];
+        if channel.get("payload").is_none() {
+            return Ok(PayloadContent::Empty);
+        }
+        let code = extension_value(&channel["_payload"], PAYLOAD_CONTENT_URL, "valueCode");
+        match code.unwrap_or("full-resource") {
+            "full-resource" => Ok(PayloadContent::FullResource),
+            "id-only" => Ok(PayloadContent::IdOnly),
+            "empty" => Ok(PayloadContent::Empty),
+            other => Err(format!("payload content '{other}' is not one of empty, id-only, full-resource")),
+        }
+    }
+}
+
+/// The value (`value_key`, e.g. `valueCode`) of the extension `url` on an element's extensions.
+fn extension_value<'a>(element: &'a Value, url: &str, value_key: &str) -> Option<&'a str> {
+    element["extension"].as_array()?.iter().find(|e| e["url"] == url)?[value_key].as_str()
+}
+
+/// The search a Subscription narrows its Tasks with (`status=completed`), if any: the query of
+/// `criteria` (`Task?status=completed`), or the `backport-filter-criteria` of a topic-style one.
+fn criteria_filter(subscription: &Value) -> Result<Option<String>, String> {
+    let criteria = subscription["criteria"].as_str().unwrap_or_default();
+    let filter = if criteria == TASK_TOPIC {
+        extension_value(&subscription["_criteria"], FILTER_CRITERIA_URL, "valueString").unwrap_or("Task")
+    } else {
+        criteria
+    };
+    match filter.split_once('?') {
+        _ if filter == "Task" => Ok(None),
+        Some(("Task", query)) if !query.is_empty() => Ok(Some(query.to_string())),
+        _ => {
+            Err(format!("rex notifies about referral Tasks: criteria must be 'Task', 'Task?<search>' or {TASK_TOPIC}"))
+        }
+    }
+}
+
+/// The search that matches the Task `id` when it meets the Subscription's filter.
+fn filter_query(filter: &str, task_id: &str) -> Result<SearchQuery, Vec<rex_fhir::Issue>> {
+    let mut pairs = crate::interactions::query_pairs(Some(filter));
+    pairs.push(("_id".to_string(), task_id.to_string()));
+    SearchQuery::parse(SearchRegistry::r4(), "Task", &pairs, Handling::Strict)
+}
+
+/// Checks a Subscription a caller writes and sets its status: rest-hook on `Task` criteria, an
 /// `https` endpoint (`http` only to loopback, for tests and local development, or for test data:
-/// a sandbox partner's configured endpoint).
-pub fn accept_subscription(subscription: &mut Value) -> Result<(), ApiError> {
+/// a sandbox partner's configured endpoint), a JSON payload type. A Subscription the caller turns
+/// `off` stays off; one whose channel is unchanged keeps the status of `previous` (its current
+/// version) when that is `active`; any other is `requested` and its handshake is queued
+/// ([`enqueue_handshake_if_requested`]).
+pub fn accept_subscription(subscription: &mut Value, previous: Option<&StoredResource>) -> Result<(), ApiError> {
     let invalid = |message: &str, at: &str| {
         ApiError::one(StatusCode::UNPROCESSABLE_ENTITY, IssueCode::BusinessRule, message).at(at)
     };
     if subscription["channel"]["type"] != "rest-hook" {
         return Err(invalid("rex delivers notifications by rest-hook only", "Subscription.channel.type"));
     }
-    let criteria = subscription["criteria"].as_str().unwrap_or_default();
-    if criteria != "Task" && !criteria.starts_with("Task?") {
-        return Err(invalid("rex notifies about referral Tasks: criteria must be 'Task'", "Subscription.criteria"));
+    let filter = criteria_filter(subscription).map_err(|message| invalid(&message, "Subscription.criteria"))?;
+    if let Some(filter) = filter {
+        filter_query(&filter, "x").map_err(|issues| {
+            let reasons: Vec<String> = issues.iter().map(|issue| issue.diagnostics.clone()).collect();
+            invalid(&format!("The criteria search is not valid: {}", reasons.join("; ")), "Subscription.criteria")
+        })?;
     }
     let endpoint = subscription["channel"]["endpoint"].as_str().unwrap_or_default();
     let loopback = ["http://127.0.0.1:", "http://localhost:", "http://[::1]:"].iter().any(|p| endpoint.starts_with(p));
@@ -67,7 +159,23 @@ pub fn accept_subscription(subscription: &mut Value) -> Result<(), ApiError> {
     if !(endpoint.starts_with("https://") || plain_allowed) {
         return Err(invalid("channel.endpoint must be an https:// URL", "Subscription.channel.endpoint"));
     }
-    subscription["status"] = json!("active");
+    if let Some(payload) = subscription["channel"].get("payload") {
+        let mime = payload.as_str().unwrap_or_default();
+        if !(mime.starts_with("application/fhir+json") || mime.starts_with("application/json")) {
+            return Err(invalid("rex sends notifications as application/fhir+json", "Subscription.channel.payload"));
+        }
+    }
+    PayloadContent::of(subscription).map_err(|message| invalid(&message, "Subscription.channel.payload"))?;
+    let previous = previous.filter(|stored| !stored.deleted).map(stored_json).transpose()?;
+    let status = match previous {
+        _ if subscription["status"] == "off" => "off",
+        Some(previous) if previous["channel"] == subscription["channel"] && previous["status"] == "active" => "active",
+        _ => "requested",
+    };
+    subscription["status"] = json!(status);
+    if let Some(fields) = subscription.as_object_mut() {
+        fields.remove("error");
+    }
     Ok(())
 }
 
@@ -82,10 +190,12 @@ pub fn configured_subscriptions(state: &AppState) -> Vec<Value> {
             let mut subscription = json!({
                 "resourceType": "Subscription",
                 "id": format!("partner-{}", partner.id),
-                "status": "active",
+                "status": "requested",
                 "reason": "Referral Task changes, from the partner's notification_endpoint",
                 "criteria": "Task",
-                "channel": {"type": "rest-hook", "endpoint": endpoint, "payload": "application/fhir+json"},
+                "channel": {"type": "rest-hook", "endpoint": endpoint, "payload": "application/fhir+json",
+                            "_payload": {"extension": [{"url": PAYLOAD_CONTENT_URL,
+                                                        "valueCode": partner.notification_payload.as_str()}]}},
             });
             set_owner(&mut subscription, &partner.id);
             if partner.sandbox {
@@ -97,59 +207,130 @@ pub fn configured_subscriptions(state: &AppState) -> Vec<Value> {
         .collect()
 }
 
-/// After a write of `task`: one notification per active Subscription of its partner.
+/// After a write that left a Subscription `requested`: its handshake, due at once. It replaces
+/// the handshake of an earlier activation and follows the notifications already queued.
+pub async fn enqueue_handshake_if_requested(
+    tx: &mut Tx,
+    subscription: &StoredResource,
+    now: DateTime<Utc>,
+) -> Result<(), ApiError> {
+    let content = stored_json(subscription)?;
+    if content["status"] != "requested" {
+        return Ok(());
+    }
+    let key = format!("Subscription/{}", subscription.id);
+    let status = subscription_status(&key, "requested", "handshake", 0, None);
+    let bundle = json!({
+        "resourceType": "Bundle",
+        "type": "history",
+        "timestamp": now.to_rfc3339_opts(SecondsFormat::Millis, true),
+        "entry": [status_entry(&key, status)]
+    });
+    let (endpoint, headers) = channel_address(&content);
+    tx.enqueue_handshake(&key, endpoint, &headers, &bundle.to_string(), micros(now)).await?;
+    Ok(())
+}
+
+/// Where a Subscription's notifications go: its endpoint and its headers (a JSON list).
+fn channel_address(subscription: &Value) -> (&str, String) {
+    let endpoint = subscription["channel"]["endpoint"].as_str().unwrap_or_default();
+    let headers = json!(subscription["channel"]["header"].as_array().cloned().unwrap_or_default());
+    (endpoint, headers.to_string())
+}
+
+/// After a write of `task`: one notification per active (or `requested`, waiting for its
+/// handshake) Subscription of its partner whose criteria the Task meets.
 pub async fn enqueue_task_change(tx: &mut Tx, task: &StoredResource, now: DateTime<Utc>) -> Result<(), ApiError> {
     let content = stored_json(task)?;
     let Some(partner) = owner(&content) else { return Ok(()) };
     let pairs = vec![
         ("_tag".to_string(), format!("{}|{partner}", crate::access::PARTNER_TAG_SYSTEM)),
-        ("status".to_string(), "active".to_string()),
+        ("status".to_string(), "active,requested".to_string()),
         ("_count".to_string(), "100".to_string()),
     ];
     let query = SearchQuery::parse(SearchRegistry::r4(), "Subscription", &pairs, Handling::Strict)
         .map_err(|issues| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, issues))?;
     for subscription in tx.search(&query).await?.matches {
         let subscription_json = stored_json(&subscription)?;
+        if !meets_criteria(tx, &subscription_json, &task.id).await? {
+            continue;
+        }
+        let content_kind = PayloadContent::of(&subscription_json).unwrap_or(PayloadContent::FullResource);
         let key = format!("Subscription/{}", subscription.id);
         let event_number = tx.next_event_number(&key).await?;
-        let bundle = notification(&key, event_number, &content, now);
-        let endpoint = subscription_json["channel"]["endpoint"].as_str().unwrap_or_default();
-        let headers = json!(subscription_json["channel"]["header"].as_array().cloned().unwrap_or_default());
-        tx.enqueue_notification(&key, endpoint, &headers.to_string(), event_number, &bundle.to_string(), micros(now))
-            .await?;
+        let bundle = notification(&key, event_number, &content, content_kind, now);
+        let (endpoint, headers) = channel_address(&subscription_json);
+        tx.enqueue_notification(&key, endpoint, &headers, event_number, &bundle.to_string(), micros(now)).await?;
     }
     Ok(())
 }
 
-/// The notification Bundle: a `history` Bundle whose first entry is the SubscriptionStatus
-/// (a Parameters resource in R4), then the Task as it is after the change.
-fn notification(subscription: &str, event_number: i64, task: &Value, now: DateTime<Utc>) -> Value {
+/// Whether the Task `task_id`, as written in `tx`, meets the Subscription's criteria.
+async fn meets_criteria(tx: &mut Tx, subscription: &Value, task_id: &str) -> Result<bool, ApiError> {
+    let Ok(Some(filter)) = criteria_filter(subscription) else { return Ok(true) };
+    // Criteria were checked when the Subscription was written; one that no longer parses (rex
+    // changed its search parameters since) matches nothing rather than everything.
+    let Ok(query) = filter_query(&filter, task_id) else { return Ok(false) };
+    Ok(!tx.search(&query).await?.matches.is_empty())
+}
+
+/// A SubscriptionStatus (a Parameters resource in R4) of the given `kind` (`handshake`,
+/// `event-notification`, `query-status`), with the event `event` (number, timestamp, focus) if any.
+fn subscription_status(
+    subscription: &str,
+    status: &str,
+    kind: &str,
+    events_since_start: i64,
+    event: Option<Value>,
+) -> Value {
+    let mut parameters = vec![
+        json!({"name": "subscription", "valueReference": {"reference": subscription}}),
+        json!({"name": "topic", "valueCanonical": TASK_TOPIC}),
+        json!({"name": "status", "valueCode": status}),
+        json!({"name": "type", "valueCode": kind}),
+        json!({"name": "events-since-subscription-start", "valueString": events_since_start.to_string()}),
+    ];
+    parameters.extend(event);
+    json!({"resourceType": "Parameters", "meta": {"profile": [STATUS_PROFILE]}, "parameter": parameters})
+}
+
+fn status_entry(subscription: &str, status: Value) -> Value {
+    json!({"fullUrl": format!("urn:uuid:{}", uuid::Uuid::new_v4()), "resource": status,
+           "request": {"method": "GET", "url": format!("{subscription}/$status")}, "response": {"status": "200"}})
+}
+
+/// The notification Bundle: a `history` Bundle whose first entry is the SubscriptionStatus, then
+/// the Task as the payload content asks (nothing, its URL, or the Task after the change).
+fn notification(
+    subscription: &str,
+    event_number: i64,
+    task: &Value,
+    content: PayloadContent,
+    now: DateTime<Utc>,
+) -> Value {
     let task_ref = format!("Task/{}", task["id"].as_str().unwrap_or_default());
-    let status = json!({
-        "resourceType": "Parameters",
-        "meta": {"profile": ["http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-subscription-status-r4"]},
-        "parameter": [
-            {"name": "subscription", "valueReference": {"reference": subscription}},
-            {"name": "topic", "valueCanonical": TASK_TOPIC},
-            {"name": "status", "valueCode": "active"},
-            {"name": "type", "valueCode": "event-notification"},
-            {"name": "events-since-subscription-start", "valueString": event_number.to_string()},
-            {"name": "notification-event", "part": [
-                {"name": "event-number", "valueString": event_number.to_string()},
-                {"name": "timestamp", "valueInstant": now.to_rfc3339_opts(SecondsFormat::Millis, true)},
-                {"name": "focus", "valueReference": {"reference": task_ref}}]}
-        ]
-    });
+    let mut event = vec![
+        json!({"name": "event-number", "valueString": event_number.to_string()}),
+        json!({"name": "timestamp", "valueInstant": now.to_rfc3339_opts(SecondsFormat::Millis, true)}),
+    ];
+    if content != PayloadContent::Empty {
+        event.push(json!({"name": "focus", "valueReference": {"reference": task_ref}}));
+    }
+    let event = json!({"name": "notification-event", "part": event});
+    let status = subscription_status(subscription, "active", "event-notification", event_number, Some(event));
+    let mut entries = vec![status_entry(subscription, status)];
+    match content {
+        PayloadContent::Empty => {}
+        PayloadContent::IdOnly => entries.push(json!({"fullUrl": task_ref,
+            "request": {"method": "PUT", "url": task_ref}, "response": {"status": "200"}})),
+        PayloadContent::FullResource => entries.push(json!({"fullUrl": task_ref, "resource": task,
+            "request": {"method": "PUT", "url": task_ref}, "response": {"status": "200"}})),
+    }
     json!({
         "resourceType": "Bundle",
         "type": "history",
         "timestamp": now.to_rfc3339_opts(SecondsFormat::Millis, true),
-        "entry": [
-            {"fullUrl": format!("urn:uuid:{}", uuid::Uuid::new_v4()), "resource": status,
-             "request": {"method": "GET", "url": format!("{subscription}/$status")}, "response": {"status": "200"}},
-            {"fullUrl": task_ref, "resource": task, "request": {"method": "PUT", "url": task_ref},
-             "response": {"status": "200"}}
-        ]
+        "entry": entries
     })
 }
 
@@ -211,13 +392,21 @@ async fn deliver(
         }
         let outcome = post(client, &item).await;
         let when = micros(now);
+        let handshake = item.event_number == 0;
+        let max_attempts = if handshake { MAX_HANDSHAKE_ATTEMPTS } else { MAX_ATTEMPTS };
         match &outcome {
             Ok(()) => {
                 state.store.notification_delivered(item.id, when).await?;
+                if handshake {
+                    handshake_done(state, &item, None).await?;
+                }
                 report.delivered += 1;
             }
-            Err(reason) if item.attempts >= MAX_ATTEMPTS => {
+            Err(reason) if item.attempts >= max_attempts => {
                 state.store.notification_failed(item.id, None, reason).await?;
+                if handshake {
+                    handshake_done(state, &item, Some(reason)).await?;
+                }
                 report.dead += 1;
             }
             Err(reason) => {
@@ -229,6 +418,77 @@ async fn deliver(
         state.audit.notification(&item, outcome.as_ref().err().map(String::as_str)).await;
     }
     Ok(report)
+}
+
+/// Ends a Subscription's activation: `active` when its endpoint accepted the handshake, else
+/// `error` with the reason, and its waiting notifications become dead letters. Nothing changes when
+/// the Subscription has moved on since the handshake was queued (another endpoint, turned off).
+async fn handshake_done(state: &AppState, item: &OutboxItem, failure: Option<&str>) -> Result<(), ApiError> {
+    let Some(id) = item.subscription.strip_prefix("Subscription/") else { return Ok(()) };
+    let context = (id, item.endpoint.as_str(), failure);
+    let changed = crate::interactions::in_transaction(&state.store, Isolation::RowLocking, &context, |tx, context| {
+        let (id, endpoint, failure) = *context;
+        Box::pin(async move {
+            let Some(stored) = tx.read("Subscription", id).await?.filter(|s| !s.deleted) else { return Ok(false) };
+            let mut subscription = stored_json(&stored)?;
+            if subscription["status"] != "requested" || subscription["channel"]["endpoint"] != endpoint {
+                return Ok(false);
+            }
+            match failure {
+                None => subscription["status"] = json!("active"),
+                Some(reason) => {
+                    subscription["status"] = json!("error");
+                    subscription["error"] = json!(format!("The handshake failed: {reason}"));
+                }
+            }
+            tx.update("Subscription", id, subscription, Some(stored.version_id)).await?;
+            Ok(true)
+        })
+    })
+    .await?;
+    if changed && let Some(reason) = failure {
+        let reason = format!("the subscription's handshake failed: {reason}");
+        state.store.dead_letter_pending(&item.subscription, &reason).await?;
+    }
+    Ok(())
+}
+
+/// `GET` (or `POST`) `/fhir/Subscription/{id}/$status`: a SubscriptionStatus of type
+/// `query-status`, with the delivery state in a `delivery` parameter (waiting, delivered and dead
+/// notifications, the last event delivered, the next attempt) and the last unresolved error.
+pub async fn status_operation(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let reference = format!("Subscription/{id}");
+    let stored = match state.store.read("Subscription", &id).await? {
+        Some(stored) if !caller.sees(&stored) => return Err(ApiError::hidden(&reference)),
+        Some(stored) if !stored.deleted => stored,
+        _ => return Err(ApiError::not_found(format!("{reference} is not known"))),
+    };
+    state.audit.read(&caller, "operation", vec![reference.clone()]).await;
+    let subscription = stored_json(&stored)?;
+    let delivery = state.store.subscription_delivery(&reference).await?;
+    let status = subscription["status"].as_str().unwrap_or_default();
+    let mut result = subscription_status(&reference, status, "query-status", delivery.last_event, None);
+    let mut parts = vec![
+        json!({"name": "pending", "valueInteger": delivery.pending}),
+        json!({"name": "delivered", "valueInteger": delivery.delivered}),
+        json!({"name": "dead", "valueInteger": delivery.dead}),
+    ];
+    if let Some(event) = delivery.last_delivered_event {
+        parts.push(json!({"name": "last-delivered-event", "valueString": event.to_string()}));
+    }
+    if let Some(at) = delivery.next_attempt.and_then(DateTime::from_timestamp_micros) {
+        parts.push(json!({"name": "next-attempt", "valueInstant": at.to_rfc3339_opts(SecondsFormat::Millis, true)}));
+    }
+    let parameters = result["parameter"].as_array_mut().ok_or_else(ApiError::internal)?;
+    if let Some(error) = delivery.last_error.as_deref().or(subscription["error"].as_str()) {
+        parameters.push(json!({"name": "error", "valueCodeableConcept": {"text": error}}));
+    }
+    parameters.push(json!({"name": "delivery", "part": parts}));
+    Ok(fhir_json(StatusCode::OK, &result))
 }
 
 /// The wait before the next attempt after `attempts` failed ones: 10 s, 20 s, 40 s... at most an hour.
@@ -257,16 +517,50 @@ async fn post(client: &reqwest::Client, item: &OutboxItem) -> Result<(), String>
     }
 }
 
+/// Where rex's TLS identity toward partner endpoints comes from (`--delivery-client-cert`...).
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryTls {
+    /// rex's client certificate (PEM, the chain after it) and its private key (PEM), for partners
+    /// whose endpoints ask for mutual TLS.
+    pub client_identity: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    /// Certificate authorities (PEM) trusted besides the system's, for partners with a private CA.
+    pub extra_roots: Option<std::path::PathBuf>,
+}
+
+/// The HTTP client that delivers notifications (TLS through OpenSSL).
+pub fn delivery_client(tls: &DeliveryTls) -> Result<reqwest::Client, String> {
+    let read =
+        |path: &std::path::Path| std::fs::read(path).map_err(|err| format!("cannot read {}: {err}", path.display()));
+    let mut builder = reqwest::Client::builder().use_native_tls();
+    if let Some((cert, key)) = &tls.client_identity {
+        // OpenSSL reads any PEM key (PKCS#1, SEC1, PKCS#8); reqwest wants PKCS#8.
+        let key = openssl::pkey::PKey::private_key_from_pem(&read(key)?)
+            .and_then(|key| key.private_key_to_pem_pkcs8())
+            .map_err(|err| format!("the delivery client key is not a PEM private key: {err}"))?;
+        let identity = reqwest::Identity::from_pkcs8_pem(&read(cert)?, &key)
+            .map_err(|err| format!("the delivery client certificate does not go with its key: {err}"))?;
+        builder = builder.identity(identity);
+    }
+    if let Some(roots) = &tls.extra_roots {
+        for root in reqwest::Certificate::from_pem_bundle(&read(roots)?)
+            .map_err(|err| format!("{} is not a PEM certificate bundle: {err}", roots.display()))?
+        {
+            builder = builder.add_root_certificate(root);
+        }
+    }
+    builder.build().map_err(|err| format!("cannot build the delivery client: {err}"))
+}
+
 /// Runs the delivery every `interval`, leasing for `lease`, until `stopping` turns true; the
 /// handle ends once the run in progress has finished its current POST and released the rest.
 pub fn spawn_worker(
     state: AppState,
+    client: reqwest::Client,
     interval: Duration,
     lease: Duration,
     mut stopping: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let client = reqwest::Client::new();
         let mut ticks = tokio::time::interval(interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -293,22 +587,59 @@ mod tests {
 
     #[test]
     fn subscriptions_must_be_rest_hooks_on_tasks_to_https() {
-        let mut good = json!({"resourceType": "Subscription", "status": "requested", "criteria": "Task",
+        let mut good = json!({"resourceType": "Subscription", "status": "active", "criteria": "Task",
                               "channel": {"type": "rest-hook", "endpoint": "https://partner.example/notify"}});
-        accept_subscription(&mut good).unwrap();
-        assert_eq!(good["status"], "active");
+        accept_subscription(&mut good, None).unwrap();
+        assert_eq!(good["status"], "requested", "active only after the handshake");
         let mut email = good.clone();
         email["channel"]["type"] = json!("email");
-        assert!(accept_subscription(&mut email).is_err());
+        assert!(accept_subscription(&mut email, None).is_err());
         let mut plain = good.clone();
         plain["channel"]["endpoint"] = json!("http://partner.example/notify");
-        assert!(accept_subscription(&mut plain).is_err());
+        assert!(accept_subscription(&mut plain, None).is_err());
         let mut sandbox = plain.clone();
         sandbox["meta"] = json!({"tag": [{"system": rex_referral::task::TEST_DATA_TAG.0, "code": "HTEST"}]});
-        assert!(accept_subscription(&mut sandbox).is_ok(), "a sandbox partner's test endpoint may be http");
+        assert!(accept_subscription(&mut sandbox, None).is_ok(), "a sandbox partner's test endpoint may be http");
         let mut patients = good.clone();
         patients["criteria"] = json!("Patient");
-        assert!(accept_subscription(&mut patients).is_err());
+        assert!(accept_subscription(&mut patients, None).is_err());
+        let mut xml = good.clone();
+        xml["channel"]["payload"] = json!("application/fhir+xml");
+        assert!(accept_subscription(&mut xml, None).is_err());
+        let mut off = good.clone();
+        off["status"] = json!("off");
+        accept_subscription(&mut off, None).unwrap();
+        assert_eq!(off["status"], "off");
+    }
+
+    #[test]
+    fn payload_content_follows_r4_and_the_backport_extension() {
+        let with = |payload: Value| json!({"channel": payload});
+        assert_eq!(PayloadContent::of(&with(json!({}))), Ok(PayloadContent::Empty), "no payload in R4: empty");
+        let json_payload = with(json!({"payload": "application/fhir+json"}));
+        assert_eq!(PayloadContent::of(&json_payload), Ok(PayloadContent::FullResource));
+        let extension = |code: &str| {
+            with(json!({"payload": "application/fhir+json",
+                        "_payload": {"extension": [{"url": PAYLOAD_CONTENT_URL, "valueCode": code}]}}))
+        };
+        assert_eq!(PayloadContent::of(&extension("id-only")), Ok(PayloadContent::IdOnly));
+        assert_eq!(PayloadContent::of(&extension("empty")), Ok(PayloadContent::Empty));
+        assert!(PayloadContent::of(&extension("everything")).is_err());
+    }
+
+    #[test]
+    fn criteria_are_task_searches_directly_or_through_the_topic() {
+        let filter = |subscription: Value| criteria_filter(&subscription);
+        assert_eq!(filter(json!({"criteria": "Task"})), Ok(None));
+        assert_eq!(filter(json!({"criteria": "Task?status=completed"})), Ok(Some("status=completed".into())));
+        assert_eq!(filter(json!({"criteria": TASK_TOPIC})), Ok(None));
+        let topic = json!({"criteria": TASK_TOPIC, "_criteria": {"extension": [
+            {"url": FILTER_CRITERIA_URL, "valueString": "Task?owner=HealthcareService/cardiology"}]}});
+        assert_eq!(filter(topic), Ok(Some("owner=HealthcareService/cardiology".into())));
+        assert!(filter(json!({"criteria": "Task?"})).is_err());
+        assert!(filter(json!({"criteria": "Patient?name=x"})).is_err());
+        assert!(filter_query("status=completed", "t1").is_ok());
+        assert!(filter_query("no-such-parameter=1", "t1").is_err());
     }
 
     #[test]

@@ -29,7 +29,7 @@ use sqlx::{AnyConnection, AnyPool, Transaction};
 use group::{GroupMember, Writer};
 
 pub use error::StoreError;
-pub use outbox::{OutboxCounts, OutboxItem};
+pub use outbox::{OutboxCounts, OutboxItem, SubscriptionDelivery};
 pub use read::{HistoryEntry, HistoryPage, HistoryScope};
 pub use referrals::ReferralRecord;
 pub use search::SearchResult;

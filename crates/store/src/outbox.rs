@@ -21,6 +21,25 @@ pub struct OutboxItem {
     pub attempts: i64,
 }
 
+/// The delivery state of one Subscription's notifications, for `Subscription/{id}/$status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SubscriptionDelivery {
+    /// The last event number given out (`events-since-subscription-start`).
+    pub last_event: i64,
+    /// Notifications waiting for delivery (or for their retry).
+    pub pending: i64,
+    pub delivered: i64,
+    /// Notifications given up on.
+    pub dead: i64,
+    /// The highest event number delivered.
+    pub last_delivered_event: Option<i64>,
+    /// When the first waiting notification is next tried (microseconds since the Unix epoch).
+    pub next_attempt: Option<i64>,
+    /// The error of the last failed attempt still unresolved: of the first waiting notification,
+    /// else of the last dead letter.
+    pub last_error: Option<String>,
+}
+
 /// How many notifications wait and how many gave up, for metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct OutboxCounts {
@@ -42,6 +61,25 @@ impl Tx {
         .await
         .map_err(|err| StoreError::from_sqlx(err, backend))?;
         Ok(row.get(0))
+    }
+
+    /// Queues the handshake of a Subscription (event number 0), due at once, after any
+    /// notification of it already queued; it replaces the handshake of an earlier activation.
+    pub async fn enqueue_handshake(
+        &mut self,
+        subscription: &str,
+        endpoint: &str,
+        headers: &str,
+        payload: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let backend = self.backend;
+        sqlx::query("DELETE FROM outbox WHERE subscription = $1 AND event_number = 0")
+            .bind(subscription)
+            .execute(self.conn())
+            .await
+            .map_err(|err| StoreError::from_sqlx(err, backend))?;
+        self.enqueue_notification(subscription, endpoint, headers, 0, payload, now).await
     }
 
     /// Queues a notification, due at once.
@@ -148,6 +186,59 @@ impl Store {
             }
         };
         self.write_one(query.bind(error.to_string()).bind(id)).await
+    }
+
+    /// Gives up on every waiting notification of a Subscription (its handshake failed).
+    pub async fn dead_letter_pending(&self, subscription: &str, reason: &str) -> Result<(), StoreError> {
+        let sql = "UPDATE outbox SET status = 'dead', leased_until = NULL, last_error = $1 \
+                   WHERE subscription = $2 AND status = 'pending'";
+        self.write_one(sqlx::query(sql).bind(reason.to_string()).bind(subscription.to_string())).await
+    }
+
+    /// The delivery state of a Subscription's notifications.
+    pub async fn subscription_delivery(&self, subscription: &str) -> Result<SubscriptionDelivery, StoreError> {
+        let backend = self.backend;
+        let error = |err| StoreError::from_sqlx(err, backend);
+        let counts = sqlx::query(
+            "SELECT COALESCE(SUM(CASE WHEN status = 'pending' THEN 1 ELSE 0 END), 0), \
+             COALESCE(SUM(CASE WHEN status = 'delivered' THEN 1 ELSE 0 END), 0), \
+             COALESCE(SUM(CASE WHEN status = 'dead' THEN 1 ELSE 0 END), 0), \
+             MAX(CASE WHEN status = 'delivered' THEN event_number END), \
+             (SELECT MAX(last_event) FROM subscription_events WHERE subscription = $1) \
+             FROM outbox WHERE subscription = $1",
+        )
+        .bind(subscription)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(error)?;
+        let waiting = sqlx::query(
+            "SELECT next_attempt, last_error FROM outbox WHERE subscription = $1 AND status = 'pending' \
+             ORDER BY id LIMIT 1",
+        )
+        .bind(subscription)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(error)?;
+        let last_error = match &waiting {
+            Some(row) => row.get(1),
+            None => sqlx::query(
+                "SELECT last_error FROM outbox WHERE subscription = $1 AND status = 'dead' ORDER BY id DESC LIMIT 1",
+            )
+            .bind(subscription)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(error)?
+            .and_then(|row| row.get(0)),
+        };
+        Ok(SubscriptionDelivery {
+            last_event: counts.get::<Option<i64>, _>(4).unwrap_or(0),
+            pending: counts.get(0),
+            delivered: counts.get(1),
+            dead: counts.get(2),
+            last_delivered_event: counts.get(3),
+            next_attempt: waiting.as_ref().map(|row| row.get(0)),
+            last_error,
+        })
     }
 
     /// Runs one statement in a write transaction of its own (on SQLite, in turn with the others).

@@ -89,6 +89,13 @@ pub fn capability_statement(base_url: &str) -> Value {
             if resource_type == "Task" {
                 entry["operation"] = workflow_operations();
             }
+            if resource_type == "Subscription" {
+                entry["operation"] = json!([{
+                    "name": "status",
+                    "definition": "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-status",
+                    "documentation": "Subscription/{id}/$status: status, events so far, last error and delivery counts (pending, delivered, dead)"
+                }]);
+            }
             entry
         })
         .collect();

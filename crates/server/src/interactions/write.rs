@@ -233,13 +233,18 @@ async fn current_for(
 
 /// Runs one write inside `tx` on behalf of `caller`: the SMART scope is checked, what the caller
 /// may not see cannot be changed, a partner's writes land in its compartment, and a change of a
-/// partner's referral Task queues its notifications in the same transaction.
+/// partner's referral Task queues its notifications (a Subscription left `requested`, its
+/// handshake) in the same transaction.
 pub async fn execute(tx: &mut Tx, caller: &Caller, op: &WriteOp) -> Result<WriteOutcome, ApiError> {
     let outcome = write(tx, caller, op).await?;
-    if let WriteOutcome::Created(stored) | WriteOutcome::Updated(stored) = &outcome
-        && stored.resource_type == "Task"
-    {
-        crate::notifications::enqueue_task_change(tx, stored, chrono::Utc::now()).await?;
+    if let WriteOutcome::Created(stored) | WriteOutcome::Updated(stored) = &outcome {
+        match stored.resource_type.as_str() {
+            "Task" => crate::notifications::enqueue_task_change(tx, stored, chrono::Utc::now()).await?,
+            "Subscription" => {
+                crate::notifications::enqueue_handshake_if_requested(tx, stored, chrono::Utc::now()).await?
+            }
+            _ => {}
+        }
     }
     Ok(outcome)
 }
@@ -270,7 +275,7 @@ async fn write(tx: &mut Tx, caller: &Caller, op: &WriteOp) -> Result<WriteOutcom
             let mut resource = resource.clone();
             caller.stamp(&mut resource);
             if resource_type == "Subscription" {
-                crate::notifications::accept_subscription(&mut resource)?;
+                crate::notifications::accept_subscription(&mut resource, None)?;
             }
             Ok(WriteOutcome::Created(tx.create(resource_type, &id, resource).await?))
         }
@@ -296,12 +301,13 @@ async fn write(tx: &mut Tx, caller: &Caller, op: &WriteOp) -> Result<WriteOutcom
                 (None, _) => body_id.map(str::to_string).unwrap_or_else(rex_store::new_id),
             };
             let mut resource = resource.clone();
-            if let Some(current) = current_for(tx, caller, resource_type, &id).await? {
-                keep_owner(&current, &mut resource);
+            let current = current_for(tx, caller, resource_type, &id).await?;
+            if let Some(current) = &current {
+                keep_owner(current, &mut resource);
             }
             caller.stamp(&mut resource);
             if resource_type == "Subscription" {
-                crate::notifications::accept_subscription(&mut resource)?;
+                crate::notifications::accept_subscription(&mut resource, current.as_ref())?;
             }
             if resource_type == "Task" {
                 check_task_status_change(tx, &id, &resource).await?;
@@ -346,6 +352,9 @@ async fn write(tx: &mut Tx, caller: &Caller, op: &WriteOp) -> Result<WriteOutcom
             let mut resource = apply_patch(resource_type, &current, patch)?;
             keep_owner(&current, &mut resource);
             caller.stamp(&mut resource);
+            if resource_type == "Subscription" {
+                crate::notifications::accept_subscription(&mut resource, Some(&current))?;
+            }
             if resource_type == "Task" {
                 check_task_status_change(tx, &id, &resource).await?;
             }
