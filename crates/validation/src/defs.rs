@@ -30,6 +30,9 @@ pub struct Definitions {
     pub(crate) questionnaires: HashMap<String, Value>,
     /// Insertion order of structure URLs (for deterministic snapshot generation).
     pub(crate) order: Vec<String>,
+    /// `ImplementationGuide.global` of the loaded guides: (resource type, profile every such resource must
+    /// conform to).
+    pub(crate) global_profiles: Vec<(String, String)>,
 }
 
 impl Definitions {
@@ -81,6 +84,13 @@ impl Definitions {
         let Some(url) = resource.get("url").and_then(Value::as_str).map(canonical_base) else {
             return 0;
         };
+        if rt == "ImplementationGuide" {
+            let globals = resource.get("global").and_then(Value::as_array).into_iter().flatten();
+            let before = self.global_profiles.len();
+            self.global_profiles
+                .extend(globals.filter_map(|g| Some((s(g, "type")?.to_string(), s(g, "profile")?.to_string()))));
+            return self.global_profiles.len() - before;
+        }
         strip(&mut resource);
         if rt == "Questionnaire" {
             self.questionnaires.insert(url, resource);
@@ -252,6 +262,11 @@ const DROP_ELEMENT_KEYS: &[&str] = &[
 ];
 
 /// Removes the narrative and documentation parts of a conformance resource that validation never reads.
+/// The url of an additional binding: R5 `ElementDefinition.binding.additional` as an extension.
+pub(crate) fn is_additional_binding(url: &str) -> bool {
+    url.ends_with("binding.additional") || url.ends_with("/additional-binding")
+}
+
 pub(crate) fn strip(resource: &mut Value) {
     let Some(obj) = resource.as_object_mut() else { return };
     for key in ["text", "description", "purpose", "copyright", "contact", "mapping", "publisher", "useContext"] {
@@ -276,7 +291,13 @@ pub(crate) fn strip(resource: &mut Value) {
                     }
                     if let Some(Value::Object(b)) = e.get_mut("binding") {
                         b.remove("description");
-                        b.retain(|k, _| k != "extension");
+                        // Of the binding's extensions, only additional bindings are rules.
+                        if let Some(Value::Array(exts)) = b.get_mut("extension") {
+                            exts.retain(|x| s(x, "url").is_some_and(is_additional_binding));
+                        }
+                        if b.get("extension").and_then(Value::as_array).is_some_and(Vec::is_empty) {
+                            b.remove("extension");
+                        }
                     }
                     if let Some(Value::Object(b)) = e.get_mut("base") {
                         b.remove("min");

@@ -21,6 +21,7 @@ mod model;
 mod primitives;
 mod questionnaire;
 mod snapshot;
+mod structure;
 mod terminology;
 mod ucum;
 mod validate;
@@ -52,6 +53,25 @@ pub struct Options {
     /// Example URLs (example.org, example.com) are accepted in uri/url/canonical values and extension urls
     /// (default). When false they are errors, as in the HL7 validator's "no examples" mode.
     pub allow_example_urls: bool,
+    /// Contained resources are validated, and each must be referenced (dom-3) (default). When false they
+    /// are skipped, as in the HL7 validator's `validateContains = IGNORE` mode.
+    pub validate_contained: bool,
+    /// Markdown that looks like it embeds an HTML tag (`<tag`) is an error (default: accepted), as in the
+    /// HL7 validator's `noHtmlInMarkdown` mode.
+    pub no_html_in_markdown: bool,
+    /// A relative reference (`Patient/1`) inside a Bundle or Parameters must resolve to one of its resources
+    /// (default: not checked), as in the HL7 validator's `validateReference = CHECK_EXISTS` mode.
+    pub references_must_resolve: bool,
+    /// A reference to a resource of the Bundle being validated is checked against the element's
+    /// `targetProfile`s: the resource must conform to one of them, and an unknown target profile is an error
+    /// (default: not checked; each such reference costs a validation of its target), as the HL7 validator does.
+    pub check_target_profiles: bool,
+    /// The profiles that loaded ImplementationGuides declare `global` apply to every resource of their type
+    /// (default: not applied), as the HL7 validator does.
+    pub apply_global_profiles: bool,
+    /// An Observation whose code is a vital sign (LOINC or SNOMED CT) is also checked against the core vital
+    /// signs profile for it, which R4 requires (default: not checked), as the HL7 validator does.
+    pub imply_vital_signs_profiles: bool,
     /// Constraint keys never evaluated (known-bad expressions in R4 core).
     pub skip_constraints: HashSet<&'static str>,
 }
@@ -62,8 +82,15 @@ impl Default for Options {
             unknown_profile_is_error: true,
             unknown_extension_is_error: false,
             allow_example_urls: true,
-            // Known issues with R4 core invariants (the HL7 validator suppresses these too).
-            skip_constraints: ["ele-1", "dom-6", "txt-1", "txt-2", "que-7", "sdf-0", "bdl-10", "eld-19", "eld-20"]
+            validate_contained: true,
+            no_html_in_markdown: false,
+            references_must_resolve: false,
+            check_target_profiles: false,
+            apply_global_profiles: false,
+            imply_vital_signs_profiles: false,
+            // Known issues with R4 core invariants (the HL7 validator suppresses these too). opd-3 is checked
+            // with its R5 correction instead (`structure.rs`).
+            skip_constraints: ["ele-1", "dom-6", "txt-2", "que-7", "sdf-0", "bdl-10", "eld-20", "opd-3"]
                 .into_iter()
                 .collect(),
         }
@@ -83,6 +110,8 @@ pub struct Validator {
     /// Questionnaires by canonical URL (without version), for QuestionnaireResponse validation.
     pub(crate) questionnaires: FxMap<String, Value>,
     pub(crate) options: Options,
+    /// `ImplementationGuide.global` of the loaded guides: (resource type, profile).
+    pub(crate) global_profiles: Vec<(String, String)>,
     load_messages: Vec<String>,
 }
 
@@ -143,7 +172,18 @@ impl Validator {
         }
         let term = terminology::Terminology::new(definitions.value_sets, definitions.code_systems);
         let questionnaires = definitions.questionnaires.into_iter().collect();
-        Validator { structures, sds, types, exprs: Mutex::new(cache), term, questionnaires, options, load_messages }
+        let global_profiles = definitions.global_profiles;
+        Validator {
+            structures,
+            sds,
+            types,
+            exprs: Mutex::new(cache),
+            term,
+            questionnaires,
+            options,
+            global_profiles,
+            load_messages,
+        }
     }
 
     /// The compiled structure `i` of `structures`, compiled now if it is a core one not used before.
@@ -238,10 +278,13 @@ impl Validator {
         if let Some(id) = reference.strip_prefix('#') {
             return root.get("contained")?.as_array()?.iter().find(|c| c.get("id").and_then(Value::as_str) == Some(id));
         }
+        let (ref_type, ref_id) = reference.split_once('/').unwrap_or(("", ""));
+        if defs::field(root, "resourceType").and_then(Value::as_str) == Some("Parameters") {
+            return parameter_resource(root.get("parameter")?, ref_type, ref_id);
+        }
         // Called for every reference of a Bundle, so for every entry: no allocation, and field lookups by
         // scanning the few keys of an entry (cheaper than hashing them).
         let entries = root.get("entry")?.as_array()?;
-        let (ref_type, ref_id) = reference.split_once('/').unwrap_or(("", ""));
         for e in entries {
             let full = defs::field(e, "fullUrl").and_then(Value::as_str);
             let resource = defs::field(e, "resource");
@@ -261,6 +304,18 @@ impl Validator {
         }
         None
     }
+}
+
+/// The resource `ref_type/ref_id` among `Parameters.parameter` (a JSON array), at any depth of `part`.
+fn parameter_resource<'a>(params: &'a Value, ref_type: &str, ref_id: &str) -> Option<&'a Value> {
+    params.as_array()?.iter().find_map(|p| {
+        p.get("resource")
+            .filter(|r| {
+                r.get("resourceType").and_then(Value::as_str) == Some(ref_type)
+                    && r.get("id").and_then(Value::as_str) == Some(ref_id)
+            })
+            .or_else(|| parameter_resource(p.get("part")?, ref_type, ref_id))
+    })
 }
 
 /// Type code for a choice suffix when the element declares no types.

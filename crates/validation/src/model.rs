@@ -23,6 +23,8 @@ pub(crate) struct TypeRef {
     pub code: String,
     pub profiles: Vec<String>,
     pub target_profiles: Vec<String>,
+    /// How a Reference may be held: `contained`, `referenced`, `bundled` (any when empty).
+    pub aggregation: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +62,9 @@ pub(crate) enum Strength {
 pub(crate) struct Binding {
     pub strength: Strength,
     pub value_set: String,
+    /// Value sets of additional bindings (R5 `binding.additional`, as an extension in R4) whose purpose is
+    /// `required`: a value must also be in each of them.
+    pub required_additional: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -155,9 +160,11 @@ pub(crate) fn compile(sd: &Value, snapshot: &[Value], cache: &mut ExprCache) -> 
             Some(stem) => (stem.to_string(), true),
             None => (last.to_string(), false),
         };
-        let max = match s(e, "max") {
-            Some("*") | None => None,
-            Some(m) => m.parse().ok(),
+        // A definition that writes `max` as a JSON number (`"max": 0`) is read as the HL7 validator reads it.
+        let max = match e.get("max") {
+            Some(Value::String(m)) if m != "*" => m.parse().ok(),
+            Some(Value::Number(n)) => n.as_u64().map(|n| n as u32),
+            _ => None,
         };
         let base_max = e.get("base").and_then(|b| s(b, "max"));
         // R4 declares Resource.id as System.String; it is an `id` (the HL7 validator checks it as one).
@@ -208,6 +215,7 @@ pub(crate) fn compile(sd: &Value, snapshot: &[Value], cache: &mut ExprCache) -> 
                             code,
                             profiles: strings(t.get("profile")),
                             target_profiles: strings(t.get("targetProfile")),
+                            aggregation: strings(t.get("aggregation")),
                         }
                     })
                     .collect()
@@ -264,7 +272,21 @@ pub(crate) fn compile(sd: &Value, snapshot: &[Value], cache: &mut ExprCache) -> 
                 "preferred" => Strength::Preferred,
                 _ => Strength::Example,
             };
-            Some(Binding { strength, value_set: canonical_base(s(b, "valueSet")?) })
+            let required_additional = b
+                .get("extension")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter(|x| s(x, "url").is_some_and(crate::defs::is_additional_binding))
+                .filter_map(|x| {
+                    let parts = x.get("extension")?.as_array()?;
+                    let part = |name: &str| parts.iter().find(|p| s(p, "url") == Some(name));
+                    let purpose = part("purpose").and_then(|p| s(p, "valueCode"));
+                    let vs = part("valueSet").and_then(|p| s(p, "valueCanonical"))?;
+                    (purpose == Some("required")).then(|| canonical_base(vs))
+                })
+                .collect();
+            Some(Binding { strength, value_set: canonical_base(s(b, "valueSet")?), required_additional })
         });
         let constraints = e
             .get("constraint")

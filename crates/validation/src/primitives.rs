@@ -235,6 +235,14 @@ pub(crate) fn check_xhtml(s: &str) -> Vec<String> {
     } else if !trimmed[..trimmed.find('>').unwrap_or(trimmed.len())].contains("http://www.w3.org/1999/xhtml") {
         out.push("Wrong namespace on the XHTML ('', should be 'http://www.w3.org/1999/xhtml')".into());
     }
+    out.extend(illegal_xhtml_names(s));
+    out
+}
+
+/// Elements and attributes the narrative rules (txt-1) do not allow: anything outside the basic HTML
+/// formatting elements, event handler attributes and `javascript:` urls.
+pub(crate) fn illegal_xhtml_names(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
     const ALLOWED: &[&str] = &[
         "p",
         "br",
@@ -319,7 +327,7 @@ pub(crate) fn check_xhtml(s: &str) -> Vec<String> {
             out.push(format!("Illegal element name in the XHTML ('{name}')"));
         }
         // attributes: on* handlers and javascript: urls
-        for attr in tag.split(|c: char| c.is_whitespace()).skip(1) {
+        for attr in attributes(tag) {
             let aname = attr.split('=').next().unwrap_or("");
             if aname.starts_with("on") && aname.len() > 2 {
                 out.push(format!("Illegal attribute name in the XHTML ('{aname}' on '{name}')"));
@@ -330,6 +338,33 @@ pub(crate) fn check_xhtml(s: &str) -> Vec<String> {
         }
     }
     out
+}
+
+/// The attributes (`name="value"`) of a start tag's text (`span title="a b"`): split on whitespace outside
+/// quoted values, the element name left out.
+fn attributes(tag: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut quote = None;
+    let mut start = None;
+    for (i, c) in tag.char_indices() {
+        match (quote, c) {
+            (Some(q), _) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'') => quote = Some(c),
+            (None, c) if c.is_whitespace() => {
+                if let Some(s) = start.take() {
+                    out.push(&tag[s..i]);
+                }
+            }
+            (None, _) => {
+                start.get_or_insert(i);
+            }
+        }
+    }
+    if let Some(s) = start {
+        out.push(&tag[s..]);
+    }
+    out.into_iter().skip(1).collect()
 }
 
 #[cfg(test)]
@@ -377,5 +412,7 @@ mod tests {
         assert!(!check_xhtml("<div xmlns=\"http://www.w3.org/1999/xhtml\"><script>x</script></div>").is_empty());
         assert!(!check_xhtml("<div xmlns=\"http://www.w3.org/1999/xhtml\"><p onclick=\"x()\">a</p></div>").is_empty());
         assert!(!check_xhtml("<p>no div</p>").is_empty());
+        let quoted = "<div xmlns=\"http://www.w3.org/1999/xhtml\"><span title=\"an onset\">a</span></div>";
+        assert!(check_xhtml(quoted).is_empty());
     }
 }

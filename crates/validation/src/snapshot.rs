@@ -17,19 +17,28 @@ pub(crate) fn generate_all(defs: &Definitions) -> (HashMap<String, Vec<Value>>, 
         if defs.structures.get(url).is_some_and(|e| e.lazy_core().is_some()) {
             continue;
         }
-        let mut stack = HashSet::new();
-        if let Err(e) = snapshot_of(defs, url, &mut done, &mut stack) {
+        let mut work = Work::default();
+        if let Err(e) = snapshot_of(defs, url, &mut done, &mut work) {
             errors.push(format!("{url}: {e}"));
         }
+        errors.append(&mut work.skipped);
     }
     (done, errors)
+}
+
+/// The state of one generation: the structures being generated (to catch circular bases), and the
+/// differential elements left out because they could not be applied.
+#[derive(Default)]
+struct Work {
+    stack: HashSet<String>,
+    skipped: Vec<String>,
 }
 
 fn snapshot_of(
     defs: &Definitions,
     url: &str,
     done: &mut HashMap<String, Vec<Value>>,
-    stack: &mut HashSet<String>,
+    work: &mut Work,
 ) -> Result<(), String> {
     if done.contains_key(url) {
         return Ok(());
@@ -45,16 +54,16 @@ fn snapshot_of(
             return Ok(());
         }
     }
-    if !stack.insert(url.to_string()) {
+    if !work.stack.insert(url.to_string()) {
         return Err("circular baseDefinition".into());
     }
     let base_url = s(sd, "baseDefinition").map(canonical_base).ok_or("no snapshot and no baseDefinition")?;
-    snapshot_of(defs, &base_url, done, stack)?;
+    snapshot_of(defs, &base_url, done, work)?;
     let base = done.get(&base_url).cloned().ok_or("base has no snapshot")?;
     let diff: Vec<Value> =
         sd.get("differential").and_then(|d| d.get("element")).and_then(Value::as_array).cloned().unwrap_or_default();
     let ty = s(sd, "type").unwrap_or("").to_string();
-    let mut g = Gen { defs, done, stack, elements: base };
+    let mut g = Gen { defs, done, work, elements: base };
     // Specialisations (logical models, new types) re-root the base under the new type name.
     let base_root = g.elements.first().and_then(|e| s(e, "path")).unwrap_or("").to_string();
     if !ty.is_empty() && base_root != ty && !ty.contains('/') {
@@ -63,11 +72,15 @@ fn snapshot_of(
             reroot(e, &base_ty, &ty, &base_ty, &ty);
         }
     }
+    // As in the HL7 snapshot generator, an element that cannot be applied (a wrong path) is reported and left
+    // out; the rest of the profile still applies.
     for d in &diff {
-        g.apply(d)?;
+        if let Err(e) = g.apply(d) {
+            g.work.skipped.push(format!("{url}: {e}"));
+        }
     }
     let elements = g.elements;
-    stack.remove(url);
+    work.stack.remove(url);
     done.insert(url.to_string(), elements);
     Ok(())
 }
@@ -75,7 +88,7 @@ fn snapshot_of(
 struct Gen<'a> {
     defs: &'a Definitions,
     done: &'a mut HashMap<String, Vec<Value>>,
-    stack: &'a mut HashSet<String>,
+    work: &'a mut Work,
     elements: Vec<Value>,
 }
 
@@ -269,16 +282,25 @@ impl Gen<'_> {
         }
         let (source, from_id, from_path): (Vec<Value>, String, String) = if let Some(cr) = s(&e, "contentReference") {
             let target = cr.trim_start_matches('#').split_once('#').map(|x| x.1).unwrap_or(cr.trim_start_matches('#'));
-            let t_idx = self
-                .elements
+            // The target is the element of the base type, as the HL7 snapshot generator has it: a profile's
+            // constraints on `Parameters.parameter` do not also apply to `Parameters.parameter.part`.
+            let base = format!("http://hl7.org/fhir/StructureDefinition/{}", target.split('.').next().unwrap_or(""));
+            let from_base =
+                self.defs.structures.contains_key(&base) && snapshot_of(self.defs, &base, self.done, self.work).is_ok();
+            let elements = match self.done.get(&base) {
+                Some(snap) if from_base => snap.as_slice(),
+                _ => self.elements.as_slice(),
+            };
+            let t_idx = elements
                 .iter()
                 .position(|x| s(x, "path") == Some(target) && s(x, "sliceName").is_none())
                 .ok_or_else(|| format!("content reference {cr} not found"))?;
-            let t_end = self.end_of(t_idx);
-            let tid = id_of(&self.elements[t_idx]);
-            let src = self.elements[t_idx + 1..t_end]
+            let tid = id_of(&elements[t_idx]);
+            let (child, slice) = (format!("{tid}."), format!("{tid}:"));
+            let src = elements[t_idx + 1..]
                 .iter()
-                .filter(|x| id_of(x).starts_with(&format!("{tid}.")))
+                .take_while(|x| id_of(x).starts_with(&child) || id_of(x).starts_with(&slice))
+                .filter(|x| id_of(x).starts_with(&child))
                 .cloned()
                 .collect();
             (src, tid, target.to_string())
@@ -303,7 +325,7 @@ impl Gen<'_> {
                         format!("http://hl7.org/fhir/StructureDefinition/{code}")
                     }
                 });
-            snapshot_of(self.defs, &url, self.done, self.stack)?;
+            snapshot_of(self.defs, &url, self.done, self.work)?;
             let snap = self.done.get(&url).ok_or_else(|| format!("no snapshot for {url}"))?;
             let root_id = snap.first().map(id_of).unwrap_or_default();
             let root_path = snap.first().and_then(|x| s(x, "path")).unwrap_or("").to_string();

@@ -25,6 +25,9 @@ pub(crate) struct Walk<'v> {
     pub resource_starts: Vec<usize>,
     /// Whether each resource of `resources` is a contained resource (its `%rootResource` is its container).
     pub contained: Vec<bool>,
+    /// This walk checks a reference's target against a `targetProfile`: the target's own references are not
+    /// followed again (references may form cycles).
+    pub in_target_check: bool,
 }
 
 type Entry<'a> = (Option<&'a Value>, Option<&'a Value>, &'a str, &'a str, Option<usize>);
@@ -52,10 +55,11 @@ impl<'v> Walk<'v> {
             depth: 0,
             resource_starts: Vec::new(),
             contained: Vec::new(),
+            in_target_check: false,
         }
     }
 
-    fn err(&mut self, code: IssueCode, msg: impl Into<String>) {
+    pub(crate) fn err(&mut self, code: IssueCode, msg: impl Into<String>) {
         self.issues.push(issue(Severity::Error, code, msg.into(), &self.path));
     }
 
@@ -94,6 +98,16 @@ impl<'v> Walk<'v> {
             profiles.extend(list.iter().enumerate().filter_map(|(i, p)| p.as_str().map(|p| (p.to_string(), Some(i)))));
         }
         profiles.extend(extra.iter().map(|s| (s.to_string(), None)));
+        if self.v.options.apply_global_profiles {
+            let globals = self.v.global_profiles.iter().filter(|(t, _)| t == rt);
+            profiles.extend(globals.map(|(_, p)| (p.clone(), None)));
+        }
+        if self.v.options.imply_vital_signs_profiles
+            && rt == "Observation"
+            && let Some(p) = vital_signs_profile(res)
+        {
+            profiles.push((format!("http://hl7.org/fhir/StructureDefinition/{p}"), None));
+        }
         let mut seen = HashSet::new();
         for (p, declared_at) in profiles {
             let url = crate::defs::canonical_base(&p);
@@ -131,6 +145,12 @@ impl<'v> Walk<'v> {
         if rt == "QuestionnaireResponse" {
             self.questionnaire_response(res);
         }
+        if rt == "StructureDefinition" {
+            self.structure_definition(res);
+        }
+        if rt == "OperationDefinition" {
+            self.operation_definition(res);
+        }
         self.resources.pop();
         self.resource_starts.pop();
         self.contained.pop();
@@ -157,6 +177,15 @@ impl<'v> Walk<'v> {
                             self.err(IssueCode::Value, msg);
                         }
                     }
+                    if ty == "markdown"
+                        && self.v.options.no_html_in_markdown
+                        && let Some(tag) = val.as_str().and_then(embedded_html_tag)
+                    {
+                        self.err(
+                            IssueCode::Value,
+                            format!("The markdown contains content that appears to be an embedded HTML tag starting at '{tag}'"),
+                        );
+                    }
                     if !self.v.options.allow_example_urls
                         && matches!(ty, "uri" | "url" | "canonical")
                         && let Some(url) = val.as_str().filter(|u| is_example_url(u))
@@ -182,13 +211,17 @@ impl<'v> Walk<'v> {
                 || ty == "DomainResource"
                 || (node.get("resourceType").is_some() && self.v.is_resource_type(ty)))
         {
+            // The profiles of the type the resource has; a choice of resource types gives each its own.
+            let rt = node.get("resourceType").and_then(Value::as_str).unwrap_or(ty);
+            let code = if elem.types.iter().any(|t| t.code == rt) { rt } else { ty };
             let profiles: Vec<&str> = elem
                 .types
                 .iter()
-                .filter(|t| t.code == ty)
+                .filter(|t| t.code == code)
                 .flat_map(|t| t.profiles.iter().map(String::as_str))
                 .collect();
             if node.is_object() {
+                let profiles = self.conforming_profile(node, profiles);
                 self.resource(node, &profiles);
             } else {
                 self.err(IssueCode::Structure, "A resource must be a JSON object");
@@ -218,6 +251,28 @@ impl<'v> Walk<'v> {
                     self.warn(IssueCode::NotFound, format!("Profile '{p}' is not known"));
                 }
             }
+        }
+    }
+
+    /// A type that lists several profiles asks the resource to conform to one of them: the first that adds no
+    /// error to the resource's own, or all of them (and all their errors) when none does.
+    fn conforming_profile<'p>(&self, res: &'v Value, profiles: Vec<&'p str>) -> Vec<&'p str> {
+        if profiles.len() < 2 {
+            return profiles;
+        }
+        let errors = |profile: &[&str]| {
+            let mut sub = Walk::new(self.v);
+            sub.path = self.path.clone();
+            sub.resources = self.resources.clone();
+            sub.contained = self.contained.clone();
+            sub.in_target_check = self.in_target_check;
+            sub.resource(res, profile);
+            sub.issues.iter().filter(|i| i.is_error()).count()
+        };
+        let own = errors(&[]);
+        match profiles.iter().find(|p| self.v.knows_profile(p) && errors(&[**p]) == own) {
+            Some(p) => vec![*p],
+            None => profiles,
         }
     }
 
@@ -251,7 +306,9 @@ impl<'v> Walk<'v> {
         let mut wrong_type: Vec<usize> = Vec::new();
         let base_len = self.path.len();
         for (key, val) in obj {
-            if key == "resourceType" && is_root_resource || key == "fhir_comments" {
+            if key == "resourceType" && is_root_resource
+                || key == "contained" && is_root_resource && !self.v.options.validate_contained
+            {
                 continue;
             }
             let (name, is_companion) = match key.strip_prefix('_') {
@@ -394,9 +451,10 @@ impl<'v> Walk<'v> {
             let items = &items;
             if (items.len() as u32) < c.min && !wrong_type.contains(&gi) {
                 let _ = write!(self.path, ".{}", c.name);
+                let from = self.profile_note(csd);
                 self.err(
                     IssueCode::Required,
-                    format!("{}: minimum required = {}, but only found {}", c.path, c.min, items.len()),
+                    format!("{}: minimum required = {}, but only found {}{from}", c.path, c.min, items.len()),
                 );
                 self.path.truncate(base_len);
             }
@@ -404,10 +462,20 @@ impl<'v> Walk<'v> {
                 && items.len() as u32 > max
             {
                 let _ = write!(self.path, ".{}", c.name);
-                self.err(IssueCode::Structure, format!("{}: max allowed = {max}, but found {}", c.path, items.len()));
+                let from = self.profile_note(csd);
+                self.err(
+                    IssueCode::Structure,
+                    format!("{}: max allowed = {max}, but found {}{from}", c.path, items.len()),
+                );
                 self.path.truncate(base_len);
             }
             if items.is_empty() {
+                // Required slices are missing too.
+                for &s in c.slices.iter().filter(|&&s| csd.elems[s].min > 0) {
+                    let _ = write!(self.path, ".{}", c.name);
+                    self.err(IssueCode::Required, missing_slice(c, &csd.elems[s], 0));
+                    self.path.truncate(base_len);
+                }
                 continue;
             }
             let slice_of: Vec<Option<usize>> = if !c.slices.is_empty()
@@ -453,6 +521,17 @@ impl<'v> Walk<'v> {
         }
     }
 
+    /// ` (profile <name>)` for a rule of a profile, nothing for one of a base definition: a profile's
+    /// cardinality is another rule than the base one, and both are reported (as the HL7 validator does). The
+    /// name, not the url: issue readers take a StructureDefinition url in the text as the profile declared.
+    fn profile_note(&self, sd: &Sd) -> String {
+        match self.v.core_type(&sd.type_name) {
+            Some(base) if std::ptr::eq(base, sd) => String::new(),
+            _ if sd.name.is_empty() => format!(" (profile {})", sd.url.rsplit('/').next().unwrap_or("")),
+            _ => format!(" (profile {})", sd.name),
+        }
+    }
+
     fn type_constraints(&mut self, root: &'v Elem, elem: &Elem, node: &'v Value, ty: &'v str) {
         if root.constraints.iter().all(|c| elem.constraints.iter().any(|e| e.key == c.key)) {
             return;
@@ -487,17 +566,18 @@ impl<'v> Walk<'v> {
         }
     }
 
-    /// The element a `contentReference` names, in `sd` or in the core type it starts with.
-    fn content_ref(&self, sd: &'v Sd, cr: &str) -> Option<(&'v Sd, usize)> {
-        if let Some(&i) = sd.by_path.get(cr)
-            && !sd.elems[i].children.is_empty()
-        {
-            return Some((sd, i));
-        }
+    /// The element a `contentReference` names: in the core type it starts with, as the HL7 snapshot generator
+    /// points a profile's inherited `#Parameters.parameter` at the base definition (so the profile's
+    /// constraints on `parameter` do not apply again to `parameter.part`); else in `sd`.
+    pub(crate) fn content_ref(&self, sd: &'v Sd, cr: &str) -> Option<(&'v Sd, usize)> {
         let root = cr.split('.').next()?;
-        let tsd = self.v.core_type(root)?;
-        let &i = tsd.by_path.get(cr)?;
-        Some((tsd, i))
+        if let Some(tsd) = self.v.core_type(root)
+            && let Some(&i) = tsd.by_path.get(cr)
+        {
+            return Some((tsd, i));
+        }
+        let &i = sd.by_path.get(cr)?;
+        Some((sd, i))
     }
 
     /// Assigns items to slices and checks slice cardinality, closed and ordered rules. Extensions without
@@ -521,15 +601,7 @@ impl<'v> Walk<'v> {
             let n = out.iter().filter(|x| **x == Some(s)).count() as u32;
             if n < se.min {
                 let _ = write!(self.path, ".{json_name}");
-                self.err(
-                    IssueCode::Required,
-                    format!(
-                        "Slice '{}:{}': a matching slice is required, but not found (minimum required = {}, found {n})",
-                        c.path,
-                        se.slice_name.as_deref().unwrap_or(""),
-                        se.min
-                    ),
-                );
+                self.err(IssueCode::Required, missing_slice(c, se, n));
                 self.path.truncate(base_len);
             }
             if let Some(max) = se.max
@@ -596,10 +668,17 @@ impl<'v> Walk<'v> {
                 let _ = write!(self.path, ".{json_name}[{}]", idx.unwrap_or(0));
                 let url = m.get("url").and_then(Value::as_str);
                 match url {
-                    None => {}
+                    None => self.err(
+                        IssueCode::Structure,
+                        "Extension.url is required in order to identify, use and validate the extension",
+                    ),
                     Some(url) => match self.v.sd(crate::defs::canonical_base(url).as_str()) {
                         Some(ext) => {
                             let ext: &'v Sd = ext;
+                            // the version of an extension is the one loaded, never one named in the url
+                            if url.contains('|') {
+                                self.err(IssueCode::Structure, "The extension URL must not contain a version");
+                            }
                             if c.name == "extension" {
                                 self.extension_context(ext, &c.path, base_len);
                             }
@@ -797,6 +876,7 @@ impl<'v> Walk<'v> {
                                 sub.path = "x".into();
                                 sub.resources = self.resources.clone();
                                 sub.contained = self.contained.clone();
+                                sub.in_target_check = self.in_target_check;
                                 if v.get("resourceType").is_some() {
                                     sub.resource(v, &[p]);
                                 } else {
@@ -873,10 +953,12 @@ impl<'v> Walk<'v> {
 
     /// Fixed, pattern, maxLength, min/max values and bindings.
     fn value_rules(&mut self, elem: &Elem, val: &Value, ty: &str) {
-        if let Some(f) = &elem.fixed
-            && !json_equal(val, f)
-        {
-            self.err(IssueCode::Value, format!("Value is '{}' but must be '{}'", short_json(val), short_json(f)));
+        if let Some(f) = &elem.fixed {
+            let mut problems = Vec::new();
+            fixed_mismatches(val, f, &mut problems);
+            for msg in problems {
+                self.err(IssueCode::Value, msg);
+            }
         }
         if let Some(p) = &elem.pattern
             && !json_contains(val, p)
@@ -894,10 +976,37 @@ impl<'v> Walk<'v> {
         if elem.min_value.is_some() || elem.max_value.is_some() {
             self.min_max(elem, val, ty);
         }
-        if let Some(b) = &elem.binding
-            && b.strength != Strength::Example
-        {
-            self.binding(b.strength, &b.value_set, val, ty);
+        if let Some(b) = &elem.binding {
+            // The HL7 validator holds a Quantity to a required binding only where Quantity is the one type
+            // allowed; on a choice of types (the vital signs `component.value[x]`) a unit outside the value
+            // set is a warning.
+            let strength = match b.strength {
+                Strength::Required if ty == "Quantity" && elem.types.len() > 1 => Strength::Extensible,
+                other => other,
+            };
+            if strength != Strength::Example {
+                self.binding(strength, &b.value_set, val, ty);
+            }
+            for vs in &b.required_additional {
+                self.additional_binding(vs, val, ty);
+            }
+        }
+    }
+
+    /// A required additional binding: some coding of the value must be in the value set.
+    fn additional_binding(&mut self, vs: &str, val: &Value, ty: &str) {
+        let Some(codings) = codings_of(val, ty) else { return };
+        let members: Vec<Membership> =
+            codings.iter().map(|(sys, code, _)| self.v.term.member(vs, *sys, code)).collect();
+        if !members.is_empty() && members.iter().all(|m| *m == Membership::NotIn) {
+            let shown: Vec<String> = codings.iter().map(|(s, c, _)| format!("{}#{c}", s.unwrap_or(""))).collect();
+            self.err(
+                IssueCode::CodeInvalid,
+                format!(
+                    "None of the codings provided are in the value set '{vs}' specified in an additional binding, and a coding from this value set is required (codes = {})",
+                    shown.join(", ")
+                ),
+            );
         }
     }
 
@@ -967,36 +1076,7 @@ impl<'v> Walk<'v> {
     }
 
     fn binding(&mut self, strength: Strength, vs: &str, val: &Value, ty: &str) {
-        let codings: Vec<(Option<&str>, &str, Option<&str>)> = match ty {
-            "code" | "string" | "uri" => match val.as_str() {
-                Some(c) => vec![(None, c, None)],
-                None => return,
-            },
-            "Coding" => match val.get("code").and_then(Value::as_str) {
-                Some(c) => {
-                    vec![(val.get("system").and_then(Value::as_str), c, val.get("display").and_then(Value::as_str))]
-                }
-                None => return,
-            },
-            "CodeableConcept" => val
-                .get("coding")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(|c| {
-                    Some((
-                        c.get("system").and_then(Value::as_str),
-                        c.get("code").and_then(Value::as_str)?,
-                        c.get("display").and_then(Value::as_str),
-                    ))
-                })
-                .collect(),
-            "Quantity" | "Age" | "Duration" | "Distance" | "Count" => match val.get("code").and_then(Value::as_str) {
-                Some(c) => vec![(val.get("system").and_then(Value::as_str), c, None)],
-                None => return,
-            },
-            _ => return,
-        };
+        let Some(codings) = codings_of(val, ty) else { return };
         if codings.is_empty() {
             if ty == "CodeableConcept" && strength == Strength::Required && val.get("text").is_none() {
                 self.err(
@@ -1068,7 +1148,20 @@ impl<'v> Walk<'v> {
             .collect();
         let msg = format!("The code(s) {} are not in the value set '{vs}'", shown.join(", "));
         match strength {
-            Strength::Required => self.err(IssueCode::CodeInvalid, msg),
+            Strength::Required => {
+                // A bare `code` takes its system from the value set; a code in none of its systems has none,
+                // which the HL7 validator reports as an error of its own.
+                if ty == "code" {
+                    self.err(
+                        IssueCode::CodeInvalid,
+                        format!(
+                            "The System URI could not be determined for the code '{}' in the ValueSet '{vs}'",
+                            shown.join(", ")
+                        ),
+                    );
+                }
+                self.err(IssueCode::CodeInvalid, msg)
+            }
             Strength::Extensible => {
                 if ty != "code" {
                     self.warn(IssueCode::CodeInvalid, msg)
@@ -1117,6 +1210,10 @@ impl<'v> Walk<'v> {
                 );
             }
             return;
+        }
+        if let Some(root) = self.resources.first().copied() {
+            self.reference_resolves(root, reference);
+            self.aggregation(c, root, reference);
         }
         let targets: Vec<&str> = c
             .types
@@ -1167,6 +1264,9 @@ impl<'v> Walk<'v> {
                 format!("The type '{declared}' does not match the type of the reference '{reference}' ({rt})"),
             );
         }
+        if self.v.options.check_target_profiles && !self.in_target_check {
+            self.target_profiles(c, reference);
+        }
         if let Some(rt) = rtype
             && !targets.is_empty()
             && !targets
@@ -1180,9 +1280,139 @@ impl<'v> Walk<'v> {
         }
     }
 
+    /// A reference to a resource of the Bundle being validated, where the element names profiles (not just
+    /// resource types) as targets: the resource must conform to one of them.
+    fn target_profiles(&mut self, c: &Elem, reference: &str) {
+        let Some(target) = self.v.resolve_in(self.resources.first().copied(), reference) else { return };
+        let rt = target.get("resourceType").and_then(Value::as_str).unwrap_or("");
+        let all: Vec<&str> = c
+            .types
+            .iter()
+            .filter(|t| t.code == "Reference")
+            .flat_map(|t| t.target_profiles.iter().map(String::as_str))
+            .collect();
+        let unknown: Vec<&str> = all.iter().copied().filter(|p| !self.v.knows_profile(p)).collect();
+        for p in &unknown {
+            self.err(IssueCode::NotFound, format!("Unable to resolve the profile reference '{p}'"));
+        }
+        if !all.is_empty() && unknown.len() == all.len() {
+            self.err(
+                IssueCode::Structure,
+                format!("Invalid Resource target type. Found {rt}, but expected one of ([])"),
+            );
+            return;
+        }
+        let profiles: Vec<&str> = all
+            .into_iter()
+            .filter(|p| {
+                self.v.sd(&crate::defs::canonical_base(p)).is_some_and(|sd| {
+                    sd.type_name == rt && self.v.core_type(rt).is_none_or(|base| !std::ptr::eq(base, sd))
+                })
+            })
+            .collect();
+        if profiles.is_empty() {
+            return;
+        }
+        let conforms = |p: &str| {
+            let mut sub = Walk::new(self.v);
+            sub.path = rt.to_string();
+            sub.resources = self.resources.clone();
+            sub.contained = self.contained.clone();
+            sub.in_target_check = true;
+            sub.resource(target, &[p]);
+            !sub.issues.iter().any(Issue::is_error)
+        };
+        if !profiles.iter().any(|p| conforms(p)) {
+            self.err(
+                IssueCode::Structure,
+                format!(
+                    "The resource '{reference}' does not conform to any of the target profiles {}",
+                    profiles.join(", ")
+                ),
+            );
+        }
+    }
+
+    /// A profile may require a reference to be to a contained resource or to a resource of the same Bundle
+    /// (`aggregation` without `referenced`). References to contained resources (`#id`) are checked before.
+    fn aggregation(&mut self, c: &Elem, root: &'v Value, reference: &str) {
+        let modes: Vec<&str> = c
+            .types
+            .iter()
+            .filter(|t| t.code == "Reference")
+            .flat_map(|t| t.aggregation.iter().map(String::as_str))
+            .collect();
+        if modes.is_empty() || modes.contains(&"referenced") {
+            return;
+        }
+        let bundled = modes.contains(&"bundled")
+            && root.get("resourceType").and_then(Value::as_str) == Some("Bundle")
+            && self.v.resolve_in(Some(root), reference).is_some();
+        if !bundled {
+            self.err(
+                IssueCode::Structure,
+                format!("Bundled or contained reference not found within the bundle/resource {reference}"),
+            );
+        }
+    }
+
+    /// Reference resolution inside the resource being validated: a reference to a Bundle entry must name one
+    /// entry, and (in `references_must_resolve` mode) a relative one must name a resource of the Bundle or
+    /// Parameters.
+    fn reference_resolves(&mut self, root: &'v Value, reference: &str) {
+        let root_type = root.get("resourceType").and_then(Value::as_str);
+        if root_type == Some("Bundle")
+            && root.get("type").and_then(Value::as_str) != Some("history")
+            && !reference.contains("/_history/")
+            && bundle_matches(root, reference).len() > 1
+        {
+            self.err(IssueCode::NotFound, format!("Multiple matches in bundle for reference {reference}"));
+        }
+        let relative = !reference.contains(':') && reference.split('/').count() == 2;
+        if self.v.options.references_must_resolve
+            && relative
+            && matches!(root_type, Some("Bundle" | "Parameters"))
+            && self.v.resolve_in(Some(root), reference).is_none()
+        {
+            self.err(IssueCode::NotFound, format!("Unable to resolve resource with reference '{reference}'"));
+        }
+    }
+
+    /// The entries of a document must include every resource its Composition's sections list.
+    fn section_entries(&mut self, bundle: &'v Value, sections: &'v Value, path_len: usize) {
+        for (i, section) in sections.as_array().into_iter().flatten().enumerate() {
+            let _ = write!(self.path, ".section[{i}]");
+            let len = self.path.len();
+            for (j, entry) in section.get("entry").and_then(Value::as_array).into_iter().flatten().enumerate() {
+                let Some(reference) = entry.get("reference").and_then(Value::as_str).filter(|r| !r.starts_with('#'))
+                else {
+                    continue;
+                };
+                let _ = write!(self.path, ".entry[{j}]");
+                match bundle_matches(bundle, reference).len() {
+                    0 => {
+                        self.err(IssueCode::NotFound, format!("Can't find '{reference}' in the bundle (Section Entry)"))
+                    }
+                    1 => {}
+                    n => self.err(
+                        IssueCode::NotFound,
+                        format!("Found {n} matches for '{reference}' in the bundle (Section Entry)"),
+                    ),
+                }
+                self.path.truncate(len);
+            }
+            if let Some(sub) = section.get("section") {
+                self.section_entries(bundle, sub, len);
+            }
+            self.path.truncate(path_len);
+        }
+    }
+
     fn constraints(&mut self, elem: &Elem, node: Option<&'v Value>, companion: Option<&'v Value>, ty: &'v str) {
         for c in &elem.constraints {
-            if self.v.options.skip_constraints.contains(c.key.as_str()) {
+            if self.v.options.skip_constraints.contains(c.key.as_str())
+                || c.key == "dom-3" && !self.v.options.validate_contained
+            {
                 continue;
             }
             if let Some(f) = c.native {
@@ -1293,9 +1523,163 @@ impl<'v> Walk<'v> {
                 let _ = write!(self.path, ".entry[0]");
                 self.err(IssueCode::Invalid, format!("The first entry of a {btype} Bundle must be a {want}"));
                 self.path.truncate(base_len);
+            } else if let Some(sections) = entries[0].get("resource").and_then(|c| c.get("section"))
+                && btype == "document"
+            {
+                let _ = write!(self.path, ".entry[0].resource");
+                let len = self.path.len();
+                self.section_entries(b, sections, len);
+                self.path.truncate(base_len);
             }
         }
     }
+}
+
+/// The core vital signs profile (`bodytemp`) an Observation's code implies: R4 requires vital signs to conform
+/// to them. The codes are those the HL7 validator recognises.
+fn vital_signs_profile(obs: &Value) -> Option<&'static str> {
+    const LOINC: &[(&str, &[&str])] = &[
+        ("vitalspanel", &["85353-1"]),
+        ("resprate", &["9279-1", "76170-0", "76172-6", "76171-8", "19840-8", "33438-3", "76270-8", "11291-2"]),
+        (
+            "heartrate",
+            &[
+                "60978-4", "73795-7", "73799-9", "76476-1", "76477-9", "8867-4", "8889-8", "8890-6", "8891-4",
+                "8892-2", "8893-0", "40443-4", "55425-3", "68999-2", "11328-2", "69000-8", "8886-4",
+            ],
+        ),
+        (
+            "oxygensat",
+            &[
+                "2708-6", "19224-5", "20564-1", "2709-4", "2710-2", "2713-6", "51733-4", "59408-5", "59417-6",
+                "89276-0", "97549-0",
+            ],
+        ),
+        (
+            "bodytemp",
+            &[
+                "8310-5", "60834-9", "60835-6", "60836-4", "60838-0", "60955-2", "61009-7", "75539-7", "75987-8",
+                "76010-8", "76011-6", "76278-1", "8309-7", "8328-7", "8329-5", "8330-3", "8331-1", "8332-9", "8333-7",
+                "8334-5", "91371-5", "98657-0", "98663-8",
+            ],
+        ),
+        ("bodyheight", &["8302-2", "3137-7", "3138-5", "8306-3", "8308-9"]),
+        ("headcircum", &["9843-4", "8287-5"]),
+        ("bodyweight", &["29463-7", "3141-9", "3142-7", "75292-3", "79348-9", "8350-1", "8351-9"]),
+        ("bmi", &["39156-5", "59574-4", "89270-3"]),
+        ("bp", &["85354-9", "35094-2", "8459-0", "76534-7", "55284-4", "8480-6"]),
+    ];
+    const SNOMED: &[(&str, &[&str])] = &[
+        ("vitalspanel", &["46680005"]),
+        ("bp", &["86290005", "271625008", "271306003"]),
+        ("heartrate", &["249043002", "444981005", "399017001", "251670001", "429525003", "429614003"]),
+        ("oxygensat", &["103228002", "442349007", "442476006", "442440005", "431314004", "442734002", "713194001"]),
+        (
+            "bodytemp",
+            &[
+                "386725007",
+                "276885007",
+                "300076005",
+                "1222808002",
+                "364246006",
+                "307047009",
+                "708499008",
+                "431598003",
+                "698831002",
+                "698832009",
+                "415882003",
+                "415974002",
+                "415929009",
+                "415945006",
+            ],
+        ),
+        (
+            "bodyheight",
+            &["1153637007", "1162419008", "50373000", "1162418000", "1230278008", "1162392001", "1162417005"],
+        ),
+        ("headcircum", &["363812007", "169876006", "1269262007", "363811000"]),
+        ("bodyweight", &["60621009", "735395000", "425024002", "424927000", "784399000", "1162416001", "1162415002"]),
+        (
+            "bp",
+            &[
+                "251076008",
+                "163033001",
+                "163035008",
+                "386534000",
+                "386536003",
+                "271649006",
+                "271650006",
+                "407556006",
+                "407554009",
+                "716579001",
+                "399304008",
+            ],
+        ),
+    ];
+    let codings = obs.pointer("/code/coding").and_then(Value::as_array)?;
+    let find = |system: &str, table: &[(&'static str, &[&str])]| {
+        let codes: Vec<&str> = codings
+            .iter()
+            .filter(|c| c.get("system").and_then(Value::as_str) == Some(system))
+            .filter_map(|c| c.get("code").and_then(Value::as_str))
+            .collect();
+        table.iter().find(|(_, list)| list.iter().any(|c| codes.contains(c))).map(|(p, _)| *p)
+    };
+    find("http://loinc.org", LOINC).or_else(|| find("http://snomed.info/sct", SNOMED))
+}
+
+/// A coding's (system, code, display).
+type Coded<'a> = (Option<&'a str>, &'a str, Option<&'a str>);
+
+/// The (system, code, display) of each coding of a coded value; `None` when the type is not coded or the value
+/// has no code.
+fn codings_of<'a>(val: &'a Value, ty: &str) -> Option<Vec<Coded<'a>>> {
+    let str_of = |v: &'a Value, key: &str| v.get(key).and_then(Value::as_str);
+    Some(match ty {
+        "code" | "string" | "uri" => vec![(None, val.as_str()?, None)],
+        "Coding" => vec![(str_of(val, "system"), str_of(val, "code")?, str_of(val, "display"))],
+        "CodeableConcept" => val
+            .get("coding")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|c| Some((str_of(c, "system"), str_of(c, "code")?, str_of(c, "display"))))
+            .collect(),
+        "Quantity" | "Age" | "Duration" | "Distance" | "Count" => {
+            vec![(str_of(val, "system"), str_of(val, "code")?, None)]
+        }
+        _ => return None,
+    })
+}
+
+/// The entries of `bundle` a reference names: by fullUrl (equal, or ending with `/` + a relative reference),
+/// and for a versioned reference (`Type/id/_history/v`) only the entry with that `meta.versionId`.
+fn bundle_matches<'a>(bundle: &'a Value, reference: &str) -> Vec<&'a Value> {
+    let (target, version) = match reference.split_once("/_history/") {
+        Some((t, v)) => (t, Some(v)),
+        None => (reference, None),
+    };
+    let relative = !target.contains(':');
+    let entries = bundle.get("entry").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
+    entries
+        .iter()
+        .filter(|e| {
+            let full = e.get("fullUrl").and_then(Value::as_str).unwrap_or("");
+            let url_matches =
+                full == target || relative && full.strip_suffix(target).is_some_and(|base| base.ends_with('/'));
+            let entry_version = e.pointer("/resource/meta/versionId").and_then(Value::as_str);
+            url_matches && (version.is_none() || entry_version == version)
+        })
+        .collect()
+}
+
+fn missing_slice(sliced: &Elem, slice: &Elem, found: u32) -> String {
+    format!(
+        "Slice '{}:{}': a matching slice is required, but not found (minimum required = {}, found {found})",
+        sliced.path,
+        slice.slice_name.as_deref().unwrap_or(""),
+        slice.min
+    )
 }
 
 fn item_ty_of(sd: &Sd) -> &str {
@@ -1304,6 +1688,15 @@ fn item_ty_of(sd: &Sd) -> &str {
 
 fn type_list(c: &Elem) -> String {
     c.types.iter().map(|t| cap_first(&t.code)).collect::<Vec<_>>().join(", ")
+}
+
+/// The start (`<r`) of the first thing in markdown text that looks like an HTML tag.
+fn embedded_html_tag(text: &str) -> Option<&str> {
+    let at = text
+        .match_indices('<')
+        .map(|(i, _)| i)
+        .find(|&i| text[i + 1..].starts_with(|c: char| c.is_ascii_alphabetic() || c == '/'))?;
+    Some(&text[at..at + 2])
 }
 
 fn is_example_url(url: &str) -> bool {
@@ -1327,6 +1720,33 @@ fn short_json(v: &Value) -> String {
         other => other.to_string(),
     };
     if s.len() > 200 { format!("{}...", &s[..s.char_indices().nth(200).map(|x| x.0).unwrap_or(s.len())]) } else { s }
+}
+
+/// The differences between a value and a fixed value, as the HL7 validator reports them: one per property
+/// of a complex value (a different value, a missing property, or a property the fixed value does not have).
+fn fixed_mismatches(val: &Value, fixed: &Value, out: &mut Vec<String>) {
+    match (val, fixed) {
+        (Value::Object(v), Value::Object(f)) => {
+            for (k, fv) in f {
+                match v.get(k) {
+                    Some(vv) => fixed_mismatches(vv, fv, out),
+                    None => out.push(format!("Missing element '{k}' - required by fixed value assigned in profile")),
+                }
+            }
+            for k in v.keys().filter(|k| !f.contains_key(*k)) {
+                out.push(format!(
+                    "The element {k} is present in the instance but not allowed in the applicable fixed value specified in profile"
+                ));
+            }
+        }
+        (Value::Array(v), Value::Array(f)) if v.len() == f.len() => {
+            v.iter().zip(f).for_each(|(vv, fv)| fixed_mismatches(vv, fv, out));
+        }
+        _ if !json_equal(val, fixed) => {
+            out.push(format!("Value is '{}' but must be '{}'", short_json(val), short_json(fixed)))
+        }
+        _ => {}
+    }
 }
 
 pub(crate) fn json_equal(a: &Value, b: &Value) -> bool {
@@ -1430,6 +1850,14 @@ pub(crate) fn native_constraint(key: &str, expression: &str) -> Option<Native> {
             }
             None => true,
         }),
+        // On every narrative; `htmlChecks()` is not a FHIRPath function rex's engine knows.
+        ("txt-1", "htmlChecks()") => {
+            Some(|v, _| v.as_str().is_none_or(|div| primitives::illegal_xhtml_names(div).is_empty()))
+        }
+        // On every ElementDefinition. The HL7 validator matches the whole path, which `matches()` does not.
+        ("eld-19", _) if expression.starts_with("path.matches(") => {
+            Some(|v, _| v.get("path").and_then(Value::as_str).is_none_or(is_legal_element_path))
+        }
         ("ext-1", "extension.exists() != value.exists()") => Some(|v, _| {
             let Some(o) = v.as_object() else { return true };
             let has_value = o.keys().any(|k| k.starts_with("value") && k.len() > 5);
@@ -1456,6 +1884,15 @@ pub(crate) fn native_constraint(key: &str, expression: &str) -> Option<Native> {
         }
         _ => None,
     }
+}
+
+/// eld-19: the names in an element path have no special characters (a choice ends in `[x]`, a slice follows `:`).
+fn is_legal_element_path(path: &str) -> bool {
+    static PATH: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        let name = r#"[^\s.,:;'"/|?!@#$%&*()\[\]{}]{1,64}"#;
+        regex::Regex::new(&format!(r"^{name}(\.{name}(\[x\])?(:[^\s.]+)?)*$")).expect("eld-19 pattern")
+    });
+    PATH.is_match(path)
 }
 
 /// A native invariant: the node, and `%rootResource`.
