@@ -7,7 +7,8 @@
 //! location. Profiles, terminology and invariants are the validator's job, on top of this.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::LazyLock;
+use std::fmt::Write;
+use std::sync::{LazyLock, OnceLock};
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -42,16 +43,59 @@ struct ElementDef {
 }
 
 /// One JSON property name an element can take, with the type it implies (`valueQuantity` -> Quantity).
-struct Property<'a> {
-    def: &'a ElementDef,
-    type_name: Option<&'a str>,
+struct Property {
+    many: bool,
+    type_name: Option<String>,
+    content_reference: Option<String>,
+    /// The element's own path (`Patient.contact`), where the children of a BackboneElement are.
+    path: String,
+}
+
+/// The elements of one path, prepared for checking objects: every JSON property name they allow,
+/// and the required ones with the property names that satisfy each.
+#[derive(Default)]
+struct Elements {
+    properties: HashMap<String, Property>,
+    /// (element name as reported, property names of which one must be present)
+    required: Vec<(String, Vec<String>)>,
+}
+
+impl Elements {
+    fn prepare(path: &str, defs: &[ElementDef]) -> Elements {
+        let mut elements = Elements::default();
+        for def in defs {
+            let names: Vec<(String, Option<&String>)> = match def.name.strip_suffix("[x]") {
+                Some(base) => def.types.iter().map(|t| (format!("{base}{}", capitalize(t)), Some(t))).collect(),
+                None => vec![(def.name.clone(), def.types.first())],
+            };
+            if def.min > 0 {
+                let satisfying = names.iter().flat_map(|(name, _)| [name.clone(), format!("_{name}")]).collect();
+                elements.required.push((def.name.clone(), satisfying));
+            }
+            for (name, type_name) in names {
+                let property = Property {
+                    many: def.many,
+                    type_name: type_name.cloned(),
+                    content_reference: def.content_reference.clone(),
+                    path: format!("{path}.{}", def.name),
+                };
+                elements.properties.insert(name, property);
+            }
+        }
+        elements
+    }
 }
 
 /// The R4 element tree, parsed once.
 pub struct StructureModel {
     resources: HashSet<String>,
     primitives: HashMap<String, JsonKind>,
-    elements: HashMap<String, Vec<ElementDef>>,
+    /// The element definitions of each path, prepared for lookups when first checked: every
+    /// object a check visits needs them, and building them per object (with a formatted name for
+    /// each type of each choice element) was most of the check's time.
+    elements: HashMap<String, (Vec<ElementDef>, OnceLock<Elements>)>,
+    /// What an unknown path allows: nothing.
+    no_elements: Elements,
 }
 
 static MODEL: LazyLock<StructureModel> = LazyLock::new(|| {
@@ -60,7 +104,8 @@ static MODEL: LazyLock<StructureModel> = LazyLock::new(|| {
     StructureModel {
         resources: raw.resources.into_iter().collect(),
         primitives: raw.primitives,
-        elements: raw.elements,
+        elements: raw.elements.into_iter().map(|(path, defs)| (path, (defs, OnceLock::new()))).collect(),
+        no_elements: Elements::default(),
     }
 });
 
@@ -78,175 +123,171 @@ impl StructureModel {
     /// Checks a resource and returns every structural finding, in document order.
     pub fn check(&self, resource: &Value) -> Vec<Issue> {
         let mut issues = Vec::new();
-        let root = resource.get("resourceType").and_then(Value::as_str).unwrap_or("Resource");
-        self.check_resource(resource, root, &mut issues);
+        // The location of the value being checked: one buffer, extended for each child and cut
+        // back after it, copied only into an issue.
+        let mut expr = resource.get("resourceType").and_then(Value::as_str).unwrap_or("Resource").to_string();
+        self.check_resource(resource, &mut expr, &mut issues);
         issues
     }
 
-    fn check_resource(&self, value: &Value, expr: &str, issues: &mut Vec<Issue>) {
+    fn elements(&self, path: &str) -> &Elements {
+        match self.elements.get(path) {
+            Some((defs, prepared)) => prepared.get_or_init(|| Elements::prepare(path, defs)),
+            None => &self.no_elements,
+        }
+    }
+
+    fn check_resource(&self, value: &Value, expr: &mut String, issues: &mut Vec<Issue>) {
         let Some(object) = value.as_object() else {
-            issues.push(Issue::error(IssueCode::Structure, "A resource must be a JSON object").at(expr));
+            issues.push(Issue::error(IssueCode::Structure, "A resource must be a JSON object").at(expr.as_str()));
             return;
         };
         match object.get("resourceType") {
             Some(Value::String(name)) if self.is_resource_type(name) => {
                 self.check_object(object, name, expr, true, issues)
             }
-            Some(Value::String(name)) => {
-                issues.push(Issue::error(IssueCode::NotSupported, format!("Unknown resource type '{name}'")).at(expr))
-            }
-            _ => issues.push(Issue::error(IssueCode::Required, "The resource has no resourceType").at(expr)),
+            Some(Value::String(name)) => issues.push(
+                Issue::error(IssueCode::NotSupported, format!("Unknown resource type '{name}'")).at(expr.as_str()),
+            ),
+            _ => issues.push(Issue::error(IssueCode::Required, "The resource has no resourceType").at(expr.as_str())),
         }
-    }
-
-    fn properties<'a>(&'a self, path: &str) -> HashMap<String, Property<'a>> {
-        let mut properties = HashMap::new();
-        for def in self.elements.get(path).map(Vec::as_slice).unwrap_or_default() {
-            match def.name.strip_suffix("[x]") {
-                Some(base) => {
-                    for type_name in &def.types {
-                        properties.insert(
-                            format!("{base}{}", capitalize(type_name)),
-                            Property { def, type_name: Some(type_name) },
-                        );
-                    }
-                }
-                None => {
-                    let type_name = def.types.first().map(String::as_str);
-                    properties.insert(def.name.clone(), Property { def, type_name });
-                }
-            }
-        }
-        properties
     }
 
     fn check_object(
         &self,
         object: &Map<String, Value>,
         path: &str,
-        expr: &str,
+        expr: &mut String,
         is_resource: bool,
         issues: &mut Vec<Issue>,
     ) {
         if object.is_empty() {
-            issues.push(Issue::error(IssueCode::Structure, "Empty objects are not allowed").at(expr));
+            issues.push(Issue::error(IssueCode::Structure, "Empty objects are not allowed").at(expr.as_str()));
             return;
         }
-        let properties = self.properties(path);
+        let elements = self.elements(path);
+        let parent_len = expr.len();
         for (key, value) in object {
             if is_resource && key == "resourceType" {
                 continue;
             }
-            let child_expr = format!("{expr}.{key}");
-            if let Some(base) = key.strip_prefix('_') {
-                match properties.get(base) {
-                    Some(property) if property.type_name.is_some_and(|t| self.primitives.contains_key(t)) => {
-                        self.check_primitive_extensions(value, property.def.many, &child_expr, issues)
-                    }
-                    _ => issues
-                        .push(Issue::error(IssueCode::Structure, format!("Unknown element '{key}'")).at(&child_expr)),
-                }
-                continue;
-            }
-            let Some(property) = properties.get(key.as_str()) else {
-                issues.push(Issue::error(IssueCode::Structure, format!("Unknown element '{key}'")).at(&child_expr));
-                continue;
-            };
-            let has_sibling = object.contains_key(&format!("_{key}"));
-            match (property.def.many, value) {
-                (true, Value::Array(items)) => {
-                    if items.is_empty() {
-                        issues.push(Issue::error(IssueCode::Structure, "Empty arrays are not allowed").at(&child_expr));
-                    }
-                    for (index, item) in items.iter().enumerate() {
-                        let item_expr = format!("{child_expr}[{index}]");
-                        // A null keeps a repeating primitive aligned with its `_name` extensions.
-                        if !(item.is_null() && has_sibling) {
-                            self.check_value(item, path, property, &item_expr, issues);
-                        }
-                    }
-                }
-                (true, _) => issues.push(
-                    Issue::error(IssueCode::Structure, format!("'{key}' repeats, so it must be a JSON array"))
-                        .at(&child_expr),
-                ),
-                (false, Value::Array(_)) => issues.push(
-                    Issue::error(
-                        IssueCode::Structure,
-                        format!("'{key}' has at most one value, so it must not be an array"),
-                    )
-                    .at(&child_expr),
-                ),
-                (false, _) => self.check_value(value, path, property, &child_expr, issues),
-            }
+            expr.push('.');
+            expr.push_str(key);
+            self.check_property(object, elements, key, value, expr, issues);
+            expr.truncate(parent_len);
         }
-        self.check_required(object, path, expr, issues);
+        self.check_required(object, elements, expr, issues);
     }
 
-    fn check_required(&self, object: &Map<String, Value>, path: &str, expr: &str, issues: &mut Vec<Issue>) {
-        for def in self.elements.get(path).map(Vec::as_slice).unwrap_or_default() {
-            if def.min == 0 {
-                continue;
+    /// Checks the property `key` of `object`; `expr` is its location.
+    fn check_property(
+        &self,
+        object: &Map<String, Value>,
+        elements: &Elements,
+        key: &str,
+        value: &Value,
+        expr: &mut String,
+        issues: &mut Vec<Issue>,
+    ) {
+        if let Some(base) = key.strip_prefix('_') {
+            match elements.properties.get(base) {
+                Some(property)
+                    if property.type_name.as_ref().is_some_and(|t| self.primitives.contains_key(t.as_str())) =>
+                {
+                    self.check_primitive_extensions(value, property.many, expr, issues)
+                }
+                _ => issues
+                    .push(Issue::error(IssueCode::Structure, format!("Unknown element '{key}'")).at(expr.as_str())),
             }
-            let present = match def.name.strip_suffix("[x]") {
-                Some(base) => def.types.iter().any(|t| {
-                    let key = format!("{base}{}", capitalize(t));
-                    object.contains_key(&key) || object.contains_key(&format!("_{key}"))
-                }),
-                None => object.contains_key(&def.name) || object.contains_key(&format!("_{}", def.name)),
-            };
-            if !present {
+            return;
+        }
+        let Some(property) = elements.properties.get(key) else {
+            issues.push(Issue::error(IssueCode::Structure, format!("Unknown element '{key}'")).at(expr.as_str()));
+            return;
+        };
+        match (property.many, value) {
+            (true, Value::Array(items)) => {
+                if items.is_empty() {
+                    issues.push(Issue::error(IssueCode::Structure, "Empty arrays are not allowed").at(expr.as_str()));
+                }
+                let len = expr.len();
+                for (index, item) in items.iter().enumerate() {
+                    // A null keeps a repeating primitive aligned with its `_name` extensions.
+                    if item.is_null() && object.contains_key(&format!("_{key}")) {
+                        continue;
+                    }
+                    // Writing to a String cannot fail.
+                    let _ = write!(expr, "[{index}]");
+                    self.check_value(item, property, expr, issues);
+                    expr.truncate(len);
+                }
+            }
+            (true, _) => issues.push(
+                Issue::error(IssueCode::Structure, format!("'{key}' repeats, so it must be a JSON array"))
+                    .at(expr.as_str()),
+            ),
+            (false, Value::Array(_)) => issues.push(
+                Issue::error(
+                    IssueCode::Structure,
+                    format!("'{key}' has at most one value, so it must not be an array"),
+                )
+                .at(expr.as_str()),
+            ),
+            (false, _) => self.check_value(value, property, expr, issues),
+        }
+    }
+
+    fn check_required(&self, object: &Map<String, Value>, elements: &Elements, expr: &str, issues: &mut Vec<Issue>) {
+        for (name, satisfying) in &elements.required {
+            if !satisfying.iter().any(|key| object.contains_key(key)) {
                 issues.push(
-                    Issue::error(IssueCode::Required, format!("Missing required element '{}'", def.name))
-                        .at(format!("{expr}.{}", def.name.trim_end_matches("[x]"))),
+                    Issue::error(IssueCode::Required, format!("Missing required element '{name}'"))
+                        .at(format!("{expr}.{}", name.trim_end_matches("[x]"))),
                 );
             }
         }
     }
 
-    fn check_value(&self, value: &Value, parent_path: &str, property: &Property, expr: &str, issues: &mut Vec<Issue>) {
+    fn check_value(&self, value: &Value, property: &Property, expr: &mut String, issues: &mut Vec<Issue>) {
         if value.is_null() {
-            issues.push(Issue::error(IssueCode::Structure, "null is not allowed").at(expr));
+            issues.push(Issue::error(IssueCode::Structure, "null is not allowed").at(expr.as_str()));
             return;
         }
-        if let Some(reference) = &property.def.content_reference {
+        if let Some(reference) = &property.content_reference {
             return self.check_complex(value, reference, expr, issues);
         }
-        let Some(type_name) = property.type_name else { return };
+        let Some(type_name) = property.type_name.as_deref() else { return };
         if let Some(kind) = self.primitives.get(type_name) {
             return check_primitive(value, type_name, *kind, expr, issues);
         }
         match type_name {
             "Resource" => self.check_resource(value, expr, issues),
-            "BackboneElement" | "Element" => {
-                let path = format!("{parent_path}.{}", property.def.name);
-                self.check_complex(value, &path, expr, issues)
-            }
+            "BackboneElement" | "Element" => self.check_complex(value, &property.path, expr, issues),
             complex => self.check_complex(value, complex, expr, issues),
         }
     }
 
-    fn check_complex(&self, value: &Value, path: &str, expr: &str, issues: &mut Vec<Issue>) {
+    fn check_complex(&self, value: &Value, path: &str, expr: &mut String, issues: &mut Vec<Issue>) {
         match value.as_object() {
             Some(object) => self.check_object(object, path, expr, false, issues),
-            None => issues.push(Issue::error(IssueCode::Structure, "Expected a JSON object").at(expr)),
+            None => issues.push(Issue::error(IssueCode::Structure, "Expected a JSON object").at(expr.as_str())),
         }
     }
 
-    fn check_primitive_extensions(&self, value: &Value, many: bool, expr: &str, issues: &mut Vec<Issue>) {
-        let check_one = |item: &Value, item_expr: &str, issues: &mut Vec<Issue>| {
-            self.check_complex(item, "Element", item_expr, issues)
-        };
+    fn check_primitive_extensions(&self, value: &Value, many: bool, expr: &mut String, issues: &mut Vec<Issue>) {
         match (many, value) {
             (true, Value::Array(items)) => {
+                let len = expr.len();
                 for (index, item) in items.iter().enumerate() {
                     if !item.is_null() {
-                        check_one(item, &format!("{expr}[{index}]"), issues);
+                        let _ = write!(expr, "[{index}]");
+                        self.check_complex(item, "Element", expr, issues);
+                        expr.truncate(len);
                     }
                 }
             }
-            (false, Value::Object(_)) => check_one(value, expr, issues),
-            _ => issues.push(Issue::error(IssueCode::Structure, "Malformed primitive extension").at(expr)),
+            (false, Value::Object(_)) => self.check_complex(value, "Element", expr, issues),
+            _ => issues.push(Issue::error(IssueCode::Structure, "Malformed primitive extension").at(expr.as_str())),
         }
     }
 }

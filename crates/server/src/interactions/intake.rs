@@ -218,20 +218,26 @@ async fn run(
     entries: &[Entry],
 ) -> Result<Intake, ApiError> {
     let existing = tx.find_referral(&referral.partner, &referral.identifier_system, &referral.identifier_value).await?;
+    // A first send runs the entries as they are; only a re-send needs them rewritten (as a copy).
+    let resent;
     let entries = match &existing {
-        Some(record) => as_resend(entries, &record.entries),
-        None => entries.to_vec(),
+        Some(record) => {
+            resent = as_resend(entries, &record.entries);
+            resent.as_slice()
+        }
+        None => entries,
     };
-    let results = transaction_body(tx, state, caller, &entries).await?;
+    let results = transaction_body(tx, state, caller, entries).await?;
     let service_request = results[referral.service_request_entry].stored.clone().ok_or_else(ApiError::internal)?;
     let service_request_ref = format!("ServiceRequest/{}", service_request.id);
-    let entries_json = entry_map(&entries, &results);
+    let entries_json = entry_map(entries, &results);
     let now = Utc::now();
     let mut referral = referral.clone();
-    let patient_ref = stored_json(&service_request)?["subject"]["reference"].as_str().unwrap_or_default().to_string();
+    let service_request_json = stored_json(&service_request)?;
+    let patient_ref = service_request_json["subject"]["reference"].as_str().unwrap_or_default().to_string();
     if referral.language.is_none()
         && let Some((resource_type, id)) = patient_ref.split_once('/')
-        && let Some(patient) = tx.read(resource_type, id).await?.filter(|p| !p.deleted)
+        && let Some(patient) = current_version(tx, &results, resource_type, id).await?.filter(|p| !p.deleted)
     {
         referral.read_patient(&stored_json(&patient)?);
     }
@@ -239,7 +245,7 @@ async fn run(
     let Some(record) = existing else {
         let sandbox = is_sandbox(state, &referral.partner);
         let queue = queue_for(state, &mut decision, sandbox)?;
-        let requester = stored_json(&service_request)?["requester"]["reference"].as_str().map(str::to_string);
+        let requester = service_request_json["requester"]["reference"].as_str().map(str::to_string);
         let mut task =
             referral_task(&referral, &decision, &queue, &service_request_ref, &patient_ref, requester.as_deref(), now);
         if sandbox {
@@ -263,6 +269,26 @@ async fn run(
     create(tx, "AuditEvent", audit).await?;
     tx.record_amendment(&ReferralRecord { entries: entries_json, ..record }).await?;
     Ok(Intake { results, task, kind: IntakeKind::Amended })
+}
+
+/// The current version of `resource_type/id`: the one an entry of this Bundle wrote or read, when
+/// exactly one did (entries run deletes first and reads last, so that one is current), else the
+/// database's. Reading the database would first send the Bundle's pending rows to it, a batch of
+/// INSERTs and a round trip to the SQLite writer of their own.
+async fn current_version(
+    tx: &mut Tx,
+    results: &[EntryResult],
+    resource_type: &str,
+    id: &str,
+) -> Result<Option<StoredResource>, ApiError> {
+    let mut matching = results
+        .iter()
+        .filter_map(|result| result.stored.as_ref())
+        .filter(|stored| stored.resource_type == resource_type && stored.id == id);
+    match (matching.next(), matching.next()) {
+        (Some(stored), None) => Ok(Some(stored.clone())),
+        _ => Ok(tx.read(resource_type, id).await?),
+    }
 }
 
 /// Writes what intake itself makes (the Task, AuditEvents): rex's own work, not the caller's.
