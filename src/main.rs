@@ -19,6 +19,27 @@ use rex_server::{AppState, Config};
 use rex_store::Store;
 use tokio::net::TcpListener;
 
+/// Intake parses, copies and validates JSON trees of thousands of small allocations per Bundle:
+/// with glibc's allocator, malloc and free were about a fifth of the server's CPU time
+/// (BENCHMARKS.md, 2026-12-02).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+unsafe extern "C" {
+    /// mimalloc's `mi_option_set` (linked in by the `mimalloc` crate).
+    fn mi_option_set(option: i32, value: std::ffi::c_long);
+}
+/// `mi_option_purge_delay` in the mimalloc v3 sources of libmimalloc-sys 0.1.49 (Cargo.lock).
+const MI_OPTION_PURGE_DELAY: i32 = 15;
+
+/// mimalloc hands freed pages back to the OS after a delay (10 ms, ten times that for arenas); under
+/// intake bursts that kept the server's peak RSS at 178 MB instead of 128 MB (BENCHMARKS.md), for
+/// no measurable throughput. Purging at once keeps it under the 150 MB target.
+fn purge_freed_memory_at_once() {
+    // SAFETY: setting an option is allowed at any time; the value is a plain integer.
+    unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, 0) }
+}
+
 #[derive(Parser)]
 #[command(name = "rex", version, about = "rex: FHIR R4 referral and second-opinion exchange")]
 struct Cli {
@@ -177,6 +198,7 @@ struct ServeArgs {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    purge_freed_memory_at_once();
     if let Err(message) = init_logging() {
         eprintln!("rex: {message}");
         return ExitCode::from(2);

@@ -11,6 +11,7 @@ backend_tests!(
     transaction_is_atomic,
     transaction_conditional_entries,
     transaction_all_methods_in_spec_order,
+    patch_entries_are_validated_like_put,
     transaction_errors_name_the_entry,
     batch_entries_are_independent,
     base_url_variants,
@@ -146,6 +147,39 @@ async fn transaction_all_methods_in_spec_order(app: &TestApp) {
     assert_eq!(app.get(&format!("Patient/{doomed}")).await.status, StatusCode::GONE);
     assert_eq!(app.get(&format!("Patient/{patched}")).await.body["gender"], "female");
     assert_eq!(app.get("Patient/put-1").await.status, StatusCode::OK);
+}
+
+/// A PATCH inside a transaction or batch is held to the profiles like a PUT (and a REST PATCH):
+/// a patch that puts a code outside a required binding refuses the entry, and a transaction
+/// writes nothing of its other entries.
+async fn patch_entries_are_validated_like_put(app: &TestApp) {
+    use base64::Engine;
+    let id = app.create(&json!({"resourceType": "Patient", "gender": "male"})).await;
+    let patch_entry = |value: &str| {
+        let patch = json!([{"op": "replace", "path": "/gender", "value": value}]).to_string();
+        json!({"resource": {"resourceType": "Binary", "contentType": "application/json-patch+json",
+                            "data": base64::engine::general_purpose::STANDARD.encode(patch)},
+               "request": {"method": "PATCH", "url": format!("Patient/{id}")}})
+    };
+    let created = json!({"resource": {"resourceType": "Patient", "name": [{"family": "Alongside"}]},
+                         "request": {"method": "POST", "url": "Patient"}});
+    let before = app.count_rows("resources").await;
+    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [created, patch_entry("robot")]});
+    let reply = app.post("", &bundle).await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", reply.body);
+    assert_eq!(reply.issue_expression(), "Bundle.entry[1]");
+    assert!(reply.body["issue"][0]["diagnostics"].as_str().unwrap().contains("robot"), "{}", reply.body);
+    assert_eq!(app.count_rows("resources").await, before, "nothing of the transaction is written");
+    assert_eq!(app.get(&format!("Patient/{id}")).await.body["meta"]["versionId"], "1");
+
+    let batch =
+        json!({"resourceType": "Bundle", "type": "batch", "entry": [patch_entry("robot"), patch_entry("female")]});
+    let reply = app.post("", &batch).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.body["entry"][0]["response"]["status"], "422 Unprocessable Entity", "{}", reply.body);
+    assert_eq!(reply.body["entry"][1]["response"]["status"], "200 OK", "{}", reply.body);
+    let patient = app.get(&format!("Patient/{id}")).await.body;
+    assert_eq!((patient["gender"].as_str(), patient["meta"]["versionId"].as_str()), (Some("female"), Some("2")));
 }
 
 async fn transaction_errors_name_the_entry(app: &TestApp) {

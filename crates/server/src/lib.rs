@@ -250,14 +250,16 @@ pub async fn load_demo_data(state: &AppState, dir: &Path) -> Result<usize, Strin
     for file in &files {
         let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
         let bundle: Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))?;
-        transaction::process_bundle(state, &Caller::Unrestricted, &bundle, Prefer::default()).await.map_err(|err| {
-            let messages: Vec<String> = err
-                .issues
-                .iter()
-                .map(|i| format!("{} ({})", i.diagnostics, i.expression.as_deref().unwrap_or("-")))
-                .collect();
-            format!("{} was refused: {}", file.display(), messages.join("; "))
-        })?;
+        transaction::process_bundle(state, &Caller::Unrestricted, std::sync::Arc::new(bundle), Prefer::default())
+            .await
+            .map_err(|err| {
+                let messages: Vec<String> = err
+                    .issues
+                    .iter()
+                    .map(|i| format!("{} ({})", i.diagnostics, i.expression.as_deref().unwrap_or("-")))
+                    .collect();
+                format!("{} was refused: {}", file.display(), messages.join("; "))
+            })?;
     }
     Ok(files.len())
 }

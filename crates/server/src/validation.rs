@@ -144,17 +144,17 @@ pub async fn require_valid(
 /// are located inside the Bundle (`Bundle.entry[2].resource.identifier`); duplicates are dropped.
 pub async fn require_valid_bundle(
     validator: &Arc<Validator>,
-    bundle: Value,
+    bundle: Arc<Value>,
     profiles: Vec<String>,
     entry_profiles: Vec<(usize, String)>,
-) -> Result<Value, ApiError> {
+) -> Result<(), ApiError> {
     let structure = rex_fhir::structure::StructureModel::r4().check(&bundle);
     if structure.iter().any(Issue::is_error) {
         crate::operations::record_refused_issues(&structure);
         return Err(ApiError::new(StatusCode::BAD_REQUEST, structure));
     }
     let validator = validator.clone();
-    let (bundle, issues) = tokio::task::spawn_blocking(move || {
+    let issues = tokio::task::spawn_blocking(move || {
         let profiles: Vec<&str> = profiles.iter().map(String::as_str).collect();
         let mut issues = validator.validate(&bundle, &profiles);
         for (index, profile) in &entry_profiles {
@@ -166,7 +166,7 @@ pub async fn require_valid_bundle(
                 }
             }
         }
-        (bundle, issues)
+        issues
     })
     .await
     .map_err(|_| ApiError::internal())?;
@@ -174,7 +174,7 @@ pub async fn require_valid_bundle(
         crate::operations::record_refused_issues(&issues);
         return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, issues));
     }
-    Ok(bundle)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1667,8 +1667,9 @@ fn bundle_matches<'a>(bundle: &'a Value, reference: &str) -> Vec<&'a Value> {
             let full = e.get("fullUrl").and_then(Value::as_str).unwrap_or("");
             let url_matches =
                 full == target || relative && full.strip_suffix(target).is_some_and(|base| base.ends_with('/'));
-            let entry_version = e.pointer("/resource/meta/versionId").and_then(Value::as_str);
-            url_matches && (version.is_none() || entry_version == version)
+            // Called for every reference against every entry: the version is looked up only for a
+            // versioned reference to this entry (a JSON pointer allocates per segment).
+            url_matches && version.is_none_or(|v| e["resource"]["meta"]["versionId"].as_str() == Some(v))
         })
         .collect()
 }

@@ -59,26 +59,19 @@ pub(super) async fn take_in(
     state: &AppState,
     caller: &Caller,
     referral: &Referral,
-    entries: &[Entry],
+    mut entries: Vec<Entry>,
     prefer: Prefer,
 ) -> Result<Value, ApiError> {
     check_sender(caller, referral)?;
     let sandbox = is_sandbox(state, &referral.partner);
     // Everything a referral Bundle carries is in its partner's compartment (and test data when
     // the partner is a sandbox).
-    let entries: Vec<Entry> = entries
-        .iter()
-        .cloned()
-        .map(|mut entry| {
-            if let Some(resource) = &mut entry.resource {
-                set_owner(resource, &referral.partner);
-                if sandbox {
-                    tag_as_test_data(resource);
-                }
-            }
-            entry
-        })
-        .collect();
+    for resource in entries.iter_mut().filter_map(|entry| entry.resource.as_mut()) {
+        set_owner(resource, &referral.partner);
+        if sandbox {
+            tag_as_test_data(resource);
+        }
+    }
     let context = (state, caller, referral, entries.as_slice());
     // The referral's identity is guarded by the referrals table's primary key (a concurrent first
     // send fails and is retried as a re-send), so only searches in the Bundle need serializable.

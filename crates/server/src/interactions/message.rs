@@ -166,7 +166,7 @@ async fn run(state: &AppState, caller: &Caller, message: &Value, header: &Value)
     let event = Event::parse(header)?;
     require_valid_bundle(
         &state.validator,
-        message.clone(),
+        std::sync::Arc::new(message.clone()),
         vec![rex_profile("rex-referral-message-bundle")],
         Vec::new(),
     )
@@ -177,7 +177,7 @@ async fn run(state: &AppState, caller: &Caller, message: &Value, header: &Value)
         Referral::recognise(&transaction).map_err(|issues| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, issues))?;
     match (event, referral) {
         (Event::Request | Event::Update, Some(referral)) => {
-            let response = intake::take_in(state, caller, &referral, &entries, Prefer::default()).await?;
+            let response = intake::take_in(state, caller, &referral, entries, Prefer::default()).await?;
             let task = intake::task_reference(&response).ok_or_else(ApiError::internal)?;
             let stored = state.store.read("Task", &task).await?.ok_or_else(ApiError::internal)?;
             Ok(Some(stored_json(&stored)?))

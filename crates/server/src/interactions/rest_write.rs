@@ -50,9 +50,6 @@ fn write_event(caller: &Caller, op: &WriteOp, outcome: &WriteOutcome) -> Option<
     }
     let (interaction, action, entity) = match (op, outcome) {
         (_, WriteOutcome::Created(stored)) => ("create", "C", format!("{}/{}", stored.resource_type, stored.id)),
-        (WriteOp::Patch { .. }, WriteOutcome::Updated(stored)) => {
-            ("patch", "U", format!("{}/{}", stored.resource_type, stored.id))
-        }
         (_, WriteOutcome::Updated(stored)) => ("update", "U", format!("{}/{}", stored.resource_type, stored.id)),
         (WriteOp::Delete { resource_type, target: Target::Id(id), .. }, WriteOutcome::Deleted(_)) => {
             ("delete", "D", format!("{resource_type}/{id}"))

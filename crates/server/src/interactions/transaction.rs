@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write;
+use std::sync::Arc;
 
 use axum::Extension;
 use axum::body::Body;
@@ -23,7 +24,9 @@ use serde_json::{Value, json};
 
 use super::intake;
 use super::scorecard::{self, Endpoint};
-use super::write::{Target, WriteOp, WriteOutcome, execute, known_type, matching_ids, patch_from_binary, valid_id};
+use super::write::{
+    Target, WriteOp, WriteOutcome, execute, known_type, matching_ids, patch_from_binary, patched, valid_id,
+};
 use super::{format_param, in_transaction, query_pairs};
 use crate::AppState;
 use crate::access::Caller;
@@ -116,21 +119,23 @@ pub async fn handle(
             return Err(ApiError::unsupported_media("POST to the base takes a FHIR JSON Bundle"));
         }
         let bytes = read_body(body, state.config.limits).await?;
-        let bundle_value = submitted.insert(parse_json(&bytes, state.config.limits)?);
-        process_bundle(&state, &caller, bundle_value, Prefer::from_headers(&headers)).await
+        let bundle_value = submitted.insert(Arc::new(parse_json(&bytes, state.config.limits)?));
+        process_bundle(&state, &caller, bundle_value.clone(), Prefer::from_headers(&headers)).await
     }
     .await;
-    scorecard::record(&state, &caller, Endpoint::Base, received, submitted.as_ref(), (&result).into()).await;
+    scorecard::record(&state, &caller, Endpoint::Base, received, submitted.as_deref(), (&result).into()).await;
     Ok(fhir_json(StatusCode::OK, &result?))
 }
 
-/// Runs a transaction or batch Bundle and returns the response Bundle.
+/// Runs a transaction or batch Bundle and returns the response Bundle. The Bundle is shared with
+/// the validator's blocking task rather than copied for it.
 pub async fn process_bundle(
     state: &AppState,
     caller: &Caller,
-    bundle_value: &Value,
+    bundle: Arc<Value>,
     prefer: Prefer,
 ) -> Result<Value, ApiError> {
+    let bundle_value = bundle.as_ref();
     let (bundle_type, entries) = parse_bundle(bundle_value)?;
     if bundle_type == "batch" {
         return Ok(run_batch(state, caller, &entries, prefer).await);
@@ -158,9 +163,9 @@ pub async fn process_bundle(
         }
         None => (Vec::new(), Vec::new()),
     };
-    require_valid_bundle(&state.validator, bundle_value.clone(), profiles, entry_profiles).await?;
+    require_valid_bundle(&state.validator, bundle.clone(), profiles, entry_profiles).await?;
     match referral {
-        Some(referral) => intake::take_in(state, caller, &referral, &entries, prefer).await,
+        Some(referral) => intake::take_in(state, caller, &referral, entries, prefer).await,
         None => run_transaction(state, caller, &entries, prefer).await,
     }
 }
@@ -273,8 +278,17 @@ fn split_url(url: &str) -> RequestUrl<'_> {
     RequestUrl { resource_type: parts.next().unwrap_or_default(), id: parts.next(), rest: parts.next(), query }
 }
 
-/// Builds the write of a POST, PUT, PATCH or DELETE entry.
-fn write_op(entry: &Entry, resource: Option<Value>, assigned_id: Option<String>) -> Result<WriteOp, ApiError> {
+/// Builds the write of a POST, PUT, PATCH or DELETE entry. A PATCH is held to the same profiles as
+/// a PUT (and as a REST PATCH): it is applied to the current version, read in `tx`, the result is
+/// validated, and it is written as an update of that version.
+async fn write_op(
+    tx: &mut Tx,
+    state: &AppState,
+    caller: &Caller,
+    entry: &Entry,
+    resource: Option<Value>,
+    assigned_id: Option<String>,
+) -> Result<WriteOp, ApiError> {
     let url = split_url(&entry.url);
     known_type(url.resource_type)?;
     let resource_type = url.resource_type.to_string();
@@ -306,12 +320,17 @@ fn write_op(entry: &Entry, resource: Option<Value>, assigned_id: Option<String>)
             resource: resource.unwrap_or_default(),
             if_match: entry.if_match,
         },
-        Method::Patch => WriteOp::Patch {
-            resource_type,
-            target: target()?,
-            patch: patch_from_binary(resource.as_ref().unwrap_or(&Value::Null))?,
-            if_match: entry.if_match,
-        },
+        Method::Patch => {
+            let patch = patch_from_binary(resource.as_ref().unwrap_or(&Value::Null))?;
+            let (current, patched) = patched(tx, caller, &resource_type, &target()?, &patch, entry.if_match).await?;
+            let resource = require_valid(&state.validator, patched, Vec::new()).await?;
+            WriteOp::Update {
+                resource_type,
+                target: Target::Id(current.id),
+                resource,
+                if_match: Some(current.version_id),
+            }
+        }
         Method::Delete => WriteOp::Delete { resource_type, target: target()?, if_match: entry.if_match },
         Method::Get | Method::Head => unreachable!("reads are not writes"),
     })
@@ -623,8 +642,9 @@ pub(super) async fn transaction_body(
                     }
                     None => None,
                 };
-                let mut op =
-                    write_op(entry, resource, assigned.get(&entry.index).cloned()).map_err(|err| entry.locate(err))?;
+                let mut op = write_op(tx, state, caller, entry, resource, assigned.get(&entry.index).cloned())
+                    .await
+                    .map_err(|err| if err.retryable { err } else { entry.locate(err) })?;
                 if let (WriteOp::Update { target, .. }, Some(id)) = (&mut op, assigned.get(&entry.index)) {
                     *target = Target::Id(id.clone());
                 }
@@ -675,7 +695,7 @@ async fn run_batch(state: &AppState, caller: &Caller, entries: &[Entry], prefer:
                 match entry.method {
                     Method::Get | Method::Head => read_entry(tx, state, caller, entry).await,
                     _ => {
-                        let op = write_op(entry, entry.resource.clone(), None)?;
+                        let op = write_op(tx, state, caller, entry, entry.resource.clone(), None).await?;
                         execute(tx, caller, &op).await.map(write_result)
                     }
                 }

@@ -43,13 +43,6 @@ pub enum WriteOp {
         target: Target,
         if_match: Option<i64>,
     },
-    /// A JSON Patch (RFC 6902) document applied to the current version.
-    Patch {
-        resource_type: String,
-        target: Target,
-        patch: Value,
-        if_match: Option<i64>,
-    },
 }
 
 impl WriteOp {
@@ -58,12 +51,10 @@ impl WriteOp {
         match self {
             WriteOp::Create { if_none_exist: Some(_), .. } => Isolation::Serializable,
             WriteOp::Create { .. } => Isolation::RowLocking,
-            WriteOp::Update { target, .. } | WriteOp::Delete { target, .. } | WriteOp::Patch { target, .. } => {
-                match target {
-                    Target::Id(_) => Isolation::RowLocking,
-                    Target::Search(_) => Isolation::Serializable,
-                }
-            }
+            WriteOp::Update { target, .. } | WriteOp::Delete { target, .. } => match target {
+                Target::Id(_) => Isolation::RowLocking,
+                Target::Search(_) => Isolation::Serializable,
+            },
         }
     }
 }
@@ -331,41 +322,36 @@ async fn write(tx: &mut Tx, caller: &Caller, op: &WriteOp) -> Result<WriteOutcom
                 DeleteOutcome::NotFound => Err(ApiError::not_found(format!("{resource_type}/{id} is not known"))),
             }
         }
-        WriteOp::Patch { resource_type, target, patch, if_match } => {
-            caller.require(resource_type, Interaction::Update)?;
-            let Some(id) = resolve_target(tx, caller, resource_type, target).await? else {
-                return Err(ApiError::not_found(format!("No {resource_type} matches the condition")));
-            };
-            let current = match current_for(tx, caller, resource_type, &id).await? {
-                Some(stored) if stored.deleted => {
-                    return Err(ApiError::gone(format!("{resource_type}/{id} was deleted")));
-                }
-                Some(stored) => stored,
-                None => return Err(ApiError::not_found(format!("{resource_type}/{id} is not known"))),
-            };
-            if let Some(expected) = if_match.filter(|v| *v != current.version_id) {
-                return Err(ApiError::precondition_failed(format!(
-                    "Version conflict: If-Match expected version {expected}, the current version is {}",
-                    current.version_id
-                )));
-            }
-            let mut resource = apply_patch(resource_type, &current, patch)?;
-            keep_owner(&current, &mut resource);
-            caller.stamp(&mut resource);
-            if resource_type == "Subscription" {
-                crate::notifications::accept_subscription(&mut resource, Some(&current))?;
-            }
-            if resource_type == "Task" {
-                check_task_status_change(tx, &id, &resource).await?;
-            }
-            let (stored, change) = tx.update(resource_type, &id, resource, Some(current.version_id)).await?;
-            Ok(if change == Change::Unchanged {
-                WriteOutcome::Unchanged(stored)
-            } else {
-                WriteOutcome::Updated(stored)
-            })
-        }
     }
+}
+
+/// What a PATCH makes, read in `tx`: the current version of its target (visible to the caller, not
+/// deleted, the version `if_match` names when given) and the patched resource, structurally checked.
+pub(super) async fn patched(
+    tx: &mut Tx,
+    caller: &Caller,
+    resource_type: &str,
+    target: &Target,
+    patch: &Value,
+    if_match: Option<i64>,
+) -> Result<(StoredResource, Value), ApiError> {
+    caller.require(resource_type, Interaction::Update)?;
+    let Some(id) = resolve_target(tx, caller, resource_type, target).await? else {
+        return Err(ApiError::not_found(format!("No {resource_type} matches the condition")));
+    };
+    let current = match current_for(tx, caller, resource_type, &id).await? {
+        Some(stored) if stored.deleted => return Err(ApiError::gone(format!("{resource_type}/{id} was deleted"))),
+        Some(stored) => stored,
+        None => return Err(ApiError::not_found(format!("{resource_type}/{id} is not known"))),
+    };
+    if let Some(expected) = if_match.filter(|v| *v != current.version_id) {
+        return Err(ApiError::precondition_failed(format!(
+            "Version conflict: If-Match expected version {expected}, the current version is {}",
+            current.version_id
+        )));
+    }
+    let resource = apply_patch(resource_type, &current, patch)?;
+    Ok((current, resource))
 }
 
 /// The resource `patch` (a JSON Patch document) makes of `current`, structurally checked; a patch
