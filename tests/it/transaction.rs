@@ -168,7 +168,8 @@ async fn patch_entries_are_validated_like_put(app: &TestApp) {
     let reply = app.post("", &bundle).await;
     assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", reply.body);
     assert_eq!(reply.issue_expression(), "Bundle.entry[1]");
-    assert!(reply.body["issue"][0]["diagnostics"].as_str().unwrap().contains("robot"), "{}", reply.body);
+    let diagnostics = reply.body["issue"][0]["diagnostics"].as_str().unwrap();
+    assert!(diagnostics.contains("Patient.gender after the patch") && diagnostics.contains("robot"), "{}", reply.body);
     assert_eq!(app.count_rows("resources").await, before, "nothing of the transaction is written");
     assert_eq!(app.get(&format!("Patient/{id}")).await.body["meta"]["versionId"], "1");
 

@@ -323,7 +323,15 @@ async fn write_op(
         Method::Patch => {
             let patch = patch_from_binary(resource.as_ref().unwrap_or(&Value::Null))?;
             let (current, patched) = patched(tx, caller, &resource_type, &target()?, &patch, entry.if_match).await?;
-            let resource = require_valid(&state.validator, patched, Vec::new()).await?;
+            // The patched resource is not in the submitted Bundle, so its paths go into the text.
+            let resource = require_valid(&state.validator, patched, Vec::new()).await.map_err(|mut err| {
+                for issue in &mut err.issues {
+                    if let Some(at) = &issue.expression {
+                        issue.diagnostics = format!("{at} after the patch: {}", issue.diagnostics);
+                    }
+                }
+                err
+            })?;
             WriteOp::Update {
                 resource_type,
                 target: Target::Id(current.id),
