@@ -75,9 +75,22 @@ pub struct BenchArgs {
     /// phase of `search` and `mixed` [default: 200]; e.g. 100000 for a realistic queue.
     #[arg(long)]
     prefill: Option<u64>,
+    /// Offered load in requests per second (open loop): request k is due at k/RATE seconds after
+    /// the start, whether or not earlier ones have been answered, and its latency counts from when
+    /// it was due, so time spent waiting for a free client is included. Without it, each client
+    /// sends its next request as soon as the last one is answered (the rate the server sustains).
+    #[arg(long, value_parser = parse_rate)]
+    rate: Option<f64>,
     /// Seed of the generated Bundles.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+}
+
+fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(rate) if rate > 0.0 && rate.is_finite() => Ok(rate),
+        _ => Err(format!("the rate must be a positive number of requests per second: {text:?}")),
+    }
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -305,22 +318,29 @@ struct Run {
     failed: AtomicU64,
 }
 
-/// One timed phase: work is handed out by a counter, bounded by a count or a deadline.
+/// One timed phase: work is handed out by a counter, bounded by a count or a deadline, and paced
+/// by a schedule when a rate is offered.
 struct Phase {
     scenario: Scenario,
     issued: AtomicU64,
     limit: Option<u64>,
     deadline: Option<Instant>,
+    /// The start and the requests per second of an open-loop schedule.
+    schedule: Option<(Instant, f64)>,
 }
 
 impl Phase {
-    /// The next request to make, if the phase is not over.
-    fn take(&self) -> Option<Request> {
+    /// The next request to make and when it is due, if the phase is not over.
+    fn take(&self) -> Option<(Request, Option<Instant>)> {
         if self.deadline.is_some_and(|deadline| Instant::now() >= deadline) {
             return None;
         }
         let n = self.issued.fetch_add(1, Ordering::Relaxed);
-        self.limit.is_none_or(|limit| n < limit).then(|| Request::of(self.scenario, n))
+        let due = self.schedule.map(|(start, rate)| start + Duration::from_secs_f64(n as f64 / rate));
+        if due.zip(self.deadline).is_some_and(|(due, deadline)| due >= deadline) {
+            return None;
+        }
+        self.limit.is_none_or(|limit| n < limit).then(|| (Request::of(self.scenario, n), due))
     }
 }
 
@@ -350,7 +370,8 @@ impl Request {
 }
 
 impl Run {
-    async fn one(&self, kind: Request, tally: &mut Tally) {
+    /// Makes one request; its latency counts from `due` when it has a schedule, else from sending.
+    async fn one(&self, kind: Request, due: Option<Instant>, tally: &mut Tally) {
         let mut sent = 0;
         let request = match kind {
             Request::ClaimNext => {
@@ -375,7 +396,10 @@ impl Run {
             }
             Request::Search => self.client.get(format!("{}/{SEARCH_QUERY}", self.base)),
         };
-        let started = Instant::now();
+        if let Some(due) = due {
+            tokio::time::sleep_until(due.into()).await;
+        }
+        let started = due.unwrap_or_else(Instant::now);
         let outcome = match request.send().await {
             Ok(response) => {
                 let status = response.status();
@@ -445,8 +469,8 @@ async fn drive(run: &Arc<Run>, clients: usize, phase: Phase) -> Result<(Tally, D
         let (run, phase) = (run.clone(), phase.clone());
         tasks.push(tokio::spawn(async move {
             let mut tally = Tally::default();
-            while let Some(request) = phase.take() {
-                run.one(request, &mut tally).await;
+            while let Some((request, due)) = phase.take() {
+                run.one(request, due, &mut tally).await;
             }
             tally
         }));
@@ -537,8 +561,13 @@ async fn measure(
     };
     if prefill > 0 {
         eprintln!("rex bench: pre-filling, posting {prefill} referral Bundles");
-        let fill =
-            Phase { scenario: Scenario::Intake, issued: AtomicU64::new(0), limit: Some(prefill), deadline: None };
+        let fill = Phase {
+            scenario: Scenario::Intake,
+            issued: AtomicU64::new(0),
+            limit: Some(prefill),
+            deadline: None,
+            schedule: None,
+        };
         let (tally, elapsed) = drive(&run, args.clients, fill).await?;
         if !tally.errors.is_empty() {
             return Err(format!("pre-filling failed: {:?}", tally.errors));
@@ -554,6 +583,7 @@ async fn measure(
         issued: AtomicU64::new(0),
         limit: args.count,
         deadline: duration.map(|d| Instant::now() + d),
+        schedule: args.rate.map(|rate| (Instant::now(), rate)),
     };
     let (mut tally, elapsed) = drive(&run, args.clients, phase).await?;
     let rss = server.as_ref().and_then(OwnServer::rss);
@@ -563,8 +593,9 @@ async fn measure(
     let seconds = elapsed.as_secs_f64().max(1e-9);
     let requests = tally.latencies_us.len();
     let target = if args.server.is_some() { "given server" } else { target };
+    let offered = args.rate.map(|rate| format!(", {rate} requests/s offered")).unwrap_or_default();
     println!(
-        "rex bench {}: {} clients, {requests} requests in {seconds:.1} s, seed {}, {target} {}",
+        "rex bench {}: {} clients{offered}, {requests} requests in {seconds:.1} s, seed {}, {target} {}",
         args.scenario.name(),
         args.clients.max(1),
         args.seed,

@@ -1,6 +1,8 @@
-//! Building the Bundles rex answers with: searchset and history.
+//! Building the Bundles rex answers with: searchset, history and transaction-response.
 
 use rex_store::{HistoryEntry, StoredResource, format_instant};
+use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use crate::error::ApiError;
@@ -63,12 +65,119 @@ pub fn bundle(bundle_type: &str, total: Option<i64>, links: Vec<Value>, entries:
 }
 
 /// A searchset entry.
-pub fn search_entry(base: &str, stored: &StoredResource, mode: &str) -> Result<Value, ApiError> {
-    Ok(json!({
-        "fullUrl": full_url(base, stored),
-        "resource": stored_json(stored)?,
-        "search": {"mode": mode},
-    }))
+pub fn search_entry(base: &str, stored: &StoredResource, mode: &str) -> Result<AnswerEntry, ApiError> {
+    let json = json!({"fullUrl": full_url(base, stored), "resource": null, "search": {"mode": mode}});
+    AnswerEntry::with_stored(json, stored)
+}
+
+/// An entry of a Bundle rex answers with, whose `resource` may be a stored resource's JSON text.
+///
+/// The stored text is written into the response as it is. Parsing it into a `Value` only to
+/// serialize it again cost about a twentieth of the server's CPU per referral Bundle (whose
+/// transaction-response returns every resource it created) and per search page.
+pub struct AnswerEntry {
+    /// The entry; its `resource` is `null` where a stored text takes its place.
+    json: Value,
+    resource: Option<Box<RawValue>>,
+}
+
+impl AnswerEntry {
+    /// An entry that is all JSON.
+    pub fn json(json: Value) -> AnswerEntry {
+        AnswerEntry { json, resource: None }
+    }
+
+    /// An entry whose `resource` (a `null` in `json`, which keeps the field's place) is `stored`.
+    pub fn with_stored(json: Value, stored: &StoredResource) -> Result<AnswerEntry, ApiError> {
+        let text = stored.content.clone().ok_or_else(ApiError::internal)?;
+        let resource = RawValue::from_string(text).map_err(|_| ApiError::internal())?;
+        Ok(AnswerEntry { json, resource: Some(resource) })
+    }
+
+    /// The entry as JSON, for a Bundle nested in another one.
+    pub fn into_json(self) -> Result<Value, ApiError> {
+        let mut json = self.json;
+        if let Some(resource) = self.resource {
+            json["resource"] = serde_json::from_str(resource.get()).map_err(|_| ApiError::internal())?;
+        }
+        Ok(json)
+    }
+}
+
+/// A Bundle rex answers with, whose entries may hold stored resources' JSON texts; it is written
+/// out by its [`Serialize`] implementation.
+pub struct AnswerBundle {
+    /// The Bundle, with `null` in place of each stored resource.
+    json: Value,
+    /// Per entry, in order: the stored text of its `resource`, if it has one.
+    resources: Vec<Option<Box<RawValue>>>,
+}
+
+impl AnswerBundle {
+    /// A Bundle of the given type with links, optional total and entries (see [`bundle`]).
+    pub fn new(bundle_type: &str, total: Option<i64>, links: Vec<Value>, entries: Vec<AnswerEntry>) -> AnswerBundle {
+        let (json, resources) = entries.into_iter().map(|entry| (entry.json, entry.resource)).unzip();
+        AnswerBundle { json: bundle(bundle_type, total, links, json), resources }
+    }
+
+    /// The Bundle without its stored resources (`null` in their place): its type, links, responses.
+    pub fn json(&self) -> &Value {
+        &self.json
+    }
+}
+
+impl Serialize for AnswerBundle {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let Value::Object(fields) = &self.json else { return self.json.serialize(serializer) };
+        let mut map = serializer.serialize_map(Some(fields.len()))?;
+        for (key, value) in fields {
+            match value {
+                Value::Array(entries) if key == "entry" => {
+                    map.serialize_entry(key, &Entries { entries, resources: &self.resources })?
+                }
+                _ => map.serialize_entry(key, value)?,
+            }
+        }
+        map.end()
+    }
+}
+
+struct Entries<'a> {
+    entries: &'a [Value],
+    resources: &'a [Option<Box<RawValue>>],
+}
+
+impl Serialize for Entries<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(Some(self.entries.len()))?;
+        for (entry, resource) in self.entries.iter().zip(self.resources) {
+            match (entry, resource) {
+                (Value::Object(fields), Some(resource)) => seq.serialize_element(&WithResource { fields, resource })?,
+                _ => seq.serialize_element(entry)?,
+            }
+        }
+        seq.end()
+    }
+}
+
+/// An entry's fields with the stored text written in place of its `resource`.
+struct WithResource<'a> {
+    fields: &'a Map<String, Value>,
+    resource: &'a RawValue,
+}
+
+impl Serialize for WithResource<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.fields.len()))?;
+        for (key, value) in self.fields {
+            if key == "resource" {
+                map.serialize_entry(key, self.resource)?;
+            } else {
+                map.serialize_entry(key, value)?;
+            }
+        }
+        map.end()
+    }
 }
 
 /// A history entry: the version (absent for a deletion), the request that made it and its result.
@@ -96,4 +205,41 @@ pub fn history_entry(base: &str, entry: &HistoryEntry) -> Result<Value, ApiError
         value["resource"] = stored_json(stored)?;
     }
     Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(content: &str) -> StoredResource {
+        StoredResource {
+            resource_type: "Patient".into(),
+            id: "p1".into(),
+            version_id: 1,
+            last_updated: 0,
+            deleted: false,
+            content: Some(content.into()),
+        }
+    }
+
+    #[test]
+    fn answer_bundles_write_stored_resources_in_place_and_as_stored() {
+        let content = r#"{"resourceType":"Patient","id":"p1","name":[{"family":"Ñúñez \"Jr\""}]}"#;
+        let entries = vec![
+            search_entry("http://rex/fhir", &stored(content), "match").unwrap(),
+            AnswerEntry::json(json!({"response": {"status": "404 Not Found"}})),
+        ];
+        let answer = AnswerBundle::new("searchset", Some(1), Vec::new(), entries);
+        let text = serde_json::to_string(&answer).unwrap();
+        assert!(
+            text.contains(&format!(r#"{{"fullUrl":"http://rex/fhir/Patient/p1","resource":{content},"search":"#)),
+            "{text}"
+        );
+        // The same document as a Bundle built of parsed values.
+        let mut expected = answer.json().clone();
+        expected["entry"][0]["resource"] = serde_json::from_str(content).unwrap();
+        assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), expected);
+        let nested = search_entry("http://rex/fhir", &stored(content), "include").unwrap().into_json().unwrap();
+        assert_eq!(nested["resource"]["name"][0]["family"], "Ñúñez \"Jr\"");
+    }
 }

@@ -16,8 +16,9 @@ use crate::error::ApiError;
 pub const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
 
 /// An `application/fhir+json` response.
-pub fn fhir_json(status: StatusCode, body: &Value) -> Response {
-    (status, [(CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON))], body.to_string()).into_response()
+pub fn fhir_json(status: StatusCode, body: &impl serde::Serialize) -> Response {
+    let text = serde_json::to_string(body).expect("JSON values and answer Bundles have string keys");
+    (status, [(CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON))], text).into_response()
 }
 
 /// What kind of body a request carries, judged from its Content-Type.

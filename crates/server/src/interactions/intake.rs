@@ -20,7 +20,7 @@ use super::transaction::{Entry, EntryResult, Method, response_entry, transaction
 use super::write::{WriteOp, WriteOutcome, execute};
 use crate::AppState;
 use crate::access::{Caller, set_owner};
-use crate::bundles::bundle;
+use crate::bundles::AnswerBundle;
 use crate::error::ApiError;
 use crate::http::{Prefer, stored_json};
 
@@ -61,7 +61,7 @@ pub(super) async fn take_in(
     referral: &Referral,
     mut entries: Vec<Entry>,
     prefer: Prefer,
-) -> Result<Value, ApiError> {
+) -> Result<AnswerBundle, ApiError> {
     check_sender(caller, referral)?;
     let sandbox = is_sandbox(state, &referral.partner);
     // Everything a referral Bundle carries is in its partner's compartment (and test data when
@@ -88,7 +88,7 @@ pub(super) async fn take_in(
         json!({"relation": TASK_LINK, "url": format!("{}/Task/{}", state.config.base_url, intake.task.id)}),
         json!({"relation": OUTCOME_LINK, "url": format!("{OUTCOME_LINK}#{}", intake.kind.code())}),
     ];
-    Ok(bundle("transaction-response", None, links, entries))
+    Ok(AnswerBundle::new("transaction-response", None, links, entries))
 }
 
 /// Whether `partner` is configured as a sandbox (`sandbox = true` in the security configuration).
@@ -140,8 +140,8 @@ pub(super) fn check_sender(caller: &Caller, referral: &Referral) -> Result<(), A
 }
 
 /// The id of the referral Task named in a transaction-response built by [`take_in`].
-pub(super) fn task_reference(response: &Value) -> Option<String> {
-    let link = response["link"].as_array()?.iter().find(|link| link["relation"] == TASK_LINK)?;
+pub(super) fn task_reference(response: &AnswerBundle) -> Option<String> {
+    let link = response.json()["link"].as_array()?.iter().find(|link| link["relation"] == TASK_LINK)?;
     link["url"].as_str()?.rsplit('/').next().map(str::to_string)
 }
 

@@ -28,6 +28,7 @@ use serde_json::{Value, json};
 use super::query_pairs;
 use crate::AppState;
 use crate::access::Caller;
+use crate::bundles::AnswerBundle;
 use crate::error::ApiError;
 use crate::http::{check_accept, fhir_json};
 
@@ -66,11 +67,11 @@ pub enum Answer<'a> {
     Refused(&'a ApiError),
 }
 
-impl<'a> From<&'a Result<Value, ApiError>> for Answer<'a> {
+impl<'a> From<&'a Result<AnswerBundle, ApiError>> for Answer<'a> {
     /// A transaction or batch Bundle's answer: the response Bundle or the error.
-    fn from(result: &'a Result<Value, ApiError>) -> Answer<'a> {
+    fn from(result: &'a Result<AnswerBundle, ApiError>) -> Answer<'a> {
         match result {
-            Ok(response) => Answer::Accepted(Some(response)),
+            Ok(response) => Answer::Accepted(Some(response.json())),
             Err(err) => Answer::Refused(err),
         }
     }

@@ -12,7 +12,7 @@ use super::write::known_type;
 use super::{format_param, query_pairs};
 use crate::AppState;
 use crate::access::Caller;
-use crate::bundles::{bundle, paging_links, search_entry};
+use crate::bundles::{AnswerBundle, paging_links, search_entry};
 use crate::error::ApiError;
 use crate::http::{BodyKind, Prefer, body_kind, check_accept, fhir_json, read_body};
 
@@ -79,5 +79,5 @@ async fn run_search(
     for stored in &result.included {
         entries.push(search_entry(base, stored, "include")?);
     }
-    Ok(fhir_json(StatusCode::OK, &bundle("searchset", result.total, links, entries)))
+    Ok(fhir_json(StatusCode::OK, &AnswerBundle::new("searchset", result.total, links, entries)))
 }

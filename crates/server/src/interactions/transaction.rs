@@ -30,7 +30,7 @@ use super::write::{
 use super::{format_param, in_transaction, query_pairs};
 use crate::AppState;
 use crate::access::Caller;
-use crate::bundles::{bundle, full_url, search_entry};
+use crate::bundles::{AnswerBundle, AnswerEntry, bundle, full_url, search_entry};
 use crate::error::ApiError;
 use crate::http::{
     BodyKind, Prefer, ReturnPreference, body_kind, check_accept, etag, fhir_json, parse_json, read_body, stored_json,
@@ -134,7 +134,7 @@ pub async fn process_bundle(
     caller: &Caller,
     bundle: Arc<Value>,
     prefer: Prefer,
-) -> Result<Value, ApiError> {
+) -> Result<AnswerBundle, ApiError> {
     let bundle_value = bundle.as_ref();
     let (bundle_type, entries) = parse_bundle(bundle_value)?;
     if bundle_type == "batch" {
@@ -447,16 +447,20 @@ fn status_line(status: StatusCode) -> String {
     format!("{} {}", status.as_u16(), status.canonical_reason().unwrap_or_default())
 }
 
-pub(super) fn response_entry(state: &AppState, result: &EntryResult, prefer: Prefer) -> Result<Value, ApiError> {
+pub(super) fn response_entry(state: &AppState, result: &EntryResult, prefer: Prefer) -> Result<AnswerEntry, ApiError> {
     let mut response = json!({ "status": status_line(result.status) });
     let mut entry = json!({});
+    let mut representation = None;
     if let Some(stored) = &result.stored {
         response["location"] = json!(format!("{}/{}/_history/{}", stored.resource_type, stored.id, stored.version_id));
         response["etag"] = json!(etag(stored.version_id));
         response["lastModified"] = json!(format_instant(stored.last_updated));
         entry["fullUrl"] = json!(full_url(&state.config.base_url, stored));
         match prefer.return_ {
-            ReturnPreference::Representation if result.body.is_none() => entry["resource"] = stored_json(stored)?,
+            ReturnPreference::Representation if result.body.is_none() && stored.content.is_some() => {
+                entry["resource"] = Value::Null;
+                representation = Some(stored);
+            }
             ReturnPreference::OperationOutcome => {
                 response["outcome"] = rex_fhir::outcome::success_outcome(&status_line(result.status))
             }
@@ -467,7 +471,10 @@ pub(super) fn response_entry(state: &AppState, result: &EntryResult, prefer: Pre
         entry["resource"] = body.clone();
     }
     entry["response"] = response;
-    Ok(entry)
+    match representation {
+        Some(stored) => AnswerEntry::with_stored(entry, stored),
+        None => Ok(AnswerEntry::json(entry)),
+    }
 }
 
 fn write_result(outcome: WriteOutcome) -> EntryResult {
@@ -515,10 +522,10 @@ async fn read_entry(tx: &mut Tx, state: &AppState, caller: &Caller, entry: &Entr
             caller.retain_visible(&mut result);
             let mut entries = Vec::new();
             for stored in &result.matches {
-                entries.push(search_entry(&state.config.base_url, stored, "match")?);
+                entries.push(search_entry(&state.config.base_url, stored, "match")?.into_json()?);
             }
             for stored in &result.included {
-                entries.push(search_entry(&state.config.base_url, stored, "include")?);
+                entries.push(search_entry(&state.config.base_url, stored, "include")?.into_json()?);
             }
             bundle("searchset", result.total, Vec::new(), entries)
         }
@@ -669,18 +676,18 @@ pub(super) async fn run_transaction(
     caller: &Caller,
     entries: &[Entry],
     prefer: Prefer,
-) -> Result<Value, ApiError> {
+) -> Result<AnswerBundle, ApiError> {
     let context = (state, caller, entries);
     let results = in_transaction(&state.store, Isolation::Serializable, &context, |tx, (state, caller, entries)| {
         Box::pin(transaction_body(tx, state, caller, entries))
     })
     .await?;
     let entries = results.iter().map(|result| response_entry(state, result, prefer)).collect::<Result<Vec<_>, _>>()?;
-    Ok(bundle("transaction-response", None, Vec::new(), entries))
+    Ok(AnswerBundle::new("transaction-response", None, Vec::new(), entries))
 }
 
 /// Each entry of a batch in its own database transaction; a failure is reported in its entry.
-async fn run_batch(state: &AppState, caller: &Caller, entries: &[Entry], prefer: Prefer) -> Value {
+async fn run_batch(state: &AppState, caller: &Caller, entries: &[Entry], prefer: Prefer) -> AnswerBundle {
     let mut response_entries = Vec::with_capacity(entries.len());
     for entry in entries {
         if let (Some(resource), Method::Post | Method::Put) = (&entry.resource, entry.method) {
@@ -691,10 +698,7 @@ async fn run_batch(state: &AppState, caller: &Caller, entries: &[Entry], prefer:
                 require_valid(&state.validator, resource.clone(), Vec::new()).await.map(|_| ())
             };
             if let Err(err) = checked {
-                let err = entry.locate(err);
-                response_entries.push(
-                    json!({"response": {"status": status_line(err.status), "outcome": operation_outcome(&err.issues)}}),
-                );
+                response_entries.push(failed_entry(entry.locate(err)));
                 continue;
             }
         }
@@ -711,13 +715,14 @@ async fn run_batch(state: &AppState, caller: &Caller, entries: &[Entry], prefer:
         })
         .await
         .and_then(|result| response_entry(state, &result, prefer));
-        response_entries.push(match result {
-            Ok(value) => value,
-            Err(err) => {
-                let err = entry.locate(err);
-                json!({"response": {"status": status_line(err.status), "outcome": operation_outcome(&err.issues)}})
-            }
-        });
+        response_entries.push(result.unwrap_or_else(|err| failed_entry(entry.locate(err))));
     }
-    bundle("batch-response", None, Vec::new(), response_entries)
+    AnswerBundle::new("batch-response", None, Vec::new(), response_entries)
+}
+
+/// The response entry of a batch entry that failed.
+fn failed_entry(err: ApiError) -> AnswerEntry {
+    AnswerEntry::json(
+        json!({"response": {"status": status_line(err.status), "outcome": operation_outcome(&err.issues)}}),
+    )
 }
