@@ -81,6 +81,11 @@ pub struct BenchArgs {
     /// sends its next request as soon as the last one is answered (the rate the server sustains).
     #[arg(long, value_parser = parse_rate)]
     rate: Option<f64>,
+    /// Adds this many Observation entries to every Bundle (copies of its template's Observations,
+    /// each with a fresh id), to measure time and memory against Bundle size: about 1.5 KB each,
+    /// so `--pad 10000` makes Bundles of about 15 MB.
+    #[arg(long, default_value_t = 0)]
+    pad: usize,
     /// Seed of the generated Bundles.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -163,10 +168,12 @@ fn load_templates(folder: &Path) -> Result<Vec<Template>, String> {
     Ok(templates)
 }
 
-/// Bundle number `n` for `seed`: the JSON body and its number of resources.
-fn generate(templates: &[Template], seed: u64, n: u64) -> (String, u64) {
+/// Bundle number `n` for `seed`, with `pad` more Observations: the JSON body and its number of
+/// resources.
+fn generate(templates: &[Template], seed: u64, n: u64, pad: usize) -> (String, u64) {
     let template = &templates[(mix(seed ^ mix(n)) % templates.len() as u64) as usize];
     let mut bundle = template.bundle.clone();
+    pad_with_observations(&mut bundle, pad);
     let suffix = format!("-b{seed}-{n}");
     if let Some(entries) = bundle["entry"].as_array_mut() {
         for entry in entries {
@@ -185,7 +192,20 @@ fn generate(templates: &[Template], seed: u64, n: u64) -> (String, u64) {
         }
     }
     let text = serde_json::to_string(&bundle).unwrap_or_default();
-    (replace_uuids(&text, seed, n), template.resources)
+    (replace_uuids(&text, seed, n), template.resources + pad as u64)
+}
+
+/// Appends `pad` copies of the Bundle's Observation entries, in turn; each copy gets a `urn:uuid:`
+/// of its own, which [`replace_uuids`] then makes fresh like the others.
+fn pad_with_observations(bundle: &mut Value, pad: usize) {
+    let Some(entries) = bundle["entry"].as_array_mut() else { return };
+    let observations: Vec<Value> =
+        entries.iter().filter(|entry| entry["resource"]["resourceType"] == "Observation").cloned().collect();
+    for (copy, observation) in observations.iter().cycle().take(pad).enumerate() {
+        let mut entry = observation.clone();
+        entry["fullUrl"] = Value::String(format!("urn:uuid:{}", uuid(u64::MAX, u64::MAX, copy as u64)));
+        entries.push(entry);
+    }
 }
 
 /// Replaces every distinct `urn:uuid:X` with a fresh deterministic UUID, the same one for each use of X.
@@ -312,6 +332,8 @@ struct Run {
     base: String,
     templates: Vec<Template>,
     seed: u64,
+    /// Observations added to every Bundle.
+    pad: usize,
     /// Bundle numbers come from here (the search warm-up uses the first ones).
     next_bundle: AtomicU64,
     done: AtomicU64,
@@ -386,7 +408,7 @@ impl Run {
             }
             Request::Intake | Request::Validate => {
                 let n = self.next_bundle.fetch_add(1, Ordering::Relaxed);
-                let (body, resources) = generate(&self.templates, self.seed, n);
+                let (body, resources) = generate(&self.templates, self.seed, n, self.pad);
                 let url = match kind {
                     Request::Validate => format!("{}/$validate", self.base),
                     _ => self.base.clone(),
@@ -551,6 +573,7 @@ async fn measure(
         base,
         templates,
         seed: args.seed,
+        pad: args.pad,
         next_bundle: AtomicU64::new(0),
         done: AtomicU64::new(0),
         failed: AtomicU64::new(0),
