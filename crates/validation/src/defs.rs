@@ -371,11 +371,33 @@ pub(crate) fn s<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
 /// `v.get(key)`, faster on small objects: `serde_json` maps hash every key with SipHash, while a scan
 /// of a few keys compares lengths first and rarely touches the bytes.
 pub(crate) fn field<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
-    let obj = v.as_object()?;
+    member(v.as_object()?, key)
+}
+
+/// `obj.get(key)`, faster on small objects (see [`field`]).
+pub(crate) fn member<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
     if obj.len() > 8 {
         return obj.get(key);
     }
     obj.iter().find_map(|(k, v)| (k == key).then_some(v))
+}
+
+/// The primitive extension companion `_name` of property `name`: a scan of the keys, which start with `_`
+/// rarely, is cheaper than formatting `_name` and hashing it, up to objects far larger than FHIR's.
+pub(crate) fn companion<'a>(obj: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+    if obj.len() > 32 {
+        return obj.get(&format!("_{name}"));
+    }
+    obj.iter().find_map(|(k, v)| (k.strip_prefix('_') == Some(name)).then_some(v))
+}
+
+/// A resource's `resourceType`, looked for first where JSON resources have it, as their first property.
+pub(crate) fn resource_type(v: &Value) -> Option<&str> {
+    let obj = v.as_object()?;
+    match obj.iter().next() {
+        Some((k, t)) if k == "resourceType" => t.as_str(),
+        _ => obj.get("resourceType").and_then(Value::as_str),
+    }
 }
 
 #[allow(dead_code)]

@@ -769,14 +769,11 @@ fn navigate<'a>(item: &Item<'a>, name: &str, env: &Env<'a>, out: &mut Coll<'a>) 
         }
         return;
     };
-    let info = env.model.child_type(ty, name);
-    match info {
-        Some((cty, false)) | Some((cty, true)) if o.contains_key(name) || o.contains_key(&format!("_{name}")) => {
-            let val = o.get(name).unwrap_or(&Value::Null);
-            let ext = o.get(&format!("_{name}"));
-            let cty = if cty.is_empty() { "" } else { cty };
-            if name == "resource" || cty == "Resource" || (o.get(name).is_some_and(|x| x.get("resourceType").is_some()))
-            {
+    let (val, ext) = (crate::defs::member(o, name), crate::defs::companion(o, name));
+    match env.model.child_type(ty, name) {
+        Some((cty, _)) if val.is_some() || ext.is_some() => {
+            let val = val.unwrap_or(&Value::Null);
+            if name == "resource" || cty == "Resource" || val.get("resourceType").is_some() {
                 each_child(val, ext, &mut |n, ex| {
                     let rt = n.and_then(|n| n.get("resourceType")).and_then(Value::as_str).unwrap_or(cty);
                     out.push(Item::Node(n, ex, rt))
@@ -786,8 +783,7 @@ fn navigate<'a>(item: &Item<'a>, name: &str, env: &Env<'a>, out: &mut Coll<'a>) 
             }
         }
         _ => {
-            if let Some(val) = o.get(name) {
-                let ext = o.get(&format!("_{name}"));
+            if let Some(val) = val {
                 each_child(val, ext, &mut |n, ex| {
                     let rt = n.and_then(|n| n.get("resourceType")).and_then(Value::as_str).unwrap_or("");
                     out.push(Item::Node(n, ex, rt))
@@ -802,7 +798,7 @@ fn navigate<'a>(item: &Item<'a>, name: &str, env: &Env<'a>, out: &mut Coll<'a>) 
                 {
                     let suffix = &k[name.len()..];
                     let ty: &'a str = choice_type(suffix);
-                    let ext = o.get(&format!("_{k}"));
+                    let ext = crate::defs::companion(o, k);
                     each_child(val, ext, &mut |n, ex| out.push(Item::Node(n, ex, ty)));
                 }
             }
@@ -915,7 +911,7 @@ fn eval<'a, 'b>(expr: &Expr, focus: &Coll<'a>, env: &Env<'a>, fr: Frame<'a, 'b>)
                 if name.starts_with(|c: char| c.is_ascii_uppercase())
                     && let Item::Node(Some(v), _, ty) = it
                 {
-                    if *ty == name || v.get("resourceType").and_then(Value::as_str) == Some(name) {
+                    if *ty == name || crate::defs::resource_type(v) == Some(name) {
                         out.push(it.clone());
                         continue;
                     }
@@ -1617,7 +1613,6 @@ fn call<'a, 'b>(
                 return b(!input.is_empty());
             }
             let crit = args.first().ok_or("missing argument")?;
-            let total = input.clone();
             match name {
                 "where" => {
                     let mut out = Vec::new();
@@ -1684,7 +1679,6 @@ fn call<'a, 'b>(
                         Some(init) => eval(init, focus, env, fr)?,
                         None => vec![],
                     };
-                    let _ = total;
                     for (i, it) in input.iter().enumerate() {
                         let one = vec![it.clone()];
                         acc = eval(crit, &one, env, Frame { this: Some(it), index: i, total: Some(&acc) })?;

@@ -76,6 +76,13 @@ pub struct Options {
     pub skip_constraints: HashSet<&'static str>,
 }
 
+impl Options {
+    /// Whether the constraint `key` is never evaluated: decided once, when a structure is compiled.
+    fn skips(&self, key: &str) -> bool {
+        self.skip_constraints.contains(key) || key == "dom-3" && !self.validate_contained
+    }
+}
+
 impl Default for Options {
     fn default() -> Options {
         Options {
@@ -149,7 +156,7 @@ impl Validator {
                 }
                 (None, Some(snap)) => {
                     let raw = entry.value();
-                    let sd = model::compile(raw, snap, &mut cache);
+                    let sd = model::compile(raw, snap, &mut cache, &options);
                     let (type_name, kind) = (sd.type_name.clone(), sd.kind);
                     (Structure { type_name, kind, core: None, sd: OnceLock::from(sd) }, defs::s(raw, "derivation"))
                 }
@@ -193,7 +200,7 @@ impl Validator {
             let raw = structure.core.as_ref().map(defs::CoreText::parse).unwrap_or_default();
             let snapshot = raw.pointer("/snapshot/element").and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
             let mut cache = self.exprs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            model::compile(&raw, snapshot, &mut cache)
+            model::compile(&raw, snapshot, &mut cache, &self.options)
         })
     }
 

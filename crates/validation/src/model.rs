@@ -74,6 +74,7 @@ pub(crate) struct Constraint {
     pub human: String,
     #[allow(dead_code)] // kept for diagnostics
     pub expression: String,
+    /// `None` (and no `native` either) for a constraint the options skip, which is then never evaluated.
     pub expr: Option<Arc<Expr>>,
     /// A native implementation of a hot core invariant (same semantics as the expression).
     pub native: Option<crate::validate::Native>,
@@ -139,7 +140,7 @@ pub(crate) fn kind(code: Option<&str>) -> Kind {
     }
 }
 
-pub(crate) fn compile(sd: &Value, snapshot: &[Value], cache: &mut ExprCache) -> Sd {
+pub(crate) fn compile(sd: &Value, snapshot: &[Value], cache: &mut ExprCache, options: &crate::Options) -> Sd {
     let url = s(sd, "url").map(canonical_base).unwrap_or_default();
     let kind = kind(s(sd, "kind"));
     let mut elems = Vec::with_capacity(snapshot.len());
@@ -296,8 +297,9 @@ pub(crate) fn compile(sd: &Value, snapshot: &[Value], cache: &mut ExprCache) -> 
                     .filter_map(|c| {
                         let key = s(c, "key")?.to_string();
                         let expression = s(c, "expression")?.to_string();
-                        let native = crate::validate::native_constraint(&key, &expression);
-                        let expr = if key == "ele-1" || native.is_some() {
+                        let skipped = options.skips(&key);
+                        let native = if skipped { None } else { crate::validate::native_constraint(&key, &expression) };
+                        let expr = if skipped || key == "ele-1" || native.is_some() {
                             None
                         } else {
                             cache

@@ -7,6 +7,7 @@ use rex_fhir::{Issue, IssueCode, Severity};
 use serde_json::Value;
 
 use crate::Validator;
+use crate::defs::{field, resource_type};
 use crate::fhirpath::{self, Env, Item};
 use crate::model::{DiscKind, Elem, Kind, Rules, Sd, Strength};
 use crate::primitives;
@@ -367,7 +368,7 @@ impl<'v> Walk<'v> {
             let (main, comp) = if is_companion {
                 (None, Some(val))
             } else if has_companions {
-                (Some(val), obj.get(&format!("_{key}")))
+                (Some(val), crate::defs::companion(obj, key))
             } else {
                 (Some(val), None)
             };
@@ -1410,11 +1411,6 @@ impl<'v> Walk<'v> {
 
     fn constraints(&mut self, elem: &Elem, node: Option<&'v Value>, companion: Option<&'v Value>, ty: &'v str) {
         for c in &elem.constraints {
-            if self.v.options.skip_constraints.contains(c.key.as_str())
-                || c.key == "dom-3" && !self.v.options.validate_contained
-            {
-                continue;
-            }
             if let Some(f) = c.native {
                 if !f(node.unwrap_or(&Value::Null), self.root_resource()) {
                     let msg = format!("Constraint failed: {}: '{}'", c.key, c.human);
@@ -1431,10 +1427,8 @@ impl<'v> Walk<'v> {
             let cur = self.resources.last().copied();
             let env = Env {
                 model: self.v,
-                resource: cur
-                    .map(|r| Item::Node(Some(r), None, r.get("resourceType").and_then(Value::as_str).unwrap_or(""))),
-                root_resource: root
-                    .map(|r| Item::Node(Some(r), None, r.get("resourceType").and_then(Value::as_str).unwrap_or(""))),
+                resource: cur.map(|r| Item::Node(Some(r), None, resource_type(r).unwrap_or(""))),
+                root_resource: root.map(|r| Item::Node(Some(r), None, resource_type(r).unwrap_or(""))),
                 context: Some(Item::Node(node, companion, ty)),
             };
             let ty_for_node = if elem.path.contains('.') { ty } else { elem.path.as_str() };
@@ -1664,7 +1658,7 @@ fn bundle_matches<'a>(bundle: &'a Value, reference: &str) -> Vec<&'a Value> {
     entries
         .iter()
         .filter(|e| {
-            let full = e.get("fullUrl").and_then(Value::as_str).unwrap_or("");
+            let full = field(e, "fullUrl").and_then(Value::as_str).unwrap_or("");
             let url_matches =
                 full == target || relative && full.strip_suffix(target).is_some_and(|base| base.ends_with('/'));
             // Called for every reference against every entry: the version is looked up only for a
