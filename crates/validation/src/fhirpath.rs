@@ -770,8 +770,10 @@ fn navigate<'a>(item: &Item<'a>, name: &str, env: &Env<'a>, out: &mut Coll<'a>) 
         return;
     };
     let (val, ext) = (crate::defs::member(o, name), crate::defs::companion(o, name));
-    match env.model.child_type(ty, name) {
-        Some((cty, _)) if val.is_some() || ext.is_some() => {
+    // The child's type is looked up only for a property that is there: constraints often test absent ones.
+    let info = if val.is_some() || ext.is_some() { env.model.child_type(ty, name) } else { None };
+    match info {
+        Some((cty, _)) => {
             let val = val.unwrap_or(&Value::Null);
             if name == "resource" || cty == "Resource" || val.get("resourceType").is_some() {
                 each_child(val, ext, &mut |n, ex| {
@@ -782,7 +784,7 @@ fn navigate<'a>(item: &Item<'a>, name: &str, env: &Env<'a>, out: &mut Coll<'a>) 
                 each_child(val, ext, &mut |n, ex| out.push(Item::Node(n, ex, cty)));
             }
         }
-        _ => {
+        None => {
             if let Some(val) = val {
                 each_child(val, ext, &mut |n, ex| {
                     let rt = n.and_then(|n| n.get("resourceType")).and_then(Value::as_str).unwrap_or("");
@@ -1453,7 +1455,21 @@ fn calendar_to_ucum(u: &str) -> &str {
     }
 }
 
+/// The string an item's primitive value is when that is a `String` (as `prim` would give it, without the copy).
+fn plain_str<'x>(it: &'x Item) -> Option<&'x str> {
+    match it {
+        Item::Str(s) => Some(s),
+        Item::Node(Some(Value::String(s)), _, ty) if !matches!(*ty, "date" | "dateTime" | "instant" | "time") => {
+            Some(s)
+        }
+        _ => None,
+    }
+}
+
 fn equal(a: &Item, b: &Item) -> Option<bool> {
+    if let (Some(x), Some(y)) = (plain_str(a), plain_str(b)) {
+        return Some(x == y);
+    }
     let (pa, pb) = (prim(a), prim(b));
     match (&pa, &pb) {
         (Item::Node(Some(x), _, _), Item::Node(Some(y), _, _)) => Some(json_eq(x, y)),

@@ -210,7 +210,7 @@ impl<'v> Walk<'v> {
         if ei != 0
             && (ty == "Resource"
                 || ty == "DomainResource"
-                || (node.get("resourceType").is_some() && self.v.is_resource_type(ty)))
+                || (self.v.is_resource_type(ty) && node.get("resourceType").is_some()))
         {
             // The profiles of the type the resource has; a choice of resource types gives each its own.
             let rt = node.get("resourceType").and_then(Value::as_str).unwrap_or(ty);
@@ -489,14 +489,7 @@ impl<'v> Walk<'v> {
                 vec![None; items.len()]
             };
             for (ii, &(m, cm, cty, json_name, idx)) in items.iter().enumerate() {
-                match idx {
-                    Some(i) => {
-                        let _ = write!(self.path, ".{json_name}[{i}]");
-                    }
-                    None => {
-                        let _ = write!(self.path, ".{json_name}");
-                    }
-                }
+                push_step(&mut self.path, json_name, idx);
                 self.element(csd, k, m, cm, cty);
                 if let Some(s) = slice_of[ii] {
                     self.element(csd, s, m, cm, cty);
@@ -666,7 +659,7 @@ impl<'v> Walk<'v> {
                 let Some(m) = m else { continue };
                 let slice_has_profile =
                     out[ii].is_some_and(|s| sd.elems[s].types.iter().any(|t| !t.profiles.is_empty()));
-                let _ = write!(self.path, ".{json_name}[{}]", idx.unwrap_or(0));
+                push_step(&mut self.path, json_name, Some(idx.unwrap_or(0)));
                 let url = m.get("url").and_then(Value::as_str);
                 match url {
                     None => self.err(
@@ -1431,12 +1424,11 @@ impl<'v> Walk<'v> {
                 root_resource: root.map(|r| Item::Node(Some(r), None, resource_type(r).unwrap_or(""))),
                 context: Some(Item::Node(node, companion, ty)),
             };
-            let ty_for_node = if elem.path.contains('.') { ty } else { elem.path.as_str() };
-            let item = Item::Node(
-                node,
-                companion,
-                if node.and_then(|n| n.get("resourceType")).is_some() { ty_for_node } else { ty },
-            );
+            // A resource has the type its structure's root element names; the lookup is skipped for other nodes.
+            let is_root = !elem.path.contains('.');
+            let item_ty =
+                if is_root && node.and_then(|n| n.get("resourceType")).is_some() { elem.path.as_str() } else { ty };
+            let item = Item::Node(node, companion, item_ty);
             match fhirpath::check(expr, item, &env) {
                 Ok(true) => {}
                 Ok(false) => {
@@ -1666,6 +1658,25 @@ fn bundle_matches<'a>(bundle: &'a Value, reference: &str) -> Vec<&'a Value> {
             url_matches && version.is_none_or(|v| e["resource"]["meta"]["versionId"].as_str() == Some(v))
         })
         .collect()
+}
+
+/// Appends `.name`, or `.name[index]`, to a path: done for every node, where `write!` would cost several times
+/// more.
+fn push_step(path: &mut String, name: &str, index: Option<usize>) {
+    path.push('.');
+    path.push_str(name);
+    if let Some(mut i) = index {
+        path.push('[');
+        let start = path.len();
+        loop {
+            path.insert(start, char::from(b'0' + (i % 10) as u8));
+            i /= 10;
+            if i == 0 {
+                break;
+            }
+        }
+        path.push(']');
+    }
 }
 
 fn missing_slice(sliced: &Elem, slice: &Elem, found: u32) -> String {
