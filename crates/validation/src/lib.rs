@@ -422,3 +422,4 @@ impl std::hash::Hasher for FxHasher {
 }
 
 pub(crate) type FxMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>>;
+pub(crate) type FxSet<T> = HashSet<T, std::hash::BuildHasherDefault<FxHasher>>;

@@ -90,7 +90,8 @@ fn check_str(ty: &str, s: &str) -> Option<String> {
             if s.len() > 1_048_576 {
                 return Some("value is longer than the maximum allowed length of 1 MB".into());
             }
-            if s.chars().any(|c| (c as u32) < 32 && !matches!(c, '\t' | '\n' | '\r')) {
+            // Bytes below 32 are the ASCII control characters: UTF-8 uses none in multi-byte sequences.
+            if s.bytes().any(|b| b < 32 && !matches!(b, b'\t' | b'\n' | b'\r')) {
                 return Some(format!("The {ty} value contains illegal control characters"));
             }
             true

@@ -7,6 +7,7 @@ use std::sync::{Arc, OnceLock, RwLock};
 use serde_json::Value;
 
 use crate::defs::{Entry, canonical_base, s};
+use crate::{FxMap, FxSet};
 
 /// Systems rex cannot check without a terminology server.
 pub(crate) fn is_external_system(system: &str) -> bool {
@@ -40,9 +41,9 @@ pub(crate) fn is_bcp47_tag(tag: &str) -> bool {
 #[derive(Debug, Default)]
 pub(crate) struct Expansion {
     /// system -> codes
-    pub codes: crate::FxMap<String, HashSet<String>>,
+    pub codes: FxMap<String, FxSet<String>>,
     /// every code, whatever its system
-    pub all: HashSet<String>,
+    pub all: FxSet<String>,
     /// Systems included in full or by filters that rex cannot evaluate.
     pub open_systems: HashSet<String>,
     pub unknown: bool,
@@ -60,21 +61,21 @@ struct CodeSystem {
     complete: bool,
     case_sensitive: bool,
     /// code -> (display, parent codes)
-    concepts: HashMap<String, (Option<String>, Vec<String>)>,
+    concepts: FxMap<String, (Option<String>, Vec<String>)>,
 }
 
 pub(crate) struct Terminology {
     /// Read when a value set is first expanded (expansions are cached).
-    value_sets: HashMap<String, Entry>,
+    value_sets: FxMap<String, Entry>,
     /// Compiled when first used: the core package has 1,062 code systems, a referral uses a few.
-    code_systems: HashMap<String, (Entry, OnceLock<CodeSystem>)>,
-    cache: RwLock<HashMap<String, Arc<Expansion>>>,
+    code_systems: FxMap<String, (Entry, OnceLock<CodeSystem>)>,
+    cache: RwLock<FxMap<String, Arc<Expansion>>>,
 }
 
 impl CodeSystem {
     fn new(cs: &Value) -> CodeSystem {
-        let mut concepts = HashMap::new();
-        fn walk(list: &Value, parent: Option<&str>, out: &mut HashMap<String, (Option<String>, Vec<String>)>) {
+        let mut concepts = FxMap::default();
+        fn walk(list: &Value, parent: Option<&str>, out: &mut FxMap<String, (Option<String>, Vec<String>)>) {
             for c in list.as_array().into_iter().flatten() {
                 let Some(code) = s(c, "code") else { continue };
                 let entry =
@@ -126,7 +127,8 @@ impl Expansion {
 impl Terminology {
     pub(crate) fn new(value_sets: HashMap<String, Entry>, code_systems: HashMap<String, Entry>) -> Terminology {
         let code_systems = code_systems.into_iter().map(|(url, cs)| (url, (cs, OnceLock::new()))).collect();
-        Terminology { value_sets, code_systems, cache: RwLock::new(HashMap::new()) }
+        let value_sets = value_sets.into_iter().collect();
+        Terminology { value_sets, code_systems, cache: RwLock::default() }
     }
 
     fn code_system(&self, url: &str) -> Option<&CodeSystem> {
@@ -234,13 +236,13 @@ impl Terminology {
                         out.open_systems.insert(sys.clone());
                     }
                     Some(cs) => {
-                        let mut set: Option<HashSet<String>> = None;
+                        let mut set: Option<FxSet<String>> = None;
                         for f in filters {
                             let (prop, op, value) =
                                 (s(f, "property").unwrap_or(""), s(f, "op").unwrap_or(""), s(f, "value").unwrap_or(""));
-                            let matched: HashSet<String> = match (prop, op) {
+                            let matched: FxSet<String> = match (prop, op) {
                                 ("concept", "is-a") | ("concept", "descendent-of") => {
-                                    let mut m: HashSet<String> =
+                                    let mut m: FxSet<String> =
                                         cs.concepts.keys().filter(|c| is_descendant(cs, c, value)).cloned().collect();
                                     if op == "is-a" && cs.concepts.contains_key(value) {
                                         m.insert(value.to_string());

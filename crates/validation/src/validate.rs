@@ -479,6 +479,7 @@ impl<'v> Walk<'v> {
                 }
                 continue;
             }
+            // The slice each item is in; empty (no allocation) where the element is not sliced.
             let slice_of: Vec<Option<usize>> = if !c.slices.is_empty()
                 || c.slicing.is_some()
                 || c.name == "extension"
@@ -486,12 +487,12 @@ impl<'v> Walk<'v> {
             {
                 self.slicing(csd, k, items, base_len)
             } else {
-                vec![None; items.len()]
+                Vec::new()
             };
             for (ii, &(m, cm, cty, json_name, idx)) in items.iter().enumerate() {
                 push_step(&mut self.path, json_name, idx);
                 self.element(csd, k, m, cm, cty);
-                if let Some(s) = slice_of[ii] {
+                if let Some(&Some(s)) = slice_of.get(ii) {
                     self.element(csd, s, m, cm, cty);
                 }
                 if cty == "Reference"
