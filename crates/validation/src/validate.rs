@@ -29,6 +29,10 @@ pub(crate) struct Walk<'v> {
     /// This walk checks a reference's target against a `targetProfile`: the target's own references are not
     /// followed again (references may form cycles).
     pub in_target_check: bool,
+    /// For each reference met: how many entries of `resources[0]` (a Bundle) it names, and the resource of
+    /// `resources[0]` it resolves to. Both scan the entries, and a Bundle's entries are walked once per
+    /// definition and profile, each time meeting the same references.
+    ref_targets: crate::FxMap<&'v str, (usize, Option<&'v Value>)>,
 }
 
 type Entry<'a> = (Option<&'a Value>, Option<&'a Value>, &'a str, &'a str, Option<usize>);
@@ -57,6 +61,7 @@ impl<'v> Walk<'v> {
             resource_starts: Vec::new(),
             contained: Vec::new(),
             in_target_check: false,
+            ref_targets: crate::FxMap::default(),
         }
     }
 
@@ -1187,7 +1192,19 @@ impl<'v> Walk<'v> {
         }
     }
 
-    fn reference(&mut self, c: &Elem, r: &Value) {
+    /// The number of entries of `resources[0]` that `reference` names, and the resource of `resources[0]` it
+    /// resolves to.
+    fn ref_target(&mut self, reference: &'v str) -> (usize, Option<&'v Value>) {
+        let Some(root) = self.resources.first().copied() else { return (0, None) };
+        if let Some(&t) = self.ref_targets.get(reference) {
+            return t;
+        }
+        let t = (bundle_matches(root, reference).len(), self.v.resolve_in(Some(root), reference));
+        self.ref_targets.insert(reference, t);
+        t
+    }
+
+    fn reference(&mut self, c: &Elem, r: &'v Value) {
         let Some(reference) = r.get("reference").and_then(Value::as_str) else { return };
         if reference.contains(char::is_whitespace) {
             self.err(IssueCode::Structure, format!("The reference '{reference}' is not a valid reference"));
@@ -1219,12 +1236,7 @@ impl<'v> Walk<'v> {
             .collect();
         // type implied by the URL, or by the resolved Bundle entry
         let mut rtype: Option<String> = None;
-        if let Some(t) = self
-            .v
-            .resolve_in(self.resources.first().copied(), reference)
-            .and_then(|x| x.get("resourceType"))
-            .and_then(Value::as_str)
-        {
+        if let Some(t) = self.ref_target(reference).1.and_then(|x| x.get("resourceType")).and_then(Value::as_str) {
             rtype = Some(t.to_string());
         } else if !reference.starts_with("urn:") {
             let parts: Vec<&str> = reference.split('/').collect();
@@ -1277,8 +1289,8 @@ impl<'v> Walk<'v> {
 
     /// A reference to a resource of the Bundle being validated, where the element names profiles (not just
     /// resource types) as targets: the resource must conform to one of them.
-    fn target_profiles(&mut self, c: &Elem, reference: &str) {
-        let Some(target) = self.v.resolve_in(self.resources.first().copied(), reference) else { return };
+    fn target_profiles(&mut self, c: &Elem, reference: &'v str) {
+        let Some(target) = self.ref_target(reference).1 else { return };
         let rt = target.get("resourceType").and_then(Value::as_str).unwrap_or("");
         let all: Vec<&str> = c
             .types
@@ -1330,7 +1342,7 @@ impl<'v> Walk<'v> {
 
     /// A profile may require a reference to be to a contained resource or to a resource of the same Bundle
     /// (`aggregation` without `referenced`). References to contained resources (`#id`) are checked before.
-    fn aggregation(&mut self, c: &Elem, root: &'v Value, reference: &str) {
+    fn aggregation(&mut self, c: &Elem, root: &'v Value, reference: &'v str) {
         let modes: Vec<&str> = c
             .types
             .iter()
@@ -1342,7 +1354,7 @@ impl<'v> Walk<'v> {
         }
         let bundled = modes.contains(&"bundled")
             && root.get("resourceType").and_then(Value::as_str) == Some("Bundle")
-            && self.v.resolve_in(Some(root), reference).is_some();
+            && self.ref_target(reference).1.is_some();
         if !bundled {
             self.err(
                 IssueCode::Structure,
@@ -1354,12 +1366,12 @@ impl<'v> Walk<'v> {
     /// Reference resolution inside the resource being validated: a reference to a Bundle entry must name one
     /// entry, and (in `references_must_resolve` mode) a relative one must name a resource of the Bundle or
     /// Parameters.
-    fn reference_resolves(&mut self, root: &'v Value, reference: &str) {
+    fn reference_resolves(&mut self, root: &'v Value, reference: &'v str) {
         let root_type = root.get("resourceType").and_then(Value::as_str);
         if root_type == Some("Bundle")
             && root.get("type").and_then(Value::as_str) != Some("history")
             && !reference.contains("/_history/")
-            && bundle_matches(root, reference).len() > 1
+            && self.ref_target(reference).0 > 1
         {
             self.err(IssueCode::NotFound, format!("Multiple matches in bundle for reference {reference}"));
         }
@@ -1367,7 +1379,7 @@ impl<'v> Walk<'v> {
         if self.v.options.references_must_resolve
             && relative
             && matches!(root_type, Some("Bundle" | "Parameters"))
-            && self.v.resolve_in(Some(root), reference).is_none()
+            && self.ref_target(reference).1.is_none()
         {
             self.err(IssueCode::NotFound, format!("Unable to resolve resource with reference '{reference}'"));
         }
