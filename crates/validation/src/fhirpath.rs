@@ -775,7 +775,7 @@ fn navigate<'a>(item: &Item<'a>, name: &str, env: &Env<'a>, out: &mut Coll<'a>) 
     match info {
         Some((cty, _)) => {
             let val = val.unwrap_or(&Value::Null);
-            if name == "resource" || cty == "Resource" || val.get("resourceType").is_some() {
+            if name == "resource" || cty == "Resource" || crate::defs::field(val, "resourceType").is_some() {
                 each_child(val, ext, &mut |n, ex| {
                     let rt = n.and_then(|n| n.get("resourceType")).and_then(Value::as_str).unwrap_or(cty);
                     out.push(Item::Node(n, ex, rt))
@@ -879,7 +879,7 @@ fn choice_type(suffix: &str) -> &'static str {
     COMPLEX.iter().find(|c| **c == suffix).copied().unwrap_or("Meta")
 }
 
-fn eval<'a, 'b>(expr: &Expr, focus: &Coll<'a>, env: &Env<'a>, fr: Frame<'a, 'b>) -> Result<Coll<'a>, EvalError> {
+fn eval<'a, 'b>(expr: &Expr, focus: &[Item<'a>], env: &Env<'a>, fr: Frame<'a, 'b>) -> Result<Coll<'a>, EvalError> {
     Ok(match expr {
         Expr::Empty => vec![],
         Expr::Bool(b) => vec![Item::Bool(*b)],
@@ -971,7 +971,7 @@ fn eval<'a, 'b>(expr: &Expr, focus: &Coll<'a>, env: &Env<'a>, fr: Frame<'a, 'b>)
         Expr::Call(base, name, args) => {
             let input = match base {
                 Some(b) => eval(b, focus, env, fr)?,
-                None => focus.clone(),
+                None => focus.to_vec(),
             };
             call(name, input, args, focus, env, fr)?
         }
@@ -1036,7 +1036,7 @@ fn binary<'a, 'b>(
     op: Op,
     l: &Expr,
     r: &Expr,
-    focus: &Coll<'a>,
+    focus: &[Item<'a>],
     env: &Env<'a>,
     fr: Frame<'a, 'b>,
 ) -> Result<Coll<'a>, EvalError> {
@@ -1560,7 +1560,7 @@ fn norm_ws(s: &str) -> String {
 fn arg<'a, 'b>(
     args: &[Expr],
     i: usize,
-    focus: &Coll<'a>,
+    focus: &[Item<'a>],
     env: &Env<'a>,
     fr: Frame<'a, 'b>,
 ) -> Result<Coll<'a>, EvalError> {
@@ -1573,7 +1573,7 @@ fn arg<'a, 'b>(
 fn arg_str<'a, 'b>(
     args: &[Expr],
     i: usize,
-    focus: &Coll<'a>,
+    focus: &[Item<'a>],
     env: &Env<'a>,
     fr: Frame<'a, 'b>,
 ) -> Result<Option<String>, EvalError> {
@@ -1583,7 +1583,7 @@ fn arg_str<'a, 'b>(
 fn arg_int<'a, 'b>(
     args: &[Expr],
     i: usize,
-    focus: &Coll<'a>,
+    focus: &[Item<'a>],
     env: &Env<'a>,
     fr: Frame<'a, 'b>,
 ) -> Result<Option<i64>, EvalError> {
@@ -1617,7 +1617,7 @@ fn call<'a, 'b>(
     name: &str,
     input: Coll<'a>,
     args: &[Expr],
-    focus: &Coll<'a>,
+    focus: &[Item<'a>],
     env: &Env<'a>,
     fr: Frame<'a, 'b>,
 ) -> Result<Coll<'a>, EvalError> {
@@ -1633,8 +1633,8 @@ fn call<'a, 'b>(
                 "where" => {
                     let mut out = Vec::new();
                     for (i, it) in input.iter().enumerate() {
-                        let one = vec![it.clone()];
-                        let r = eval(crit, &one, env, Frame { this: Some(it), index: i, total: None })?;
+                        let one = std::slice::from_ref(it);
+                        let r = eval(crit, one, env, Frame { this: Some(it), index: i, total: None })?;
                         if single_bool(&r)? == Some(true) {
                             out.push(it.clone());
                         }
@@ -1643,8 +1643,8 @@ fn call<'a, 'b>(
                 }
                 "exists" => {
                     for (i, it) in input.iter().enumerate() {
-                        let one = vec![it.clone()];
-                        let r = eval(crit, &one, env, Frame { this: Some(it), index: i, total: None })?;
+                        let one = std::slice::from_ref(it);
+                        let r = eval(crit, one, env, Frame { this: Some(it), index: i, total: None })?;
                         if single_bool(&r)? == Some(true) {
                             return b(true);
                         }
@@ -1653,8 +1653,8 @@ fn call<'a, 'b>(
                 }
                 "all" => {
                     for (i, it) in input.iter().enumerate() {
-                        let one = vec![it.clone()];
-                        let r = eval(crit, &one, env, Frame { this: Some(it), index: i, total: None })?;
+                        let one = std::slice::from_ref(it);
+                        let r = eval(crit, one, env, Frame { this: Some(it), index: i, total: None })?;
                         if single_bool(&r)? != Some(true) {
                             return b(false);
                         }
@@ -1664,8 +1664,8 @@ fn call<'a, 'b>(
                 "select" => {
                     let mut out = Vec::new();
                     for (i, it) in input.iter().enumerate() {
-                        let one = vec![it.clone()];
-                        out.extend(eval(crit, &one, env, Frame { this: Some(it), index: i, total: None })?);
+                        let one = std::slice::from_ref(it);
+                        out.extend(eval(crit, one, env, Frame { this: Some(it), index: i, total: None })?);
                     }
                     return Ok(out);
                 }
@@ -1677,8 +1677,8 @@ fn call<'a, 'b>(
                         guard += 1;
                         let mut next = Vec::new();
                         for (i, it) in queue.iter().enumerate() {
-                            let one = vec![it.clone()];
-                            for r in eval(crit, &one, env, Frame { this: Some(it), index: i, total: None })? {
+                            let one = std::slice::from_ref(it);
+                            for r in eval(crit, one, env, Frame { this: Some(it), index: i, total: None })? {
                                 if !out.iter().any(|o| same_node(o, &r)) {
                                     out.push(r.clone());
                                     next.push(r);
@@ -1696,8 +1696,8 @@ fn call<'a, 'b>(
                         None => vec![],
                     };
                     for (i, it) in input.iter().enumerate() {
-                        let one = vec![it.clone()];
-                        acc = eval(crit, &one, env, Frame { this: Some(it), index: i, total: Some(&acc) })?;
+                        let one = std::slice::from_ref(it);
+                        acc = eval(crit, one, env, Frame { this: Some(it), index: i, total: Some(&acc) })?;
                     }
                     return Ok(acc);
                 }
@@ -2184,14 +2184,14 @@ fn call<'a, 'b>(
 fn sort<'a>(input: Coll<'a>, args: &[Expr], env: &Env<'a>) -> Result<Coll<'a>, EvalError> {
     let mut keyed: Vec<(Vec<Option<Item<'a>>>, Item<'a>)> = Vec::with_capacity(input.len());
     for (i, it) in input.iter().enumerate() {
-        let one = vec![it.clone()];
+        let one = std::slice::from_ref(it);
         let mut keys = Vec::new();
         for a in args {
             let e = match a {
                 Expr::Unary('-', e) => e.as_ref(),
                 other => other,
             };
-            keys.push(singleton(&eval(e, &one, env, Frame { this: Some(it), index: i, total: None })?)?);
+            keys.push(singleton(&eval(e, one, env, Frame { this: Some(it), index: i, total: None })?)?);
         }
         if args.is_empty() {
             keys.push(Some(prim(it)));

@@ -666,7 +666,7 @@ impl<'v> Walk<'v> {
                 let slice_has_profile =
                     out[ii].is_some_and(|s| sd.elems[s].types.iter().any(|t| !t.profiles.is_empty()));
                 push_step(&mut self.path, json_name, Some(idx.unwrap_or(0)));
-                let url = m.get("url").and_then(Value::as_str);
+                let url = field(m, "url").and_then(Value::as_str);
                 match url {
                     None => self.err(
                         IssueCode::Structure,
@@ -798,7 +798,7 @@ impl<'v> Walk<'v> {
                         .types
                         .iter()
                         .flat_map(|t| t.profiles.iter())
-                        .any(|p| item.get("url").and_then(Value::as_str) == Some(p));
+                        .any(|p| field(item, "url").and_then(Value::as_str) == Some(p));
                 }
                 return false;
             }
@@ -1205,7 +1205,7 @@ impl<'v> Walk<'v> {
     }
 
     fn reference(&mut self, c: &Elem, r: &'v Value) {
-        let Some(reference) = r.get("reference").and_then(Value::as_str) else { return };
+        let Some(reference) = field(r, "reference").and_then(Value::as_str) else { return };
         if reference.contains(char::is_whitespace) {
             self.err(IssueCode::Structure, format!("The reference '{reference}' is not a valid reference"));
         }
@@ -1262,7 +1262,7 @@ impl<'v> Walk<'v> {
                 }
             }
         }
-        if let Some(declared) = r.get("type").and_then(Value::as_str)
+        if let Some(declared) = field(r, "type").and_then(Value::as_str)
             && let Some(rt) = &rtype
             && rt != declared
         {
@@ -1633,7 +1633,7 @@ type Coded<'a> = (Option<&'a str>, &'a str, Option<&'a str>);
 /// The (system, code, display) of each coding of a coded value; `None` when the type is not coded or the value
 /// has no code.
 fn codings_of<'a>(val: &'a Value, ty: &str) -> Option<Vec<Coded<'a>>> {
-    let str_of = |v: &'a Value, key: &str| v.get(key).and_then(Value::as_str);
+    let str_of = |v: &'a Value, key: &str| field(v, key).and_then(Value::as_str);
     Some(match ty {
         "code" | "string" | "uri" => vec![(None, val.as_str()?, None)],
         "Coding" => vec![(str_of(val, "system"), str_of(val, "code")?, str_of(val, "display"))],
@@ -1827,7 +1827,7 @@ fn select<'a>(item: &'a Value, path: &str) -> Vec<(&'a Value, Option<&'a str>)> 
         if let Some(url) = seg.strip_prefix("extension('").and_then(|s| s.strip_suffix("')")) {
             for (v, _) in &cur {
                 for e in v.get("extension").and_then(Value::as_array).into_iter().flatten() {
-                    if e.get("url").and_then(Value::as_str) == Some(url) {
+                    if field(e, "url").and_then(Value::as_str) == Some(url) {
                         next.push((e, None));
                     }
                 }
@@ -1835,7 +1835,7 @@ fn select<'a>(item: &'a Value, path: &str) -> Vec<(&'a Value, Option<&'a str>)> 
         } else {
             for (v, _) in &cur {
                 let Some(o) = v.as_object() else { continue };
-                let found = o.get(seg).map(|x| (x, None)).or_else(|| {
+                let found = crate::defs::member(o, seg).map(|x| (x, None)).or_else(|| {
                     o.iter()
                         .find(|(k, _)| {
                             k.len() > seg.len()
@@ -1863,7 +1863,7 @@ pub(crate) fn native_constraint(key: &str, expression: &str) -> Option<Native> {
         (
             "ref-1",
             "reference.startsWith('#').not() or (reference.substring(1).trace('url') in %rootResource.contained.id.trace('ids'))",
-        ) => Some(|v, root| match v.get("reference").and_then(Value::as_str).and_then(|r| r.strip_prefix('#')) {
+        ) => Some(|v, root| match field(v, "reference").and_then(Value::as_str).and_then(|r| r.strip_prefix('#')) {
             Some(id) => {
                 root.is_some_and(|r| contained(r).iter().any(|c| c.get("id").and_then(Value::as_str) == Some(id)))
             }
