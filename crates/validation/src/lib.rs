@@ -231,6 +231,8 @@ impl Validator {
     /// (e.g. `Bundle.entry[3].resource.subject`). Never panics on arbitrary JSON.
     pub fn validate(&self, resource: &Value, profiles: &[&str]) -> Vec<Issue> {
         let mut w = validate::Walk::new(self);
+        // The issues are deduplicated below, so a resource validated twice against a structure is validated once.
+        w.validated = Some(FxSet::default());
         let rt = resource.get("resourceType").and_then(Value::as_str);
         w.path = rt.unwrap_or("Resource").to_string();
         if !resource.is_object() {

@@ -33,6 +33,11 @@ pub(crate) struct Walk<'v> {
     /// `resources[0]` it resolves to. Both scan the entries, and a Bundle's entries are walked once per
     /// definition and profile, each time meeting the same references.
     ref_targets: crate::FxMap<&'v str, (usize, Option<&'v Value>)>,
+    /// The (resource, structure) pairs validated so far, in a walk that may skip validating one again: a
+    /// Bundle's entries are reached once per definition of the Bundle (its base and each profile), and another
+    /// pass would only repeat the issues of the first, which `Validator::validate` drops. `None` in the walks
+    /// that count errors.
+    pub validated: Option<crate::FxSet<(*const Value, *const Sd)>>,
 }
 
 type Entry<'a> = (Option<&'a Value>, Option<&'a Value>, &'a str, &'a str, Option<usize>);
@@ -62,6 +67,7 @@ impl<'v> Walk<'v> {
             contained: Vec::new(),
             in_target_check: false,
             ref_targets: crate::FxMap::default(),
+            validated: None,
         }
     }
 
@@ -97,7 +103,10 @@ impl<'v> Walk<'v> {
         self.resource_starts.push(self.path.len());
         let last_step = self.path.rfind('.').map_or("", |d| &self.path[d..]);
         self.contained.push(last_step.starts_with(".contained["));
-        self.complex(base, 0, res, rt);
+        let base_first = self.first_visit(res, base);
+        if base_first {
+            self.complex(base, 0, res, rt);
+        }
         // Declared profiles keep their place in meta.profile, so an unknown one is reported there.
         let mut profiles: Vec<(String, Option<usize>)> = Vec::new();
         if let Some(list) = res.get("meta").and_then(|m| m.get("profile")).and_then(Value::as_array) {
@@ -141,26 +150,31 @@ impl<'v> Walk<'v> {
                 }
                 Some(sd) => {
                     let sd: &'v Sd = sd;
-                    self.complex(sd, 0, res, rt);
+                    if self.first_visit(res, sd) {
+                        self.complex(sd, 0, res, rt);
+                    }
                 }
             }
         }
-        if rt == "Bundle" {
-            self.bundle_rules(res);
-        }
-        if rt == "QuestionnaireResponse" {
-            self.questionnaire_response(res);
-        }
-        if rt == "StructureDefinition" {
-            self.structure_definition(res);
-        }
-        if rt == "OperationDefinition" {
-            self.operation_definition(res);
+        // Rules of the resource type itself, checked with its base definition.
+        if base_first {
+            match rt {
+                "Bundle" => self.bundle_rules(res),
+                "QuestionnaireResponse" => self.questionnaire_response(res),
+                "StructureDefinition" => self.structure_definition(res),
+                "OperationDefinition" => self.operation_definition(res),
+                _ => {}
+            }
         }
         self.resources.pop();
         self.resource_starts.pop();
         self.contained.pop();
         self.depth -= 1;
+    }
+
+    /// Whether `res` is yet to be validated against `sd` in this walk (see `validated`), now marked as done.
+    fn first_visit(&mut self, res: &Value, sd: &Sd) -> bool {
+        self.validated.as_mut().is_none_or(|done| done.insert((res as *const Value, sd as *const Sd)))
     }
 
     /// Validates one node against element `ei` of `sd`, where the node's type is `ty`.
