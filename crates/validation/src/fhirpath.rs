@@ -1080,6 +1080,12 @@ fn binary<'a, 'b>(
         }
         _ => {}
     }
+    // `code = 'literal'`, the common comparison, is decided without making an item of the literal.
+    if let (Op::Eq | Op::Ne, Expr::Str(lit), [one]) = (op, r, lv.as_slice())
+        && let Some(s) = plain_str(one)
+    {
+        return Ok(vec![Item::Bool((s == lit) == (op == Op::Eq))]);
+    }
     let rv = eval(r, focus, env, fr)?;
     Ok(match op {
         Op::Xor => match (single_bool(&lv)?, single_bool(&rv)?) {
