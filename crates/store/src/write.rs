@@ -7,6 +7,8 @@
 //! INSERTs when the transaction next needs the database: before any read or other write through
 //! the same [`Tx`] (so it always sees its own writes) and before commit.
 
+use std::collections::HashSet;
+
 use rex_fhir::search::{IndexEntry, IndexValue, SearchRegistry};
 use serde_json::{Value, json};
 use sqlx::any::AnyArguments;
@@ -49,6 +51,8 @@ const ROWS_PER_INSERT: usize = 200;
 pub(crate) struct Pending {
     /// New rows of `resources` (version 1), with the error their id being taken means.
     resources: Vec<(NewVersion, Taken)>,
+    /// The `(type, id)` of those rows: a Bundle of thousands of entries asks for each new one.
+    resource_ids: HashSet<(String, String)>,
     history: Vec<NewVersion>,
     index: Vec<(String, String, IndexEntry)>,
 }
@@ -75,7 +79,7 @@ enum Taken {
 
 impl Pending {
     fn has_resource(&self, resource_type: &str, id: &str) -> bool {
-        self.resources.iter().any(|(row, _)| row.resource_type == resource_type && row.id == id)
+        self.resource_ids.contains(&(resource_type.to_string(), id.to_string()))
     }
 }
 
@@ -196,6 +200,7 @@ impl Tx {
             content: Some(content.clone()),
         };
         if version == 1 {
+            self.pending.resource_ids.insert((resource_type.to_string(), id.to_string()));
             self.pending.resources.push((new_version(), taken));
         } else {
             let backend = self.backend;

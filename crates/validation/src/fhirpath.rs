@@ -1462,6 +1462,24 @@ fn calendar_to_ucum(u: &str) -> &str {
 }
 
 /// The string an item's primitive value is when that is a `String` (as `prim` would give it, without the copy).
+/// The items of `input` without repeats, in order. FHIRPath equality is no hash equality across
+/// types, so in general each item is compared with those kept; a collection of plain strings (the
+/// fullUrls that bdl-7 checks on a Bundle of thousands of entries) goes through a set instead.
+fn distinct(input: Coll<'_>) -> Coll<'_> {
+    if input.iter().all(|it| plain_str(it).is_some()) {
+        let mut seen = crate::FxSet::default();
+        let keep: Vec<bool> = input.iter().map(|it| seen.insert(plain_str(it))).collect();
+        return input.into_iter().zip(keep).filter_map(|(it, keep)| keep.then_some(it)).collect();
+    }
+    let mut out: Coll = Vec::new();
+    for it in input {
+        if !out.iter().any(|o| equal(o, &it) == Some(true)) {
+            out.push(it);
+        }
+    }
+    out
+}
+
 fn plain_str<'x>(it: &'x Item) -> Option<&'x str> {
     match it {
         Item::Str(s) => Some(s),
@@ -1771,24 +1789,10 @@ fn call<'a, 'b>(
             0 | 1 => input,
             _ => return Err("single() on a collection of several items".into()),
         },
-        "distinct" => {
-            let mut out: Coll = Vec::new();
-            for it in input {
-                if !out.iter().any(|o| equal(o, &it) == Some(true)) {
-                    out.push(it);
-                }
-            }
-            out
-        }
+        "distinct" => distinct(input),
         "isDistinct" => {
             let n = input.len();
-            let mut out: Coll = Vec::new();
-            for it in input {
-                if !out.iter().any(|o| equal(o, &it) == Some(true)) {
-                    out.push(it);
-                }
-            }
-            vec![Item::Bool(out.len() == n)]
+            vec![Item::Bool(distinct(input).len() == n)]
         }
         "allTrue" => vec![Item::Bool(input.iter().all(|x| to_bool(x) == Some(true)))],
         "anyTrue" => vec![Item::Bool(input.iter().any(|x| to_bool(x) == Some(true)))],
@@ -2494,5 +2498,17 @@ mod tests {
         assert!(matches!(run("(1 + 2 * 3) = 7", &p)[0], Item::Bool(true)));
         assert!(matches!(run("@2012-01-01 < @2012-02-01", &p)[0], Item::Bool(true)));
         assert!(parse("name.").is_err());
+    }
+
+    #[test]
+    fn distinct_keeps_first_occurrences_of_strings_and_of_other_items() {
+        let p = json!({"resourceType":"Patient","name":[{"given":["a","b","a","c","b"]}]});
+        let given: Vec<String> =
+            run("name.given.distinct()", &p).iter().filter_map(plain_str).map(String::from).collect();
+        assert_eq!(given, ["a", "b", "c"]);
+        assert!(matches!(run("name.given.isDistinct()", &p)[0], Item::Bool(false)));
+        assert!(matches!(run("name.given.take(2).isDistinct()", &p)[0], Item::Bool(true)));
+        // Not all strings: compared by FHIRPath equality (1 = 1.0).
+        assert!(matches!(run("(1).combine(1.0).combine('a').isDistinct()", &p)[0], Item::Bool(false)));
     }
 }
