@@ -166,6 +166,13 @@ struct ServeArgs {
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "REX_MAX_BODY_BYTES", default_value_t = rex_server::DEFAULT_MAX_BODY_BYTES)]
     max_body_bytes: usize,
+    /// JSON request bodies over this many bytes are large: only --large-bodies of them are worked
+    /// on at once (parsing and checking a Bundle takes about 25 times its size in memory).
+    #[arg(long, env = "REX_LARGE_BODY_BYTES", default_value_t = rex_server::DEFAULT_LARGE_BODY_BYTES)]
+    large_body_bytes: usize,
+    /// Large JSON request bodies worked on at once; one more is answered 503 with Retry-After.
+    #[arg(long, env = "REX_LARGE_BODIES", default_value_t = rex_server::DEFAULT_LARGE_BODY_SLOTS)]
+    large_bodies: usize,
     /// Seconds between two runs of the SLA escalation of overdue referrals (0: never).
     #[arg(long, env = "REX_ESCALATION_INTERVAL", default_value_t = 60)]
     escalation_interval: u64,
@@ -266,6 +273,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         config.base_url = base_url.trim_end_matches('/').to_string();
     }
     config.limits.max_bytes = args.max_body_bytes;
+    config.large_bodies = rex_server::LargeBodies::new(args.large_body_bytes, args.large_bodies);
     config.limits.max_depth = args.max_json_depth;
     let security = match &args.security {
         Some(path) => Some(load_security(&args, path, &config.base_url, &store)?),

@@ -9,9 +9,39 @@ backend_tests!(
     statuses_of_bad_requests,
     structural_errors_have_locations,
     limits_are_enforced,
+    large_bodies_take_a_slot_or_are_refused_for_now,
     content_negotiation,
     metadata_tells_the_truth
 );
+
+async fn large_bodies_take_a_slot_or_are_refused_for_now(app: &TestApp) {
+    // A Patient of about 1.5 MB, over the default large-body threshold of 1 MiB.
+    let narrative = format!("<div xmlns=\"http://www.w3.org/1999/xhtml\">{}</div>", "history ".repeat(200_000));
+    let large = json!({"resourceType": "Patient", "text": {"status": "generated", "div": narrative}}).to_string();
+    let fhir_json = [("content-type", "application/fhir+json")];
+    // Every slot taken, as by other large requests in progress.
+    let mut held = Vec::new();
+    while let Ok(Some(slot)) = app.state.config.large_bodies.admit(None) {
+        held.push(slot);
+    }
+    assert!(!held.is_empty(), "large bodies have slots by default");
+
+    let refused = app.send(Method::POST, "Patient", &fhir_json, Some(large.clone())).await;
+    assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(refused.issue_code(), "throttled");
+    assert_eq!(refused.headers["retry-after"], "5");
+    let small = app.post("Patient", &json!({"resourceType": "Patient", "active": true})).await;
+    assert_eq!(small.status, StatusCode::CREATED, "small bodies need no slot");
+    let binary =
+        app.send(Method::POST, "Binary", &[("content-type", "application/pdf")], Some("%PDF".repeat(400_000))).await;
+    assert_eq!(binary.status, StatusCode::CREATED, "raw Binary uploads are streamed and need no slot");
+    assert_eq!(app.total("Patient").await, 1, "the refused Patient was not stored");
+
+    drop(held);
+    let accepted = app.send(Method::POST, "Patient", &fhir_json, Some(large)).await;
+    assert_eq!(accepted.status, StatusCode::CREATED, "{:?}", accepted.body);
+    assert_eq!(app.total("Patient").await, 2);
+}
 
 async fn statuses_of_bad_requests(app: &TestApp) {
     let malformed = app

@@ -1,9 +1,13 @@
 //! FHIR over HTTP: reading bodies with limits and content-type checks, the `Prefer` header,
 //! conditional-read headers, and writing `application/fhir+json` responses.
 
+use std::sync::Arc;
+
 use axum::body::{Body, Bytes};
-use axum::http::header::{ACCEPT, CONTENT_TYPE, ETAG, LAST_MODIFIED};
+use axum::extract::{Request, State};
+use axum::http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, ETAG, LAST_MODIFIED, RETRY_AFTER, TRANSFER_ENCODING};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use rex_fhir::IssueCode;
 use rex_fhir::json::parse_body;
@@ -11,6 +15,9 @@ use rex_fhir::query::Handling;
 use rex_store::StoredResource;
 use serde_json::Value;
 
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::AppState;
 use crate::error::ApiError;
 
 pub const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
@@ -71,6 +78,72 @@ pub fn check_accept(headers: &HeaderMap, format: Option<&str>) -> Result<(), Api
 pub struct BodyLimits {
     pub max_bytes: usize,
     pub max_depth: usize,
+}
+
+/// Default size from which a JSON request body is large: 1 MiB (a referral Bundle is 30-80 KB).
+pub const DEFAULT_LARGE_BODY_BYTES: usize = 1024 * 1024;
+/// Default number of large JSON bodies worked on at once.
+pub const DEFAULT_LARGE_BODY_SLOTS: usize = 2;
+/// What a client refused for want of a slot is told to wait, in seconds.
+const LARGE_BODY_RETRY_SECONDS: u32 = 5;
+
+/// Admission of large JSON request bodies. Parsing, checking and writing a Bundle takes about 25
+/// times its size in memory (about 400 MB for a 15 MB Bundle, BENCHMARKS.md), so only a few bodies
+/// over the threshold are worked on at once; one more is answered 503 with `Retry-After` before
+/// its body is read. Other bodies (raw Binary uploads are streamed to disk) are not counted.
+#[derive(Debug, Clone)]
+pub struct LargeBodies {
+    threshold: usize,
+    slots: Arc<Semaphore>,
+}
+
+impl LargeBodies {
+    /// Bodies of more than `threshold` bytes need one of `slots`.
+    pub fn new(threshold: usize, slots: usize) -> LargeBodies {
+        LargeBodies { threshold, slots: Arc::new(Semaphore::new(slots)) }
+    }
+
+    /// A slot for a JSON body of `length` bytes (`None`: not announced, so possibly large), held
+    /// until the returned permit is dropped; `Ok(None)` when the body is small.
+    pub fn admit(&self, length: Option<usize>) -> Result<Option<OwnedSemaphorePermit>, ApiError> {
+        if length.is_some_and(|length| length <= self.threshold) {
+            return Ok(None);
+        }
+        self.slots.clone().try_acquire_owned().map(Some).map_err(|_| {
+            ApiError::one(
+                StatusCode::SERVICE_UNAVAILABLE,
+                IssueCode::Throttled,
+                format!(
+                    "rex is already working on as many request bodies over {} bytes as it takes at once; \
+                     retry after {LARGE_BODY_RETRY_SECONDS} s",
+                    self.threshold
+                ),
+            )
+        })
+    }
+}
+
+/// Middleware: a JSON request body over the large-body threshold waits for nothing, it takes a
+/// slot for the whole request or is refused (see [`LargeBodies`]).
+pub async fn admit_large_bodies(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    let json = headers
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_none_or(|content_type| content_type.to_ascii_lowercase().contains("json"));
+    let has_body = headers.contains_key(CONTENT_LENGTH) || headers.contains_key(TRANSFER_ENCODING);
+    if !json || !has_body {
+        return next.run(request).await;
+    }
+    let length = headers.get(CONTENT_LENGTH).and_then(|value| value.to_str().ok()?.parse().ok());
+    match state.config.large_bodies.admit(length) {
+        Ok(_slot) => next.run(request).await,
+        Err(err) => {
+            let mut response = err.into_response();
+            response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(LARGE_BODY_RETRY_SECONDS));
+            response
+        }
+    }
 }
 
 /// Reads the whole body, refusing with 413 past the size limit.

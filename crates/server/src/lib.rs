@@ -32,7 +32,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use access::Caller;
 pub use error::ApiError;
-pub use http::{BodyLimits, Prefer};
+pub use http::{BodyLimits, DEFAULT_LARGE_BODY_BYTES, DEFAULT_LARGE_BODY_SLOTS, LargeBodies, Prefer};
 use interactions::write::{Target, WriteOp, execute};
 use interactions::{capabilities, history, message, read, rest_write, search, transaction, validate};
 use rex_referral::RoutingConfig;
@@ -52,6 +52,8 @@ pub struct Config {
     /// it appears in Location headers and Bundle links.
     pub base_url: String,
     pub limits: BodyLimits,
+    /// How many large JSON bodies are worked on at once.
+    pub large_bodies: LargeBodies,
 }
 
 impl Config {
@@ -60,6 +62,7 @@ impl Config {
         Config {
             base_url: format!("http://{addr}/fhir"),
             limits: BodyLimits { max_bytes: DEFAULT_MAX_BODY_BYTES, max_depth: rex_fhir::json::DEFAULT_MAX_DEPTH },
+            large_bodies: LargeBodies::new(http::DEFAULT_LARGE_BODY_BYTES, http::DEFAULT_LARGE_BODY_SLOTS),
         }
     }
 }
@@ -173,6 +176,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/fhir/{type}/{id}/_history/{version}", get(read::vread))
         .route("/metrics", get(operations::metrics))
+        .route_layer(middleware::from_fn_with_state(state.clone(), http::admit_large_bodies))
         .route_layer(middleware::from_fn_with_state(state.clone(), security::authenticate));
     let public = Router::new()
         .route("/fhir/metadata", get(capabilities::metadata))
