@@ -14,7 +14,6 @@ use rex_fhir::json::parse_body;
 use rex_fhir::query::Handling;
 use rex_store::StoredResource;
 use serde_json::Value;
-
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::AppState;
