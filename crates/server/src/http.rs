@@ -122,8 +122,8 @@ impl LargeBodies {
     }
 }
 
-/// Middleware: a JSON request body over the large-body threshold waits for nothing, it takes a
-/// slot for the whole request or is refused (see [`LargeBodies`]).
+/// Middleware: a request with a JSON body over the large-body threshold holds a slot until it is
+/// answered, or is refused at once when none is free (see [`LargeBodies`]).
 pub async fn admit_large_bodies(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let headers = request.headers();
     let json = headers

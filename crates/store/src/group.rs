@@ -76,7 +76,7 @@ impl Writer {
         // Each member is a savepoint, so SQLite copies every page the group already changed into a
         // sub-journal before the member changes it again, to be able to roll the member back. A
         // Bundle touches hundreds of pages; past 64 KiB the sub-journal spilled to a temporary file,
-        // and its writes were about a fifth of the writer's CPU. In memory it is a copy. It is only
+        // and writing it was about a quarter of the writer thread's CPU. In memory it is a copy. It is only
         // for rolling back a member: commits and durability do not depend on it.
         sqlx::query("PRAGMA temp_store = MEMORY").execute(&mut conn).await?;
         Ok(Writer { state: Arc::new(Mutex::new(WriterState { conn, group: None })), queued: AtomicUsize::new(0) })

@@ -1461,7 +1461,6 @@ fn calendar_to_ucum(u: &str) -> &str {
     }
 }
 
-/// The string an item's primitive value is when that is a `String` (as `prim` would give it, without the copy).
 /// The items of `input` without repeats, in order. FHIRPath equality is no hash equality across
 /// types, so in general each item is compared with those kept; a collection of plain strings (the
 /// fullUrls that bdl-7 checks on a Bundle of thousands of entries) goes through a set instead.
@@ -1480,6 +1479,7 @@ fn distinct(input: Coll<'_>) -> Coll<'_> {
     out
 }
 
+/// The string an item's primitive value is when that is a `String` (as `prim` would give it, without the copy).
 fn plain_str<'x>(it: &'x Item) -> Option<&'x str> {
     match it {
         Item::Str(s) => Some(s),
