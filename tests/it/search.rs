@@ -16,6 +16,7 @@ backend_tests!(
     include_and_revinclude,
     bad_search_requests,
     post_search,
+    task_queue_pages,
 );
 
 async fn seed_patients(app: &TestApp) -> Vec<String> {
@@ -287,4 +288,61 @@ async fn post_search(app: &TestApp) {
     let found: Vec<Value> =
         reply.body["entry"].as_array().unwrap().iter().map(|e| e["resource"]["id"].clone()).collect();
     assert_eq!(found, vec![json!(ids[3])]);
+}
+
+/// A Task of a work queue, written with a known id (ties in `due` are broken by id).
+async fn put_task(app: &TestApp, id: &str, queue: &str, status: &str, due: Option<&str>) {
+    let mut task = json!({"resourceType": "Task", "id": id, "status": status, "intent": "order",
+                          "owner": {"reference": format!("HealthcareService/{queue}")}});
+    if let Some(due) = due {
+        task["restriction"] = json!({"period": {"end": due}});
+    }
+    let reply = app.put(&format!("Task/{id}"), &task).await;
+    assert!(reply.status.is_success(), "{}", reply.body);
+}
+
+/// "My queue, open, due first" pages: Tasks by due time then id, those without one last, paged
+/// across that boundary; Tasks of other queues or statuses, deleted Tasks and Tasks whose status
+/// or owner changed are left out, also from totals. (`$claim-next`, which reads the same rows, is
+/// in workflow.rs.)
+async fn task_queue_pages(app: &TestApp) {
+    let queue = "Task?owner=HealthcareService/cardiology&status=requested&_sort=due";
+    put_task(app, "q-early", "cardiology", "requested", Some("2026-12-01T09:00:00Z")).await;
+    put_task(app, "q-tie-b", "cardiology", "requested", Some("2026-12-04")).await;
+    put_task(app, "q-tie-a", "cardiology", "requested", Some("2026-12-04")).await;
+    put_task(app, "q-late", "cardiology", "requested", Some("2026-12-05")).await;
+    put_task(app, "q-none-b", "cardiology", "requested", None).await;
+    put_task(app, "q-none-a", "cardiology", "requested", None).await;
+    put_task(app, "q-elsewhere", "vascular-surgery", "requested", Some("2026-11-01")).await;
+    put_task(app, "q-received", "cardiology", "received", Some("2026-11-02")).await;
+    put_task(app, "q-gone", "cardiology", "requested", Some("2026-11-03")).await;
+    assert_eq!(app.delete("Task/q-gone").await.status, StatusCode::NO_CONTENT);
+    put_task(app, "q-moved", "cardiology", "requested", Some("2026-11-04")).await;
+    put_task(app, "q-moved", "vascular-surgery", "requested", Some("2026-11-04")).await;
+
+    let order = ["q-early", "q-tie-a", "q-tie-b", "q-late", "q-none-a", "q-none-b"];
+    assert_eq!(app.search_ids(queue).await, order);
+    for offset in 0..order.len() {
+        let page = app.search_ids(&format!("{queue}&_count=2&_offset={offset}")).await;
+        assert_eq!(page, order[offset..order.len().min(offset + 2)], "offset {offset}");
+    }
+    assert!(app.search_ids(&format!("{queue}&_count=2&_offset=9")).await.is_empty());
+    assert_eq!(app.total(&format!("{queue}&_total=accurate")).await, 6);
+    assert_eq!(app.total("Task?owner=HealthcareService/cardiology&status=requested&_summary=count").await, 6);
+    let open = "Task?owner=HealthcareService/cardiology,HealthcareService/vascular-surgery&status=requested,received&_sort=due";
+    assert_eq!(
+        app.search_ids(open).await,
+        ["q-elsewhere", "q-received", "q-moved", "q-early", "q-tie-a", "q-tie-b", "q-late", "q-none-a", "q-none-b"]
+    );
+    assert_eq!(
+        app.search_ids(&format!("{queue}&due=lt2026-12-05&_id=q-late,q-tie-b,q-none-a")).await,
+        ["q-tie-b"],
+        "other criteria still hold"
+    );
+    assert_eq!(app.search_ids("Task?status=received,cancelled&_sort=-due").await, ["q-received"]);
+
+    let mut claimed = app.get("Task/q-early").await.body;
+    claimed["status"] = json!("received");
+    assert!(app.put("Task/q-early", &claimed).await.status.is_success());
+    assert_eq!(app.search_ids(&format!("{queue}&_count=1")).await, ["q-tie-a"], "the changed status left the queue");
 }

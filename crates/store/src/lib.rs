@@ -17,6 +17,7 @@ mod read;
 mod referrals;
 mod search;
 mod submissions;
+mod worklist;
 mod write;
 
 use std::str::FromStr;

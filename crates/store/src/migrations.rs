@@ -51,6 +51,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../../migrations/sqlite/0007_binary_content.sql"),
         include_str!("../../../migrations/postgres/0007_binary_content.sql"),
     ),
+    (
+        8,
+        "task worklist",
+        include_str!("../../../migrations/sqlite/0008_task_worklist.sql"),
+        include_str!("../../../migrations/postgres/0008_task_worklist.sql"),
+    ),
 ];
 
 /// Applies pending migrations. On PostgreSQL sqlx takes an advisory lock, so instances starting

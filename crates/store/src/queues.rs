@@ -2,7 +2,6 @@
 //! referral of a queue that no one else is claiming at this moment.
 
 use crate::read::resource_from_row;
-use crate::search::earliest;
 use crate::{Backend, StoreError, StoredResource, Tx};
 
 const COLUMNS: &str = "r.resource_type, r.id, r.version_id, r.last_updated, r.deleted, r.content";
@@ -35,34 +34,25 @@ impl Tx {
     /// The open (`requested`) Task owned by `HealthcareService/{queue}` that is due first (ties by
     /// id; Tasks without a due time last), locked for this transaction. On PostgreSQL rows other
     /// transactions hold are skipped (`SKIP LOCKED`), so concurrent "claim next" calls take
-    /// different referrals. Like a queue search, it walks the `due` index in order and stops at the
-    /// first open Task of the queue instead of sorting the whole queue.
+    /// different referrals. Like a queue search, it reads the queue's open Tasks from the worklist
+    /// in due order and stops at the first.
     pub async fn next_in_queue(&mut self, queue: &str) -> Result<Option<StoredResource>, StoreError> {
         let lock = match self.backend {
             Backend::Sqlite => "",
             Backend::Postgres => " FOR UPDATE OF r SKIP LOCKED",
         };
-        let open_in_queue = "r.resource_type = 'Task' AND r.deleted = 0 \
-             AND EXISTS (SELECT 1 FROM idx_reference o WHERE o.resource_type = r.resource_type AND o.id = r.id \
-                 AND o.param = 'owner' AND o.target_type = 'HealthcareService' AND o.target_id = $1) \
-             AND EXISTS (SELECT 1 FROM idx_token t WHERE t.resource_type = r.resource_type AND t.id = r.id \
-                 AND t.param = 'status' AND t.code = 'requested')";
-        let with_due = format!(
-            "SELECT {COLUMNS} FROM idx_date s JOIN resources r ON r.resource_type = s.resource_type AND r.id = s.id \
-             WHERE s.resource_type = 'Task' AND s.param = 'due'{} \
-             AND {open_in_queue} ORDER BY s.low ASC, s.id ASC LIMIT 1{lock}",
-            earliest(self.backend)
+        let open_in_queue = format!(
+            "SELECT {COLUMNS} FROM task_worklist q JOIN resources r ON r.resource_type = 'Task' AND r.id = q.id \
+             WHERE q.status = 'requested' AND q.owner = $1 AND r.deleted = 0"
         );
-        let without_due = format!(
-            "SELECT {COLUMNS} FROM resources r WHERE {open_in_queue} \
-             AND NOT EXISTS (SELECT 1 FROM idx_date e WHERE e.resource_type = r.resource_type AND e.id = r.id AND e.param = 'due') \
-             ORDER BY r.id ASC LIMIT 1{lock}"
-        );
+        let with_due = format!("{open_in_queue} AND q.due IS NOT NULL ORDER BY q.due ASC, q.id ASC LIMIT 1{lock}");
+        let without_due = format!("{open_in_queue} AND q.due IS NULL ORDER BY q.id ASC LIMIT 1{lock}");
         self.flush().await?;
         let backend = self.backend;
+        let owner = format!("HealthcareService/{queue}");
         for sql in [with_due, without_due] {
             let row = sqlx::query(&sql)
-                .bind(queue)
+                .bind(&owner)
                 .fetch_optional(self.conn())
                 .await
                 .map_err(|err| StoreError::from_sqlx(err, backend))?;

@@ -190,6 +190,7 @@ const COUNTABLE_TABLES: &[&str] = &[
     "idx_number",
     "idx_quantity",
     "idx_uri",
+    "task_worklist",
 ];
 
 impl Store {

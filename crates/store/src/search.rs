@@ -9,6 +9,7 @@ use sqlx::query::Query;
 use sqlx::{Any, AnyConnection, Row};
 
 use crate::read::resource_from_row;
+use crate::worklist::WorklistFilter;
 use crate::{Backend, Store, StoreError, StoredResource, Tx};
 
 /// Rounds of `_include:iterate` / `_revinclude:iterate` followed at most.
@@ -351,12 +352,36 @@ fn push_order(sql: &mut Sql, query: &SearchQuery) {
     sql.push(&format!(" ORDER BY {}", keys.join(", ")));
 }
 
+/// `SELECT {select}` of the resources matching `query`'s criteria (not yet ordered or paged). A
+/// Task search by status starts from the Tasks in those statuses ([`WorklistFilter`]).
 fn base_sql(select: &str, query: &SearchQuery) -> Sql {
+    match WorklistFilter::of(query) {
+        Some(filter) => worklist_sql(select, query, &filter),
+        None => {
+            let mut sql = Sql::default();
+            sql.push(&format!("SELECT {select} FROM resources r WHERE r.resource_type = "));
+            sql.text(&query.resource_type);
+            sql.push(" AND r.deleted = 0");
+            push_criteria(&mut sql, query, Probe::FromTargets);
+            sql
+        }
+    }
+}
+
+/// `SELECT {select}` of the Tasks matching `query`, read from the `task_worklist` rows (`q`) that
+/// `filter` allows.
+fn worklist_sql(select: &str, query: &SearchQuery, filter: &WorklistFilter) -> Sql {
     let mut sql = Sql::default();
-    sql.push(&format!("SELECT {select} FROM resources r WHERE r.resource_type = "));
-    sql.text(&query.resource_type);
+    sql.push(&format!(
+        "SELECT {select} FROM task_worklist q JOIN resources r ON r.resource_type = 'Task' AND r.id = q.id WHERE "
+    ));
+    let condition = filter.condition(|value| {
+        sql.args.push(Arg::Text(value.to_string()));
+        format!("${}", sql.args.len())
+    });
+    sql.push(&condition);
     sql.push(" AND r.deleted = 0");
-    push_criteria(&mut sql, query, Probe::FromTargets);
+    push_criteria(&mut sql, query, Probe::Each);
     sql
 }
 
@@ -402,7 +427,7 @@ fn date_order(query: &SearchQuery) -> Option<&str> {
 
 /// The condition that the `idx_date` row `s` is the earliest value of its resource for its
 /// parameter (values of one parameter are distinct, so exactly one row per resource passes).
-pub(crate) fn earliest(backend: Backend) -> String {
+fn earliest(backend: Backend) -> String {
     // Without statistics SQLite's planner probes with `idx_date_order` (resource_type, param),
     // a scan of every value of the parameter for each row, instead of the resource's few rows.
     let index = match backend {
@@ -417,16 +442,22 @@ pub(crate) fn earliest(backend: Backend) -> String {
 
 /// A page of a search sorted by a date ascending, the same page the general ORDER BY gives:
 /// resources by their earliest value, then those without a value by id. Instead of computing the
-/// key of every match and sorting them all, it walks the date index in order (`idx_date_order`)
-/// and stops when the page is full, so a queue's first page costs the same with 100 or 100,000
-/// referrals.
+/// key of every match and sorting them all, it walks an index in date order and stops when the
+/// page is full: for Tasks by status and `due`, the worklist (`task_worklist_order`), which holds
+/// only Tasks in the asked statuses; otherwise the date index (`idx_date_order`).
 async fn page_by_date(
     conn: &mut AnyConnection,
     backend: Backend,
     query: &SearchQuery,
     param: &str,
 ) -> Result<Vec<StoredResource>, sqlx::Error> {
+    let worklist = WorklistFilter::of(query).filter(|_| param == "due");
     let with_value = |select: &str| {
+        if let Some(filter) = &worklist {
+            let mut sql = worklist_sql(select, query, filter);
+            sql.push(" AND q.due IS NOT NULL");
+            return sql;
+        }
         let mut sql = Sql::default();
         sql.push(&format!(
             "SELECT {select} FROM idx_date s JOIN resources r ON r.resource_type = s.resource_type AND r.id = s.id \
@@ -441,7 +472,8 @@ async fn page_by_date(
         sql
     };
     let mut sql = with_value(COLUMNS);
-    sql.push(" ORDER BY s.low ASC, s.id ASC LIMIT ");
+    sql.push(if worklist.is_some() { " ORDER BY q.due ASC, q.id ASC" } else { " ORDER BY s.low ASC, s.id ASC" });
+    sql.push(" LIMIT ");
     sql.arg(Arg::Int(query.count as i64));
     sql.push(" OFFSET ");
     sql.arg(Arg::Int(query.offset as i64));
@@ -458,9 +490,14 @@ async fn page_by_date(
         query.offset + page.len()
     };
     let mut sql = base_sql(COLUMNS, query);
-    sql.push(" AND NOT EXISTS (SELECT 1 FROM idx_date e WHERE e.resource_type = r.resource_type AND e.id = r.id AND e.param = ");
-    sql.text(param);
-    sql.push(") ORDER BY r.id ASC LIMIT ");
+    if worklist.is_some() {
+        sql.push(" AND q.due IS NULL");
+    } else {
+        sql.push(" AND NOT EXISTS (SELECT 1 FROM idx_date e WHERE e.resource_type = r.resource_type AND e.id = r.id AND e.param = ");
+        sql.text(param);
+        sql.push(")");
+    }
+    sql.push(" ORDER BY r.id ASC LIMIT ");
     sql.arg(Arg::Int((query.count - page.len()) as i64));
     sql.push(" OFFSET ");
     sql.arg(Arg::Int(query.offset.saturating_sub(with_count) as i64));

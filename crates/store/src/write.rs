@@ -1,5 +1,5 @@
 //! Writes: every version goes to `resource_history`, the newest to `resources`, and the search index
-//! rows of the resource are replaced, all inside the caller's [`Tx`].
+//! rows of the resource (and a Task's [`worklist`] row) are replaced, all inside the caller's [`Tx`].
 //!
 //! A transaction Bundle creates dozens of resources, each with a history row and a dozen index rows.
 //! Sent one statement per row, that was hundreds of round trips per Bundle while SQLite's single
@@ -16,6 +16,7 @@ use sqlx::query::Query;
 use sqlx::{Any, AnyConnection, Row};
 
 use crate::read::read_current;
+use crate::worklist::{self, WorklistRow};
 use crate::{Backend, StoreError, StoredResource, Tx, format_instant, now_micros};
 
 /// What a delete found.
@@ -55,6 +56,7 @@ pub(crate) struct Pending {
     resource_ids: HashSet<(String, String)>,
     history: Vec<NewVersion>,
     index: Vec<(String, String, IndexEntry)>,
+    worklist: Vec<WorklistRow>,
 }
 
 /// One version to insert.
@@ -191,6 +193,9 @@ impl Tx {
         stamp(&mut resource, id, version, now);
         let content = resource.to_string();
         let entries = SearchRegistry::r4().extract(resource_type, &resource);
+        if resource_type == "Task" {
+            self.pending.worklist.extend(WorklistRow::of_task(id, &entries));
+        }
         let new_version = || NewVersion {
             resource_type: resource_type.to_string(),
             id: id.to_string(),
@@ -234,7 +239,12 @@ impl Tx {
     /// Sends the pending rows: `resources` first (its primary key is what can refuse them), then
     /// history, then the index.
     pub(crate) async fn flush(&mut self) -> Result<(), StoreError> {
-        if self.pending.resources.is_empty() && self.pending.history.is_empty() && self.pending.index.is_empty() {
+        let pending = &self.pending;
+        if pending.resources.is_empty()
+            && pending.history.is_empty()
+            && pending.index.is_empty()
+            && pending.worklist.is_empty()
+        {
             return Ok(());
         }
         let pending = std::mem::take(&mut self.pending);
@@ -247,7 +257,11 @@ impl Tx {
             for chunk in pending.history.chunks(ROWS_PER_INSERT) {
                 insert_history(conn, backend, chunk).await?;
             }
-            insert_index(conn, backend, &pending.index).await
+            insert_index(conn, backend, &pending.index).await?;
+            for chunk in pending.worklist.chunks(ROWS_PER_INSERT) {
+                worklist::insert(conn, backend, chunk).await?;
+            }
+            Ok(())
         }
         .await;
         rest.map_err(|err| StoreError::from_sqlx(err, backend))
@@ -258,7 +272,7 @@ impl Tx {
 /// on PostgreSQL, `(?, ?), (?, ?)` on SQLite, where binding a numbered parameter looks its number
 /// up by name, which costs time linear in the parameters: quadratic for a statement of 1,000 values,
 /// and 8 % of the writer's time in the profile.
-fn placeholders(backend: Backend, rows: usize, columns: usize) -> String {
+pub(crate) fn placeholders(backend: Backend, rows: usize, columns: usize) -> String {
     let mut sql = String::with_capacity(rows * columns * 5);
     for row in 0..rows {
         if row > 0 {
@@ -396,6 +410,9 @@ async fn delete_index(conn: &mut AnyConnection, resource_type: &str, id: &str) -
             .bind(id)
             .execute(&mut *conn)
             .await?;
+    }
+    if resource_type == "Task" {
+        sqlx::query("DELETE FROM task_worklist WHERE id = $1").bind(id).execute(&mut *conn).await?;
     }
     Ok(())
 }
