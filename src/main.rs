@@ -28,6 +28,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 unsafe extern "C" {
     /// mimalloc's `mi_option_set` (linked in by the `mimalloc` crate).
     fn mi_option_set(option: i32, value: std::ffi::c_long);
+    /// The C library's `signal`.
+    fn signal(signum: i32, handler: usize) -> usize;
 }
 /// `mi_option_purge_delay` in the mimalloc v3 sources of libmimalloc-sys 0.1.49 (Cargo.lock).
 const MI_OPTION_PURGE_DELAY: i32 = 15;
@@ -38,6 +40,17 @@ const MI_OPTION_PURGE_DELAY: i32 = 15;
 fn purge_freed_memory_at_once() {
     // SAFETY: setting an option is allowed at any time; the value is a plain integer.
     unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, 0) }
+}
+
+/// Rust programs ignore SIGPIPE, so `rex validate ... | head` panicked on its next write once
+/// `head` had gone. The commands that only write to their output end quietly instead, as Unix tools
+/// do; those with network connections (the server, `send`, `bench`, `report`) keep ignoring it, so
+/// that a peer closing a connection ends a write with an error instead of the process.
+fn end_quietly_when_output_closes() {
+    const SIGPIPE: i32 = 13;
+    const SIG_DFL: usize = 0;
+    // SAFETY: restores a signal's default disposition; rex installs no handler of its own for it.
+    unsafe { signal(SIGPIPE, SIG_DFL) };
 }
 
 #[derive(Parser)]
@@ -211,6 +224,9 @@ async fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Validate(_) | Command::Profiles(_) | Command::Token(_)) {
+        end_quietly_when_output_closes();
+    }
     let result = match cli.command {
         Command::Serve(args) => serve(*args).await,
         Command::Validate(args) => return validate(args),

@@ -112,5 +112,20 @@ fn validate_command_reports_per_file_and_sets_the_exit_status() {
     let text = String::from_utf8_lossy(&summary.stdout);
     assert!(text.contains("valid") && text.contains("INVALID") && text.contains("Patient.birthDate"), "{text}");
     assert_eq!(run(&[&folder.join("missing.json")], &[]).status.code(), Some(2));
+
+    // `rex validate ... | head`: the reader is gone before rex writes; rex ends as Unix tools do.
+    let mut piped = Command::new(REX)
+        .args(["validate", "--profiles", profiles, "--summary"])
+        .args([&good, &bad])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(piped.stdout.take());
+    let closed = piped.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&closed.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(closed.status.signal(), Some(13), "ended by SIGPIPE: {:?}", closed.status);
     let _ = std::fs::remove_dir_all(&folder);
 }
