@@ -368,6 +368,18 @@ fn base_sql(select: &str, query: &SearchQuery) -> Sql {
     }
 }
 
+/// `{column} IN ($n, ...)`.
+fn push_in_list(sql: &mut Sql, column: &str, values: &[String]) {
+    sql.push(&format!("{column} IN ("));
+    for (index, value) in values.iter().enumerate() {
+        if index > 0 {
+            sql.push(", ");
+        }
+        sql.text(value);
+    }
+    sql.push(")");
+}
+
 /// `SELECT {select}` of the Tasks matching `query`, read from the `task_worklist` rows (`q`) that
 /// `filter` allows.
 fn worklist_sql(select: &str, query: &SearchQuery, filter: &WorklistFilter) -> Sql {
@@ -375,11 +387,15 @@ fn worklist_sql(select: &str, query: &SearchQuery, filter: &WorklistFilter) -> S
     sql.push(&format!(
         "SELECT {select} FROM task_worklist q JOIN resources r ON r.resource_type = 'Task' AND r.id = q.id WHERE "
     ));
-    let condition = filter.condition(|value| {
-        sql.args.push(Arg::Text(value.to_string()));
-        format!("${}", sql.args.len())
-    });
-    sql.push(&condition);
+    push_in_list(&mut sql, "q.status", &filter.statuses);
+    if let Some(owners) = &filter.owners {
+        sql.push(" AND ");
+        push_in_list(&mut sql, "q.owner", owners);
+    }
+    if let Some(bound) = filter.due_at_most {
+        sql.push(" AND q.due <= ");
+        sql.arg(Arg::Int(bound));
+    }
     sql.push(" AND r.deleted = 0");
     push_criteria(&mut sql, query, Probe::Each);
     sql

@@ -2,7 +2,7 @@
 //! Task's write transaction. Searches of Tasks by status (and owner) start from it, so a queue page
 //! reads the Tasks in the asked statuses only, not every Task the queue ever had.
 
-use rex_fhir::query::{Match, SearchQuery};
+use rex_fhir::query::{Match, Prefix, SearchQuery};
 use rex_fhir::search::{IndexEntry, IndexValue};
 use sqlx::AnyConnection;
 
@@ -57,13 +57,18 @@ pub(crate) async fn insert(
     Ok(())
 }
 
-/// What a Task search's `status` and `owner` criteria allow, as conditions on `task_worklist q`.
-/// Every Task the search can match has one of these statuses (and owners), so starting from the
-/// worklist's rows loses nothing; the criteria are still checked on each row as usual.
+/// What a Task search's `status`, `owner` and `due` criteria allow, as conditions on the
+/// worklist's columns. Every Task the search can match meets them, so starting from the worklist
+/// rows that do loses nothing; the criteria are still checked on each row as usual.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct WorklistFilter {
-    statuses: Vec<String>,
-    owners: Option<Vec<String>>,
+    /// `q.status IN (...)`.
+    pub statuses: Vec<String>,
+    /// `q.owner IN (...)`, when every alternative of an `owner` criterion names a typed target.
+    pub owners: Option<Vec<String>>,
+    /// `q.due <= ...`, from `due=lt`, `le` and `eb` criteria: a Task with a due value before the
+    /// bound has its earliest one before it too. (Other prefixes also look at where a value ends.)
+    pub due_at_most: Option<i64>,
 }
 
 impl WorklistFilter {
@@ -73,34 +78,31 @@ impl WorklistFilter {
         if query.resource_type != "Task" {
             return None;
         }
-        let values = |param: &str, value: fn(&Match) -> Option<String>| {
-            query
-                .criteria
-                .iter()
-                .filter(|criterion| criterion.param == param && !criterion.negated)
-                .find_map(|criterion| criterion.alternatives.iter().map(value).collect::<Option<Vec<String>>>())
+        let plain = |param: &'static str| {
+            query.criteria.iter().filter(move |criterion| criterion.param == param && !criterion.negated)
         };
-        let statuses = values("status", |alternative| match alternative {
-            Match::Token { code: Some(code), .. } => Some(code.clone()),
-            _ => None,
+        let statuses = plain("status").find_map(|criterion| {
+            let codes = criterion.alternatives.iter().map(|alternative| match alternative {
+                Match::Token { code: Some(code), .. } => Some(code.clone()),
+                _ => None,
+            });
+            codes.collect::<Option<Vec<String>>>()
         })?;
-        let owners = values("owner", |alternative| match alternative {
-            Match::Reference { target_type: Some(kind), id } => Some(format!("{kind}/{id}")),
-            _ => None,
+        let owners = plain("owner").find_map(|criterion| {
+            let targets = criterion.alternatives.iter().map(|alternative| match alternative {
+                Match::Reference { target_type: Some(kind), id } => Some(format!("{kind}/{id}")),
+                _ => None,
+            });
+            targets.collect::<Option<Vec<String>>>()
         });
-        Some(WorklistFilter { statuses, owners })
-    }
-
-    /// `q.status IN (...) [AND q.owner IN (...)]`, through `arg` for each value.
-    pub fn condition(&self, mut arg: impl FnMut(&str) -> String) -> String {
-        let list = |values: &[String], arg: &mut dyn FnMut(&str) -> String| {
-            values.iter().map(|value| arg(value)).collect::<Vec<_>>().join(", ")
-        };
-        let mut sql = format!("q.status IN ({})", list(&self.statuses, &mut arg));
-        if let Some(owners) = &self.owners {
-            sql.push_str(&format!(" AND q.owner IN ({})", list(owners, &mut arg)));
-        }
-        sql
+        let due_at_most = plain("due")
+            .filter_map(|criterion| match criterion.alternatives.as_slice() {
+                [Match::Date { prefix: Prefix::Lt | Prefix::Eb, low, .. }] => Some(low - 1),
+                [Match::Date { prefix: Prefix::Le, high, .. }] => Some(*high),
+                _ => None,
+            })
+            .min();
+        Some(WorklistFilter { statuses, owners, due_at_most })
     }
 }
 
@@ -167,13 +169,9 @@ mod tests {
     fn only_plain_status_criteria_of_tasks_use_the_worklist() {
         let filter =
             filter_of("Task", "owner=HealthcareService/cardiology&status=requested,accepted&_sort=due").unwrap();
-        let mut values = Vec::new();
-        let sql = filter.condition(|value| {
-            values.push(value.to_string());
-            format!("${}", values.len())
-        });
-        assert_eq!(sql, "q.status IN ($1, $2) AND q.owner IN ($3)");
-        assert_eq!(values, ["requested", "accepted", "HealthcareService/cardiology"]);
+        assert_eq!(filter.statuses, ["requested", "accepted"]);
+        assert_eq!(filter.owners.unwrap(), ["HealthcareService/cardiology"]);
+        assert_eq!(filter.due_at_most, None);
 
         assert_eq!(filter_of("Task", "owner=HealthcareService/cardiology"), None, "no status: any Task can match");
         assert_eq!(filter_of("Task", "status:not=completed"), None);
@@ -183,6 +181,19 @@ mod tests {
         assert_eq!(untyped.owners, None, "an owner without a type narrows nothing");
         let system = filter_of("Task", "status=http://hl7.org/fhir/task-status|requested").unwrap();
         assert_eq!(system.statuses, ["requested"]);
+    }
+
+    #[test]
+    fn due_criteria_that_bound_the_earliest_due_narrow_it() {
+        let due = |search: &str| filter_of("Task", &format!("status=requested&{search}")).unwrap().due_at_most;
+        let day = |date: &str| rex_fhir::datetime::parse_date_range(date).unwrap();
+        assert_eq!(due("due=lt2026-12-04"), Some(day("2026-12-04").0 - 1));
+        assert_eq!(due("due=eb2026-12-04"), Some(day("2026-12-04").0 - 1));
+        assert_eq!(due("due=le2026-12-04"), Some(day("2026-12-04").1));
+        assert_eq!(due("due=lt2026-12-04&due=lt2026-12-02"), Some(day("2026-12-02").0 - 1), "the tighter");
+        assert_eq!(due("due=ge2026-12-04"), None);
+        assert_eq!(due("due=2026-12-04"), None);
+        assert_eq!(due("due=lt2026-12-04,lt2026-12-05"), None, "alternatives are not narrowed");
     }
 
     /// Migration 8 fills the worklist of Tasks written before it from their index rows: it must
