@@ -173,7 +173,7 @@ async fn write(store: &Store, events: &[Value]) -> Result<(), crate::ApiError> {
                     id: None,
                     if_none_exist: None,
                 };
-                execute(tx, &Caller::Unrestricted, &op).await?;
+                execute(tx, &Caller::Unrestricted, op).await?;
             }
             Ok(())
         })

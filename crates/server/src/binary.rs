@@ -100,7 +100,7 @@ async fn store(
                                 "meta": {"tag": [{"system": system, "code": code}]}});
             let op =
                 WriteOp::Create { resource_type: "Binary".into(), resource: binary, id: None, if_none_exist: None };
-            let created = execute(tx, caller, &op).await?;
+            let created = execute(tx, caller, op).await?;
             let id = created.stored().map(|s| s.id.clone()).ok_or_else(ApiError::internal)?;
             let mut file = tokio::fs::File::open(path).await.map_err(|_| ApiError::internal())?;
             let mut buffer = vec![0u8; CHUNK];

@@ -131,7 +131,7 @@ impl AppState {
             let id = resource["id"].as_str().unwrap_or_default().to_string();
             let op = WriteOp::Update { resource_type, target: Target::Id(id.clone()), resource, if_match: None };
             interactions::in_transaction(&state.store, Isolation::RowLocking, &op, |tx, op| {
-                Box::pin(execute(tx, &Caller::Unrestricted, op))
+                Box::pin(execute(tx, &Caller::Unrestricted, op.clone()))
             })
             .await
             .map_err(|err| format!("cannot write {id} at start: {:?}", err.issues))?;

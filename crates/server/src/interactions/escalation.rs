@@ -64,14 +64,14 @@ pub async fn escalate_overdue(state: &AppState, now: DateTime<Utc>) -> Result<Ve
                     resource: task,
                     if_match: Some(current.version_id),
                 };
-                execute(tx, &Caller::Unrestricted, &update).await?;
+                execute(tx, &Caller::Unrestricted, update).await?;
                 let audit = WriteOp::Create {
                     resource_type: "AuditEvent".into(),
                     resource: audit_event(id, now),
                     id: None,
                     if_none_exist: None,
                 };
-                execute(tx, &Caller::Unrestricted, &audit).await?;
+                execute(tx, &Caller::Unrestricted, audit).await?;
                 Ok(true)
             })
         })

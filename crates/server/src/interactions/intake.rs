@@ -287,7 +287,7 @@ async fn current_version(
 /// Writes what intake itself makes (the Task, AuditEvents): rex's own work, not the caller's.
 async fn create(tx: &mut Tx, resource_type: &str, resource: Value) -> Result<StoredResource, ApiError> {
     let op = WriteOp::Create { resource_type: resource_type.to_string(), resource, id: None, if_none_exist: None };
-    execute(tx, &Caller::Unrestricted, &op).await?.stored().cloned().ok_or_else(ApiError::internal)
+    execute(tx, &Caller::Unrestricted, op).await?.stored().cloned().ok_or_else(ApiError::internal)
 }
 
 /// The third way in: a partner POSTs a Task whose `focus` is a referral ServiceRequest it already

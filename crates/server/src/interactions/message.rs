@@ -244,7 +244,7 @@ async fn revoke(state: &AppState, referral: &Referral) -> Result<Value, ApiError
                 if_match: None,
             };
             // The sender was checked; cancelling is rex's own work along the workflow table.
-            execute(tx, &Caller::Unrestricted, &op).await?.stored().cloned().ok_or_else(ApiError::internal)
+            execute(tx, &Caller::Unrestricted, op).await?.stored().cloned().ok_or_else(ApiError::internal)
         })
     })
     .await?;

@@ -27,7 +27,7 @@ use crate::validation::require_valid;
 async fn run(state: &AppState, caller: &Caller, op: WriteOp) -> Result<WriteOutcome, ApiError> {
     in_transaction(&state.store, op.isolation(), &(caller, op), |tx, (caller, op)| {
         Box::pin(async move {
-            let outcome = execute(tx, caller, op).await?;
+            let outcome = execute(tx, caller, op.clone()).await?;
             if let Some(event) = write_event(caller, op, &outcome) {
                 let audit = WriteOp::Create {
                     resource_type: "AuditEvent".into(),
@@ -35,7 +35,7 @@ async fn run(state: &AppState, caller: &Caller, op: WriteOp) -> Result<WriteOutc
                     id: None,
                     if_none_exist: None,
                 };
-                execute(tx, &Caller::Unrestricted, &audit).await?;
+                execute(tx, &Caller::Unrestricted, audit).await?;
             }
             Ok(outcome)
         })

@@ -55,7 +55,7 @@ pub async fn reset(
                         continue;
                     }
                     let op = WriteOp::Delete { resource_type, target: Target::Id(id), if_match: None };
-                    execute(tx, &Caller::Unrestricted, &op).await?;
+                    execute(tx, &Caller::Unrestricted, op).await?;
                     deleted += 1;
                 }
                 Ok((deleted, tx.forget_referrals(partner).await?))

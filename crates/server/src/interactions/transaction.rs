@@ -663,7 +663,7 @@ pub(super) async fn transaction_body(
                 if let (WriteOp::Update { target, .. }, Some(id)) = (&mut op, assigned.get(&entry.index)) {
                     *target = Target::Id(id.clone());
                 }
-                execute(tx, caller, &op).await.map(write_result)
+                execute(tx, caller, op).await.map(write_result)
             }
         };
         results.insert(entry.index, result.map_err(|err| if err.retryable { err } else { entry.locate(err) })?);
@@ -708,7 +708,7 @@ async fn run_batch(state: &AppState, caller: &Caller, entries: &[Entry], prefer:
                     Method::Get | Method::Head => read_entry(tx, state, caller, entry).await,
                     _ => {
                         let op = write_op(tx, state, caller, entry, entry.resource.clone(), None).await?;
-                        execute(tx, caller, &op).await.map(write_result)
+                        execute(tx, caller, op).await.map(write_result)
                     }
                 }
             })

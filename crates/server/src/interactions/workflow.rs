@@ -286,7 +286,7 @@ async fn apply(
         if_match: Some(current.version_id),
     };
     // The caller's right to act was checked above; the Task change itself is rex's own work.
-    let stored = execute(tx, &Caller::Unrestricted, &op).await?.stored().cloned().ok_or_else(ApiError::internal)?;
+    let stored = execute(tx, &Caller::Unrestricted, op).await?.stored().cloned().ok_or_else(ApiError::internal)?;
     let audit = json!({
         "resourceType": "AuditEvent",
         "type": {"system": AUDIT_SYSTEM, "code": "referral", "display": "Referral event"},
@@ -304,7 +304,7 @@ async fn apply(
     execute(
         tx,
         &Caller::Unrestricted,
-        &WriteOp::Create { resource_type: "AuditEvent".into(), resource: audit, id: None, if_none_exist: None },
+        WriteOp::Create { resource_type: "AuditEvent".into(), resource: audit, id: None, if_none_exist: None },
     )
     .await?;
     Ok(stored)
@@ -325,7 +325,7 @@ async fn share_with_partner(tx: &mut Tx, task: &Value, opinion: StoredResource) 
         resource: content,
         if_match: Some(opinion.version_id),
     };
-    execute(tx, &Caller::Unrestricted, &op).await?;
+    execute(tx, &Caller::Unrestricted, op).await?;
     Ok(())
 }
 
@@ -376,7 +376,7 @@ async fn information_request(tx: &mut Tx, task: &Value, message: &str) -> Result
         id: None,
         if_none_exist: None,
     };
-    execute(tx, &Caller::Unrestricted, &op).await?.stored().cloned().ok_or_else(ApiError::internal)
+    execute(tx, &Caller::Unrestricted, op).await?.stored().cloned().ok_or_else(ApiError::internal)
 }
 
 /// A partner's answer to a request for information: a Communication whose `inResponseTo` names
@@ -408,7 +408,7 @@ pub async fn receive_answer(
                 id: None,
                 if_none_exist: None,
             };
-            let created = execute(tx, caller, &op).await?;
+            let created = execute(tx, caller, op).await?;
             resume(tx, state, &focus).await?;
             Ok(Some(created))
         })

@@ -226,7 +226,7 @@ async fn current_for(
 /// may not see cannot be changed, a partner's writes land in its compartment, and a change of a
 /// partner's referral Task queues its notifications (a Subscription left `requested`, its
 /// handshake) in the same transaction.
-pub async fn execute(tx: &mut Tx, caller: &Caller, op: &WriteOp) -> Result<WriteOutcome, ApiError> {
+pub async fn execute(tx: &mut Tx, caller: &Caller, op: WriteOp) -> Result<WriteOutcome, ApiError> {
     let outcome = write(tx, caller, op).await?;
     if let WriteOutcome::Created(stored) | WriteOutcome::Updated(stored) = &outcome {
         match stored.resource_type.as_str() {
@@ -240,12 +240,14 @@ pub async fn execute(tx: &mut Tx, caller: &Caller, op: &WriteOp) -> Result<Write
     Ok(outcome)
 }
 
-async fn write(tx: &mut Tx, caller: &Caller, op: &WriteOp) -> Result<WriteOutcome, ApiError> {
+/// Takes the write by value: its resource becomes the stored one without a copy.
+async fn write(tx: &mut Tx, caller: &Caller, op: WriteOp) -> Result<WriteOutcome, ApiError> {
     match op {
-        WriteOp::Create { resource_type, resource, id, if_none_exist } => {
+        WriteOp::Create { resource_type, mut resource, id, if_none_exist } => {
+            let resource_type = resource_type.as_str();
             caller.require(resource_type, Interaction::Create)?;
-            check_addressing(resource_type, resource)?;
-            if let Some(query) = if_none_exist {
+            check_addressing(resource_type, &resource)?;
+            if let Some(query) = &if_none_exist {
                 let ids = matching_ids(tx, caller, resource_type, query).await?;
                 match ids.as_slice() {
                     [] => {}
@@ -262,19 +264,19 @@ async fn write(tx: &mut Tx, caller: &Caller, op: &WriteOp) -> Result<WriteOutcom
                     }
                 }
             }
-            let id = id.clone().unwrap_or_else(rex_store::new_id);
-            let mut resource = resource.clone();
+            let id = id.unwrap_or_else(rex_store::new_id);
             caller.stamp(&mut resource);
             if resource_type == "Subscription" {
                 crate::notifications::accept_subscription(&mut resource, None)?;
             }
             Ok(WriteOutcome::Created(tx.create(resource_type, &id, resource).await?))
         }
-        WriteOp::Update { resource_type, target, resource, if_match } => {
+        WriteOp::Update { resource_type, target, mut resource, if_match } => {
+            let resource_type = resource_type.as_str();
             caller.require(resource_type, Interaction::Update)?;
-            check_addressing(resource_type, resource)?;
+            check_addressing(resource_type, &resource)?;
             let body_id = resource.get("id").and_then(Value::as_str);
-            let id = match (resolve_target(tx, caller, resource_type, target).await?, target) {
+            let id = match (resolve_target(tx, caller, resource_type, &target).await?, &target) {
                 (Some(id), Target::Id(_)) if body_id != Some(id.as_str()) => {
                     return Err(ApiError::bad_request(format!(
                         "The resource id ({}) must equal the id in the URL ({id})",
@@ -291,7 +293,6 @@ async fn write(tx: &mut Tx, caller: &Caller, op: &WriteOp) -> Result<WriteOutcom
                 (Some(id), _) => id,
                 (None, _) => body_id.map(str::to_string).unwrap_or_else(rex_store::new_id),
             };
-            let mut resource = resource.clone();
             let current = current_for(tx, caller, resource_type, &id).await?;
             if let Some(current) = &current {
                 keep_owner(current, &mut resource);
@@ -303,7 +304,7 @@ async fn write(tx: &mut Tx, caller: &Caller, op: &WriteOp) -> Result<WriteOutcom
             if resource_type == "Task" {
                 check_task_status_change(tx, &id, &resource).await?;
             }
-            let (stored, change) = tx.update(resource_type, &id, resource, *if_match).await?;
+            let (stored, change) = tx.update(resource_type, &id, resource, if_match).await?;
             Ok(match change {
                 Change::Created => WriteOutcome::Created(stored),
                 Change::Updated => WriteOutcome::Updated(stored),
@@ -311,12 +312,13 @@ async fn write(tx: &mut Tx, caller: &Caller, op: &WriteOp) -> Result<WriteOutcom
             })
         }
         WriteOp::Delete { resource_type, target, if_match } => {
+            let resource_type = resource_type.as_str();
             caller.require(resource_type, Interaction::Delete)?;
-            let Some(id) = resolve_target(tx, caller, resource_type, target).await? else {
+            let Some(id) = resolve_target(tx, caller, resource_type, &target).await? else {
                 return Ok(WriteOutcome::NothingDeleted);
             };
             current_for(tx, caller, resource_type, &id).await?;
-            match tx.delete(resource_type, &id, *if_match).await? {
+            match tx.delete(resource_type, &id, if_match).await? {
                 DeleteOutcome::Deleted(version) => Ok(WriteOutcome::Deleted(Some(version))),
                 DeleteOutcome::AlreadyDeleted => Ok(WriteOutcome::NothingDeleted),
                 DeleteOutcome::NotFound => Err(ApiError::not_found(format!("{resource_type}/{id} is not known"))),
