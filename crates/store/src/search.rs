@@ -369,13 +369,13 @@ fn base_sql(select: &str, query: &SearchQuery) -> Sql {
 }
 
 /// `{column} IN ($n, ...)`.
-fn push_in_list(sql: &mut Sql, column: &str, values: &[String]) {
+fn push_in_list(sql: &mut Sql, column: &str, values: impl IntoIterator<Item = impl AsRef<str>>) {
     sql.push(&format!("{column} IN ("));
-    for (index, value) in values.iter().enumerate() {
+    for (index, value) in values.into_iter().enumerate() {
         if index > 0 {
             sql.push(", ");
         }
-        sql.text(value);
+        sql.text(value.as_ref());
     }
     sql.push(")");
 }
@@ -575,22 +575,17 @@ async fn follow(
              WHERE t.deleted = 0 AND i.resource_type = "
         ));
         sql.text(&include.source_type);
-        sql.push(" AND i.id IN (");
+        sql.push(" AND ");
+        push_in_list(&mut sql, "i.id", &ids);
     } else {
         sql.push(&format!(
             "SELECT DISTINCT {columns} FROM idx_reference i JOIN resources t ON t.resource_type = i.resource_type AND t.id = i.id \
              WHERE t.deleted = 0 AND i.resource_type = "
         ));
         sql.text(&include.source_type);
-        sql.push(" AND i.target_id IN (");
+        sql.push(" AND ");
+        push_in_list(&mut sql, "i.target_id", &ids);
     }
-    for (index, id) in ids.iter().enumerate() {
-        if index > 0 {
-            sql.push(", ");
-        }
-        sql.text(id);
-    }
-    sql.push(")");
     if include.param != "*" {
         sql.push(" AND i.param = ");
         sql.text(&include.param);
@@ -602,14 +597,8 @@ async fn follow(
     if !forward {
         // The reverse direction must point at one of the page's own types.
         let types: HashSet<&str> = from.iter().map(|r| r.resource_type.as_str()).collect();
-        sql.push(" AND i.target_type IN (");
-        for (index, resource_type) in types.iter().enumerate() {
-            if index > 0 {
-                sql.push(", ");
-            }
-            sql.text(resource_type);
-        }
-        sql.push(")");
+        sql.push(" AND ");
+        push_in_list(&mut sql, "i.target_type", &types);
     }
     sql.push(" ORDER BY t.resource_type, t.id");
     Ok(sql.query().fetch_all(conn).await?.iter().map(resource_from_row).collect())
