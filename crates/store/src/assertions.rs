@@ -10,7 +10,7 @@ impl Store {
         let backend = tx.backend;
         sqlx::query("DELETE FROM used_assertions WHERE expires_at <= $1")
             .bind(now)
-            .execute(tx.conn())
+            .execute(tx.conn().await?)
             .await
             .map_err(|err| StoreError::from_sqlx(err, backend))?;
         let inserted = sqlx::query(
@@ -18,7 +18,7 @@ impl Store {
         )
         .bind(key)
         .bind(expires_at)
-        .execute(tx.conn())
+        .execute(tx.conn().await?)
         .await
         .map_err(|err| StoreError::from_sqlx(err, backend))?
         .rows_affected();

@@ -14,7 +14,7 @@ impl Tx {
             .bind(id)
             .bind(seq)
             .bind(data.to_vec())
-            .execute(self.conn())
+            .execute(self.conn().await?)
             .await
             .map_err(|err| StoreError::from_sqlx(err, backend))?;
         Ok(())

@@ -8,7 +8,8 @@
 //! So every write transaction runs on one dedicated connection, in turn, as a savepoint inside a
 //! shared database transaction, the group. A transaction that fails rolls back to its savepoint
 //! and leaves the others untouched. One that succeeds releases its savepoint and waits: when no
-//! other transaction is queued for the writer (or the group is large or old), the group commits
+//! other transaction is coming to the writer (begun and not yet run, or waiting for the writer),
+//! or the group is large or old, the group commits
 //! and every member learns the outcome together. No member returns from [`GroupMember::commit`]
 //! before the group's COMMIT, so nothing is acknowledged before it is durable, and if that COMMIT
 //! fails every member fails. A member reads what earlier members of its group wrote; since they
@@ -24,7 +25,7 @@ use tokio::sync::{Mutex, OwnedMutexGuard, oneshot};
 
 use crate::{Backend, StoreError};
 
-/// A group commits once it has this many members, even if more transactions are queued, so that
+/// A group commits once it has this many members, even if more transactions are coming, so that
 /// the first member's wait stays bounded under constant load.
 const MAX_MEMBERS: usize = 64;
 /// ... or once its first member started this long ago.
@@ -35,10 +36,10 @@ const WRITER_CACHE_KIB: i64 = 16 * 1024;
 /// Log pages after which a commit checkpoints (see [`Writer::open`]).
 const CHECKPOINT_PAGES: i64 = 16_384;
 
-/// The SQLite writer: its connection and how many transactions are queued for it.
+/// The SQLite writer: its connection and how many transactions are coming to it.
 pub(crate) struct Writer {
     state: Arc<Mutex<WriterState>>,
-    queued: AtomicUsize,
+    coming: AtomicUsize,
 }
 
 struct WriterState {
@@ -79,13 +80,20 @@ impl Writer {
         // and writing it was about a quarter of the writer thread's CPU. In memory it is a copy. It is only
         // for rolling back a member: commits and durability do not depend on it.
         sqlx::query("PRAGMA temp_store = MEMORY").execute(&mut conn).await?;
-        Ok(Writer { state: Arc::new(Mutex::new(WriterState { conn, group: None })), queued: AtomicUsize::new(0) })
+        Ok(Writer { state: Arc::new(Mutex::new(WriterState { conn, group: None })), coming: AtomicUsize::new(0) })
     }
 
-    /// Waits for the writer connection and starts a member transaction on it.
-    pub(crate) async fn join(self: &Arc<Self>) -> Result<GroupMember, StoreError> {
+    /// Counts a transaction as coming to the writer until the returned guard is dropped.
+    pub(crate) fn coming(self: &Arc<Self>) -> Coming {
+        self.coming.fetch_add(1, Ordering::SeqCst);
+        Coming(self.clone())
+    }
+
+    /// Waits for the writer connection and starts a member transaction on it. The transaction
+    /// counts as coming (`coming`) until it holds the writer.
+    pub(crate) async fn join(self: &Arc<Self>, coming: Option<Coming>) -> Result<GroupMember, StoreError> {
         let guard = {
-            let _queued = Queued::new(&self.queued);
+            let _coming = coming.unwrap_or_else(|| self.coming());
             self.state.clone().lock_owned().await
         };
         // From here on the statements run on a task of their own, so that a caller that goes away
@@ -95,27 +103,22 @@ impl Writer {
         Ok(GroupMember { writer: self.clone(), guard: Some(guard) })
     }
 
-    /// Whether the group should commit now rather than wait for the transactions queued behind.
+    /// Whether the group should commit now rather than wait for the transactions coming behind.
     fn should_commit(&self, group: &Group) -> bool {
-        self.queued.load(Ordering::SeqCst) == 0
+        self.coming.load(Ordering::SeqCst) == 0
             || group.waiting.len() >= MAX_MEMBERS
             || group.started.elapsed() >= MAX_AGE
     }
 }
 
-/// Counts a transaction as queued for the writer while it waits, also if its caller goes away.
-struct Queued<'a>(&'a AtomicUsize);
+/// A transaction that has begun and not yet taken the writer: the open group waits for it, so
+/// that it commits with the group rather than alone after it. Dropped when the transaction takes
+/// the writer or ends without a statement (its caller failed or went away).
+pub(crate) struct Coming(Arc<Writer>);
 
-impl<'a> Queued<'a> {
-    fn new(counter: &'a AtomicUsize) -> Queued<'a> {
-        counter.fetch_add(1, Ordering::SeqCst);
-        Queued(counter)
-    }
-}
-
-impl Drop for Queued<'_> {
+impl Drop for Coming {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        self.0.coming.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -197,8 +200,8 @@ impl Drop for GroupMember {
             }
             let Some(group) = &guard.group else { return };
             if group.waiting.is_empty() {
-                // Nothing to keep: end the group unless a queued transaction will carry it on.
-                if writer.queued.load(Ordering::SeqCst) == 0 {
+                // Nothing to keep: end the group unless a transaction coming will carry it on.
+                if writer.coming.load(Ordering::SeqCst) == 0 {
                     let _ = sqlx::query("ROLLBACK").execute(&mut guard.conn).await;
                     guard.group = None;
                 }

@@ -27,7 +27,7 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyConnection, AnyPool, Transaction};
 
-use group::{GroupMember, Writer};
+use group::{Coming, GroupMember, Writer};
 
 pub use error::StoreError;
 pub use outbox::{OutboxCounts, OutboxItem, SubscriptionDelivery};
@@ -103,8 +103,12 @@ pub struct Tx {
 enum TxConn {
     /// PostgreSQL: a database transaction of its own on a pooled connection.
     Pooled(Transaction<'static, sqlx::Any>),
-    /// SQLite: a savepoint within the group transaction of the writer connection.
-    Group(GroupMember),
+    /// SQLite: a savepoint within the group transaction of the writer connection. The transaction
+    /// joins the group at its first statement (`member` is `None` until then), so that the work a
+    /// caller does before it (ids, JSON, index values of every entry of a Bundle) does not hold up
+    /// the one writer. While it has not joined it counts as coming, so the group waits for it.
+    /// `readers` is the pool of reader connections, for [`Tx::readers_before_first_statement`].
+    Group { writer: Arc<Writer>, member: Option<GroupMember>, coming: Option<Coming>, readers: AnyPool },
 }
 
 impl Store {
@@ -152,12 +156,18 @@ impl Store {
         self.backend
     }
 
-    /// Starts a write transaction. On SQLite it waits for its turn on the writer connection and
-    /// runs exclusively (the isolation does not matter); on PostgreSQL it runs at the given
-    /// isolation, where conflicts surface as [`StoreError::is_retryable`] errors.
+    /// Starts a write transaction. On SQLite it takes its turn on the writer connection at its
+    /// first statement and from then on runs exclusively (the isolation does not matter); on
+    /// PostgreSQL it runs at the given isolation, where conflicts surface as
+    /// [`StoreError::is_retryable`] errors.
     pub async fn begin(&self, isolation: Isolation) -> Result<Tx, StoreError> {
         let conn = match &self.writer {
-            Some(writer) => TxConn::Group(writer.join().await?),
+            Some(writer) => TxConn::Group {
+                writer: writer.clone(),
+                member: None,
+                coming: Some(writer.coming()),
+                readers: self.pool.clone(),
+            },
             None => {
                 let statement = match isolation {
                     Isolation::RowLocking => "BEGIN ISOLATION LEVEL READ COMMITTED",
@@ -188,15 +198,33 @@ impl Tx {
         let backend = self.backend;
         match self.conn {
             TxConn::Pooled(inner) => inner.commit().await.map_err(|err| StoreError::from_sqlx(err, backend)),
-            TxConn::Group(member) => member.commit().await,
+            TxConn::Group { member: Some(member), .. } => member.commit().await,
+            // It never ran a statement: nothing to commit.
+            TxConn::Group { member: None, .. } => Ok(()),
         }
     }
 
-    /// The connection the transaction runs on.
-    fn conn(&mut self) -> &mut AnyConnection {
+    /// On SQLite before the transaction's first statement: the reader connections, which see what
+    /// is committed. A transaction that has not run a statement has written nothing to the
+    /// database, so what it could read on the writer differs from that only by what the open
+    /// group has written and not yet committed.
+    fn readers_before_first_statement(&self) -> Option<&AnyPool> {
+        match &self.conn {
+            TxConn::Group { member: None, readers, .. } => Some(readers),
+            _ => None,
+        }
+    }
+
+    /// The connection the transaction runs on; on SQLite this waits for the writer the first time.
+    async fn conn(&mut self) -> Result<&mut AnyConnection, StoreError> {
         match &mut self.conn {
-            TxConn::Pooled(inner) => inner,
-            TxConn::Group(member) => member.conn(),
+            TxConn::Pooled(inner) => Ok(inner),
+            TxConn::Group { writer, member, coming, .. } => {
+                if member.is_none() {
+                    *member = Some(writer.join(coming.take()).await?);
+                }
+                Ok(member.as_mut().expect("joined above").conn())
+            }
         }
     }
 }
@@ -282,9 +310,57 @@ pub fn format_instant(micros: i64) -> String {
     chrono::DateTime::from_timestamp_micros(micros).unwrap_or_default().format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
 
+/// A store on a SQLite file of its own, removed when dropped, for the unit tests.
+#[cfg(test)]
+pub(crate) struct TempStore {
+    pub store: Store,
+    path: std::path::PathBuf,
+}
+
+#[cfg(test)]
+impl TempStore {
+    pub async fn new() -> TempStore {
+        let name = format!("rex-store-{}-{}.sqlite", std::process::id(), uuid::Uuid::now_v7());
+        let path = std::env::temp_dir().join(name);
+        let store = Store::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+        TempStore { store, path }
+    }
+}
+
+#[cfg(test)]
+impl Drop for TempStore {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", self.path.display()));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A transaction takes SQLite's writer at its first statement: one that has only queued rows
+    /// does not hold up another's commit, and both land.
+    #[tokio::test]
+    async fn a_transaction_holds_the_writer_only_from_its_first_statement() {
+        use serde_json::json;
+        let temp = TempStore::new().await;
+        let store = &temp.store;
+        let mut first = store.begin(Isolation::Serializable).await.unwrap();
+        first.create("Patient", "first", json!({"resourceType": "Patient"})).await.unwrap();
+        let second = async {
+            let mut second = store.begin(Isolation::Serializable).await.unwrap();
+            second.create("Patient", "second", json!({"resourceType": "Patient"})).await.unwrap();
+            second.commit().await.unwrap();
+        };
+        tokio::time::timeout(Duration::from_secs(5), second).await.expect("the second commit waited for the first");
+        assert!(store.read("Patient", "second").await.unwrap().is_some());
+        assert!(store.read("Patient", "first").await.unwrap().is_none(), "not committed yet");
+        first.commit().await.unwrap();
+        assert!(store.read("Patient", "first").await.unwrap().is_some());
+        store.close().await;
+    }
 
     #[test]
     fn redacts_passwords() {

@@ -57,7 +57,7 @@ impl Tx {
              RETURNING last_event",
         )
         .bind(subscription)
-        .fetch_one(self.conn())
+        .fetch_one(self.conn().await?)
         .await
         .map_err(|err| StoreError::from_sqlx(err, backend))?;
         Ok(row.get(0))
@@ -76,7 +76,7 @@ impl Tx {
         let backend = self.backend;
         sqlx::query("DELETE FROM outbox WHERE subscription = $1 AND event_number = 0")
             .bind(subscription)
-            .execute(self.conn())
+            .execute(self.conn().await?)
             .await
             .map_err(|err| StoreError::from_sqlx(err, backend))?;
         self.enqueue_notification(subscription, endpoint, headers, 0, payload, now).await
@@ -103,7 +103,7 @@ impl Tx {
         .bind(event_number)
         .bind(payload)
         .bind(now)
-        .execute(self.conn())
+        .execute(self.conn().await?)
         .await
         .map_err(|err| StoreError::from_sqlx(err, backend))?;
         Ok(())
@@ -130,7 +130,7 @@ impl Store {
              ORDER BY id LIMIT {limit}{lock}"
         ))
         .bind(now)
-        .fetch_all(tx.conn())
+        .fetch_all(tx.conn().await?)
         .await
         .map_err(|err| StoreError::from_sqlx(err, backend))?
         .iter()
@@ -144,7 +144,7 @@ impl Store {
             )
             .bind(now + lease)
             .bind(id)
-            .fetch_one(tx.conn())
+            .fetch_one(tx.conn().await?)
             .await
             .map_err(|err| StoreError::from_sqlx(err, backend))?;
             items.push(OutboxItem {
@@ -248,7 +248,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut tx = self.begin(Isolation::RowLocking).await?;
         let backend = tx.backend;
-        query.execute(tx.conn()).await.map_err(|err| StoreError::from_sqlx(err, backend))?;
+        query.execute(tx.conn().await?).await.map_err(|err| StoreError::from_sqlx(err, backend))?;
         tx.commit().await
     }
 

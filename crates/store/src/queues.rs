@@ -25,7 +25,7 @@ impl Tx {
         let row = sqlx::query(&sql)
             .bind(resource_type)
             .bind(id)
-            .fetch_optional(self.conn())
+            .fetch_optional(self.conn().await?)
             .await
             .map_err(|err| StoreError::from_sqlx(err, backend))?;
         Ok(row.as_ref().map(resource_from_row))
@@ -53,7 +53,7 @@ impl Tx {
         for sql in [with_due, without_due] {
             let row = sqlx::query(&sql)
                 .bind(&owner)
-                .fetch_optional(self.conn())
+                .fetch_optional(self.conn().await?)
                 .await
                 .map_err(|err| StoreError::from_sqlx(err, backend))?;
             if let Some(row) = row {

@@ -151,7 +151,7 @@ impl Tx {
     pub async fn read(&mut self, resource_type: &str, id: &str) -> Result<Option<StoredResource>, StoreError> {
         self.flush().await?;
         let backend = self.backend;
-        read_current(self.conn(), resource_type, id).await.map_err(|err| StoreError::from_sqlx(err, backend))
+        read_current(self.conn().await?, resource_type, id).await.map_err(|err| StoreError::from_sqlx(err, backend))
     }
 
     pub async fn vread(
@@ -162,7 +162,9 @@ impl Tx {
     ) -> Result<Option<StoredResource>, StoreError> {
         self.flush().await?;
         let backend = self.backend;
-        read_version(self.conn(), resource_type, id, version).await.map_err(|err| StoreError::from_sqlx(err, backend))
+        read_version(self.conn().await?, resource_type, id, version)
+            .await
+            .map_err(|err| StoreError::from_sqlx(err, backend))
     }
 
     pub async fn history(
@@ -174,7 +176,9 @@ impl Tx {
     ) -> Result<HistoryPage, StoreError> {
         self.flush().await?;
         let backend = self.backend;
-        history(self.conn(), scope, since, count, offset).await.map_err(|err| StoreError::from_sqlx(err, backend))
+        history(self.conn().await?, scope, since, count, offset)
+            .await
+            .map_err(|err| StoreError::from_sqlx(err, backend))
     }
 }
 

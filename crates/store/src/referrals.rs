@@ -1,9 +1,9 @@
 //! The referral identity table: which ServiceRequest and Task a partner's business identifier
 //! already has, so re-sends never create a second referral.
 
-use sqlx::Row;
+use sqlx::{AnyConnection, Row};
 
-use crate::{StoreError, Tx, now_micros};
+use crate::{Backend, StoreError, Tx, now_micros};
 
 /// A referral rex has taken in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,42 +19,37 @@ pub struct ReferralRecord {
 
 impl Tx {
     /// The referral with this identity, if rex has it.
+    ///
+    /// Most Bundles are first sends. So on SQLite, while the transaction has not yet run a
+    /// statement, it first looks at what is committed, on a reader connection: when the identity
+    /// is not there the transaction does not take the writer yet. A referral that lands after
+    /// this look makes [`Tx::insert_referral`] fail as retryable, and the retry finds it.
     pub async fn find_referral(
         &mut self,
         partner: &str,
         system: &str,
         value: &str,
     ) -> Result<Option<ReferralRecord>, StoreError> {
-        self.flush().await?;
         let backend = self.backend;
-        let row = sqlx::query(
-            "SELECT service_request_id, task_id, entries FROM referrals \
-             WHERE partner = $1 AND identifier_system = $2 AND identifier_value = $3",
-        )
-        .bind(partner)
-        .bind(system)
-        .bind(value)
-        .fetch_optional(self.conn())
-        .await
-        .map_err(|err| StoreError::from_sqlx(err, backend))?;
-        Ok(row.map(|row| ReferralRecord {
-            partner: partner.to_string(),
-            identifier_system: system.to_string(),
-            identifier_value: value.to_string(),
-            service_request_id: row.get(0),
-            task_id: row.get(1),
-            entries: row.get(2),
-        }))
+        if let Some(readers) = self.readers_before_first_statement() {
+            let mut conn = readers.acquire().await?;
+            if find_referral(&mut conn, backend, partner, system, value).await?.is_none() {
+                return Ok(None);
+            }
+        }
+        self.flush().await?;
+        find_referral(self.conn().await?, backend, partner, system, value).await
     }
 
-    /// Records a new referral. A concurrent first send of the same identity makes this fail as
-    /// retryable; the retry then finds the referral and treats the Bundle as a re-send.
+    /// Records a new referral. When the identity is taken (a concurrent first send of the same
+    /// referral) this fails as retryable; the retry then finds the referral and treats the Bundle
+    /// as a re-send.
     pub async fn insert_referral(&mut self, record: &ReferralRecord) -> Result<(), StoreError> {
         self.flush().await?;
         let backend = self.backend;
-        sqlx::query(
+        let inserted = sqlx::query(
             "INSERT INTO referrals (partner, identifier_system, identifier_value, service_request_id, task_id, entries, received) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
         )
         .bind(&record.partner)
         .bind(&record.identifier_system)
@@ -63,9 +58,12 @@ impl Tx {
         .bind(&record.task_id)
         .bind(&record.entries)
         .bind(now_micros())
-        .execute(self.conn())
+        .execute(self.conn().await?)
         .await
         .map_err(|err| StoreError::from_sqlx(err, backend))?;
+        if inserted.rows_affected() == 0 {
+            return Err(StoreError::Retryable);
+        }
         Ok(())
     }
 
@@ -82,7 +80,7 @@ impl Tx {
         .bind(&record.partner)
         .bind(&record.identifier_system)
         .bind(&record.identifier_value)
-        .execute(self.conn())
+        .execute(self.conn().await?)
         .await
         .map_err(|err| StoreError::from_sqlx(err, backend))?;
         Ok(())
@@ -95,7 +93,7 @@ impl Tx {
         let backend = self.backend;
         let result = sqlx::query("DELETE FROM referrals WHERE partner = $1")
             .bind(partner)
-            .execute(self.conn())
+            .execute(self.conn().await?)
             .await
             .map_err(|err| StoreError::from_sqlx(err, backend))?;
         Ok(result.rows_affected())
@@ -112,9 +110,36 @@ impl Tx {
         )
         .bind(system)
         .bind(code)
-        .fetch_all(self.conn())
+        .fetch_all(self.conn().await?)
         .await
         .map_err(|err| StoreError::from_sqlx(err, backend))?;
         Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
     }
+}
+
+async fn find_referral(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    partner: &str,
+    system: &str,
+    value: &str,
+) -> Result<Option<ReferralRecord>, StoreError> {
+    let row = sqlx::query(
+        "SELECT service_request_id, task_id, entries FROM referrals \
+         WHERE partner = $1 AND identifier_system = $2 AND identifier_value = $3",
+    )
+    .bind(partner)
+    .bind(system)
+    .bind(value)
+    .fetch_optional(conn)
+    .await
+    .map_err(|err| StoreError::from_sqlx(err, backend))?;
+    Ok(row.map(|row| ReferralRecord {
+        partner: partner.to_string(),
+        identifier_system: system.to_string(),
+        identifier_value: value.to_string(),
+        service_request_id: row.get(0),
+        task_id: row.get(1),
+        entries: row.get(2),
+    }))
 }

@@ -614,9 +614,71 @@ impl Store {
 
 impl Tx {
     /// Runs a search as this transaction sees the data (conditional create, update and delete).
+    ///
+    /// Rows this transaction has queued are sent first when the search could read them: when they
+    /// are of the searched type, or when the search includes other resources. A referral's Task
+    /// looks up its partner's Subscriptions; sending the whole Bundle's rows for that would split
+    /// them into two batches of INSERTs, each a round trip to the writer.
     pub async fn search(&mut self, query: &SearchQuery) -> Result<SearchResult, StoreError> {
-        self.flush().await?;
+        let includes_others = !query.include.is_empty() || !query.revinclude.is_empty();
+        if includes_others || self.pending.holds_type(&query.resource_type) {
+            self.flush().await?;
+        }
         let backend = self.backend;
-        search(self.conn(), backend, query).await.map_err(|err| StoreError::from_sqlx(err, backend))
+        search(self.conn().await?, backend, query).await.map_err(|err| StoreError::from_sqlx(err, backend))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rex_fhir::query::{Handling, SearchQuery};
+    use rex_fhir::search::SearchRegistry;
+    use serde_json::json;
+
+    use crate::{Isolation, TempStore};
+
+    fn query(resource_type: &str, search: &str) -> SearchQuery {
+        let pairs: Vec<(String, String)> = search
+            .split('&')
+            .map(|pair| pair.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).unwrap())
+            .collect();
+        SearchQuery::parse(SearchRegistry::r4(), resource_type, &pairs, Handling::Strict).unwrap()
+    }
+
+    fn ids(result: &crate::SearchResult) -> Vec<String> {
+        result.matches.iter().chain(&result.included).map(|r| format!("{}/{}", r.resource_type, r.id)).collect()
+    }
+
+    /// A transaction's searches see the rows it has queued: of the searched type, and of other
+    /// types that the search includes.
+    #[tokio::test]
+    async fn searches_in_a_transaction_see_its_own_queued_rows() {
+        let temp = TempStore::new().await;
+        let mut tx = temp.store.begin(Isolation::Serializable).await.unwrap();
+        tx.create("Patient", "p", json!({"resourceType": "Patient", "name": [{"family": "Okafor"}]})).await.unwrap();
+        let other_type = tx.search(&query("Observation", "code=8867-4")).await.unwrap();
+        assert!(other_type.matches.is_empty());
+        tx.create(
+            "Observation",
+            "o",
+            json!({"resourceType": "Observation", "status": "final", "subject": {"reference": "Patient/p"},
+                   "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]}}),
+        )
+        .await
+        .unwrap();
+        let included = tx.search(&query("Patient", "family=okafor&_revinclude=Observation:subject")).await.unwrap();
+        assert_eq!(ids(&included), ["Patient/p", "Observation/o"]);
+        tx.create(
+            "Observation",
+            "o2",
+            json!({"resourceType": "Observation", "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]}}),
+        )
+        .await
+        .unwrap();
+        let same_type = tx.search(&query("Observation", "code=8867-4&_sort=_id")).await.unwrap();
+        assert_eq!(ids(&same_type), ["Observation/o", "Observation/o2"]);
+        tx.commit().await.unwrap();
+        temp.store.close().await;
     }
 }

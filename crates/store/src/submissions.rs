@@ -83,7 +83,7 @@ impl Store {
         .bind(i64::from(submission.accepted))
         .bind(i64::from(submission.status))
         .bind(i64::try_from(submission.issue_count).unwrap_or(i64::MAX))
-        .fetch_one(tx.conn())
+        .fetch_one(tx.conn().await?)
         .await
         .map_err(|err| StoreError::from_sqlx(err, backend))?;
         let id: i64 = row.get(0);
@@ -110,7 +110,7 @@ impl Store {
                     .bind(&issue.location)
                     .bind(&issue.profile);
             }
-            query.execute(tx.conn()).await.map_err(|err| StoreError::from_sqlx(err, backend))?;
+            query.execute(tx.conn().await?).await.map_err(|err| StoreError::from_sqlx(err, backend))?;
         }
         tx.commit().await
     }

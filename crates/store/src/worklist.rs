@@ -203,11 +203,10 @@ mod tests {
         use serde_json::json;
         use sqlx::Row;
 
-        use crate::{Isolation, Store};
+        use crate::{Isolation, TempStore};
 
-        let path =
-            std::env::temp_dir().join(format!("rex-worklist-{}-{}.sqlite", std::process::id(), uuid::Uuid::now_v7()));
-        let store = Store::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+        let temp = TempStore::new().await;
+        let store = &temp.store;
         let task = |status: &str, owner: Option<&str>, due: Option<&str>| {
             let mut task = json!({"resourceType": "Task", "status": status, "intent": "order"});
             if let Some(owner) = owner {
@@ -265,8 +264,5 @@ mod tests {
         sqlx::query(backfill).execute(&store.pool).await.unwrap();
         assert_eq!(rows().await, written);
         store.close().await;
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-        }
     }
 }

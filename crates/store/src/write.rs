@@ -83,6 +83,14 @@ impl Pending {
     fn has_resource(&self, resource_type: &str, id: &str) -> bool {
         self.resource_ids.contains(&(resource_type.to_string(), id.to_string()))
     }
+
+    /// Whether any queued row is of a resource of this type (a Task's worklist row comes with its
+    /// resource and index rows).
+    pub(crate) fn holds_type(&self, resource_type: &str) -> bool {
+        self.resources.iter().any(|(row, _)| row.resource_type == resource_type)
+            || self.history.iter().any(|row| row.resource_type == resource_type)
+            || self.index.iter().any(|(t, _, _)| t == resource_type)
+    }
 }
 
 impl Tx {
@@ -113,7 +121,7 @@ impl Tx {
     ) -> Result<(StoredResource, Change), StoreError> {
         self.flush().await?;
         let backend = self.backend;
-        let current = current_version(self.conn(), backend, resource_type, id).await?;
+        let current = current_version(self.conn().await?, backend, resource_type, id).await?;
         if let Some(expected) = if_match {
             let live = current.filter(|(_, deleted)| !deleted).map(|(version, _)| version);
             if live != Some(expected) {
@@ -121,7 +129,7 @@ impl Tx {
             }
         }
         if let Some((_, false)) = current
-            && let Some(stored) = read_current(self.conn(), resource_type, id)
+            && let Some(stored) = read_current(self.conn().await?, resource_type, id)
                 .await
                 .map_err(|err| StoreError::from_sqlx(err, self.backend))?
             && same_content(stored.content.as_deref(), &resource)
@@ -146,7 +154,7 @@ impl Tx {
     ) -> Result<DeleteOutcome, StoreError> {
         self.flush().await?;
         let backend = self.backend;
-        let Some((version, deleted)) = current_version(self.conn(), backend, resource_type, id).await? else {
+        let Some((version, deleted)) = current_version(self.conn().await?, backend, resource_type, id).await? else {
             return Ok(DeleteOutcome::NotFound);
         };
         if deleted {
@@ -157,7 +165,7 @@ impl Tx {
         }
         let version = version + 1;
         let now = now_micros();
-        let conn = self.conn();
+        let conn = self.conn().await?;
         sqlx::query("UPDATE resources SET version_id = $1, last_updated = $2, deleted = 1, content = NULL WHERE resource_type = $3 AND id = $4")
             .bind(version)
             .bind(now)
@@ -209,7 +217,7 @@ impl Tx {
             self.pending.resources.push((new_version(), taken));
         } else {
             let backend = self.backend;
-            let conn = self.conn();
+            let conn = self.conn().await?;
             let updated: Result<(), sqlx::Error> = async {
                 sqlx::query("UPDATE resources SET version_id = $1, last_updated = $2, deleted = 0, content = $3 WHERE resource_type = $4 AND id = $5")
                     .bind(version)
@@ -249,7 +257,7 @@ impl Tx {
         }
         let pending = std::mem::take(&mut self.pending);
         let backend = self.backend;
-        let conn = self.conn();
+        let conn = self.conn().await?;
         for chunk in pending.resources.chunks(ROWS_PER_INSERT) {
             insert_resources(conn, backend, chunk).await?;
         }
