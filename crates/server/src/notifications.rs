@@ -247,6 +247,8 @@ pub async fn enqueue_task_change(tx: &mut Tx, task: &StoredResource, now: DateTi
         ("_tag".to_string(), format!("{}|{partner}", crate::access::PARTNER_TAG_SYSTEM)),
         ("status".to_string(), "active,requested".to_string()),
         ("_count".to_string(), "100".to_string()),
+        // Only the matches are needed; counting them is a second query on every Task write.
+        ("_total".to_string(), "none".to_string()),
     ];
     let query = SearchQuery::parse(SearchRegistry::r4(), "Subscription", &pairs, Handling::Strict)
         .map_err(|issues| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, issues))?;

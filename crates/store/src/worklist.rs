@@ -41,14 +41,19 @@ impl WorklistRow {
     }
 }
 
+/// Values of one worklist row.
+pub(crate) const COLUMNS: usize = 4;
+
 /// Inserts worklist rows with one multi-row INSERT.
 pub(crate) async fn insert(
     conn: &mut AnyConnection,
     backend: Backend,
     rows: &[WorklistRow],
 ) -> Result<(), sqlx::Error> {
-    let sql =
-        format!("INSERT INTO task_worklist (id, status, owner, due) VALUES {}", placeholders(backend, rows.len(), 4));
+    let sql = format!(
+        "INSERT INTO task_worklist (id, status, owner, due) VALUES {}",
+        placeholders(backend, rows.len(), COLUMNS)
+    );
     let mut query = sqlx::query(&sql);
     for row in rows {
         query = query.bind(&row.id).bind(&row.status).bind(row.owner.as_deref()).bind(row.due);

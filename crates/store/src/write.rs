@@ -44,8 +44,19 @@ pub enum Change {
 const INDEX_TABLES: &[&str] =
     &["idx_string", "idx_token", "idx_reference", "idx_date", "idx_number", "idx_quantity", "idx_uri"];
 
-/// Rows per multi-row INSERT; keeps the bind count far below SQLite's limit of 32,766.
-const ROWS_PER_INSERT: usize = 200;
+/// Values bound in one multi-row INSERT at most: below SQLite's limit of 32,766 (PostgreSQL's is
+/// 65,535). Every statement is a round trip to the writer's thread, so a Bundle's rows of one
+/// table go in one statement unless they are thousands.
+const MAX_BINDS: usize = 30_000;
+
+/// Values of one `resources` row and of one `resource_history` row.
+const RESOURCE_COLUMNS: usize = 6;
+const HISTORY_COLUMNS: usize = 7;
+
+/// Rows per multi-row INSERT of rows of `columns` values.
+fn rows_per_insert(columns: usize) -> usize {
+    MAX_BINDS / columns
+}
 
 /// Rows written through a [`Tx`] and not yet sent to the database.
 #[derive(Default)]
@@ -258,15 +269,15 @@ impl Tx {
         let pending = std::mem::take(&mut self.pending);
         let backend = self.backend;
         let conn = self.conn().await?;
-        for chunk in pending.resources.chunks(ROWS_PER_INSERT) {
+        for chunk in pending.resources.chunks(rows_per_insert(RESOURCE_COLUMNS)) {
             insert_resources(conn, backend, chunk).await?;
         }
         let rest: Result<(), sqlx::Error> = async {
-            for chunk in pending.history.chunks(ROWS_PER_INSERT) {
+            for chunk in pending.history.chunks(rows_per_insert(HISTORY_COLUMNS)) {
                 insert_history(conn, backend, chunk).await?;
             }
             insert_index(conn, backend, &pending.index).await?;
-            for chunk in pending.worklist.chunks(ROWS_PER_INSERT) {
+            for chunk in pending.worklist.chunks(rows_per_insert(worklist::COLUMNS)) {
                 worklist::insert(conn, backend, chunk).await?;
             }
             Ok(())
@@ -311,7 +322,7 @@ async fn insert_resources(
     let sql = format!(
         "INSERT INTO resources (resource_type, id, version_id, last_updated, deleted, content) VALUES {} \
          ON CONFLICT (resource_type, id) DO NOTHING RETURNING resource_type, id",
-        placeholders(backend, rows.len(), 6)
+        placeholders(backend, rows.len(), RESOURCE_COLUMNS)
     );
     let mut query = sqlx::query(&sql);
     for (row, _) in rows {
@@ -394,7 +405,7 @@ async fn current_version(
 async fn insert_history(conn: &mut AnyConnection, backend: Backend, rows: &[NewVersion]) -> Result<(), sqlx::Error> {
     let sql = format!(
         "INSERT INTO resource_history (resource_type, id, version_id, last_updated, deleted, method, content) VALUES {}",
-        placeholders(backend, rows.len(), 7)
+        placeholders(backend, rows.len(), HISTORY_COLUMNS)
     );
     let mut query = sqlx::query(&sql);
     for row in rows {
@@ -482,7 +493,7 @@ async fn insert_index(
     }
     for (table, columns, rows) in &by_table {
         let width = 3 + columns.split(", ").count();
-        for chunk in rows.chunks(ROWS_PER_INSERT) {
+        for chunk in rows.chunks(rows_per_insert(width)) {
             let sql = format!(
                 "INSERT INTO {table} (resource_type, id, param, {columns}) VALUES {}",
                 placeholders(backend, chunk.len(), width)
@@ -502,4 +513,33 @@ async fn insert_index(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use sqlx::Row;
+
+    use super::*;
+    use crate::{Isolation, TempStore};
+
+    /// Index rows beyond one statement's bind limit go in several INSERTs, none lost.
+    #[tokio::test]
+    async fn rows_beyond_one_statements_bind_limit_are_all_written() {
+        let temp = TempStore::new().await;
+        let identifiers = rows_per_insert(5) + 10;
+        let identifier: Vec<_> =
+            (0..identifiers).map(|n| json!({"system": "urn:test", "value": format!("v{n}")})).collect();
+        let mut tx = temp.store.begin(Isolation::Serializable).await.unwrap();
+        tx.create("Patient", "many", json!({"resourceType": "Patient", "identifier": identifier})).await.unwrap();
+        tx.commit().await.unwrap();
+        let written: i64 =
+            sqlx::query("SELECT COUNT(*) FROM idx_token WHERE id = 'many' AND param = 'identifier'")
+                .fetch_one(&temp.store.pool)
+                .await
+                .unwrap()
+                .get(0);
+        assert_eq!(written, identifiers as i64);
+        temp.store.close().await;
+    }
 }
