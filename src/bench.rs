@@ -246,6 +246,16 @@ struct OwnServer {
 }
 
 impl OwnServer {
+    /// CPU time the server has used so far: (user, system) in seconds, from `/proc` (Linux).
+    fn cpu(&self) -> Option<(f64, f64)> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
+        // The fields after the command name, which is in parentheses and may hold spaces;
+        // utime and stime are fields 14 and 15 of the line, in ticks of 1/100 s (USER_HZ).
+        let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+        let ticks = |index: usize| fields.get(index)?.parse::<f64>().ok().map(|t| t / 100.0);
+        Some((ticks(11)?, ticks(12)?))
+    }
+
     fn rss(&self) -> Option<(u64, u64)> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
         let field = |name: &str| -> Option<u64> {
@@ -261,6 +271,40 @@ impl Drop for OwnServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.folder);
+    }
+}
+
+/// The machine's CPU time so far, from the first line of `/proc/stat` (Linux), in ticks.
+#[derive(Clone, Copy)]
+struct MachineCpu {
+    busy: u64,
+    idle: u64,
+    /// Time the hypervisor gave to other guests while this one wanted to run: on a shared VM it
+    /// makes every figure lower, so the summary shows it.
+    steal: u64,
+}
+
+impl MachineCpu {
+    fn now() -> Option<MachineCpu> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let ticks: Vec<u64> = stat.lines().next()?.split_whitespace().skip(1).map(|t| t.parse().unwrap_or(0)).collect();
+        let at = |index: usize| ticks.get(index).copied().unwrap_or(0);
+        // user nice system idle iowait irq softirq steal
+        Some(MachineCpu { busy: at(0) + at(1) + at(2) + at(5) + at(6), idle: at(3) + at(4), steal: at(7) })
+    }
+
+    /// `machine: 1.4 of 2 cores busy, steal 12.0 %` for the time since `start`.
+    fn describe_since(self, start: MachineCpu) -> String {
+        let busy = self.busy.saturating_sub(start.busy) as f64;
+        let idle = self.idle.saturating_sub(start.idle) as f64;
+        let steal = self.steal.saturating_sub(start.steal) as f64;
+        let total = (busy + idle + steal).max(1.0);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        format!(
+            "machine: {:.1} of {cores} cores busy, steal {:.1} % (CPU time the hypervisor gave to other guests)",
+            busy / total * cores as f64,
+            steal / total * 100.0
+        )
     }
 }
 
@@ -608,7 +652,11 @@ async fn measure(
         deadline: duration.map(|d| Instant::now() + d),
         schedule: args.rate.map(|rate| (Instant::now(), rate)),
     };
+    let machine_before = MachineCpu::now();
+    let server_cpu_before = server.as_ref().and_then(OwnServer::cpu);
     let (mut tally, elapsed) = drive(&run, args.clients, phase).await?;
+    let machine = machine_before.zip(MachineCpu::now()).map(|(before, after)| after.describe_since(before));
+    let server_cpu = server.as_ref().and_then(OwnServer::cpu).zip(server_cpu_before);
     let rss = server.as_ref().and_then(OwnServer::rss);
     drop(server);
 
@@ -647,6 +695,14 @@ async fn measure(
     } else {
         let errors: Vec<String> = tally.errors.iter().map(|(status, count)| format!("{status} x{count}")).collect();
         println!("errors: {}", errors.join(", "));
+    }
+    if let Some(((user, system), (user_before, system_before))) = server_cpu {
+        let per_request = |seconds: f64| seconds * 1000.0 / tally.ok.max(1) as f64;
+        let (user, system) = (per_request(user - user_before), per_request(system - system_before));
+        println!("server CPU: {:.2} ms per successful request (user {user:.2}, system {system:.2})", user + system);
+    }
+    if let Some(machine) = machine {
+        println!("{machine}");
     }
     if let Some((hwm, rss)) = rss {
         println!(

@@ -22,6 +22,10 @@ fn bench_intake_smoke_runs_and_reports_a_summary() {
     let stdout = bench(&["intake", "--clients", "2", "--count", "10"]);
     assert!(stdout.contains("Bundles/s"), "no throughput in the summary:\n{stdout}");
     assert!(stdout.contains("10 requests"), "not 10 requests:\n{stdout}");
+    if cfg!(target_os = "linux") {
+        assert!(stdout.contains("server CPU: "), "no server CPU in the summary:\n{stdout}");
+        assert!(stdout.contains("cores busy, steal "), "no machine load in the summary:\n{stdout}");
+    }
 }
 
 #[test]

@@ -533,12 +533,11 @@ mod tests {
         let mut tx = temp.store.begin(Isolation::Serializable).await.unwrap();
         tx.create("Patient", "many", json!({"resourceType": "Patient", "identifier": identifier})).await.unwrap();
         tx.commit().await.unwrap();
-        let written: i64 =
-            sqlx::query("SELECT COUNT(*) FROM idx_token WHERE id = 'many' AND param = 'identifier'")
-                .fetch_one(&temp.store.pool)
-                .await
-                .unwrap()
-                .get(0);
+        let written: i64 = sqlx::query("SELECT COUNT(*) FROM idx_token WHERE id = 'many' AND param = 'identifier'")
+            .fetch_one(&temp.store.pool)
+            .await
+            .unwrap()
+            .get(0);
         assert_eq!(written, identifiers as i64);
         temp.store.close().await;
     }
