@@ -4,10 +4,9 @@
 
 use rex_fhir::query::{Match, Prefix, SearchQuery};
 use rex_fhir::search::{IndexEntry, IndexValue};
-use sqlx::AnyConnection;
 
 use crate::Backend;
-use crate::write::placeholders;
+use crate::write::{AnyQuery, placeholders};
 
 /// The `task_worklist` row of one Task.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,22 +43,16 @@ impl WorklistRow {
 /// Values of one worklist row.
 pub(crate) const COLUMNS: usize = 4;
 
-/// Inserts worklist rows with one multi-row INSERT.
-pub(crate) async fn insert(
-    conn: &mut AnyConnection,
-    backend: Backend,
-    rows: &[WorklistRow],
-) -> Result<(), sqlx::Error> {
-    let sql = format!(
-        "INSERT INTO task_worklist (id, status, owner, due) VALUES {}",
-        placeholders(backend, rows.len(), COLUMNS)
-    );
-    let mut query = sqlx::query(&sql);
+/// The INSERT of `rows` worklist rows; [`bind_rows`] binds their values.
+pub(crate) fn insert_sql(backend: Backend, rows: usize) -> String {
+    format!("INSERT INTO task_worklist (id, status, owner, due) VALUES {}", placeholders(backend, rows, COLUMNS))
+}
+
+pub(crate) fn bind_rows<'q>(mut query: AnyQuery<'q>, rows: &'q [WorklistRow]) -> AnyQuery<'q> {
     for row in rows {
-        query = query.bind(&row.id).bind(&row.status).bind(row.owner.as_deref()).bind(row.due);
+        query = query.bind(row.id.as_str()).bind(row.status.as_str()).bind(row.owner.as_deref()).bind(row.due);
     }
-    query.execute(conn).await?;
-    Ok(())
+    query
 }
 
 /// What a Task search's `status`, `owner` and `due` criteria allow, as conditions on the

@@ -272,18 +272,15 @@ impl Tx {
         for chunk in pending.resources.chunks(rows_per_insert(RESOURCE_COLUMNS)) {
             insert_resources(conn, backend, chunk).await?;
         }
-        let rest: Result<(), sqlx::Error> = async {
-            for chunk in pending.history.chunks(rows_per_insert(HISTORY_COLUMNS)) {
-                insert_history(conn, backend, chunk).await?;
-            }
-            insert_index(conn, backend, &pending.index).await?;
-            for chunk in pending.worklist.chunks(rows_per_insert(worklist::COLUMNS)) {
-                worklist::insert(conn, backend, chunk).await?;
-            }
-            Ok(())
+        let by_table = index_rows_by_table(&pending.index);
+        let mut inserts: Vec<Insert> = Vec::new();
+        inserts.extend(pending.history.chunks(rows_per_insert(HISTORY_COLUMNS)).map(Insert::History));
+        for (table, columns, rows) in &by_table {
+            let width = 3 + columns.split(", ").count();
+            inserts.extend(rows.chunks(rows_per_insert(width)).map(|rows| Insert::Index { table, columns, rows }));
         }
-        .await;
-        rest.map_err(|err| StoreError::from_sqlx(err, backend))
+        inserts.extend(pending.worklist.chunks(rows_per_insert(worklist::COLUMNS)).map(Insert::Worklist));
+        run_inserts(conn, backend, &inserts).await.map_err(|err| StoreError::from_sqlx(err, backend))
     }
 }
 
@@ -327,8 +324,8 @@ async fn insert_resources(
     let mut query = sqlx::query(&sql);
     for (row, _) in rows {
         query = query
-            .bind(&row.resource_type)
-            .bind(&row.id)
+            .bind(row.resource_type.as_str())
+            .bind(row.id.as_str())
             .bind(row.version)
             .bind(row.last_updated)
             .bind(0_i64)
@@ -402,26 +399,6 @@ async fn current_version(
     Ok(row.map(|row| (row.get::<i64, _>(0), row.get::<i64, _>(1) != 0)))
 }
 
-async fn insert_history(conn: &mut AnyConnection, backend: Backend, rows: &[NewVersion]) -> Result<(), sqlx::Error> {
-    let sql = format!(
-        "INSERT INTO resource_history (resource_type, id, version_id, last_updated, deleted, method, content) VALUES {}",
-        placeholders(backend, rows.len(), HISTORY_COLUMNS)
-    );
-    let mut query = sqlx::query(&sql);
-    for row in rows {
-        query = query
-            .bind(&row.resource_type)
-            .bind(&row.id)
-            .bind(row.version)
-            .bind(row.last_updated)
-            .bind(i64::from(row.content.is_none()))
-            .bind(row.method)
-            .bind(row.content.as_deref());
-    }
-    query.execute(conn).await?;
-    Ok(())
-}
-
 async fn delete_index(conn: &mut AnyConnection, resource_type: &str, id: &str) -> Result<(), sqlx::Error> {
     for table in INDEX_TABLES {
         sqlx::query(&format!("DELETE FROM {table} WHERE resource_type = $1 AND id = $2"))
@@ -473,15 +450,13 @@ fn index_row(value: &IndexValue) -> (&'static str, &'static str, Vec<Cell<'_>>) 
     }
 }
 
-/// The rows bound for one index table: (table, value columns, [(resource_type, id, param, cells)]).
-type TableRows<'a> = (&'static str, &'static str, Vec<(&'a str, &'a str, &'a str, Vec<Cell<'a>>)>);
+/// One row of an index table: resource_type, id, param and the value cells.
+type IndexRow<'a> = (&'a str, &'a str, &'a str, Vec<Cell<'a>>);
 
-/// Inserts index entries of any resources with one multi-row INSERT per table (and per chunk of rows).
-async fn insert_index(
-    conn: &mut AnyConnection,
-    backend: Backend,
-    entries: &[(String, String, IndexEntry)],
-) -> Result<(), sqlx::Error> {
+/// The rows of each index table: (table, value columns, rows).
+type TableRows<'a> = (&'static str, &'static str, Vec<IndexRow<'a>>);
+
+fn index_rows_by_table(entries: &[(String, String, IndexEntry)]) -> Vec<TableRows<'_>> {
     let mut by_table: Vec<TableRows> = Vec::new();
     for (resource_type, id, entry) in entries {
         let (table, columns, cells) = index_row(&entry.value);
@@ -491,25 +466,86 @@ async fn insert_index(
             None => by_table.push((table, columns, vec![row])),
         }
     }
-    for (table, columns, rows) in &by_table {
-        let width = 3 + columns.split(", ").count();
-        for chunk in rows.chunks(rows_per_insert(width)) {
-            let sql = format!(
+    by_table
+}
+
+/// A query on either backend with its bound values.
+pub(crate) type AnyQuery<'q> = Query<'q, Any, AnyArguments<'q>>;
+
+/// One multi-row INSERT of queued rows that cannot be refused (unlike those of `resources`).
+enum Insert<'a> {
+    History(&'a [NewVersion]),
+    Index { table: &'static str, columns: &'static str, rows: &'a [IndexRow<'a>] },
+    Worklist(&'a [WorklistRow]),
+}
+
+impl Insert<'_> {
+    fn sql(&self, backend: Backend) -> String {
+        match self {
+            Insert::History(rows) => format!(
+                "INSERT INTO resource_history (resource_type, id, version_id, last_updated, deleted, method, content) VALUES {}",
+                placeholders(backend, rows.len(), HISTORY_COLUMNS)
+            ),
+            Insert::Index { table, columns, rows } => format!(
                 "INSERT INTO {table} (resource_type, id, param, {columns}) VALUES {}",
-                placeholders(backend, chunk.len(), width)
-            );
-            let mut query: Query<'_, Any, AnyArguments> = sqlx::query(&sql);
-            for (resource_type, id, param, cells) in chunk {
-                query = query.bind(*resource_type).bind(*id).bind(*param);
-                for cell in cells {
-                    query = match cell {
-                        Cell::Text(text) => query.bind(*text),
-                        Cell::Int(value) => query.bind(*value),
-                        Cell::Real(value) => query.bind(*value),
-                    };
+                placeholders(backend, rows.len(), 3 + columns.split(", ").count())
+            ),
+            Insert::Worklist(rows) => worklist::insert_sql(backend, rows.len()),
+        }
+    }
+
+    /// Binds the values in the order of [`Insert::sql`]'s placeholders. Text is bound as `&str`,
+    /// which the driver borrows; a `&String` would be copied.
+    fn bind<'q>(&'q self, mut query: AnyQuery<'q>) -> AnyQuery<'q> {
+        match self {
+            Insert::History(rows) => {
+                for row in *rows {
+                    query = query
+                        .bind(row.resource_type.as_str())
+                        .bind(row.id.as_str())
+                        .bind(row.version)
+                        .bind(row.last_updated)
+                        .bind(i64::from(row.content.is_none()))
+                        .bind(row.method)
+                        .bind(row.content.as_deref());
                 }
             }
-            query.execute(&mut *conn).await?;
+            Insert::Index { rows, .. } => {
+                for (resource_type, id, param, cells) in *rows {
+                    query = query.bind(*resource_type).bind(*id).bind(*param);
+                    for cell in cells {
+                        query = match cell {
+                            Cell::Text(text) => query.bind(*text),
+                            Cell::Int(value) => query.bind(*value),
+                            Cell::Real(value) => query.bind(*value),
+                        };
+                    }
+                }
+            }
+            Insert::Worklist(rows) => query = worklist::bind_rows(query, rows),
+        }
+        query
+    }
+}
+
+/// Runs the INSERTs. Each statement is a round trip to the writer's thread on SQLite, so there
+/// they go as one query of several statements, whose `?` placeholders take the values in order
+/// (a Bundle's rows then take two round trips: `resources`, then everything else). PostgreSQL
+/// takes one statement per query.
+async fn run_inserts(conn: &mut AnyConnection, backend: Backend, inserts: &[Insert<'_>]) -> Result<(), sqlx::Error> {
+    match backend {
+        Backend::Sqlite if !inserts.is_empty() => {
+            let sql: Vec<String> = inserts.iter().map(|insert| insert.sql(backend)).collect();
+            let sql = sql.join(";\n");
+            let query = inserts.iter().fold(sqlx::query(&sql), |query, insert| insert.bind(query));
+            query.execute(conn).await?;
+        }
+        Backend::Sqlite => {}
+        Backend::Postgres => {
+            for insert in inserts {
+                let sql = insert.sql(backend);
+                insert.bind(sqlx::query(&sql)).execute(&mut *conn).await?;
+            }
         }
     }
     Ok(())
