@@ -32,13 +32,16 @@ impl StoreError {
     }
 
     /// Classifies a driver error: serialization failures, deadlocks, unique violations from a racing
-    /// insert and SQLite busy errors become [`StoreError::Retryable`].
+    /// insert and SQLite busy errors become [`StoreError::Retryable`]. On SQLite a racing insert is
+    /// one made by an earlier transaction of the same group after this one looked at what was
+    /// committed (a referral's identity, see `referrals.rs`).
     pub(crate) fn from_sqlx(err: sqlx::Error, backend: Backend) -> StoreError {
         if let sqlx::Error::Database(db) = &err {
             let code = db.code().unwrap_or_default();
             let retryable = match backend {
                 Backend::Postgres => matches!(code.as_ref(), "40001" | "40P01" | "23505"),
-                Backend::Sqlite => matches!(code.as_ref(), "5" | "6" | "517" | "262"),
+                // Busy and locked, and the primary key and unique constraint violations.
+                Backend::Sqlite => matches!(code.as_ref(), "5" | "6" | "517" | "262" | "1555" | "2067"),
             };
             if retryable {
                 return StoreError::Retryable;

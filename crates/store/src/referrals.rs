@@ -3,6 +3,7 @@
 
 use sqlx::{AnyConnection, Row};
 
+use crate::write::{AnyQuery, placeholders};
 use crate::{Backend, StoreError, Tx, now_micros};
 
 /// A referral rex has taken in.
@@ -41,29 +42,11 @@ impl Tx {
         find_referral(self.conn().await?, backend, partner, system, value).await
     }
 
-    /// Records a new referral. When the identity is taken (a concurrent first send of the same
-    /// referral) this fails as retryable; the retry then finds the referral and treats the Bundle
-    /// as a re-send.
+    /// Records a new referral. The row is queued and sent with the transaction's other rows. When
+    /// the identity is taken (a concurrent first send of the same referral) the transaction fails
+    /// as retryable; the retry then finds the referral and treats the Bundle as a re-send.
     pub async fn insert_referral(&mut self, record: &ReferralRecord) -> Result<(), StoreError> {
-        self.flush().await?;
-        let backend = self.backend;
-        let inserted = sqlx::query(
-            "INSERT INTO referrals (partner, identifier_system, identifier_value, service_request_id, task_id, entries, received) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
-        )
-        .bind(&record.partner)
-        .bind(&record.identifier_system)
-        .bind(&record.identifier_value)
-        .bind(&record.service_request_id)
-        .bind(&record.task_id)
-        .bind(&record.entries)
-        .bind(now_micros())
-        .execute(self.conn().await?)
-        .await
-        .map_err(|err| StoreError::from_sqlx(err, backend))?;
-        if inserted.rows_affected() == 0 {
-            return Err(StoreError::Retryable);
-        }
+        self.pending.referrals.push((record.clone(), now_micros()));
         Ok(())
     }
 
@@ -142,4 +125,30 @@ async fn find_referral(
         task_id: row.get(1),
         entries: row.get(2),
     }))
+}
+
+/// Values of one `referrals` row.
+pub(crate) const COLUMNS: usize = 7;
+
+/// The INSERT of `rows` referral rows (a record and when it was received); [`bind_rows`] binds
+/// their values.
+pub(crate) fn insert_sql(backend: Backend, rows: usize) -> String {
+    format!(
+        "INSERT INTO referrals (partner, identifier_system, identifier_value, service_request_id, task_id, entries, received) VALUES {}",
+        placeholders(backend, rows, COLUMNS)
+    )
+}
+
+pub(crate) fn bind_rows<'q>(mut query: AnyQuery<'q>, rows: &'q [(ReferralRecord, i64)]) -> AnyQuery<'q> {
+    for (record, received) in rows {
+        query = query
+            .bind(record.partner.as_str())
+            .bind(record.identifier_system.as_str())
+            .bind(record.identifier_value.as_str())
+            .bind(record.service_request_id.as_str())
+            .bind(record.task_id.as_str())
+            .bind(record.entries.as_str())
+            .bind(*received);
+    }
+    query
 }

@@ -16,6 +16,7 @@ use sqlx::query::Query;
 use sqlx::{Any, AnyConnection, Row};
 
 use crate::read::read_current;
+use crate::referrals::{self, ReferralRecord};
 use crate::worklist::{self, WorklistRow};
 use crate::{Backend, StoreError, StoredResource, Tx, format_instant, now_micros};
 
@@ -68,6 +69,8 @@ pub(crate) struct Pending {
     history: Vec<NewVersion>,
     index: Vec<(String, String, IndexEntry)>,
     worklist: Vec<WorklistRow>,
+    /// New referral identities and when they were received (see `referrals.rs`).
+    pub(crate) referrals: Vec<(ReferralRecord, i64)>,
 }
 
 /// One version to insert.
@@ -263,6 +266,7 @@ impl Tx {
             && pending.history.is_empty()
             && pending.index.is_empty()
             && pending.worklist.is_empty()
+            && pending.referrals.is_empty()
         {
             return Ok(());
         }
@@ -280,6 +284,7 @@ impl Tx {
             inserts.extend(rows.chunks(rows_per_insert(width)).map(|rows| Insert::Index { table, columns, rows }));
         }
         inserts.extend(pending.worklist.chunks(rows_per_insert(worklist::COLUMNS)).map(Insert::Worklist));
+        inserts.extend(pending.referrals.chunks(rows_per_insert(referrals::COLUMNS)).map(Insert::Referrals));
         run_inserts(conn, backend, &inserts).await.map_err(|err| StoreError::from_sqlx(err, backend))
     }
 }
@@ -472,11 +477,13 @@ fn index_rows_by_table(entries: &[(String, String, IndexEntry)]) -> Vec<TableRow
 /// A query on either backend with its bound values.
 pub(crate) type AnyQuery<'q> = Query<'q, Any, AnyArguments<'q>>;
 
-/// One multi-row INSERT of queued rows that cannot be refused (unlike those of `resources`).
+/// One multi-row INSERT of queued rows after those of `resources`. Of these only a referral's
+/// identity can be refused (its primary key), which fails the transaction as retryable.
 enum Insert<'a> {
     History(&'a [NewVersion]),
     Index { table: &'static str, columns: &'static str, rows: &'a [IndexRow<'a>] },
     Worklist(&'a [WorklistRow]),
+    Referrals(&'a [(ReferralRecord, i64)]),
 }
 
 impl Insert<'_> {
@@ -491,6 +498,7 @@ impl Insert<'_> {
                 placeholders(backend, rows.len(), 3 + columns.split(", ").count())
             ),
             Insert::Worklist(rows) => worklist::insert_sql(backend, rows.len()),
+            Insert::Referrals(rows) => referrals::insert_sql(backend, rows.len()),
         }
     }
 
@@ -523,6 +531,7 @@ impl Insert<'_> {
                 }
             }
             Insert::Worklist(rows) => query = worklist::bind_rows(query, rows),
+            Insert::Referrals(rows) => query = referrals::bind_rows(query, rows),
         }
         query
     }
