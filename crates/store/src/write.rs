@@ -259,7 +259,7 @@ impl Tx {
     }
 
     /// Sends the pending rows: `resources` first (its primary key is what can refuse them), then
-    /// history, then the index.
+    /// history, index, worklist and referral rows together (see [`run_inserts`]).
     pub(crate) async fn flush(&mut self) -> Result<(), StoreError> {
         let pending = &self.pending;
         if pending.resources.is_empty()
@@ -280,8 +280,8 @@ impl Tx {
         let mut inserts: Vec<Insert> = Vec::new();
         inserts.extend(pending.history.chunks(rows_per_insert(HISTORY_COLUMNS)).map(Insert::History));
         for (table, columns, rows) in &by_table {
-            let width = 3 + columns.split(", ").count();
-            inserts.extend(rows.chunks(rows_per_insert(width)).map(|rows| Insert::Index { table, columns, rows }));
+            let chunks = rows.chunks(rows_per_insert(index_row_width(columns)));
+            inserts.extend(chunks.map(|rows| Insert::Index { table, columns, rows }));
         }
         inserts.extend(pending.worklist.chunks(rows_per_insert(worklist::COLUMNS)).map(Insert::Worklist));
         inserts.extend(pending.referrals.chunks(rows_per_insert(referrals::COLUMNS)).map(Insert::Referrals));
@@ -455,6 +455,11 @@ fn index_row(value: &IndexValue) -> (&'static str, &'static str, Vec<Cell<'_>>) 
     }
 }
 
+/// Values of one row of an index table with these value columns (after resource_type, id, param).
+fn index_row_width(columns: &str) -> usize {
+    3 + columns.split(", ").count()
+}
+
 /// One row of an index table: resource_type, id, param and the value cells.
 type IndexRow<'a> = (&'a str, &'a str, &'a str, Vec<Cell<'a>>);
 
@@ -495,7 +500,7 @@ impl Insert<'_> {
             ),
             Insert::Index { table, columns, rows } => format!(
                 "INSERT INTO {table} (resource_type, id, param, {columns}) VALUES {}",
-                placeholders(backend, rows.len(), 3 + columns.split(", ").count())
+                placeholders(backend, rows.len(), index_row_width(columns))
             ),
             Insert::Worklist(rows) => worklist::insert_sql(backend, rows.len()),
             Insert::Referrals(rows) => referrals::insert_sql(backend, rows.len()),

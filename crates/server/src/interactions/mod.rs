@@ -38,7 +38,12 @@ where
         let mut tx = store.begin(isolation).await?;
         let result = match work(&mut tx, context).await {
             Ok(value) => tx.commit().await.map(|()| value).map_err(ApiError::from),
-            Err(err) => Err(err),
+            Err(err) => {
+                // Undone now rather than after the backoff below: on SQLite a transaction holds
+                // the one writer, or the open group waits for it, until it is dropped.
+                drop(tx);
+                Err(err)
+            }
         };
         match result {
             Err(err) if err.retryable && attempt < MAX_ATTEMPTS => {
