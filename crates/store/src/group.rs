@@ -86,16 +86,15 @@ impl Writer {
     /// Counts a transaction as coming to the writer until the returned guard is dropped.
     pub(crate) fn coming(self: &Arc<Self>) -> Coming {
         self.coming.fetch_add(1, Ordering::SeqCst);
-        Coming(self.clone())
+        Coming { writer: self.clone(), arrived: false }
     }
 
     /// Waits for the writer connection and starts a member transaction on it. The transaction
     /// counts as coming (`coming`) until it holds the writer.
     pub(crate) async fn join(self: &Arc<Self>, coming: Option<Coming>) -> Result<GroupMember, StoreError> {
-        let guard = {
-            let _coming = coming.unwrap_or_else(|| self.coming());
-            self.state.clone().lock_owned().await
-        };
+        let coming = coming.unwrap_or_else(|| self.coming());
+        let guard = self.state.clone().lock_owned().await;
+        coming.arrived();
         // From here on the statements run on a task of their own, so that a caller that goes away
         // (a client hanging up) cannot leave the connection half-way through them.
         let started = tokio::spawn(start_member(guard)).await;
@@ -112,13 +111,34 @@ impl Writer {
 }
 
 /// A transaction that has begun and not yet taken the writer: the open group waits for it, so
-/// that it commits with the group rather than alone after it. Dropped when the transaction takes
-/// the writer or ends without a statement (its caller failed or went away).
-pub(crate) struct Coming(Arc<Writer>);
+/// that it commits with the group rather than alone after it.
+pub(crate) struct Coming {
+    writer: Arc<Writer>,
+    /// Whether the transaction took the writer (else it ended without a statement).
+    arrived: bool,
+}
+
+impl Coming {
+    /// The transaction holds the writer: it settles the group itself when it finishes.
+    fn arrived(mut self) {
+        self.arrived = true;
+    }
+}
 
 impl Drop for Coming {
+    /// A transaction that ends without a statement (its work failed first, it had nothing to
+    /// write, or its caller went away) may be the last one the open group waits for: the group is
+    /// then settled at once rather than after a waiting member's timeout.
     fn drop(&mut self) {
-        self.0.coming.fetch_sub(1, Ordering::SeqCst);
+        let was_last = self.writer.coming.fetch_sub(1, Ordering::SeqCst) == 1;
+        if self.arrived || !was_last {
+            return;
+        }
+        let writer = self.writer.clone();
+        tokio::spawn(async move {
+            let mut guard = writer.state.clone().lock_owned().await;
+            settle(&writer, &mut guard).await;
+        });
     }
 }
 
@@ -160,9 +180,7 @@ impl GroupMember {
             }
             let group = guard.group.as_mut().expect("a member runs inside a group");
             group.waiting.push(done);
-            if writer.should_commit(group) {
-                commit_group(&mut guard).await;
-            }
+            settle(&writer, &mut guard).await;
         });
         loop {
             match tokio::time::timeout(MAX_AGE * 2, &mut outcome).await {
@@ -198,17 +216,23 @@ impl Drop for GroupMember {
                 fail_group(&mut guard, "the group transaction was rolled back").await;
                 return;
             }
-            let Some(group) = &guard.group else { return };
-            if group.waiting.is_empty() {
-                // Nothing to keep: end the group unless a transaction coming will carry it on.
-                if writer.coming.load(Ordering::SeqCst) == 0 {
-                    let _ = sqlx::query("ROLLBACK").execute(&mut guard.conn).await;
-                    guard.group = None;
-                }
-            } else if writer.should_commit(group) {
-                commit_group(&mut guard).await;
-            }
+            settle(&writer, &mut guard).await;
         });
+    }
+}
+
+/// Run by whoever holds the writer when a member finishes or a transaction stops coming: commits
+/// the open group when it should (see [`Writer::should_commit`]), and ends a group with nothing to
+/// keep unless a transaction coming will carry it on.
+async fn settle(writer: &Writer, state: &mut WriterState) {
+    let Some(group) = &state.group else { return };
+    if group.waiting.is_empty() {
+        if writer.coming.load(Ordering::SeqCst) == 0 {
+            let _ = sqlx::query("ROLLBACK").execute(&mut state.conn).await;
+            state.group = None;
+        }
+    } else if writer.should_commit(group) {
+        commit_group(state).await;
     }
 }
 
