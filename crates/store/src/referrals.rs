@@ -24,7 +24,8 @@ impl Tx {
     /// Most Bundles are first sends. So on SQLite, while the transaction has not yet run a
     /// statement, it first looks at what is committed, on a reader connection: when the identity
     /// is not there the transaction does not take the writer yet. A referral that lands after
-    /// this look makes [`Tx::insert_referral`] fail as retryable, and the retry finds it.
+    /// this look makes the transaction fail as retryable when the row [`Tx::insert_referral`]
+    /// queued is sent, and the retry finds it.
     pub async fn find_referral(
         &mut self,
         partner: &str,
@@ -45,9 +46,8 @@ impl Tx {
     /// Records a new referral. The row is queued and sent with the transaction's other rows. When
     /// the identity is taken (a concurrent first send of the same referral) the transaction fails
     /// as retryable; the retry then finds the referral and treats the Bundle as a re-send.
-    pub async fn insert_referral(&mut self, record: &ReferralRecord) -> Result<(), StoreError> {
-        self.pending.referrals.push((record.clone(), now_micros()));
-        Ok(())
+    pub fn insert_referral(&mut self, record: ReferralRecord) {
+        self.pending.referrals.push((record, now_micros()));
     }
 
     /// Records an amendment: the entries of the amended Bundle and when it came.

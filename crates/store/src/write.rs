@@ -547,14 +547,16 @@ impl Insert<'_> {
 /// (a Bundle's rows then take two round trips: `resources`, then everything else). PostgreSQL
 /// takes one statement per query.
 async fn run_inserts(conn: &mut AnyConnection, backend: Backend, inserts: &[Insert<'_>]) -> Result<(), sqlx::Error> {
+    if inserts.is_empty() {
+        return Ok(());
+    }
     match backend {
-        Backend::Sqlite if !inserts.is_empty() => {
+        Backend::Sqlite => {
             let sql: Vec<String> = inserts.iter().map(|insert| insert.sql(backend)).collect();
             let sql = sql.join(";\n");
             let query = inserts.iter().fold(sqlx::query(&sql), |query, insert| insert.bind(query));
             query.execute(conn).await?;
         }
-        Backend::Sqlite => {}
         Backend::Postgres => {
             for insert in inserts {
                 let sql = insert.sql(backend);

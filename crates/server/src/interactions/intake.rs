@@ -406,14 +406,13 @@ async fn record_routing(
     let task_ref = format!("Task/{}", task.id);
     let audit = referral_audit_event(ReferralEvent::Routed, referral, decision, &service_request_ref, &task_ref, now);
     create(tx, "AuditEvent", audit).await?;
-    tx.insert_referral(&ReferralRecord {
+    tx.insert_referral(ReferralRecord {
         partner: referral.partner.clone(),
         identifier_system: referral.identifier_system.clone(),
         identifier_value: referral.identifier_value.clone(),
         service_request_id: service_request_id.to_string(),
         task_id: task.id.clone(),
         entries,
-    })
-    .await?;
+    });
     Ok(task)
 }
