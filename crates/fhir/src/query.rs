@@ -10,6 +10,16 @@ use crate::search::{ParamType, SearchParamDef, SearchRegistry, normalize_string}
 pub const DEFAULT_COUNT: usize = 20;
 /// Largest page a client may ask for.
 pub const MAX_COUNT: usize = 1000;
+/// Most search parameters (criteria, `_include`s and `_revinclude`s) one search may have. Each
+/// becomes a condition of the SQL statement: thousands made SQLite refuse the statement ("Expression
+/// tree is too large") and cost time on PostgreSQL, for no search a person or a system needs.
+pub const MAX_PARAMETERS: usize = 50;
+/// Most comma-separated values (alternatives) of one search parameter.
+pub const MAX_VALUES_PER_PARAMETER: usize = 100;
+/// Most values over all parameters of one search.
+pub const MAX_VALUES: usize = 200;
+/// Most `_sort` keys; a key may appear once.
+pub const MAX_SORT_KEYS: usize = 5;
 
 /// A parsed search on one resource type.
 #[derive(Debug, Clone, PartialEq)]
@@ -183,8 +193,28 @@ impl SearchQuery {
             if let Err(issue) = query.apply(registry, name, value, handling) {
                 issues.push(issue.at(name.clone()));
             }
+            // A search far over the limits is refused at once, not after parsing all its values.
+            if let Err(issue) = query.check_cost() {
+                return Err(vec![issue.at(name.clone())]);
+            }
         }
         if issues.is_empty() { Ok(query) } else { Err(issues) }
+    }
+
+    /// Refuses a search with more parameters or values than [`MAX_PARAMETERS`], [`MAX_VALUES`]
+    /// allow (the per-parameter limits are checked where the parameter is parsed).
+    fn check_cost(&self) -> Result<(), Issue> {
+        let parameters = self.criteria.len() + self.include.len() + self.revinclude.len();
+        if parameters > MAX_PARAMETERS {
+            return Err(too_costly(format!(
+                "The search has more than {MAX_PARAMETERS} parameters (criteria, _include and _revinclude), rex's limit"
+            )));
+        }
+        let values: usize = self.criteria.iter().map(|criterion| criterion.alternatives.len()).sum();
+        if values > MAX_VALUES {
+            return Err(too_costly(format!("The search has more than {MAX_VALUES} values in all, rex's limit")));
+        }
+        Ok(())
     }
 
     fn apply(&mut self, registry: &SearchRegistry, name: &str, value: &str, handling: Handling) -> Result<(), Issue> {
@@ -255,6 +285,9 @@ impl SearchQuery {
 
     fn parse_sort(&mut self, registry: &SearchRegistry, value: &str) -> Result<(), Issue> {
         for item in value.split(',').filter(|item| !item.is_empty()) {
+            if self.sort.len() == MAX_SORT_KEYS {
+                return Err(too_costly(format!("_sort has more than {MAX_SORT_KEYS} keys, rex's limit")));
+            }
             let (descending, code) = match item.strip_prefix('-') {
                 Some(code) => (true, code),
                 None => (false, item),
@@ -272,6 +305,10 @@ impl SearchQuery {
                     }
                 },
             };
+            // Each key is one more ORDER BY term over every match; a repeat orders nothing new.
+            if self.sort.iter().any(|key| key.by == by) {
+                return Err(invalid(format!("_sort names '{code}' more than once")));
+            }
             self.sort.push(SortKey { by, descending });
         }
         Ok(())
@@ -314,6 +351,13 @@ fn parse_criterion(def: &SearchParamDef, modifier: Option<&str>, value: &str) ->
     let values = split_unescaped(value, ',');
     if values.iter().all(String::is_empty) {
         return Err(invalid(format!("Search parameter '{}' has no value", def.code)));
+    }
+    if values.len() > MAX_VALUES_PER_PARAMETER {
+        return Err(too_costly(format!(
+            "Search parameter '{}' has {} values; rex's limit is {MAX_VALUES_PER_PARAMETER} per parameter",
+            def.code,
+            values.len()
+        )));
     }
     for raw in values {
         let alternative = match (&def.param_type, modifier) {
@@ -465,6 +509,10 @@ fn unsupported(message: impl Into<String>) -> Issue {
     Issue::error(IssueCode::NotSupported, message)
 }
 
+fn too_costly(message: impl Into<String>) -> Issue {
+    Issue::error(IssueCode::TooCostly, message)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -539,5 +587,36 @@ mod tests {
             ]
         );
         assert!(parse("Observation", &[("_include", "Observation:code")]).is_err());
+    }
+
+    #[test]
+    fn refuses_searches_over_the_limits() {
+        let many = vec!["a"; MAX_VALUES_PER_PARAMETER + 1].join(",");
+        let issues = parse("Patient", &[("name", &many)]).unwrap_err();
+        assert_eq!((issues[0].code, issues[0].expression.as_deref()), (IssueCode::TooCostly, Some("name")));
+        assert!(issues[0].diagnostics.contains(&MAX_VALUES_PER_PARAMETER.to_string()));
+        let most = vec!["a"; MAX_VALUES_PER_PARAMETER].join(",");
+        assert!(parse("Patient", &[("name", &most)]).is_ok());
+
+        let pairs = vec![("name", "a"); MAX_PARAMETERS + 1];
+        let issues = parse("Patient", &pairs).unwrap_err();
+        assert_eq!(issues.len(), 1);
+        assert_eq!(issues[0].code, IssueCode::TooCostly);
+        assert!(issues[0].diagnostics.contains(&MAX_PARAMETERS.to_string()));
+        assert!(parse("Patient", &pairs[..MAX_PARAMETERS]).is_ok());
+
+        let values = vec![("name", most.as_str()); MAX_VALUES / MAX_VALUES_PER_PARAMETER + 1];
+        assert_eq!(parse("Patient", &values).unwrap_err()[0].code, IssueCode::TooCostly);
+    }
+
+    #[test]
+    fn refuses_repeated_and_excessive_sort_keys() {
+        let repeated = parse("Patient", &[("_sort", "birthdate,-birthdate")]).unwrap_err();
+        assert_eq!((repeated[0].code, repeated[0].expression.as_deref()), (IssueCode::Invalid, Some("_sort")));
+        let across = parse("Patient", &[("_sort", "_id"), ("_sort", "_id")]).unwrap_err();
+        assert_eq!(across[0].code, IssueCode::Invalid);
+        let keys = parse("Patient", &[("_sort", "_id,_lastUpdated,birthdate,name,family,given")]).unwrap_err();
+        assert_eq!(keys[0].code, IssueCode::TooCostly);
+        assert!(parse("Patient", &[("_sort", "_id,_lastUpdated,birthdate,name,family")]).is_ok());
     }
 }

@@ -15,6 +15,11 @@ use serde_json::{Map, Value};
 
 use crate::outcome::{Issue, IssueCode};
 
+/// Most items one repeating element may have, except `Bundle.entry` (bounded by the body size and
+/// the large-body slots). No element of a referral repeats anywhere near this often; a resource
+/// that does costs time in every later step (validation, search index, storage) for no use.
+pub const MAX_ARRAY_ITEMS: usize = 10_000;
+
 #[derive(Deserialize)]
 struct RawModel {
     resources: Vec<String>,
@@ -206,6 +211,15 @@ impl StructureModel {
             return;
         };
         match (property.many, value) {
+            (true, Value::Array(items)) if items.len() > MAX_ARRAY_ITEMS && property.path != "Bundle.entry" => {
+                issues.push(
+                    Issue::error(
+                        IssueCode::TooCostly,
+                        format!("'{key}' has {} items; rex's limit is {MAX_ARRAY_ITEMS} in one array", items.len()),
+                    )
+                    .at(expr.as_str()),
+                );
+            }
             (true, Value::Array(items)) => {
                 if items.is_empty() {
                     issues.push(Issue::error(IssueCode::Structure, "Empty arrays are not allowed").at(expr.as_str()));
@@ -276,6 +290,10 @@ impl StructureModel {
 
     fn check_primitive_extensions(&self, value: &Value, many: bool, expr: &mut String, issues: &mut Vec<Issue>) {
         match (many, value) {
+            (true, Value::Array(items)) if items.len() > MAX_ARRAY_ITEMS => issues.push(
+                Issue::error(IssueCode::TooCostly, format!("rex's limit is {MAX_ARRAY_ITEMS} items in one array"))
+                    .at(expr.as_str()),
+            ),
             (true, Value::Array(items)) => {
                 let len = expr.len();
                 for (index, item) in items.iter().enumerate() {
@@ -376,5 +394,23 @@ mod tests {
         let questionnaire = json!({"resourceType": "Questionnaire", "status": "draft",
             "item": [{"linkId": "1", "type": "group", "item": [{"linkId": "1.1", "type": "string", "bogus": true}]}]});
         assert_eq!(findings(questionnaire), vec![("structure".into(), "Questionnaire.item[0].item[0].bogus".into())]);
+    }
+
+    #[test]
+    fn refuses_arrays_over_the_limit_except_bundle_entries() {
+        let given = vec![json!("a"); MAX_ARRAY_ITEMS + 1];
+        let patient = json!({"resourceType": "Patient", "name": [{"given": given.clone(), "_given": given}]});
+        let issues = StructureModel::r4().check(&patient);
+        let found: Vec<_> = issues.iter().map(|i| (i.code, i.expression.as_deref().unwrap_or_default())).collect();
+        assert_eq!(
+            found,
+            [(IssueCode::TooCostly, "Patient.name[0].given"), (IssueCode::TooCostly, "Patient.name[0]._given")]
+        );
+        assert!(issues[0].diagnostics.contains(&MAX_ARRAY_ITEMS.to_string()));
+        let at_limit = json!({"resourceType": "Patient", "name": [{"given": vec![json!("a"); MAX_ARRAY_ITEMS]}]});
+        assert!(StructureModel::r4().check(&at_limit).is_empty());
+        let entry = json!({"resource": {"resourceType": "Basic", "code": {"text": "x"}}});
+        let bundle = json!({"resourceType": "Bundle", "type": "collection", "entry": vec![entry; MAX_ARRAY_ITEMS + 1]});
+        assert!(StructureModel::r4().check(&bundle).is_empty());
     }
 }

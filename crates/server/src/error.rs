@@ -91,6 +91,7 @@ impl From<StoreError> for ApiError {
                 IssueCode::Conflict,
                 format!("Version conflict: If-Match expected version {expected}, the current version is {current}"),
             ),
+            StoreError::TooCostly(issue) => ApiError::new(StatusCode::BAD_REQUEST, vec![issue]),
             StoreError::AlreadyExists(what) => {
                 ApiError::one(StatusCode::CONFLICT, IssueCode::Duplicate, format!("{what} already exists"))
             }

@@ -13,6 +13,11 @@ pub enum StoreError {
     /// see the other's result.
     #[error("concurrent update, retry")]
     Retryable,
+    /// The request would cost more than rex allows: a resource with too many search index values,
+    /// or a search that ran out of its time (see `Store::with_search_timeout`). The issue says which
+    /// limit, and where.
+    #[error("{}", .0.diagnostics)]
+    TooCostly(rex_fhir::Issue),
     /// The configuration (URL, folders) is unusable.
     #[error("{0}")]
     Config(String),

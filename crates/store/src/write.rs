@@ -214,7 +214,7 @@ impl Tx {
         let now = now_micros();
         stamp(&mut resource, id, version, now);
         let content = resource.to_string();
-        let entries = SearchRegistry::r4().extract(resource_type, &resource);
+        let entries = SearchRegistry::r4().extract(resource_type, &resource).map_err(StoreError::TooCostly)?;
         if resource_type == "Task" {
             self.pending.worklist.extend(WorklistRow::of_task(id, &entries));
         }

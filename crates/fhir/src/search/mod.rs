@@ -16,7 +16,7 @@
 mod extract;
 mod path;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 
 use serde::Deserialize;
@@ -24,7 +24,13 @@ use serde_json::Value;
 use unicode_normalization::UnicodeNormalization;
 use unicode_normalization::char::is_combining_mark;
 
+use crate::outcome::{Issue, IssueCode};
 use path::Path;
+
+/// Most search index values one resource may yield. The referrals rex receives yield at most a few
+/// hundred per resource; a resource with thousands of repeated names or codes costs a write and an
+/// index row each, and is refused instead.
+pub const MAX_INDEX_VALUES: usize = 2_000;
 
 /// The type of a search parameter, which decides how its values are indexed and matched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
@@ -203,7 +209,9 @@ impl SearchRegistry {
 
     /// The index values of a resource of `resource_type`, one entry per distinct value of each
     /// supported parameter. `_id` and `_lastUpdated` are left out: the store keeps them as columns.
-    pub fn extract(&self, resource_type: &str, resource: &Value) -> Vec<IndexEntry> {
+    /// More than [`MAX_INDEX_VALUES`] is refused (`too-costly`, located at the parameter that
+    /// crossed the limit): each value is a row written with the resource and read by searches.
+    pub fn extract(&self, resource_type: &str, resource: &Value) -> Result<Vec<IndexEntry>, Issue> {
         let mut entries = Vec::new();
         for def in self.params(resource_type) {
             let Some(path) = &def.path else { continue };
@@ -214,15 +222,65 @@ impl SearchRegistry {
             for node in path.evaluate(resource) {
                 extract::index_values(def.param_type, node, def.declared_type.as_deref(), &mut values);
             }
-            let mut distinct: Vec<IndexValue> = Vec::with_capacity(values.len());
-            for value in values {
-                if !distinct.contains(&value) {
-                    distinct.push(value);
-                }
+            entries.extend(distinct(values).into_iter().map(|value| IndexEntry { param: def.code.clone(), value }));
+            if entries.len() > MAX_INDEX_VALUES {
+                let location = def.expression.split('|').next().unwrap_or(resource_type).trim();
+                return Err(Issue::error(
+                    IssueCode::TooCostly,
+                    format!(
+                        "The {resource_type} yields more than {MAX_INDEX_VALUES} search index values, rex's limit \
+                         (reached at the search parameter '{}')",
+                        def.code
+                    ),
+                )
+                .at(location));
             }
-            entries.extend(distinct.into_iter().map(|value| IndexEntry { param: def.code.clone(), value }));
         }
-        entries
+        Ok(entries)
+    }
+}
+
+/// `values` without repeats, in their order. A hash set, not a scan of the values kept so far: a
+/// resource may repeat a value thousands of times, and the scan was quadratic.
+fn distinct(values: Vec<IndexValue>) -> Vec<IndexValue> {
+    let mut seen = HashSet::with_capacity(values.len());
+    let keep: Vec<bool> = values.iter().map(|value| seen.insert(Exact(value))).collect();
+    values.into_iter().zip(keep).filter_map(|(value, keep)| keep.then_some(value)).collect()
+}
+
+/// An index value compared and hashed exactly, numbers by their bits (`f64` has no `Eq`).
+struct Exact<'a>(&'a IndexValue);
+
+impl Exact<'_> {
+    /// The value's fields, numbers as bits.
+    fn key(&self) -> (u8, [Option<&str>; 3], [u64; 2]) {
+        match self.0 {
+            IndexValue::String { normalized, exact } => (0, [Some(normalized), Some(exact), None], [0, 0]),
+            IndexValue::Token { system, code } => (1, [system.as_deref(), code.as_deref(), None], [0, 0]),
+            IndexValue::Reference { target_type, target_id, url } => {
+                (2, [target_type.as_deref(), target_id.as_deref(), Some(url)], [0, 0])
+            }
+            IndexValue::Date { low, high } => (3, [None, None, None], [*low as u64, *high as u64]),
+            IndexValue::Number { value } => (4, [None, None, None], [value.to_bits(), 0]),
+            IndexValue::Quantity { value, system, code, unit } => {
+                (5, [system.as_deref(), code.as_deref(), unit.as_deref()], [value.to_bits(), 0])
+            }
+            IndexValue::Uri { value } => (6, [Some(value), None, None], [0, 0]),
+        }
+    }
+}
+
+impl PartialEq for Exact<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for Exact<'_> {}
+
+impl std::hash::Hash for Exact<'_> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.key().hash(state)
     }
 }
 

@@ -122,7 +122,7 @@ fn unsupported_parameters_are_known() {
 #[test]
 fn indexes_the_patient_example() {
     let Some(patient) = example("Patient-example.json") else { return };
-    let entries = registry().extract("Patient", &patient);
+    let entries = registry().extract("Patient", &patient).unwrap();
     assert!(values(&entries, "_id").is_empty() && values(&entries, "_lastUpdated").is_empty());
 
     let family = values(&entries, "family");
@@ -158,7 +158,7 @@ fn indexes_the_patient_example() {
 #[test]
 fn indexes_observation_and_condition_examples() {
     let Some(observation) = example("Observation-example.json") else { return };
-    let entries = registry().extract("Observation", &observation);
+    let entries = registry().extract("Observation", &observation).unwrap();
     assert_eq!(
         values(&entries, "value-quantity"),
         [&IndexValue::Quantity {
@@ -176,7 +176,7 @@ fn indexes_observation_and_condition_examples() {
     assert!(values(&entries, "value-concept").is_empty());
 
     let Some(condition) = example("Condition-example.json") else { return };
-    let entries = registry().extract("Condition", &condition);
+    let entries = registry().extract("Condition", &condition).unwrap();
     assert_eq!(values(&entries, "subject"), [&reference("Patient", "example")]);
     assert_eq!(values(&entries, "patient"), [&reference("Patient", "example")]);
     assert_eq!(values(&entries, "onset-date"), [&date("2012-05-24")]);
@@ -191,7 +191,7 @@ fn patient_parameter_skips_references_to_other_types() {
         "effectivePeriod": {"start": "2020-01-01", "end": "2020-01-31"},
         "valueCodeableConcept": {"coding": [{"system": "s", "code": "pos"}], "text": "Positive"}
     });
-    let entries = registry().extract("Observation", &observation);
+    let entries = registry().extract("Observation", &observation).unwrap();
     assert_eq!(values(&entries, "subject"), [&reference("Group", "g1")]);
     assert!(values(&entries, "patient").is_empty());
     let (low, _) = parse_date_range("2020-01-01").unwrap();
@@ -219,7 +219,7 @@ fn indexes_meta_parameters() {
         },
         "name": [{"family": "Müller"}]
     });
-    let entries = registry().extract("Patient", &patient);
+    let entries = registry().extract("Patient", &patient).unwrap();
     assert_eq!(values(&entries, "_tag"), [&token(Some("http://example.org/tags"), "t1")]);
     assert_eq!(values(&entries, "_security").len(), 1);
     assert_eq!(
@@ -259,7 +259,7 @@ fn every_example_indexes_without_surprises() {
             continue;
         };
         resources += 1;
-        for entry in registry().extract(resource_type, &resource) {
+        for entry in registry().extract(resource_type, &resource).unwrap() {
             let def = registry().param(resource_type, &entry.param).unwrap();
             let kind_matches = match (&entry.value, def.param_type) {
                 (IndexValue::String { .. }, ParamType::String)
@@ -276,4 +276,33 @@ fn every_example_indexes_without_surprises() {
     }
     println!("indexed {resources} example resources");
     assert!(resources > 300);
+}
+
+#[test]
+fn repeated_values_are_indexed_once_in_their_order() {
+    let given: Vec<String> = (0..1500).map(|n| format!("g{}", n % 300)).collect();
+    let patient = json!({"resourceType": "Patient", "name": [{"given": given}, {"given": ["g1", "z"]}]});
+    let entries = registry().extract("Patient", &patient).unwrap();
+    let given: Vec<&str> = entries
+        .iter()
+        .filter(|e| e.param == "given")
+        .map(|e| match &e.value {
+            IndexValue::String { exact, .. } => exact.as_str(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(given.len(), 301);
+    assert_eq!((given[0], given[299], given[300]), ("g0", "g299", "z"));
+}
+
+#[test]
+fn refuses_resources_with_too_many_index_values() {
+    let given: Vec<String> = (0..MAX_INDEX_VALUES).map(|n| format!("g{n}")).collect();
+    let patient = json!({"resourceType": "Patient", "name": [{"given": given}]});
+    let issue = registry().extract("Patient", &patient).unwrap_err();
+    assert_eq!(issue.code, crate::IssueCode::TooCostly);
+    assert!(issue.diagnostics.contains(&MAX_INDEX_VALUES.to_string()), "{}", issue.diagnostics);
+    assert!(issue.expression.as_deref().is_some_and(|at| at.starts_with("Patient.name")), "{:?}", issue.expression);
+    let few = json!({"resourceType": "Patient", "name": [{"given": ["a", "b"]}]});
+    assert!(registry().extract("Patient", &few).is_ok());
 }
