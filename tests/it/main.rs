@@ -15,6 +15,7 @@ mod examples;
 mod fixtures;
 mod intake;
 mod invalid_fixtures;
+mod limits;
 mod logging;
 mod message;
 mod notifications;

@@ -156,9 +156,22 @@ pub async fn read_body(body: Body, limits: BodyLimits) -> Result<Bytes, ApiError
     })
 }
 
-/// Parses a FHIR JSON body (400 when it is not a JSON object within the depth limit).
-pub fn parse_json(bytes: &[u8], limits: BodyLimits) -> Result<Value, ApiError> {
-    parse_body(bytes, limits.max_depth).map_err(|issue| ApiError::new(StatusCode::BAD_REQUEST, vec![issue]))
+/// Parses a FHIR JSON body (400 when it is not a JSON object within the depth limit), on the
+/// blocking pool (see [`off_runtime`]).
+pub async fn parse_json(bytes: Bytes, limits: BodyLimits) -> Result<Value, ApiError> {
+    off_runtime(move || {
+        parse_body(&bytes, limits.max_depth).map_err(|issue| ApiError::new(StatusCode::BAD_REQUEST, vec![issue]))
+    })
+    .await
+}
+
+/// Runs `work`, CPU time in proportion to a request body (parsing, the structural check), on the
+/// blocking pool: on the async workers, two large bodies at once held every worker of a two-core
+/// machine, and nothing else was answered meanwhile, not even `/health/live`.
+pub async fn off_runtime<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work).await.map_err(|_| ApiError::internal())?
 }
 
 /// What the client asked to get back after a write (`Prefer: return=...`).

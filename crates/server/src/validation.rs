@@ -148,13 +148,14 @@ pub async fn require_valid_bundle(
     profiles: Vec<String>,
     entry_profiles: Vec<(usize, String)>,
 ) -> Result<(), ApiError> {
-    let structure = rex_fhir::structure::StructureModel::r4().check(&bundle);
-    if structure.iter().any(Issue::is_error) {
-        crate::operations::record_refused_issues(&structure);
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, structure));
-    }
     let validator = validator.clone();
     let issues = tokio::task::spawn_blocking(move || {
+        // The structural check walks the whole Bundle: here, off the async workers, too.
+        let structure = rex_fhir::structure::StructureModel::r4().check(&bundle);
+        if structure.iter().any(Issue::is_error) {
+            crate::operations::record_refused_issues(&structure);
+            return Err(ApiError::new(StatusCode::BAD_REQUEST, structure));
+        }
         let profiles: Vec<&str> = profiles.iter().map(String::as_str).collect();
         let mut issues = validator.validate(&bundle, &profiles);
         for (index, profile) in &entry_profiles {
@@ -166,10 +167,10 @@ pub async fn require_valid_bundle(
                 }
             }
         }
-        issues
+        Ok(issues)
     })
     .await
-    .map_err(|_| ApiError::internal())?;
+    .map_err(|_| ApiError::internal())??;
     if issues.iter().any(Issue::is_error) {
         crate::operations::record_refused_issues(&issues);
         return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, issues));

@@ -109,7 +109,7 @@ async fn read_message(
         return Err(ApiError::unsupported_media("$process-message takes a FHIR JSON message Bundle"));
     }
     let bytes = read_body(body, state.config.limits).await?;
-    let message = parse_json(&bytes, state.config.limits)?;
+    let message = parse_json(bytes, state.config.limits).await?;
     message_header(&message)?;
     Ok(message)
 }

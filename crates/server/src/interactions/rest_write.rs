@@ -18,8 +18,8 @@ use crate::AppState;
 use crate::access::Caller;
 use crate::error::ApiError;
 use crate::http::{
-    BodyKind, Prefer, ReturnPreference, body_kind, check_accept, fhir_json, if_match, parse_json, read_body,
-    resource_response, stored_json,
+    BodyKind, Prefer, ReturnPreference, body_kind, check_accept, fhir_json, if_match, off_runtime, parse_json,
+    read_body, resource_response, stored_json,
 };
 use crate::validation::require_valid;
 
@@ -104,8 +104,9 @@ async fn accepted_resource(
         }
     }
     let bytes = read_body(body, state.config.limits).await?;
-    let resource = parse_json(&bytes, state.config.limits)?;
-    check_resource(resource_type, &resource)?;
+    let resource = parse_json(bytes, state.config.limits).await?;
+    let resource_type = resource_type.to_string();
+    let resource = off_runtime(move || check_resource(&resource_type, &resource).map(|()| resource)).await?;
     require_valid(&state.validator, resource, Vec::new()).await
 }
 
@@ -234,7 +235,7 @@ pub async fn patch(
     let patch = match kind {
         BodyKind::JsonPatch => serde_json::from_slice(&bytes)
             .map_err(|_| ApiError::bad_request("The body is not a JSON Patch document"))?,
-        BodyKind::FhirJson => patch_from_binary(&parse_json(&bytes, state.config.limits)?)?,
+        BodyKind::FhirJson => patch_from_binary(&parse_json(bytes, state.config.limits).await?)?,
         BodyKind::Form => return Err(ApiError::unsupported_media("PATCH takes application/json-patch+json")),
     };
     let current = match state.store.read(&resource_type, &id).await? {

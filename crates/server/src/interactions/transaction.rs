@@ -119,7 +119,7 @@ pub async fn handle(
             return Err(ApiError::unsupported_media("POST to the base takes a FHIR JSON Bundle"));
         }
         let bytes = read_body(body, state.config.limits).await?;
-        let bundle_value = submitted.insert(Arc::new(parse_json(&bytes, state.config.limits)?));
+        let bundle_value = submitted.insert(Arc::new(parse_json(bytes, state.config.limits).await?));
         process_bundle(&state, &caller, bundle_value.clone(), Prefer::from_headers(&headers)).await
     }
     .await;

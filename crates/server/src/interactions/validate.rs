@@ -81,7 +81,7 @@ async fn workflow_arguments(
     if body_kind(headers)? != BodyKind::FhirJson {
         return Err(ApiError::unsupported_media("Workflow operations take a FHIR JSON Parameters resource"));
     }
-    let parameters = parse_json(&bytes, state.config.limits)?;
+    let parameters = parse_json(bytes, state.config.limits).await?;
     if parameters["resourceType"] != "Parameters" {
         return Err(ApiError::bad_request("Workflow operations take a Parameters resource"));
     }
@@ -133,7 +133,7 @@ async fn run(
         if body_kind(headers)? != BodyKind::FhirJson {
             return Err(ApiError::unsupported_media("$validate takes a FHIR JSON resource or Parameters"));
         }
-        read_request(parse_json(&bytes, state.config.limits)?)
+        read_request(parse_json(bytes, state.config.limits).await?)
     };
     if let Some((_, value)) = query_pairs(query.as_deref()).into_iter().find(|(k, _)| k == "profile") {
         profile = Some(value);
