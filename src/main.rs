@@ -214,6 +214,18 @@ struct ServeArgs {
     /// Deepest JSON nesting accepted in a request body.
     #[arg(long, env = "REX_MAX_JSON_DEPTH", default_value_t = rex_fhir::json::DEFAULT_MAX_DEPTH)]
     max_json_depth: usize,
+    /// Seconds a search may run (decimals allowed); past it the database work is cancelled and the
+    /// client answered 400 too-costly.
+    #[arg(long, env = "REX_SEARCH_TIMEOUT", default_value_t = rex_store::DEFAULT_SEARCH_TIMEOUT.as_secs_f64(),
+          value_parser = parse_seconds)]
+    search_timeout: f64,
+}
+
+fn parse_seconds(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(seconds) if seconds > 0.0 && seconds.is_finite() => Ok(seconds),
+        _ => Err(format!("a positive number of seconds, not {text:?}")),
+    }
 }
 
 #[tokio::main]
@@ -281,6 +293,8 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let packages: Vec<&std::path::Path> = args.packages.iter().map(PathBuf::as_path).collect();
     let validator = Arc::new(load_validator(&args.profiles, &packages)?);
     let store = Store::connect(&args.database_url).await.map_err(|e| format!("cannot open the database: {e}"))?;
+    store.set_search_timeout(std::time::Duration::from_secs_f64(args.search_timeout));
+    spawn_statistics_refresh(store.clone());
     let listener =
         TcpListener::bind(args.listen).await.map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let address = listener.local_addr().map_err(|e| e.to_string())?;
@@ -381,6 +395,21 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Keeps the query planner's statistics fresh as the data grows (hourly; see
+/// [`Store::refresh_statistics`]).
+fn spawn_statistics_refresh(store: Store) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
+        every.tick().await;
+        loop {
+            every.tick().await;
+            if let Err(err) = store.refresh_statistics().await {
+                tracing::warn!(error = %err, "refreshing the query planner's statistics failed");
+            }
+        }
+    });
 }
 
 /// The web UI's settings: the development login with `--dev`, else the staff identity provider.

@@ -13,6 +13,7 @@ backend_tests!(
     repeated_and_excessive_sort_keys_are_refused,
     huge_arrays_and_index_values_are_refused,
     liveness_holds_while_huge_creates_run,
+    searches_past_their_timeout_are_cancelled,
 );
 
 fn assert_too_costly(reply: &Reply, limit: &str, at: &str) {
@@ -104,4 +105,36 @@ async fn liveness_holds_while_huge_creates_run(app: &TestApp) {
     let ((first, second), slowest) = tokio::join!(creates, probes);
     assert_eq!((first, second), (StatusCode::BAD_REQUEST, StatusCode::BAD_REQUEST));
     assert!(slowest < Duration::from_secs(5), "/health/live took {slowest:?} while the creates ran");
+}
+
+/// Observations written straight through the store (no HTTP, no validation), in one transaction.
+async fn fill_observations(app: &TestApp, count: usize) {
+    let mut tx = app.store.begin(rex_store::Isolation::Serializable).await.unwrap();
+    for n in 0..count {
+        let observation = json!({"resourceType": "Observation", "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": format!("{}", n % 50)}]},
+            "effectiveDateTime": format!("{}-{:02}-{:02}", 1990 + n % 35, 1 + n % 12, 1 + n % 28)});
+        tx.create("Observation", &format!("o{n}"), observation).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+}
+
+/// A search past `--search-timeout` is stopped in the database and answered 400 `too-costly`;
+/// the connections it used serve the next searches as before.
+async fn searches_past_their_timeout_are_cancelled(app: &TestApp) {
+    fill_observations(app, 3000).await;
+    let expensive = "Observation?date=ge1900&code=1,2,3,4,5,6,7,8,9,10,11,12,13,14,15&_sort=-date&_total=accurate";
+    let full = app.get(expensive).await;
+    assert_eq!(full.status, StatusCode::OK, "{}", full.body);
+    assert_eq!(full.body["total"], 900);
+    app.store.set_search_timeout(Duration::from_millis(1));
+    for _ in 0..3 {
+        let stopped = app.get(expensive).await;
+        assert_too_costly(&stopped, "1 ms", "");
+    }
+    app.store.set_search_timeout(Duration::from_secs(30));
+    for _ in 0..10 {
+        let again = app.get(expensive).await;
+        assert_eq!((again.status, &again.body["total"]), (StatusCode::OK, &json!(900)), "{}", again.body);
+    }
 }

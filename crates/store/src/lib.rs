@@ -8,6 +8,7 @@
 
 mod assertions;
 mod binaries;
+mod deadline;
 mod error;
 mod group;
 mod migrations;
@@ -22,6 +23,7 @@ mod write;
 
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -89,7 +91,12 @@ pub struct Store {
     /// turn, with group commit (see [`group`]). `None` on PostgreSQL, whose write transactions each
     /// take a pooled connection.
     writer: Option<Arc<Writer>>,
+    /// The longest a search may run, in milliseconds, shared by every clone.
+    search_timeout: Arc<AtomicU64>,
 }
+
+/// How long a search may run unless set otherwise ([`Store::set_search_timeout`]).
+pub const DEFAULT_SEARCH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A write transaction. Everything done through it commits together or not at all, and
 /// [`Tx::commit`] returns only once it is durable.
@@ -116,6 +123,8 @@ impl Store {
     /// file and its folder when missing, and applies pending migrations.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
+        // Before the first SQLite connection opens, so that every one gets the statement deadline.
+        deadline::install();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -145,11 +154,29 @@ impl Store {
             sqlx::query("PRAGMA journal_mode=WAL").execute(&pool).await?;
         }
         migrations::run(&pool, backend).await?;
+        refresh_statistics(&pool, backend).await?;
         let writer = match backend {
             Backend::Sqlite => Some(Arc::new(Writer::open(&options).await?)),
             Backend::Postgres => None,
         };
-        Ok(Store { pool, backend, writer })
+        let search_timeout = Arc::new(AtomicU64::new(DEFAULT_SEARCH_TIMEOUT.as_millis() as u64));
+        Ok(Store { pool, backend, writer, search_timeout })
+    }
+
+    /// Gathers the query planner's statistics where they are missing or stale. Search plans do
+    /// not depend on them (the indexes leave one good plan), but they help the planner elsewhere.
+    pub async fn refresh_statistics(&self) -> Result<(), StoreError> {
+        refresh_statistics(&self.pool, self.backend).await
+    }
+
+    /// Sets how long a search may run before its database work is cancelled (at least 1 ms), for
+    /// this store and all its clones.
+    pub fn set_search_timeout(&self, timeout: Duration) {
+        self.search_timeout.store((timeout.as_millis() as u64).max(1), Ordering::Relaxed);
+    }
+
+    pub fn search_timeout(&self) -> Duration {
+        Duration::from_millis(self.search_timeout.load(Ordering::Relaxed))
     }
 
     pub fn backend(&self) -> Backend {
@@ -227,6 +254,19 @@ impl Tx {
             }
         }
     }
+}
+
+/// SQLite: `PRAGMA optimize`, which analyses the tables that changed much since their last
+/// analysis, each on a sample (`analysis_limit`), so it stays quick on a large database. rex never
+/// gathered statistics before: SQLite then guessed, and chose a quadratic plan for date searches.
+/// PostgreSQL: its autovacuum daemon analyses changed tables.
+async fn refresh_statistics(pool: &AnyPool, backend: Backend) -> Result<(), StoreError> {
+    if backend == Backend::Sqlite {
+        let mut conn = pool.acquire().await?;
+        sqlx::query("PRAGMA analysis_limit = 1000").execute(&mut *conn).await?;
+        sqlx::query("PRAGMA optimize = 0x10002").execute(&mut *conn).await?;
+    }
+    Ok(())
 }
 
 /// Creates a new, empty PostgreSQL database named `name` on the server of `url` (a database URL

@@ -1,16 +1,21 @@
 //! Running a parsed [`SearchQuery`] as SQL over the index tables.
 
 use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
 
 use rex_fhir::query::{Include, Match, Prefix, SearchQuery, SortBy, SortKey, StringMode, SystemMatch, UriMode};
 use rex_fhir::search::{ParamType, SearchRegistry};
+use rex_fhir::{Issue, IssueCode};
 use sqlx::any::AnyArguments;
+use sqlx::pool::PoolConnection;
 use sqlx::query::Query;
-use sqlx::{Any, AnyConnection, Row};
+use sqlx::{Any, AnyConnection, AnyPool, Row};
 
+use crate::deadline::{Deadline, find as find_deadline};
 use crate::read::resource_from_row;
 use crate::worklist::WorklistFilter;
-use crate::{Backend, Store, StoreError, StoredResource, Tx};
+use crate::{Backend, Store, StoreError, StoredResource, Tx, now_micros};
 
 /// Rounds of `_include:iterate` / `_revinclude:iterate` followed at most.
 const MAX_INCLUDE_ROUNDS: usize = 4;
@@ -604,11 +609,122 @@ async fn follow(
     Ok(sql.query().fetch_all(conn).await?.iter().map(resource_from_row).collect())
 }
 
+/// How a running search's database work is stopped early.
+enum Cancel {
+    /// The connection's statement deadline (see [`crate::deadline`]).
+    Sqlite(Arc<Deadline>),
+    /// The connection's server process, for `pg_cancel_backend` from another connection.
+    Postgres { pool: AnyPool, pid: i32 },
+}
+
+/// A pooled connection running one search under a time limit. If the search ends in time, the
+/// limit is lifted and the connection goes back to the pool. Otherwise (the limit passed, the
+/// search failed, or the request went away and dropped it) the statement still running is
+/// cancelled and the connection closed, so that nothing of the search outlives it.
+struct Bounded {
+    conn: PoolConnection<Any>,
+    cancel: Cancel,
+    done: bool,
+}
+
+impl Bounded {
+    async fn start(store: &Store, timeout: Duration) -> Result<Bounded, sqlx::Error> {
+        let mut conn = store.pool.acquire().await?;
+        let millis = timeout.as_millis().max(1) as i64;
+        let cancel = match store.backend {
+            Backend::Sqlite => {
+                let key: i64 = sqlx::query("SELECT rex_deadline($1)")
+                    .bind(now_micros() + millis * 1000)
+                    .fetch_one(&mut *conn)
+                    .await?
+                    .get(0);
+                let deadline =
+                    find_deadline(key).ok_or_else(|| sqlx::Error::Protocol("no statement deadline".into()))?;
+                Cancel::Sqlite(deadline)
+            }
+            Backend::Postgres => {
+                let row = sqlx::query("SELECT pg_backend_pid(), set_config('statement_timeout', $1, false)")
+                    .bind(millis.to_string())
+                    .fetch_one(&mut *conn)
+                    .await?;
+                Cancel::Postgres { pool: store.pool.clone(), pid: row.get(0) }
+            }
+        };
+        Ok(Bounded { conn, cancel, done: false })
+    }
+
+    /// Lifts the limit from the connection, which then goes back to the pool.
+    async fn finish(mut self) -> Result<(), sqlx::Error> {
+        match &self.cancel {
+            Cancel::Sqlite(deadline) => deadline.clear(),
+            Cancel::Postgres { .. } => {
+                sqlx::query("SELECT set_config('statement_timeout', '0', false)").execute(&mut *self.conn).await?;
+            }
+        }
+        self.done = true;
+        Ok(())
+    }
+}
+
+impl Drop for Bounded {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        self.conn.close_on_drop();
+        match &self.cancel {
+            Cancel::Sqlite(deadline) => deadline.expire(),
+            Cancel::Postgres { pool, pid } => {
+                let (pool, pid) = (pool.clone(), *pid);
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    runtime.spawn(async move {
+                        let _ = sqlx::query("SELECT pg_cancel_backend($1)").bind(pid).execute(&pool).await;
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// Whether a database error is the cancellation of a statement at its deadline.
+fn is_cancelled(err: &sqlx::Error, backend: Backend) -> bool {
+    let sqlx::Error::Database(db) = err else { return false };
+    let code = db.code().unwrap_or_default();
+    match backend {
+        Backend::Sqlite => code == "9",
+        Backend::Postgres => code == "57014",
+    }
+}
+
+fn timed_out(timeout: Duration) -> StoreError {
+    StoreError::TooCostly(Issue::error(
+        IssueCode::TooCostly,
+        format!(
+            "The search took longer than rex's limit of {} ms and was stopped; narrow it (more selective \
+             criteria, _total=none, a smaller _count)",
+            timeout.as_millis()
+        ),
+    ))
+}
+
 impl Store {
-    /// Runs a search.
+    /// Runs a search, stopped with [`StoreError::TooCostly`] when it takes longer than the search
+    /// timeout ([`Store::set_search_timeout`]); dropping the future stops its database work too.
     pub async fn search(&self, query: &SearchQuery) -> Result<SearchResult, StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        Ok(search(&mut conn, self.backend, query).await?)
+        let timeout = self.search_timeout();
+        let work = async {
+            let mut bounded = Bounded::start(self, timeout).await?;
+            let result = search(&mut bounded.conn, self.backend, query).await?;
+            bounded.finish().await?;
+            Ok::<_, sqlx::Error>(result)
+        };
+        // The database stops at the deadline; this bounds the wait for a connection as well.
+        match tokio::time::timeout(timeout, work).await {
+            Ok(Ok(result)) => Ok(result),
+            Ok(Err(err)) if is_cancelled(&err, self.backend) => Err(timed_out(timeout)),
+            Ok(Err(err)) => Err(err.into()),
+            Err(_) => Err(timed_out(timeout)),
+        }
     }
 }
 
