@@ -35,7 +35,33 @@ pub enum Scenario {
     /// After pre-filling: 6 in 10 requests intake, 3 the queue search, 1 `Task/$claim-next` on the
     /// cardiology queue.
     Mixed,
+    /// After pre-filling: each search of [`QUERIES`] (every search parameter type rex advertises,
+    /// on the resource types of a referral) `--count` times (default 20) by one client, with the
+    /// latency percentiles of each.
+    Queries,
 }
+
+/// The searches of `rex bench queries`, by parameter type. `{patient}` stands for the id of a
+/// stored Patient. Composite parameters are not listed: rex does not support them (the
+/// CapabilityStatement leaves them out), nor number ones: no referral resource has one.
+const QUERIES: &[(&str, &str)] = &[
+    ("token", "Observation?code=http://loinc.org|8867-4&_count=10"),
+    ("token", "Condition?code=http://hl7.org/fhir/sid/icd-10-cm|I10&clinical-status=active&_count=10"),
+    ("token", "ServiceRequest?priority=stat&_count=10"),
+    ("string", "Patient?family=trevi&_count=10"),
+    ("string", "Patient?name:contains=alber&_count=10"),
+    ("date", "Observation?date=sa2020&_count=10"),
+    ("date", "Condition?onset-date=ge2000&_count=10"),
+    ("date", "Patient?birthdate=1968-03-14&_count=10"),
+    ("date", "Observation?date=ge2020&_sort=date&_count=10"),
+    ("reference", "Observation?subject=Patient/{patient}&_count=10"),
+    ("reference", "Condition?patient={patient}&_count=10"),
+    ("quantity", "Observation?value-quantity=gt100|http://unitsofmeasure.org|/min&_count=10"),
+    ("uri", "Observation?_profile=http://hl7.org/fhir/StructureDefinition/vitalsigns&_count=10"),
+    ("_include", "Observation?code=http://loinc.org|8867-4&_include=Observation:subject&_count=10"),
+    ("_revinclude", "Patient?family=trevi&_revinclude=Condition:subject&_count=10"),
+    ("worklist", SEARCH_QUERY),
+];
 
 impl Scenario {
     fn name(self) -> &'static str {
@@ -44,6 +70,7 @@ impl Scenario {
             Scenario::Validate => "validate",
             Scenario::Search => "search",
             Scenario::Mixed => "mixed",
+            Scenario::Queries => "queries",
         }
     }
 }
@@ -425,7 +452,7 @@ impl Request {
         match scenario {
             Scenario::Intake => Request::Intake,
             Scenario::Validate => Request::Validate,
-            Scenario::Search => Request::Search,
+            Scenario::Search | Scenario::Queries => Request::Search,
             Scenario::Mixed => match n % 10 {
                 0..=5 => Request::Intake,
                 6..=8 => Request::Search,
@@ -623,7 +650,7 @@ async fn measure(
         failed: AtomicU64::new(0),
     });
     let prefill = match args.scenario {
-        Scenario::Search | Scenario::Mixed => args.prefill.unwrap_or(DEFAULT_PREFILL),
+        Scenario::Search | Scenario::Mixed | Scenario::Queries => args.prefill.unwrap_or(DEFAULT_PREFILL),
         Scenario::Intake | Scenario::Validate => args.prefill.unwrap_or(0),
     };
     if prefill > 0 {
@@ -640,6 +667,11 @@ async fn measure(
             return Err(format!("pre-filling failed: {:?}", tally.errors));
         }
         eprintln!("rex bench: pre-filled in {:.1} s", elapsed.as_secs_f64());
+    }
+    if args.scenario == Scenario::Queries {
+        let result = measure_queries(&run, args.count.unwrap_or(20)).await;
+        drop(server);
+        return result;
     }
     let duration = match (args.count, args.duration) {
         (Some(_), _) => None,
@@ -673,7 +705,7 @@ async fn measure(
         run.base
     );
     let unit = match args.scenario {
-        Scenario::Search => "search result pages",
+        Scenario::Search | Scenario::Queries => "search result pages",
         Scenario::Mixed => "successful requests of all kinds",
         Scenario::Intake | Scenario::Validate => "successful Bundles",
     };
@@ -712,4 +744,45 @@ async fn measure(
         );
     }
     if tally.errors.is_empty() { Ok(()) } else { Err("some requests failed".into()) }
+}
+
+/// `rex bench queries`: each of [`QUERIES`] `times` times in a row, one line per search.
+async fn measure_queries(run: &Run, times: u64) -> Result<(), String> {
+    let get = |path: String| async move {
+        let started = Instant::now();
+        let response = run.client.get(format!("{}/{path}", run.base)).send().await.map_err(|e| e.to_string())?;
+        let status = response.status();
+        let body: Value = response.json().await.map_err(|e| e.to_string())?;
+        Ok::<_, String>((status, body, started.elapsed()))
+    };
+    let (_, first, _) = get("Patient?_count=1&_total=none".into()).await?;
+    let patient = first["entry"][0]["resource"]["id"].as_str().ok_or("no Patient is stored")?.to_string();
+    println!("rex bench queries: {times} times each, one client, {}", run.base);
+    println!("| parameter type | search | p50 ms | p99 ms | max ms | matches (total) |");
+    println!("| --- | --- | --- | --- | --- | --- |");
+    let mut failed = false;
+    for (kind, query) in QUERIES {
+        let path = query.replace("{patient}", &patient);
+        let mut latencies = Vec::new();
+        let mut outcome = String::new();
+        for _ in 0..times {
+            let (status, body, elapsed) = get(path.clone()).await?;
+            latencies.push(elapsed.as_micros() as u64);
+            outcome = match status.is_success() {
+                true => body["total"].as_i64().map_or("no total".to_string(), |total| total.to_string()),
+                false => {
+                    failed = true;
+                    format!("{status} {}", body["issue"][0]["code"].as_str().unwrap_or_default())
+                }
+            };
+        }
+        latencies.sort_unstable();
+        println!(
+            "| {kind} | `{query}` | {:.1} | {:.1} | {:.1} | {outcome} |",
+            percentile(&latencies, 0.50),
+            percentile(&latencies, 0.99),
+            latencies.last().map_or(0.0, |&max| max as f64 / 1000.0)
+        );
+    }
+    if failed { Err("some searches failed".into()) } else { Ok(()) }
 }
