@@ -320,6 +320,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     if args.escalation_interval > 0 {
         let every = std::time::Duration::from_secs(args.escalation_interval);
         rex_server::interactions::escalation::spawn_worker(state.clone(), every);
+        rex_server::interactions::consent::spawn_worker(state.clone(), every);
     }
     // One signal stops every listener and the delivery worker; in-flight requests then get the
     // shutdown timeout to finish.

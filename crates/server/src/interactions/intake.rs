@@ -211,6 +211,13 @@ async fn run(
     entries: &[Entry],
 ) -> Result<Intake, ApiError> {
     let existing = tx.find_referral(&referral.partner, &referral.identifier_system, &referral.identifier_value).await?;
+    let now = Utc::now();
+    // A new referral's consent is checked before anything is written; a re-send that withdraws
+    // it is stored like any amendment and the consent check flags the referral.
+    let consent = match existing {
+        None => consent_entry(state, referral, entries, now)?,
+        Some(_) => None,
+    };
     // A first send runs the entries as they are; only a re-send needs them rewritten (as a copy).
     let resent;
     let entries = match &existing {
@@ -224,7 +231,6 @@ async fn run(
     let service_request = results[referral.service_request_entry].stored.clone().ok_or_else(ApiError::internal)?;
     let service_request_ref = format!("ServiceRequest/{}", service_request.id);
     let entries_json = entry_map(entries, &results);
-    let now = Utc::now();
     let mut referral = referral.clone();
     let service_request_json = stored_json(&service_request)?;
     let patient_ref = service_request_json["subject"]["reference"].as_str().unwrap_or_default().to_string();
@@ -244,6 +250,10 @@ async fn run(
         if sandbox {
             tag_as_test_data(&mut task);
         }
+        if let Some(index) = consent {
+            let stored = results[index].stored.as_ref().ok_or_else(ApiError::internal)?;
+            super::consent::link(&mut task, &stored.id);
+        }
         let task = record_routing(tx, &referral, &decision, &service_request.id, task, entries_json, now).await?;
         return Ok(Intake { results, task, kind: IntakeKind::Created });
     };
@@ -262,6 +272,36 @@ async fn run(
     create(tx, "AuditEvent", audit).await?;
     tx.record_amendment(&ReferralRecord { entries: entries_json, ..record }).await?;
     Ok(Intake { results, task, kind: IntakeKind::Amended })
+}
+
+/// The entry of the Consent a new referral is shared under: required (else 422 naming what is
+/// missing) when the partner's configuration says `require_consent`, otherwise linked when the
+/// Bundle carries one that holds.
+fn consent_entry(
+    state: &AppState,
+    referral: &Referral,
+    entries: &[Entry],
+    now: chrono::DateTime<Utc>,
+) -> Result<Option<usize>, ApiError> {
+    let consents: Vec<(usize, &Value)> = entries
+        .iter()
+        .enumerate()
+        .filter_map(|(position, entry)| Some((position, entry.resource.as_ref()?)))
+        .filter(|(_, resource)| resource["resourceType"] == "Consent")
+        .collect();
+    let candidates: Vec<(String, &Value)> =
+        consents.iter().map(|(position, resource)| (format!("Bundle.entry[{}].resource", entries[*position].index), *resource)).collect();
+    let found = rex_referral::consent::find(&candidates, &referral.subject_reference, now);
+    let required = state
+        .security
+        .as_ref()
+        .and_then(|security| security.partners().get(&referral.partner))
+        .is_some_and(|partner| partner.require_consent);
+    match found {
+        Ok(position) => Ok(Some(consents[position].0)),
+        Err(issues) if required => Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, issues)),
+        Err(_) => Ok(None),
+    }
 }
 
 /// The current version of `resource_type/id`: the one an entry of this Bundle wrote or read, when

@@ -164,11 +164,20 @@ fn as_transaction(message: &Value) -> Value {
 /// Processes the message; returns the resource the response focuses on (the referral's Task).
 async fn run(state: &AppState, caller: &Caller, message: &Value, header: &Value) -> Result<Option<Value>, ApiError> {
     let event = Event::parse(header)?;
+    // A Consent sent with a referral is the one it is shared under: it must meet rex's profile.
+    let consents = message["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+        .filter(|(_, entry)| entry["resource"]["resourceType"] == "Consent")
+        .map(|(index, _)| (index, rex_profile("rex-referral-consent")))
+        .collect();
     require_valid_bundle(
         &state.validator,
         std::sync::Arc::new(message.clone()),
         vec![rex_profile("rex-referral-message-bundle")],
-        Vec::new(),
+        consents,
     )
     .await?;
     let transaction = as_transaction(message);
