@@ -856,6 +856,26 @@ mod tests {
     }
 
     #[test]
+    fn the_page_shows_the_consent_and_its_withdrawal() {
+        let flag = json!({"system": crate::worklist::FLAG_SYSTEM, "code": "consent-withdrawn"});
+        let referral = Referral {
+            task: json!({"id": "t1", "status": "requested", "meta": {"tag": [flag]},
+                "extension": [{"url": rex_referral::task::extension_url("task-consent"), "valueReference": {"reference": "Consent/c1"}}]}),
+            consent: Some(json!({"resourceType": "Consent", "status": "inactive", "scope": {"text": "Privacy Consent"},
+                "category": [{"coding": [{"code": "IDSCL", "display": "information disclosure"}]}],
+                "provision": {"period": {"start": "2026-11-24", "end": "2028-11-24"}}})),
+            ..Referral::default()
+        };
+        let html = render(&referral, &specialist(), &[], "csrf-1", Utc::now());
+        assert!(html.contains(r#"<h2 id="h-consent">Consent to share</h2>"#));
+        assert!(html.contains("<td>inactive</td>") && html.contains("<td>information disclosure</td>"));
+        assert!(html.contains("<td>2026-11-24 to 2028-11-24</td>"));
+        assert_eq!(html.matches(CONSENT_WITHDRAWN_TAG).count(), 2, "in the summary and the consent section");
+        let without = render(&Referral::default(), &specialist(), &[], "csrf-1", Utc::now());
+        assert!(without.contains("No consent was sent with this referral."));
+    }
+
+    #[test]
     fn the_opinion_is_a_second_opinion_report() {
         let referral = Referral {
             task: json!({"for": {"reference": "Patient/p"}}),
