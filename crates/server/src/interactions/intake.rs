@@ -86,7 +86,7 @@ pub(super) async fn take_in(
         intake.results.iter().map(|result| response_entry(state, result, prefer)).collect::<Result<Vec<_>, _>>()?;
     let links = vec![
         json!({"relation": TASK_LINK, "url": format!("{}/Task/{}", state.config.base_url, intake.task.id)}),
-        json!({"relation": OUTCOME_LINK, "url": format!("{OUTCOME_LINK}#{}", intake.kind.code())}),
+        outcome_link(intake.kind.code()),
     ];
     Ok(AnswerBundle::new("transaction-response", None, links, entries))
 }
@@ -137,6 +137,18 @@ pub(super) fn check_sender(caller: &Caller, referral: &Referral) -> Result<(), A
         .denied()),
         _ => Ok(()),
     }
+}
+
+/// The link saying what happened to a referral: `created`, `amended`, `unchanged` (intake) or
+/// `revoked` (a `referral-revoke` message).
+pub(super) fn outcome_link(outcome: &str) -> Value {
+    json!({"relation": OUTCOME_LINK, "url": format!("{OUTCOME_LINK}#{outcome}")})
+}
+
+/// What intake did, from a transaction-response built by [`take_in`].
+pub(super) fn outcome_of(response: &AnswerBundle) -> Option<String> {
+    let link = response.json()["link"].as_array()?.iter().find(|link| link["relation"] == OUTCOME_LINK)?;
+    link["url"].as_str()?.rsplit_once('#').map(|(_, outcome)| outcome.to_string())
 }
 
 /// The id of the referral Task named in a transaction-response built by [`take_in`].

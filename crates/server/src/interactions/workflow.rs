@@ -295,8 +295,7 @@ async fn apply(
         "recorded": now(),
         "outcome": "0",
         "outcomeDesc": format!("{} -> {to}", from),
-        "agent": [{"who": {"reference": arguments.owner.clone().unwrap_or_else(|| "Device/rex".into())},
-                   "altId": caller.label(), "requestor": true}],
+        "agent": [{"who": agent(caller, arguments), "altId": caller.label(), "requestor": true}],
         "source": {"observer": {"display": "rex"}},
         "entity": [{"what": {"reference": format!("Task/{}", stored.id)}, "detail": audit_detail}],
     });
@@ -308,6 +307,15 @@ async fn apply(
     )
     .await?;
     Ok(stored)
+}
+
+/// Who acted, for the AuditEvent: the owner a claim names, the partner who answered, or rex.
+fn agent(caller: &Caller, arguments: &Arguments) -> Value {
+    match (&arguments.owner, caller.partner()) {
+        (Some(owner), _) => json!({"reference": owner}),
+        (None, Some(partner)) => json!({"identifier": {"system": rex_referral::PARTNER_SYSTEM, "value": partner}}),
+        (None, None) => json!({"reference": "Device/rex"}),
+    }
 }
 
 /// Puts the opinion in the referring partner's compartment (the Task's), so the partner can read
@@ -409,7 +417,7 @@ pub async fn receive_answer(
                 if_none_exist: None,
             };
             let created = execute(tx, caller, op).await?;
-            resume(tx, state, &focus).await?;
+            resume(tx, state, caller, &focus).await?;
             Ok(Some(created))
         })
     })
@@ -426,7 +434,7 @@ pub async fn resume_for_answers(
 ) -> Result<(), ApiError> {
     for communication in stored.iter().filter(|s| s.resource_type == "Communication") {
         if let Some((focus, _)) = answered_referral(tx, caller, &stored_json(communication)?).await? {
-            resume(tx, state, &focus).await?;
+            resume(tx, state, caller, &focus).await?;
         }
     }
     Ok(())
@@ -453,15 +461,16 @@ async fn answered_referral(
     Ok(Some((focus.to_string(), owner(&request).map(str::to_string))))
 }
 
-/// Resumes the referral Tasks about `focus` that wait, on hold, for an answer.
-async fn resume(tx: &mut Tx, state: &AppState, focus: &str) -> Result<(), ApiError> {
+/// Resumes the referral Tasks about `focus` that wait, on hold, for an answer; the AuditEvent
+/// names `caller`, who answered (its right to answer was checked by [`answered_referral`]).
+async fn resume(tx: &mut Tx, state: &AppState, caller: &Caller, focus: &str) -> Result<(), ApiError> {
     let pairs = [("focus".to_string(), focus.to_string())];
     let query = SearchQuery::parse(SearchRegistry::r4(), "Task", &pairs, rex_fhir::query::Handling::Strict)
         .map_err(|issues| ApiError::new(StatusCode::BAD_REQUEST, issues))?;
     for task in tx.search(&query).await?.matches {
         let Some(task) = tx.read_for_update("Task", &task.id).await? else { continue };
         if stored_json(&task)?["status"] == "on-hold" {
-            apply(tx, state, &Caller::Unrestricted, task, Action::ReceiveInformation, &Arguments::default()).await?;
+            apply(tx, state, caller, task, Action::ReceiveInformation, &Arguments::default()).await?;
         }
     }
     Ok(())
