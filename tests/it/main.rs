@@ -5,6 +5,7 @@
 mod support;
 
 mod attachments;
+mod audit_trail;
 mod bench;
 mod cli;
 mod concurrency;

@@ -744,12 +744,14 @@ pub fn opinion_report(referral: &Referral, user: &User, form: &OpinionForm, now:
         "basedOn": [{"reference": format!("ServiceRequest/{}", referral.service_request["id"].as_str().unwrap_or_default())}],
         "subject": referral.task["for"].clone(),
         "issued": now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        "performer": [match &user.practitioner_role {
-            Some(role) => serde_json::json!({"reference": role}),
-            None => serde_json::json!({"display": user.subject}),
-        }],
         "conclusion": form.conclusion,
     });
+    let specialist = match &user.practitioner_role {
+        Some(role) => serde_json::json!({"reference": role}),
+        None => serde_json::json!({"display": user.subject}),
+    };
+    report["performer"] = serde_json::json!([specialist]);
+    report["resultsInterpreter"] = serde_json::json!([specialist]);
     if let Some(code) = form.code.as_deref().filter(|c| !c.is_empty()) {
         let mut coding = serde_json::json!({"system": form.system, "code": code});
         if let Some(display) = form.display.as_deref().filter(|d| !d.is_empty()) {

@@ -283,7 +283,72 @@ async fn run(
     );
     create(tx, "AuditEvent", audit).await?;
     tx.record_amendment(&ReferralRecord { entries: entries_json, ..record }).await?;
+    let task = reroute(tx, state, &referral, task, &service_request_ref, now).await?;
     Ok(Intake { results, task, kind: IntakeKind::Amended })
+}
+
+/// Re-applies routing and the SLA when an amendment changed the referral's priority: the due
+/// time is counted again from when the referral was received, with the new priority's SLA, and
+/// the Task moves to the queue the rules now choose while it waits on a queue (a claimed referral
+/// stays with its specialist). The Task's note and an AuditEvent say why; the Task write notifies
+/// the partner like any other. A closed referral, or one whose priority did not change, is left
+/// as it is.
+async fn reroute(
+    tx: &mut Tx,
+    state: &AppState,
+    referral: &Referral,
+    current: StoredResource,
+    service_request_ref: &str,
+    now: chrono::DateTime<Utc>,
+) -> Result<StoredResource, ApiError> {
+    let mut task = stored_json(&current)?;
+    let before = task["priority"].as_str().unwrap_or("routine").to_string();
+    let open = matches!(task["status"].as_str(), Some("requested" | "in-progress" | "on-hold"));
+    if !open || before == referral.priority.code() {
+        return Ok(current);
+    }
+    let received = task["authoredOn"]
+        .as_str()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map_or(now, |t| t.with_timezone(&Utc));
+    let mut decision = state.routing.route(referral, received);
+    let queue = queue_for(state, &mut decision, is_sandbox(state, &referral.partner))?;
+    let due_before = task["restriction"]["period"]["end"].as_str().unwrap_or("none").to_string();
+    let due = decision.due.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    task["priority"] = json!(referral.priority.code());
+    task["restriction"]["period"]["end"] = json!(due);
+    let waiting = task["owner"]["reference"].as_str().is_some_and(|owner| owner.starts_with("HealthcareService/"));
+    if waiting {
+        task["owner"] = json!({"reference": format!("HealthcareService/{}", queue.code), "display": queue.name});
+        let rule = rex_referral::task::extension_url("task-routing-rule");
+        for extension in task["extension"].as_array_mut().into_iter().flatten().filter(|e| e["url"] == rule.as_str()) {
+            extension["valueCode"] = json!(decision.rule);
+        }
+    }
+    decision.explanation = format!(
+        "The partner's amendment changed the priority from {before} to {}: due {due} instead of {due_before}{}. {}",
+        referral.priority.code(),
+        if waiting { format!(", queue {}", queue.code) } else { String::new() },
+        decision.explanation
+    );
+    let instant = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let note = json!({"text": decision.explanation, "time": instant});
+    match task["note"].as_array_mut() {
+        Some(notes) => notes.push(note),
+        None => task["note"] = json!([note]),
+    }
+    task["lastModified"] = json!(instant);
+    let op = WriteOp::Update {
+        resource_type: "Task".into(),
+        target: super::write::Target::Id(current.id.clone()),
+        resource: task,
+        if_match: Some(current.version_id),
+    };
+    let stored = execute(tx, &Caller::Unrestricted, op).await?.stored().cloned().ok_or_else(ApiError::internal)?;
+    let task_ref = format!("Task/{}", stored.id);
+    let audit = referral_audit_event(ReferralEvent::Rerouted, referral, &decision, service_request_ref, &task_ref, now);
+    create(tx, "AuditEvent", audit).await?;
+    Ok(stored)
 }
 
 /// The entry of the Consent a new referral is shared under: required (else 422 naming what is
