@@ -19,7 +19,11 @@ backend_tests!(@on sqlite_secured, postgres_secured;
 const ALL: &str = "system/*.cruds";
 
 fn task_of(reply: &crate::support::Reply) -> String {
-    let link = reply.body["link"].as_array().unwrap().iter().find(|l| l["relation"] == "https://rex.example/fhir/referral-task");
+    let link = reply.body["link"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["relation"] == "https://rex.example/fhir/referral-task");
     link.unwrap()["url"].as_str().unwrap().rsplit('/').next().unwrap().to_string()
 }
 
@@ -89,10 +93,12 @@ async fn claimed_and_asked(app: &TestApp, partner: &str, specialist: &str, numbe
     let sent = app.send_as(partner, Method::POST, "", Some(&referral(number, "I25.10", "urgent", "en", false))).await;
     assert_eq!(sent.status, StatusCode::OK, "{}", sent.body);
     let task = task_of(&sent);
-    let claimed =
-        app.send_as(specialist, Method::POST, &format!("Task/{task}/$claim"), Some(&json!({"resourceType": "Parameters"}))).await;
+    let claimed = app
+        .send_as(specialist, Method::POST, &format!("Task/{task}/$claim"), Some(&json!({"resourceType": "Parameters"})))
+        .await;
     assert_eq!(claimed.status, StatusCode::OK, "{}", claimed.body);
-    let ask = json!({"resourceType": "Parameters", "parameter": [{"name": "message", "valueString": "Latest echo, please"}]});
+    let ask =
+        json!({"resourceType": "Parameters", "parameter": [{"name": "message", "valueString": "Latest echo, please"}]});
     let asked = app.send_as(specialist, Method::POST, &format!("Task/{task}/$request-information"), Some(&ask)).await;
     assert_eq!(asked.status, StatusCode::OK, "{}", asked.body);
     let requests = app.send_as(partner, Method::GET, "Communication?category=information-request", None).await;
@@ -126,23 +132,39 @@ async fn an_opinion_names_a_performer_that_resolves(app: &TestApp) {
     let sent = app.send_as(&partner, Method::POST, "", Some(&referral("O-1", "I25.10", "urgent", "en", false))).await;
     let task = task_of(&sent);
     let claim = json!({"resourceType": "Parameters"});
-    assert_eq!(app.send_as(&specialist, Method::POST, &format!("Task/{task}/$claim"), Some(&claim)).await.status, StatusCode::OK);
-    assert_eq!(app.send_as(&specialist, Method::GET, "PractitionerRole/dr-new", None).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.send_as(&specialist, Method::POST, &format!("Task/{task}/$claim"), Some(&claim)).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.send_as(&specialist, Method::GET, "PractitionerRole/dr-new", None).await.status,
+        StatusCode::NOT_FOUND
+    );
     // An opinion made through the API, without performer or issued.
     let report = json!({"resourceType": "DiagnosticReport", "status": "final", "code": {"text": "Second opinion"},
         "conclusion": "Medical therapy"});
     let report = app.send_as(&specialist, Method::POST, "DiagnosticReport", Some(&report)).await;
     assert_eq!(report.status, StatusCode::CREATED, "{}", report.body);
     let report_ref = format!("DiagnosticReport/{}", report.body["id"].as_str().unwrap());
-    let completed =
-        app.send_as(&specialist, Method::POST, &format!("Task/{task}/$complete"), Some(&parameters(&[("opinion", &report_ref)]))).await;
+    let completed = app
+        .send_as(
+            &specialist,
+            Method::POST,
+            &format!("Task/{task}/$complete"),
+            Some(&parameters(&[("opinion", &report_ref)])),
+        )
+        .await;
     assert_eq!(completed.status, StatusCode::OK, "{}", completed.body);
 
     let opinion = app.send_as(&partner, Method::GET, &report_ref, None).await;
     assert_eq!(opinion.status, StatusCode::OK, "the partner reads its opinion: {}", opinion.body);
     assert_eq!(opinion.body["performer"][0]["reference"], "PractitionerRole/dr-new", "{}", opinion.body);
     assert_eq!(opinion.body["resultsInterpreter"][0]["reference"], "PractitionerRole/dr-new");
-    assert!(opinion.body["issued"].as_str().is_some_and(|i| DateTime::parse_from_rfc3339(i).is_ok()), "{}", opinion.body);
+    assert!(
+        opinion.body["issued"].as_str().is_some_and(|i| DateTime::parse_from_rfc3339(i).is_ok()),
+        "{}",
+        opinion.body
+    );
     let role = app.send_as(&specialist, Method::GET, "PractitionerRole/dr-new", None).await;
     assert_eq!(role.status, StatusCode::OK, "the performer resolves: {}", role.body);
     assert_eq!(role.body["active"], true);

@@ -37,7 +37,8 @@ fn referral_of(partner: &str, number: &str, consent: Option<Value>) -> Value {
     bundle["entry"][0]["resource"]["identifier"][0]["value"] = json!(partner);
     if partner != PARTNER_A {
         // hospital-angeles-mx's own profile fixes its identifier system; others choose theirs.
-        bundle["entry"][2]["resource"]["identifier"][0]["system"] = json!(format!("https://{partner}.example/referral"));
+        bundle["entry"][2]["resource"]["identifier"][0]["system"] =
+            json!(format!("https://{partner}.example/referral"));
     }
     if let Some(consent) = consent {
         bundle["entry"].as_array_mut().unwrap().push(json!({
@@ -48,12 +49,21 @@ fn referral_of(partner: &str, number: &str, consent: Option<Value>) -> Value {
 }
 
 fn task_id(reply: &crate::support::Reply) -> String {
-    let link = reply.body["link"].as_array().unwrap().iter().find(|l| l["relation"] == "https://rex.example/fhir/referral-task");
+    let link = reply.body["link"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["relation"] == "https://rex.example/fhir/referral-task");
     link.unwrap()["url"].as_str().unwrap().rsplit('/').next().unwrap().to_string()
 }
 
 fn expressions(reply: &crate::support::Reply) -> Vec<String> {
-    reply.body["issue"].as_array().unwrap().iter().filter_map(|i| i["expression"][0].as_str().map(String::from)).collect()
+    reply.body["issue"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["expression"][0].as_str().map(String::from))
+        .collect()
 }
 
 async fn a_referral_without_an_active_consent_is_refused(app: &TestApp) {
@@ -80,7 +90,8 @@ async fn a_referral_without_an_active_consent_is_refused(app: &TestApp) {
 
     let mut elsewhere = consent("2099-01-01");
     elsewhere["patient"] = json!({"reference": "urn:uuid:5b0c7c1e-0000-4000-8000-000000000001"});
-    let reply = app.send_as(&token, Method::POST, "", Some(&referral_of(PARTNER_CONSENT, "C-1", Some(elsewhere)))).await;
+    let reply =
+        app.send_as(&token, Method::POST, "", Some(&referral_of(PARTNER_CONSENT, "C-1", Some(elsewhere)))).await;
     assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", reply.body);
     assert!(expressions(&reply).contains(&"Bundle.entry[3].resource.patient".to_string()), "{}", reply.body);
     assert_eq!(app.count_rows("resource_history").await, rows, "a refused referral writes nothing");
@@ -90,8 +101,9 @@ async fn a_referral_without_an_active_consent_is_refused(app: &TestApp) {
     let plain = app.send_as(&a, Method::POST, "", Some(&referral_of(PARTNER_A, "C-2", None))).await;
     assert_eq!(plain.status, StatusCode::OK, "{}", plain.body);
 
-    let accepted =
-        app.send_as(&token, Method::POST, "", Some(&referral_of(PARTNER_CONSENT, "C-1", Some(consent("2099-01-01"))))).await;
+    let accepted = app
+        .send_as(&token, Method::POST, "", Some(&referral_of(PARTNER_CONSENT, "C-1", Some(consent("2099-01-01")))))
+        .await;
     assert_eq!(accepted.status, StatusCode::OK, "{}", accepted.body);
     let consent_id = accepted.body["entry"][3]["resource"]["id"].as_str().unwrap();
     let task = app.send_as(&token, Method::GET, &format!("Task/{}", task_id(&accepted)), None).await.body;
@@ -108,7 +120,11 @@ async fn a_withdrawn_or_expired_consent_flags_the_referral(app: &TestApp) {
             let reply =
                 app.send_as(&token, Method::POST, "", Some(&referral_of(PARTNER_CONSENT, number, Some(consent)))).await;
             assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
-            (task_id(&reply), reply.body["entry"][3]["resource"].clone(), reply.body["entry"][1]["resource"]["id"].clone())
+            (
+                task_id(&reply),
+                reply.body["entry"][3]["resource"].clone(),
+                reply.body["entry"][1]["resource"]["id"].clone(),
+            )
         }
     };
     let (updated, updated_consent, _) = send("W-1", consent("2099-01-01")).await;
@@ -146,7 +162,8 @@ async fn a_withdrawn_or_expired_consent_flags_the_referral(app: &TestApp) {
     let task = app.send_as(&coordinator, Method::GET, &format!("Task/{updated}"), None).await.body;
     assert_eq!(task["status"], "requested", "the workflow state does not change");
     assert!(task["note"].to_string().contains("is 'inactive'"), "{task}");
-    let audit = app.send_as(&coordinator, Method::GET, &format!("AuditEvent?entity=Task/{later}&_count=50"), None).await;
+    let audit =
+        app.send_as(&coordinator, Method::GET, &format!("AuditEvent?entity=Task/{later}&_count=50"), None).await;
     assert!(audit.body.to_string().contains("the later Consent/"), "{}", audit.body);
     // The partner sees the flag on its referral Task too.
     let partner_sees = app.send_as(&token, Method::GET, &format!("Task/{later}"), None).await;

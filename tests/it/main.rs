@@ -21,6 +21,7 @@ mod logging;
 mod message;
 mod notifications;
 mod operations;
+mod retention;
 mod scale_out;
 mod scorecard;
 mod search;

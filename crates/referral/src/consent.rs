@@ -43,7 +43,8 @@ pub fn problems(consent: &Value, patient: Option<&str>, now: DateTime<Utc>) -> V
     if !has_coding(&consent["scope"], SCOPE_SYSTEM, SCOPE_CODE) {
         found.push((".scope", format!("is not {SCOPE_SYSTEM}|{SCOPE_CODE}")));
     }
-    let disclosure = consent["category"].as_array().into_iter().flatten().any(|c| has_coding(c, CATEGORY_SYSTEM, CATEGORY_CODE));
+    let disclosure =
+        consent["category"].as_array().into_iter().flatten().any(|c| has_coding(c, CATEGORY_SYSTEM, CATEGORY_CODE));
     if !disclosure {
         found.push((".category", format!("has no {CATEGORY_SYSTEM}|{CATEGORY_CODE} (information disclosure)")));
     }
@@ -85,8 +86,14 @@ pub fn find(candidates: &[(String, &Value)], patient: &str, now: DateTime<Utc>) 
             return Ok(position);
         }
         issues.extend(found.into_iter().map(|(element, problem)| {
-            Issue::error(IssueCode::BusinessRule, format!("This Consent cannot carry the referral: {element} {problem}", element = element.trim_start_matches('.')))
-                .at(format!("{location}{element}"))
+            Issue::error(
+                IssueCode::BusinessRule,
+                format!(
+                    "This Consent cannot carry the referral: {element} {problem}",
+                    element = element.trim_start_matches('.')
+                ),
+            )
+            .at(format!("{location}{element}"))
         }));
     }
     if candidates.is_empty() {
@@ -135,7 +142,8 @@ mod tests {
         let mut revoked = consent();
         revoked["status"] = json!("inactive");
         revoked["category"] = json!([{"text": "general"}]);
-        let issues = find(&[("Bundle.entry[4].resource".into(), &revoked)], "urn:uuid:other", at("2026-06-01")).unwrap_err();
+        let issues =
+            find(&[("Bundle.entry[4].resource".into(), &revoked)], "urn:uuid:other", at("2026-06-01")).unwrap_err();
         let at: Vec<_> = issues.iter().map(|i| i.expression.clone().unwrap()).collect();
         assert_eq!(
             at,
@@ -160,6 +168,9 @@ mod tests {
         assert!(!holds(&later, at("2026-06-01")));
         let mut deny = consent();
         deny["provision"]["type"] = json!("deny");
-        assert_eq!(withdrawn_reason(&deny, at("2026-06-01")).as_deref(), Some("Consent.provision.type denies instead of permitting"));
+        assert_eq!(
+            withdrawn_reason(&deny, at("2026-06-01")).as_deref(),
+            Some("Consent.provision.type denies instead of permitting")
+        );
     }
 }

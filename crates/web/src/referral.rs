@@ -13,8 +13,8 @@ use crate::html::{codings, concept, escape, quantity, short_time};
 use crate::session::User;
 use crate::sla::{age, parse_instant, relative, sla_state};
 use crate::worklist::{
-    CONSENT_WITHDRAWN_TAG, Partner, Queue, consent_withdrawn, is_escalated, partner_of, partners_of, queue_of, sla_badge,
-    status_text, task_extension,
+    CONSENT_WITHDRAWN_TAG, Partner, Queue, consent_withdrawn, is_escalated, partner_of, partners_of, queue_of,
+    sla_badge, status_text, task_extension,
 };
 
 /// Everything the referral page shows.
@@ -95,7 +95,9 @@ pub async fn load(api: &Api, user: &User, id: &str) -> Result<Referral, Failure>
     if let Some(reference) = task["output"][0]["valueReference"]["reference"].as_str() {
         referral.opinion = api.get(user, reference).await.ok();
     }
-    if let Some(reference) = task_extension(&task, "task-consent").and_then(|e| e["valueReference"]["reference"].as_str()) {
+    if let Some(reference) =
+        task_extension(&task, "task-consent").and_then(|e| e["valueReference"]["reference"].as_str())
+    {
         referral.consent = api.get(user, reference).await.ok();
     }
     referral.task = task;
@@ -353,11 +355,7 @@ fn render_consent(referral: &Referral) -> String {
         ("Given", short_time(consent["dateTime"].as_str().unwrap_or_default())),
         (
             "Permits sharing",
-            format!(
-                "{} to {}",
-                period["start"].as_str().unwrap_or("—"),
-                period["end"].as_str().unwrap_or("open end")
-            ),
+            format!("{} to {}", period["start"].as_str().unwrap_or("—"), period["end"].as_str().unwrap_or("open end")),
         ),
     ];
     html.push_str(r#"<table class="facts">"#);
@@ -863,9 +861,11 @@ mod tests {
         let referral = Referral {
             task: json!({"id": "t1", "status": "requested", "meta": {"tag": [flag]},
                 "extension": [{"url": rex_referral::task::extension_url("task-consent"), "valueReference": {"reference": "Consent/c1"}}]}),
-            consent: Some(json!({"resourceType": "Consent", "status": "inactive", "scope": {"text": "Privacy Consent"},
+            consent: Some(
+                json!({"resourceType": "Consent", "status": "inactive", "scope": {"text": "Privacy Consent"},
                 "category": [{"coding": [{"code": "IDSCL", "display": "information disclosure"}]}],
-                "provision": {"period": {"start": "2026-11-24", "end": "2028-11-24"}}})),
+                "provision": {"period": {"start": "2026-11-24", "end": "2028-11-24"}}}),
+            ),
             ..Referral::default()
         };
         let html = render(&referral, &specialist(), &[], "csrf-1", Utc::now());

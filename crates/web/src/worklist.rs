@@ -382,7 +382,8 @@ fn render_row(row: &Row, now: DateTime<Utc>) -> String {
         .due
         .map(|d| format!("{}<br><small>{}</small>", escape(&relative(d, now)), short_time(&d.to_rfc3339())))
         .unwrap_or_default();
-    let mut escalated = if row.escalated { r#"<br><span class="tag escalated">Escalated</span>"# } else { "" }.to_string();
+    let mut escalated =
+        if row.escalated { r#"<br><span class="tag escalated">Escalated</span>"# } else { "" }.to_string();
     if row.consent_withdrawn {
         escalated.push_str("<br>");
         escalated.push_str(CONSENT_WITHDRAWN_TAG);

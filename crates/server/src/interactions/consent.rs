@@ -40,7 +40,8 @@ const BATCH: usize = 200;
 
 /// Links a new referral's Task to the Consent it is shared under.
 pub fn link(task: &mut Value, consent_id: &str) {
-    let extension = json!({"url": extension_url("task-consent"), "valueReference": {"reference": format!("Consent/{consent_id}")}});
+    let extension =
+        json!({"url": extension_url("task-consent"), "valueReference": {"reference": format!("Consent/{consent_id}")}});
     match task["extension"].as_array_mut() {
         Some(extensions) => extensions.push(extension),
         None => task["extension"] = json!([extension]),
@@ -181,9 +182,13 @@ pub fn spawn_worker(state: AppState, interval: Duration) -> tokio::task::JoinHan
         loop {
             ticks.tick().await;
             match flag_withdrawn_consents(&state, Utc::now()).await {
-                Ok(ids) if !ids.is_empty() => tracing::info!(flagged = ids.len(), "referrals with withdrawn consent flagged"),
+                Ok(ids) if !ids.is_empty() => {
+                    tracing::info!(flagged = ids.len(), "referrals with withdrawn consent flagged")
+                }
                 Ok(_) => {}
-                Err(err) => tracing::error!(issue = ?err.issues.first().map(|i| &i.diagnostics), "consent check failed"),
+                Err(err) => {
+                    tracing::error!(issue = ?err.issues.first().map(|i| &i.diagnostics), "consent check failed")
+                }
             }
         }
     })

@@ -366,8 +366,10 @@ fn consent_entry(
         .filter_map(|(position, entry)| Some((position, entry.resource.as_ref()?)))
         .filter(|(_, resource)| resource["resourceType"] == "Consent")
         .collect();
-    let candidates: Vec<(String, &Value)> =
-        consents.iter().map(|(position, resource)| (format!("Bundle.entry[{}].resource", entries[*position].index), *resource)).collect();
+    let candidates: Vec<(String, &Value)> = consents
+        .iter()
+        .map(|(position, resource)| (format!("Bundle.entry[{}].resource", entries[*position].index), *resource))
+        .collect();
     let found = rex_referral::consent::find(&candidates, &referral.subject_reference, now);
     let required = state
         .security
