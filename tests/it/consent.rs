@@ -109,6 +109,35 @@ async fn a_referral_without_an_active_consent_is_refused(app: &TestApp) {
     let task = app.send_as(&token, Method::GET, &format!("Task/{}", task_id(&accepted)), None).await.body;
     assert!(task["extension"].to_string().contains(&format!("Consent/{consent_id}")), "{task}");
     assert!(task["meta"]["tag"].to_string().contains("\"consented\""), "{task}");
+
+    // The third way in, a Task about a stored referral, needs a stored Consent for the patient.
+    let bundle = referral_of(PARTNER_CONSENT, "C-3", None);
+    let create = |resource: Value| {
+        let token = token.clone();
+        async move {
+            let reply =
+                app.send_as(&token, Method::POST, resource["resourceType"].as_str().unwrap(), Some(&resource)).await;
+            assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+            reply.body["id"].as_str().unwrap().to_string()
+        }
+    };
+    let organization = create(bundle["entry"][0]["resource"].clone()).await;
+    let patient = create(bundle["entry"][1]["resource"].clone()).await;
+    let mut request = bundle["entry"][2]["resource"].clone();
+    request["subject"] = json!({"reference": format!("Patient/{patient}")});
+    request["requester"] = json!({"reference": format!("Organization/{organization}")});
+    let request = create(request).await;
+    let task = json!({"resourceType": "Task", "status": "draft", "intent": "order",
+                      "focus": {"reference": format!("ServiceRequest/{request}")}});
+    let refused = app.send_as(&token, Method::POST, "Task", Some(&task)).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", refused.body);
+    assert_eq!(refused.issue_expression(), "Task.focus");
+    let mut stored = consent("2099-01-01");
+    stored["patient"] = json!({"reference": format!("Patient/{patient}")});
+    let consent_id = create(stored).await;
+    let routed = app.send_as(&token, Method::POST, "Task", Some(&task)).await;
+    assert_eq!(routed.status, StatusCode::CREATED, "{}", routed.body);
+    assert!(routed.body["extension"].to_string().contains(&format!("Consent/{consent_id}")), "{}", routed.body);
 }
 
 async fn a_withdrawn_or_expired_consent_flags_the_referral(app: &TestApp) {

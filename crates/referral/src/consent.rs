@@ -77,8 +77,14 @@ pub fn withdrawn_reason(consent: &Value, now: DateTime<Utc>) -> Option<String> {
 
 /// Finds the Consent that permits sharing the referral of `patient`: `candidates` are the
 /// Consents with their FHIRPath locations (`Bundle.entry[4].resource`). Returns the position of
-/// the first that holds, or the issues that say what is missing.
-pub fn find(candidates: &[(String, &Value)], patient: &str, now: DateTime<Utc>) -> Result<usize, Vec<Issue>> {
+/// the first that holds, or the issues that say what is missing (at `missing_at` when there is
+/// no Consent at all).
+pub fn find(
+    candidates: &[(String, &Value)],
+    patient: &str,
+    now: DateTime<Utc>,
+    missing_at: &str,
+) -> Result<usize, Vec<Issue>> {
     let mut issues = Vec::new();
     for (position, (location, consent)) in candidates.iter().enumerate() {
         let found = problems(consent, Some(patient), now);
@@ -106,7 +112,7 @@ pub fn find(candidates: &[(String, &Value)], patient: &str, now: DateTime<Utc>) 
                      provision.period covering now"
                 ),
             )
-            .at("Bundle.entry"),
+            .at(missing_at),
         );
     }
     Err(issues)
@@ -132,7 +138,10 @@ mod tests {
     #[test]
     fn an_active_consent_for_the_patient_within_its_period_holds() {
         let consent = consent();
-        assert_eq!(find(&[("Bundle.entry[4].resource".into(), &consent)], "urn:uuid:p", at("2026-06-01")), Ok(0));
+        assert_eq!(
+            find(&[("Bundle.entry[4].resource".into(), &consent)], "urn:uuid:p", at("2026-06-01"), "Bundle.entry"),
+            Ok(0)
+        );
         assert!(holds(&consent, at("2026-12-31")), "the end date holds for its whole day");
         assert_eq!(withdrawn_reason(&consent, at("2027-01-01")).as_deref(), Some("Consent.provision.period has ended"));
     }
@@ -143,7 +152,8 @@ mod tests {
         revoked["status"] = json!("inactive");
         revoked["category"] = json!([{"text": "general"}]);
         let issues =
-            find(&[("Bundle.entry[4].resource".into(), &revoked)], "urn:uuid:other", at("2026-06-01")).unwrap_err();
+            find(&[("Bundle.entry[4].resource".into(), &revoked)], "urn:uuid:other", at("2026-06-01"), "Bundle.entry")
+                .unwrap_err();
         let at: Vec<_> = issues.iter().map(|i| i.expression.clone().unwrap()).collect();
         assert_eq!(
             at,
@@ -153,7 +163,7 @@ mod tests {
                 "Bundle.entry[4].resource.category"
             ]
         );
-        let none = find(&[], "urn:uuid:p", at_now()).unwrap_err();
+        let none = find(&[], "urn:uuid:p", at_now(), "Bundle.entry").unwrap_err();
         assert_eq!(none[0].expression.as_deref(), Some("Bundle.entry"));
     }
 

@@ -9,6 +9,8 @@
 
 use axum::http::StatusCode;
 use chrono::Utc;
+use rex_fhir::query::{Handling, SearchQuery};
+use rex_fhir::search::SearchRegistry;
 use rex_referral::referral::category_of;
 use rex_referral::routing::Queue;
 use rex_referral::task::{ReferralEvent, referral_audit_event, referral_task};
@@ -351,9 +353,7 @@ async fn reroute(
     Ok(stored)
 }
 
-/// The entry of the Consent a new referral is shared under: required (else 422 naming what is
-/// missing) when the partner's configuration says `require_consent`, otherwise linked when the
-/// Bundle carries one that holds.
+/// The entry of the Consent a new referral Bundle is shared under (see [`choose_consent`]).
 fn consent_entry(
     state: &AppState,
     referral: &Referral,
@@ -370,17 +370,54 @@ fn consent_entry(
         .iter()
         .map(|(position, resource)| (format!("Bundle.entry[{}].resource", entries[*position].index), *resource))
         .collect();
-    let found = rex_referral::consent::find(&candidates, &referral.subject_reference, now);
+    let chosen = choose_consent(state, referral, &candidates, "Bundle.entry", now)?;
+    Ok(chosen.map(|position| consents[position].0))
+}
+
+/// Which of `candidates` (Consents with their locations) a new referral is shared under: one
+/// that holds is required (else 422 naming what is missing, at `missing_at` when there is none)
+/// when the partner's configuration says `require_consent`, and otherwise linked when there is one.
+fn choose_consent(
+    state: &AppState,
+    referral: &Referral,
+    candidates: &[(String, &Value)],
+    missing_at: &str,
+    now: chrono::DateTime<Utc>,
+) -> Result<Option<usize>, ApiError> {
+    let found = rex_referral::consent::find(candidates, &referral.subject_reference, now, missing_at);
     let required = state
         .security
         .as_ref()
         .and_then(|security| security.partners().get(&referral.partner))
         .is_some_and(|partner| partner.require_consent);
     match found {
-        Ok(position) => Ok(Some(consents[position].0)),
+        Ok(position) => Ok(Some(position)),
         Err(issues) if required => Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, issues)),
         Err(_) => Ok(None),
     }
+}
+
+/// The partner's stored Consents for the patient of a referral that comes in as a Task, and the
+/// one it is shared under (see [`choose_consent`]).
+async fn stored_consent(
+    tx: &mut Tx,
+    state: &AppState,
+    referral: &Referral,
+    now: chrono::DateTime<Utc>,
+) -> Result<Option<String>, ApiError> {
+    let pairs = [
+        ("patient".to_string(), referral.subject_reference.clone()),
+        ("_tag".to_string(), format!("{}|{}", crate::access::PARTNER_TAG_SYSTEM, referral.partner)),
+        ("_count".to_string(), "100".to_string()),
+    ];
+    let query = SearchQuery::parse(SearchRegistry::r4(), "Consent", &pairs, Handling::Strict)
+        .map_err(|issues| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, issues))?;
+    let stored = tx.search(&query).await?.matches;
+    let consents = stored.iter().map(stored_json).collect::<Result<Vec<_>, _>>()?;
+    let candidates: Vec<(String, &Value)> =
+        stored.iter().zip(&consents).map(|(s, consent)| (format!("Consent/{}", s.id), consent)).collect();
+    let chosen = choose_consent(state, referral, &candidates, "Task.focus", now)?;
+    Ok(chosen.map(|position| stored[position].id.clone()))
 }
 
 /// The current version of `resource_type/id`: the one an entry of this Bundle wrote or read, when
@@ -481,6 +518,7 @@ async fn route_task(
         return Ok(WriteOutcome::Existing(task));
     }
     let now = Utc::now();
+    let consent = stored_consent(tx, state, referral, now).await?;
     let mut decision = state.routing.route(referral, now);
     let sandbox = is_sandbox(state, &referral.partner);
     let queue = queue_for(state, &mut decision, sandbox)?;
@@ -503,6 +541,9 @@ async fn route_task(
     }
     if sandbox {
         tag_as_test_data(&mut task);
+    }
+    if let Some(id) = consent {
+        super::consent::link(&mut task, &id);
     }
     let service_request_id = service_request_ref.trim_start_matches("ServiceRequest/");
     let task = record_routing(tx, referral, &decision, service_request_id, task, "[]".into(), now).await?;
