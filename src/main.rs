@@ -192,6 +192,18 @@ struct ServeArgs {
     /// Seconds between two runs of the partner notification delivery (0: never).
     #[arg(long, env = "REX_DELIVERY_INTERVAL", default_value_t = 2)]
     delivery_interval: u64,
+    /// Days scorecard submissions are kept before the purge deletes them (0: forever).
+    #[arg(long, env = "REX_RETAIN_SUBMISSIONS_DAYS", default_value_t = 400)]
+    retain_submissions_days: u32,
+    /// Days AuditEvents are kept before the purge deletes them (0: forever).
+    #[arg(long, env = "REX_RETAIN_AUDIT_DAYS", default_value_t = 2190)]
+    retain_audit_days: u32,
+    /// Days dead partner notifications are kept before the purge deletes them (0: forever).
+    #[arg(long, env = "REX_RETAIN_DEAD_NOTIFICATIONS_DAYS", default_value_t = 30)]
+    retain_dead_notifications_days: u32,
+    /// Seconds between two runs of the retention purge (0: never).
+    #[arg(long, env = "REX_RETENTION_INTERVAL", default_value_t = 3600)]
+    retention_interval: u64,
     /// Seconds a delivering instance holds a partner notification before another instance may
     /// take it (when the first died mid-delivery); longer than the slowest delivery (10 s).
     #[arg(long, env = "REX_DELIVERY_LEASE", default_value_t = 60, value_parser = clap::value_parser!(u64).range(11..))]
@@ -334,6 +346,16 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     if args.escalation_interval > 0 {
         let every = std::time::Duration::from_secs(args.escalation_interval);
         rex_server::interactions::escalation::spawn_worker(state.clone(), every);
+        rex_server::interactions::consent::spawn_worker(state.clone(), every);
+    }
+    if args.retention_interval > 0 {
+        let retention = rex_server::retention::Retention::from_days(
+            args.retain_submissions_days,
+            args.retain_audit_days,
+            args.retain_dead_notifications_days,
+        );
+        let every = std::time::Duration::from_secs(args.retention_interval);
+        rex_server::retention::spawn_worker(state.clone(), retention, every);
     }
     // One signal stops every listener and the delivery worker; in-flight requests then get the
     // shutdown timeout to finish.

@@ -179,15 +179,30 @@ impl Sender {
             return;
         }
         let mut detail = status_text;
+        let mut verdict = "accepted";
         if let Some(task) = referral_task(body) {
-            detail.push_str(&format!(", referral {}: Task/{task}", referral_outcome(body).unwrap_or("accepted")));
-            if let Some(routing) = self.routing_of(&task).await {
-                detail.push_str(&routing);
+            let outcome = referral_outcome(body);
+            detail.push_str(&format!(", referral {}: Task/{task}", outcome.unwrap_or("accepted")));
+            match outcome {
+                // Nothing was written, or the referral is withdrawn: its queue is no news.
+                Some("unchanged") => {
+                    verdict = "unchanged";
+                    detail.push_str(", identical to what rex has: nothing written");
+                }
+                Some("revoked") => {
+                    verdict = "revoked";
+                    detail.push_str(", its Task is cancelled");
+                }
+                _ => {
+                    if let Some(routing) = self.routing_of(&task).await {
+                        detail.push_str(&routing);
+                    }
+                }
             }
         } else if let (Some(resource_type), Some(id)) = (body["resourceType"].as_str(), body["id"].as_str()) {
             detail.push_str(&format!(", {resource_type}/{id}"));
         }
-        print_file("accepted", file, &detail, None);
+        print_file(verdict, file, &detail, None);
     }
 
     /// `, queue Q, due D` from the referral's Task, when the token may read it.
@@ -216,7 +231,8 @@ fn referral_task(body: &Value) -> Option<String> {
     from_link.or(from_focus).and_then(|url| url.rsplit('/').next()).map(str::to_string)
 }
 
-/// `created`, `amended` or `unchanged`, from a transaction-response.
+/// `created`, `amended`, `unchanged` or `revoked`, from a transaction-response or a response
+/// message.
 fn referral_outcome(body: &Value) -> Option<&str> {
     let link = body["link"].as_array()?.iter().find(|l| l["relation"] == OUTCOME_LINK)?;
     link["url"].as_str()?.rsplit_once('#').map(|(_, outcome)| outcome)

@@ -5,9 +5,11 @@
 mod support;
 
 mod attachments;
+mod audit_trail;
 mod bench;
 mod cli;
 mod concurrency;
+mod consent;
 mod crud;
 mod docs;
 mod errors;
@@ -20,6 +22,7 @@ mod logging;
 mod message;
 mod notifications;
 mod operations;
+mod retention;
 mod scale_out;
 mod scorecard;
 mod search;

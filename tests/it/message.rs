@@ -16,7 +16,7 @@ backend_tests!(
 const EVENTS: &str = "https://rex.example/fhir/CodeSystem/message-event";
 
 /// The referral of `intake::referral` as a message with the given event.
-fn message(event: &str, number: &str) -> Value {
+pub fn message(event: &str, number: &str) -> Value {
     let bundle = referral(number, "I25.10", "asap", "yue", true);
     let mut entries = vec![json!({
         "fullUrl": "urn:uuid:9d7c2a40-0000-4000-8000-00000000000a",
@@ -51,6 +51,8 @@ async fn new_referral_message_gets_a_response_message_with_the_task(app: &TestAp
     let again = app.post("$process-message", &message("referral-request", "M-1")).await;
     assert_eq!(again.status, StatusCode::OK);
     assert_eq!(again.body["entry"][1]["resource"]["id"], task["id"]);
+    assert!(reply.body["link"].to_string().contains("referral-outcome#created"), "{}", reply.body);
+    assert!(again.body["link"].to_string().contains("referral-outcome#unchanged"), "{}", again.body);
     assert_eq!(app.total("Task").await, 1);
     assert_eq!(app.total("ServiceRequest").await, 1);
 }
@@ -63,6 +65,7 @@ async fn revoke_cancels_the_task(app: &TestApp) {
     let task = app.get(&format!("Task/{task_id}")).await.body;
     assert_eq!(task["status"], "cancelled");
     assert_eq!(task["businessStatus"]["coding"][0]["code"], "6.0");
+    assert!(revoked.body["link"].to_string().contains("referral-outcome#revoked"), "{}", revoked.body);
     let twice = app.post("$process-message", &message("referral-revoke", "M-2")).await;
     assert_eq!(twice.status, StatusCode::CONFLICT);
     assert_eq!(twice.body["entry"][0]["resource"]["response"]["code"], "fatal-error");

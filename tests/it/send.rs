@@ -6,6 +6,7 @@ use std::process::Command;
 use serde_json::Value;
 
 use crate::intake::referral;
+use crate::message::message;
 use crate::support::{PARTNER_A, TestApp};
 
 const REX: &str = env!("CARGO_BIN_EXE_rex");
@@ -49,11 +50,23 @@ async fn send_posts_as_the_partner_and_summarises_each_file() {
     assert!(text.contains("    error ") && text.contains("priority"), "issue lines with locations: {text}");
 
     // Sent again, the referral is recognised as unchanged; --json gives the raw response.
-    let again = send(vec![good], vec!["--json"]).await.unwrap();
+    let again = send(vec![good.clone()], vec!["--json"]).await.unwrap();
     assert_eq!(again.status.code(), Some(0));
     let response: Value = serde_json::from_slice(&again.stdout).unwrap();
     assert_eq!(response["type"], "transaction-response");
     assert!(response["link"].to_string().contains("#unchanged"));
+    // The summary says what happened: an identical re-send is unchanged, a revoke is revoked
+    // (neither is routed to a queue).
+    let unchanged = send(vec![good.clone()], vec![]).await.unwrap();
+    let text = String::from_utf8_lossy(&unchanged.stdout).into_owned();
+    assert!(text.starts_with("unchanged ") && text.contains("referral unchanged: Task/"), "{text}");
+    assert!(text.contains("nothing written") && !text.contains("queue"), "{text}");
+    let revoke = write(&folder, "revoke.json", message("referral-revoke", "SEND-1").to_string().as_bytes());
+    let revoked = send(vec![revoke], vec![]).await.unwrap();
+    let text = String::from_utf8_lossy(&revoked.stdout).into_owned();
+    assert_eq!(revoked.status.code(), Some(0), "{text}");
+    assert!(text.starts_with("revoked ") && text.contains("referral revoked: Task/"), "{text}");
+    assert!(text.contains("cancelled") && !text.contains("queue"), "{text}");
     app.cleanup().await;
     let _ = std::fs::remove_dir_all(&folder);
 }

@@ -119,6 +119,8 @@ pub const PARTNER_A: &str = "hospital-angeles-mx";
 pub const PARTNER_B: &str = "gulf-care-ae";
 /// A partner configured with `sandbox = true`.
 pub const PARTNER_SANDBOX: &str = "sandbox-clinic";
+/// A partner configured with `require_consent = true`.
+pub const PARTNER_CONSENT: &str = "clinique-consent-fr";
 
 /// A fresh EC P-384 key, and its PEM.
 pub fn new_key() -> (rex_auth::SigningKey, Vec<u8>) {
@@ -129,11 +131,12 @@ pub fn new_key() -> (rex_auth::SigningKey, Vec<u8>) {
 }
 
 impl TestAuth {
-    /// Keys and the security configuration of partners A, B and a sandbox partner (each limited
+    /// Keys and the security configuration of partners A, B, a sandbox partner and one that
+    /// requires consent (each limited
     /// to 600 requests a minute) and of the staff identity provider.
     /// `certificates` registers client-certificate fingerprints (`partner id`, SHA-256 hex).
     fn generate(token_url: String, certificates: &[(&str, String)]) -> (TestAuth, rex_auth::AuthConfig) {
-        let partner_keys = [PARTNER_A, PARTNER_B, PARTNER_SANDBOX]
+        let partner_keys = [PARTNER_A, PARTNER_B, PARTNER_SANDBOX, PARTNER_CONSENT]
             .into_iter()
             .map(|id| {
                 let (key, pem) = new_key();
@@ -154,6 +157,9 @@ impl TestAuth {
             ));
             if id == PARTNER_SANDBOX {
                 toml.push_str("sandbox = true\n");
+            }
+            if id == PARTNER_CONSENT {
+                toml.push_str("require_consent = true\n");
             }
             if let Some((_, fingerprint)) = certificates.iter().find(|(partner, _)| partner == id) {
                 toml.push_str(&format!("client_cert_sha256 = \"{fingerprint}\"\n"));

@@ -44,6 +44,9 @@ pub struct Partner {
     pub notification_payload: String,
     pub sandbox: bool,
     pub rate_limit_per_minute: Option<u32>,
+    /// Its referral Bundles must carry an active Consent to share the patient's record with the
+    /// receiving hospital (`rex_referral::consent`); a referral without one is refused.
+    pub require_consent: bool,
 }
 
 /// The configured partners, looked up by id or by client-certificate fingerprint.
@@ -227,6 +230,8 @@ struct RawPartner {
     #[serde(default)]
     sandbox: bool,
     rate_limit_per_minute: Option<u32>,
+    #[serde(default)]
+    require_consent: bool,
 }
 
 #[derive(Deserialize)]
@@ -416,6 +421,7 @@ fn validate_partner(
         notification_payload,
         sandbox: raw.sandbox,
         rate_limit_per_minute: raw.rate_limit_per_minute,
+        require_consent: raw.require_consent,
     })
 }
 

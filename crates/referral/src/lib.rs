@@ -2,6 +2,7 @@
 //! routing it to a specialist review queue with a service-level clock, and the Task and AuditEvent
 //! that record the decision.
 
+pub mod consent;
 pub mod referral;
 pub mod routing;
 pub mod task;

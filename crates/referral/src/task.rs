@@ -88,6 +88,9 @@ pub fn referral_task(
 pub enum ReferralEvent {
     Routed,
     Amended,
+    /// An amendment changed what routing depends on (the priority): the due time (and the queue,
+    /// while no one has claimed it) follow, and the decision says why.
+    Rerouted,
 }
 
 /// An AuditEvent recording a routing decision or an amendment: who sent it, which resources, and
@@ -108,6 +111,9 @@ pub fn referral_audit_event(
             "U",
             format!("Amended re-send of {}", referral.identifier_value),
         ),
+        ReferralEvent::Rerouted => {
+            ("rerouted", "Referral re-routed after an amendment", "U", decision.explanation.clone())
+        }
     };
     json!({
         "resourceType": "AuditEvent",

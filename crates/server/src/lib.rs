@@ -10,6 +10,7 @@ mod http;
 pub mod interactions;
 pub mod notifications;
 pub mod operations;
+pub mod retention;
 pub mod security;
 pub mod validation;
 

@@ -16,6 +16,7 @@ mod outbox;
 mod queues;
 mod read;
 mod referrals;
+mod retention;
 mod search;
 mod submissions;
 mod worklist;

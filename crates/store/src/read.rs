@@ -195,6 +195,9 @@ const COUNTABLE_TABLES: &[&str] = &[
     "idx_quantity",
     "idx_uri",
     "task_worklist",
+    "outbox",
+    "submissions",
+    "submission_issues",
 ];
 
 impl Store {

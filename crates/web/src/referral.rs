@@ -13,7 +13,8 @@ use crate::html::{codings, concept, escape, quantity, short_time};
 use crate::session::User;
 use crate::sla::{age, parse_instant, relative, sla_state};
 use crate::worklist::{
-    Partner, Queue, is_escalated, partner_of, partners_of, queue_of, sla_badge, status_text, task_extension,
+    CONSENT_WITHDRAWN_TAG, Partner, Queue, consent_withdrawn, is_escalated, partner_of, partners_of, queue_of,
+    sla_badge, status_text, task_extension,
 };
 
 /// Everything the referral page shows.
@@ -39,6 +40,8 @@ pub struct Referral {
     pub audit: Vec<Value>,
     /// The returned opinion (Task.output).
     pub opinion: Option<Value>,
+    /// The Consent the referral is shared under (the Task's `task-consent`), as it is now.
+    pub consent: Option<Value>,
 }
 
 /// Reads the referral of Task `id` with the user's rights; what the user may not see is missing.
@@ -91,6 +94,11 @@ pub async fn load(api: &Api, user: &User, id: &str) -> Result<Referral, Failure>
     referral.audit = api.search(user, &audit).await.map(|p| p.matches).unwrap_or_default();
     if let Some(reference) = task["output"][0]["valueReference"]["reference"].as_str() {
         referral.opinion = api.get(user, reference).await.ok();
+    }
+    if let Some(reference) =
+        task_extension(&task, "task-consent").and_then(|e| e["valueReference"]["reference"].as_str())
+    {
+        referral.consent = api.get(user, reference).await.ok();
     }
     referral.task = task;
     Ok(referral)
@@ -295,11 +303,12 @@ pub fn render(referral: &Referral, user: &User, queues: &[Queue], csrf: &str, no
     let mut html = format!(
         r#"<p><a href="/ui/worklist">← Back to the worklist</a></p>
 <h1>Referral: {reason}</h1>
-<p class="summary">{sla}{escalated} <span class="priority priority-{priority}">{priority}</span> · {status_text} · due {due} · queue {queue}</p>
+<p class="summary">{sla}{escalated}{consent} <span class="priority priority-{priority}">{priority}</span> · {status_text} · due {due} · queue {queue}</p>
 "#,
         reason = escape(&reason),
         sla = sla_badge(sla_state(status, authored, due, now)),
         escalated = if is_escalated(task) { r#" <span class="tag escalated">Escalated</span>"# } else { "" },
+        consent = if consent_withdrawn(task) { format!(" {CONSENT_WITHDRAWN_TAG}") } else { String::new() },
         priority = escape(task["priority"].as_str().unwrap_or("routine")),
         status_text = escape(status_text(status)),
         due = due
@@ -316,8 +325,44 @@ pub fn render(referral: &Referral, user: &User, queues: &[Queue], csrf: &str, no
     html.push_str(&render_summary(referral));
     html.push_str(&render_attachments(referral));
     html.push_str(&render_conversation(referral));
+    html.push_str(&render_consent(referral));
     html.push_str(&render_routing(referral));
     html.push_str(&render_history(referral));
+    html
+}
+
+/// The consent the referral is shared under: its state now, what it covers and for how long.
+fn render_consent(referral: &Referral) -> String {
+    let mut html = String::from(r#"<section aria-labelledby="h-consent"><h2 id="h-consent">Consent to share</h2>"#);
+    let Some(consent) = &referral.consent else {
+        let text = if task_extension(&referral.task, "task-consent").is_some() {
+            "The consent this referral was shared under is no longer readable (deleted)."
+        } else {
+            "No consent was sent with this referral."
+        };
+        html.push_str(&format!("<p>{text}</p></section>\n"));
+        return html;
+    };
+    if consent_withdrawn(&referral.task) {
+        html.push_str(&format!("<p>{CONSENT_WITHDRAWN_TAG} The referral's consent no longer holds: see the history. Decide whether to go on.</p>"));
+    }
+    let period = &consent["provision"]["period"];
+    let categories: Vec<String> = consent["category"].as_array().into_iter().flatten().map(concept).collect();
+    let rows = [
+        ("Status", consent["status"].as_str().unwrap_or_default().to_string()),
+        ("Scope", concept(&consent["scope"])),
+        ("Category", categories.join(", ")),
+        ("Given", short_time(consent["dateTime"].as_str().unwrap_or_default())),
+        (
+            "Permits sharing",
+            format!("{} to {}", period["start"].as_str().unwrap_or("—"), period["end"].as_str().unwrap_or("open end")),
+        ),
+    ];
+    html.push_str(r#"<table class="facts">"#);
+    for (label, value) in rows {
+        html.push_str(&format!(r#"<tr><th scope="row">{label}</th><td>{}</td></tr>"#, escape(&value)));
+    }
+    html.push_str("</table></section>\n");
     html
 }
 
@@ -697,12 +742,14 @@ pub fn opinion_report(referral: &Referral, user: &User, form: &OpinionForm, now:
         "basedOn": [{"reference": format!("ServiceRequest/{}", referral.service_request["id"].as_str().unwrap_or_default())}],
         "subject": referral.task["for"].clone(),
         "issued": now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        "performer": [match &user.practitioner_role {
-            Some(role) => serde_json::json!({"reference": role}),
-            None => serde_json::json!({"display": user.subject}),
-        }],
         "conclusion": form.conclusion,
     });
+    let specialist = match &user.practitioner_role {
+        Some(role) => serde_json::json!({"reference": role}),
+        None => serde_json::json!({"display": user.subject}),
+    };
+    report["performer"] = serde_json::json!([specialist]);
+    report["resultsInterpreter"] = serde_json::json!([specialist]);
     if let Some(code) = form.code.as_deref().filter(|c| !c.is_empty()) {
         let mut coding = serde_json::json!({"system": form.system, "code": code});
         if let Some(display) = form.display.as_deref().filter(|d| !d.is_empty()) {
@@ -806,6 +853,28 @@ mod tests {
         assert!(html.contains(r#"action="/ui/referral/t1/opinion" enctype="multipart/form-data""#));
         assert!(html.contains(r#"name="csrf" value="csrf-1""#));
         assert!(!html.contains("Claim this referral"));
+    }
+
+    #[test]
+    fn the_page_shows_the_consent_and_its_withdrawal() {
+        let flag = json!({"system": crate::worklist::FLAG_SYSTEM, "code": "consent-withdrawn"});
+        let referral = Referral {
+            task: json!({"id": "t1", "status": "requested", "meta": {"tag": [flag]},
+                "extension": [{"url": rex_referral::task::extension_url("task-consent"), "valueReference": {"reference": "Consent/c1"}}]}),
+            consent: Some(
+                json!({"resourceType": "Consent", "status": "inactive", "scope": {"text": "Privacy Consent"},
+                "category": [{"coding": [{"code": "IDSCL", "display": "information disclosure"}]}],
+                "provision": {"period": {"start": "2026-11-24", "end": "2028-11-24"}}}),
+            ),
+            ..Referral::default()
+        };
+        let html = render(&referral, &specialist(), &[], "csrf-1", Utc::now());
+        assert!(html.contains(r#"<h2 id="h-consent">Consent to share</h2>"#));
+        assert!(html.contains("<td>inactive</td>") && html.contains("<td>information disclosure</td>"));
+        assert!(html.contains("<td>2026-11-24 to 2028-11-24</td>"));
+        assert_eq!(html.matches(CONSENT_WITHDRAWN_TAG).count(), 2, "in the summary and the consent section");
+        let without = render(&Referral::default(), &specialist(), &[], "csrf-1", Utc::now());
+        assert!(without.contains("No consent was sent with this referral."));
     }
 
     #[test]

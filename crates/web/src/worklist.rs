@@ -187,8 +187,21 @@ pub fn partners_of(organizations: &[Value]) -> BTreeMap<String, Partner> {
 
 /// Whether rex escalated the referral Task (past its due time).
 pub fn is_escalated(task: &Value) -> bool {
-    task["meta"]["tag"].as_array().into_iter().flatten().any(|t| t["system"] == FLAG_SYSTEM && t["code"] == "escalated")
+    has_flag(task, "escalated")
 }
+
+/// Whether rex flagged the referral Task because the consent it is shared under was withdrawn or
+/// has expired.
+pub fn consent_withdrawn(task: &Value) -> bool {
+    has_flag(task, "consent-withdrawn")
+}
+
+fn has_flag(task: &Value, code: &str) -> bool {
+    task["meta"]["tag"].as_array().into_iter().flatten().any(|t| t["system"] == FLAG_SYSTEM && t["code"] == code)
+}
+
+/// The tag shown beside a referral whose consent no longer holds.
+pub const CONSENT_WITHDRAWN_TAG: &str = r#"<span class="tag escalated">Consent withdrawn</span>"#;
 
 /// The value of one of rex's Task extensions.
 pub fn task_extension<'a>(task: &'a Value, name: &str) -> Option<&'a Value> {
@@ -212,6 +225,7 @@ pub struct Row {
     pub priority: String,
     pub sla: Option<SlaState>,
     pub escalated: bool,
+    pub consent_withdrawn: bool,
     pub due: Option<DateTime<Utc>>,
     pub waiting: Option<Duration>,
     pub reason: String,
@@ -241,6 +255,7 @@ pub fn row(task: &Value, page: &SearchPage, partners: &BTreeMap<String, Partner>
         task_id: task["id"].as_str().unwrap_or_default().to_string(),
         sla: sla_state(&status, authored, due, now),
         escalated: is_escalated(task),
+        consent_withdrawn: consent_withdrawn(task),
         status,
         priority: task["priority"].as_str().unwrap_or("routine").to_string(),
         due,
@@ -367,7 +382,12 @@ fn render_row(row: &Row, now: DateTime<Utc>) -> String {
         .due
         .map(|d| format!("{}<br><small>{}</small>", escape(&relative(d, now)), short_time(&d.to_rfc3339())))
         .unwrap_or_default();
-    let escalated = if row.escalated { r#"<br><span class="tag escalated">Escalated</span>"# } else { "" };
+    let mut escalated =
+        if row.escalated { r#"<br><span class="tag escalated">Escalated</span>"# } else { "" }.to_string();
+    if row.consent_withdrawn {
+        escalated.push_str("<br>");
+        escalated.push_str(CONSENT_WITHDRAWN_TAG);
+    }
     let interpreter = match row.interpreter {
         Some(true) => r#"<br><span class="tag">Interpreter needed</span>"#,
         _ => "",

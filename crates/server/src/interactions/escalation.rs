@@ -86,22 +86,28 @@ pub async fn escalate_overdue(state: &AppState, now: DateTime<Utc>) -> Result<Ve
 /// Open, not yet escalated, and due before `now`.
 fn is_overdue(task: &Value, now: DateTime<Utc>) -> bool {
     let open = task["status"].as_str().is_some_and(|status| OPEN_STATUSES.contains(&status));
-    let flagged = task["meta"]["tag"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|tag| tag["system"] == FLAG_SYSTEM && tag["code"] == ESCALATED);
+    let flagged = has_flag(task, ESCALATED);
     let due = task["restriction"]["period"]["end"].as_str().and_then(|end| DateTime::parse_from_rfc3339(end).ok());
     open && !flagged && due.is_some_and(|due| due < now)
 }
 
-fn mark(task: &mut Value, now: DateTime<Utc>) {
-    let instant = now.to_rfc3339_opts(SecondsFormat::Secs, true);
-    let tag = json!({"system": FLAG_SYSTEM, "code": ESCALATED, "display": "Past its due time"});
+/// Whether the Task carries the flag `code` of [`FLAG_SYSTEM`].
+pub(super) fn has_flag(task: &Value, code: &str) -> bool {
+    task["meta"]["tag"].as_array().into_iter().flatten().any(|tag| tag["system"] == FLAG_SYSTEM && tag["code"] == code)
+}
+
+/// Puts the flag `code` of [`FLAG_SYSTEM`] on the Task (its `meta.tag`, searchable with `_tag`).
+pub(super) fn add_flag(task: &mut Value, code: &str, display: &str) {
+    let tag = json!({"system": FLAG_SYSTEM, "code": code, "display": display});
     match task["meta"]["tag"].as_array_mut() {
         Some(tags) => tags.push(tag),
         None => task["meta"]["tag"] = json!([tag]),
     }
+}
+
+fn mark(task: &mut Value, now: DateTime<Utc>) {
+    let instant = now.to_rfc3339_opts(SecondsFormat::Secs, true);
+    add_flag(task, ESCALATED, "Past its due time");
     let extension = json!({"url": extension_url("task-escalated"), "valueDateTime": instant});
     match task["extension"].as_array_mut() {
         Some(extensions) => extensions.push(extension),

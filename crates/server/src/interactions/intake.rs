@@ -9,6 +9,8 @@
 
 use axum::http::StatusCode;
 use chrono::Utc;
+use rex_fhir::query::{Handling, SearchQuery};
+use rex_fhir::search::SearchRegistry;
 use rex_referral::referral::category_of;
 use rex_referral::routing::Queue;
 use rex_referral::task::{ReferralEvent, referral_audit_event, referral_task};
@@ -86,7 +88,7 @@ pub(super) async fn take_in(
         intake.results.iter().map(|result| response_entry(state, result, prefer)).collect::<Result<Vec<_>, _>>()?;
     let links = vec![
         json!({"relation": TASK_LINK, "url": format!("{}/Task/{}", state.config.base_url, intake.task.id)}),
-        json!({"relation": OUTCOME_LINK, "url": format!("{OUTCOME_LINK}#{}", intake.kind.code())}),
+        outcome_link(intake.kind.code()),
     ];
     Ok(AnswerBundle::new("transaction-response", None, links, entries))
 }
@@ -137,6 +139,18 @@ pub(super) fn check_sender(caller: &Caller, referral: &Referral) -> Result<(), A
         .denied()),
         _ => Ok(()),
     }
+}
+
+/// The link saying what happened to a referral: `created`, `amended`, `unchanged` (intake) or
+/// `revoked` (a `referral-revoke` message).
+pub(super) fn outcome_link(outcome: &str) -> Value {
+    json!({"relation": OUTCOME_LINK, "url": format!("{OUTCOME_LINK}#{outcome}")})
+}
+
+/// What intake did, from a transaction-response built by [`take_in`].
+pub(super) fn outcome_of(response: &AnswerBundle) -> Option<String> {
+    let link = response.json()["link"].as_array()?.iter().find(|link| link["relation"] == OUTCOME_LINK)?;
+    link["url"].as_str()?.rsplit_once('#').map(|(_, outcome)| outcome.to_string())
 }
 
 /// The id of the referral Task named in a transaction-response built by [`take_in`].
@@ -211,6 +225,13 @@ async fn run(
     entries: &[Entry],
 ) -> Result<Intake, ApiError> {
     let existing = tx.find_referral(&referral.partner, &referral.identifier_system, &referral.identifier_value).await?;
+    let now = Utc::now();
+    // A new referral's consent is checked before anything is written; a re-send that withdraws
+    // it is stored like any amendment and the consent check flags the referral.
+    let consent = match existing {
+        None => consent_entry(state, referral, entries, now)?,
+        Some(_) => None,
+    };
     // A first send runs the entries as they are; only a re-send needs them rewritten (as a copy).
     let resent;
     let entries = match &existing {
@@ -224,7 +245,6 @@ async fn run(
     let service_request = results[referral.service_request_entry].stored.clone().ok_or_else(ApiError::internal)?;
     let service_request_ref = format!("ServiceRequest/{}", service_request.id);
     let entries_json = entry_map(entries, &results);
-    let now = Utc::now();
     let mut referral = referral.clone();
     let service_request_json = stored_json(&service_request)?;
     let patient_ref = service_request_json["subject"]["reference"].as_str().unwrap_or_default().to_string();
@@ -244,6 +264,10 @@ async fn run(
         if sandbox {
             tag_as_test_data(&mut task);
         }
+        if let Some(index) = consent {
+            let stored = results[index].stored.as_ref().ok_or_else(ApiError::internal)?;
+            super::consent::link(&mut task, &stored.id);
+        }
         let task = record_routing(tx, &referral, &decision, &service_request.id, task, entries_json, now).await?;
         return Ok(Intake { results, task, kind: IntakeKind::Created });
     };
@@ -261,7 +285,139 @@ async fn run(
     );
     create(tx, "AuditEvent", audit).await?;
     tx.record_amendment(&ReferralRecord { entries: entries_json, ..record }).await?;
+    let task = reroute(tx, state, &referral, task, &service_request_ref, now).await?;
     Ok(Intake { results, task, kind: IntakeKind::Amended })
+}
+
+/// Re-applies routing and the SLA when an amendment changed the referral's priority: the due
+/// time is counted again from when the referral was received, with the new priority's SLA, and
+/// the Task moves to the queue the rules now choose while it waits on a queue (a claimed referral
+/// stays with its specialist). The Task's note and an AuditEvent say why; the Task write notifies
+/// the partner like any other. A closed referral, or one whose priority did not change, is left
+/// as it is.
+async fn reroute(
+    tx: &mut Tx,
+    state: &AppState,
+    referral: &Referral,
+    current: StoredResource,
+    service_request_ref: &str,
+    now: chrono::DateTime<Utc>,
+) -> Result<StoredResource, ApiError> {
+    let mut task = stored_json(&current)?;
+    let before = task["priority"].as_str().unwrap_or("routine").to_string();
+    let open = matches!(task["status"].as_str(), Some("requested" | "in-progress" | "on-hold"));
+    if !open || before == referral.priority.code() {
+        return Ok(current);
+    }
+    let received = task["authoredOn"]
+        .as_str()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map_or(now, |t| t.with_timezone(&Utc));
+    let mut decision = state.routing.route(referral, received);
+    let queue = queue_for(state, &mut decision, is_sandbox(state, &referral.partner))?;
+    let due_before = task["restriction"]["period"]["end"].as_str().unwrap_or("none").to_string();
+    let due = decision.due.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    task["priority"] = json!(referral.priority.code());
+    task["restriction"]["period"]["end"] = json!(due);
+    let waiting = task["owner"]["reference"].as_str().is_some_and(|owner| owner.starts_with("HealthcareService/"));
+    if waiting {
+        task["owner"] = json!({"reference": format!("HealthcareService/{}", queue.code), "display": queue.name});
+        let rule = rex_referral::task::extension_url("task-routing-rule");
+        for extension in task["extension"].as_array_mut().into_iter().flatten().filter(|e| e["url"] == rule.as_str()) {
+            extension["valueCode"] = json!(decision.rule);
+        }
+    }
+    decision.explanation = format!(
+        "The partner's amendment changed the priority from {before} to {}: due {due} instead of {due_before}{}. {}",
+        referral.priority.code(),
+        if waiting { format!(", queue {}", queue.code) } else { String::new() },
+        decision.explanation
+    );
+    let instant = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let note = json!({"text": decision.explanation, "time": instant});
+    match task["note"].as_array_mut() {
+        Some(notes) => notes.push(note),
+        None => task["note"] = json!([note]),
+    }
+    task["lastModified"] = json!(instant);
+    let op = WriteOp::Update {
+        resource_type: "Task".into(),
+        target: super::write::Target::Id(current.id.clone()),
+        resource: task,
+        if_match: Some(current.version_id),
+    };
+    let stored = execute(tx, &Caller::Unrestricted, op).await?.stored().cloned().ok_or_else(ApiError::internal)?;
+    let task_ref = format!("Task/{}", stored.id);
+    let audit = referral_audit_event(ReferralEvent::Rerouted, referral, &decision, service_request_ref, &task_ref, now);
+    create(tx, "AuditEvent", audit).await?;
+    Ok(stored)
+}
+
+/// The entry of the Consent a new referral Bundle is shared under (see [`choose_consent`]).
+fn consent_entry(
+    state: &AppState,
+    referral: &Referral,
+    entries: &[Entry],
+    now: chrono::DateTime<Utc>,
+) -> Result<Option<usize>, ApiError> {
+    let consents: Vec<(usize, &Value)> = entries
+        .iter()
+        .enumerate()
+        .filter_map(|(position, entry)| Some((position, entry.resource.as_ref()?)))
+        .filter(|(_, resource)| resource["resourceType"] == "Consent")
+        .collect();
+    let candidates: Vec<(String, &Value)> = consents
+        .iter()
+        .map(|(position, resource)| (format!("Bundle.entry[{}].resource", entries[*position].index), *resource))
+        .collect();
+    let chosen = choose_consent(state, referral, &candidates, "Bundle.entry", now)?;
+    Ok(chosen.map(|position| consents[position].0))
+}
+
+/// Which of `candidates` (Consents with their locations) a new referral is shared under: one
+/// that holds is required (else 422 naming what is missing, at `missing_at` when there is none)
+/// when the partner's configuration says `require_consent`, and otherwise linked when there is one.
+fn choose_consent(
+    state: &AppState,
+    referral: &Referral,
+    candidates: &[(String, &Value)],
+    missing_at: &str,
+    now: chrono::DateTime<Utc>,
+) -> Result<Option<usize>, ApiError> {
+    let found = rex_referral::consent::find(candidates, &referral.subject_reference, now, missing_at);
+    let required = state
+        .security
+        .as_ref()
+        .and_then(|security| security.partners().get(&referral.partner))
+        .is_some_and(|partner| partner.require_consent);
+    match found {
+        Ok(position) => Ok(Some(position)),
+        Err(issues) if required => Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, issues)),
+        Err(_) => Ok(None),
+    }
+}
+
+/// The partner's stored Consents for the patient of a referral that comes in as a Task, and the
+/// one it is shared under (see [`choose_consent`]).
+async fn stored_consent(
+    tx: &mut Tx,
+    state: &AppState,
+    referral: &Referral,
+    now: chrono::DateTime<Utc>,
+) -> Result<Option<String>, ApiError> {
+    let pairs = [
+        ("patient".to_string(), referral.subject_reference.clone()),
+        ("_tag".to_string(), format!("{}|{}", crate::access::PARTNER_TAG_SYSTEM, referral.partner)),
+        ("_count".to_string(), "100".to_string()),
+    ];
+    let query = SearchQuery::parse(SearchRegistry::r4(), "Consent", &pairs, Handling::Strict)
+        .map_err(|issues| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, issues))?;
+    let stored = tx.search(&query).await?.matches;
+    let consents = stored.iter().map(stored_json).collect::<Result<Vec<_>, _>>()?;
+    let candidates: Vec<(String, &Value)> =
+        stored.iter().zip(&consents).map(|(s, consent)| (format!("Consent/{}", s.id), consent)).collect();
+    let chosen = choose_consent(state, referral, &candidates, "Task.focus", now)?;
+    Ok(chosen.map(|position| stored[position].id.clone()))
 }
 
 /// The current version of `resource_type/id`: the one an entry of this Bundle wrote or read, when
@@ -362,6 +518,7 @@ async fn route_task(
         return Ok(WriteOutcome::Existing(task));
     }
     let now = Utc::now();
+    let consent = stored_consent(tx, state, referral, now).await?;
     let mut decision = state.routing.route(referral, now);
     let sandbox = is_sandbox(state, &referral.partner);
     let queue = queue_for(state, &mut decision, sandbox)?;
@@ -384,6 +541,9 @@ async fn route_task(
     }
     if sandbox {
         tag_as_test_data(&mut task);
+    }
+    if let Some(id) = consent {
+        super::consent::link(&mut task, &id);
     }
     let service_request_id = service_request_ref.trim_start_matches("ServiceRequest/");
     let task = record_routing(tx, referral, &decision, service_request_id, task, "[]".into(), now).await?;

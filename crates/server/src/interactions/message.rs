@@ -91,9 +91,20 @@ pub async fn process(
     };
     let header = message["entry"][0]["resource"].clone();
     let result = run(&state, &caller, &message, &header).await;
-    scorecard::record(&state, &caller, Endpoint::ProcessMessage, received, Some(&message), (&result).into()).await;
+    // A message's answer carries no issues (its focus is a Task); a refusal carries the error's.
+    let answer = match &result {
+        Ok(_) => Answer::Accepted(None),
+        Err(err) => Answer::Refused(err),
+    };
+    scorecard::record(&state, &caller, Endpoint::ProcessMessage, received, Some(&message), answer).await;
     match result {
-        Ok(focus) => fhir_json(StatusCode::OK, &response_message(&state, &header, "ok", focus, None)),
+        Ok(Processed { focus, outcome }) => {
+            let mut response = response_message(&state, &header, "ok", focus, None);
+            if let Some(outcome) = outcome {
+                response["link"] = json!([intake::outcome_link(outcome)]);
+            }
+            fhir_json(StatusCode::OK, &response)
+        }
         Err(err) => error_response(&state, &header, err),
     }
 }
@@ -161,14 +172,30 @@ fn as_transaction(message: &Value) -> Value {
     json!({"resourceType": "Bundle", "type": "transaction", "entry": entries})
 }
 
-/// Processes the message; returns the resource the response focuses on (the referral's Task).
-async fn run(state: &AppState, caller: &Caller, message: &Value, header: &Value) -> Result<Option<Value>, ApiError> {
+/// What processing a message did: the resource the response focuses on (the referral's Task) and
+/// what happened to the referral (`created`, `amended`, `unchanged` or `revoked`).
+struct Processed {
+    focus: Option<Value>,
+    outcome: Option<&'static str>,
+}
+
+/// Processes the message.
+async fn run(state: &AppState, caller: &Caller, message: &Value, header: &Value) -> Result<Processed, ApiError> {
     let event = Event::parse(header)?;
+    // A Consent sent with a referral is the one it is shared under: it must meet rex's profile.
+    let consents = message["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+        .filter(|(_, entry)| entry["resource"]["resourceType"] == "Consent")
+        .map(|(index, _)| (index, rex_profile("rex-referral-consent")))
+        .collect();
     require_valid_bundle(
         &state.validator,
         std::sync::Arc::new(message.clone()),
         vec![rex_profile("rex-referral-message-bundle")],
-        Vec::new(),
+        consents,
     )
     .await?;
     let transaction = as_transaction(message);
@@ -180,11 +207,17 @@ async fn run(state: &AppState, caller: &Caller, message: &Value, header: &Value)
             let response = intake::take_in(state, caller, &referral, entries, Prefer::default()).await?;
             let task = intake::task_reference(&response).ok_or_else(ApiError::internal)?;
             let stored = state.store.read("Task", &task).await?.ok_or_else(ApiError::internal)?;
-            Ok(Some(stored_json(&stored)?))
+            let outcome = match intake::outcome_of(&response).as_deref() {
+                Some("created") => "created",
+                Some("amended") => "amended",
+                _ => "unchanged",
+            };
+            Ok(Processed { focus: Some(stored_json(&stored)?), outcome: Some(outcome) })
         }
         (Event::Revoke, Some(referral)) => {
             intake::check_sender(caller, &referral)?;
-            revoke(state, &referral).await.map(Some)
+            let task = revoke(state, &referral).await?;
+            Ok(Processed { focus: Some(task), outcome: Some("revoked") })
         }
         (Event::Communication, _) => {
             // Stored like a transaction; an answer to a request for information resumes its
@@ -198,7 +231,7 @@ async fn run(state: &AppState, caller: &Caller, message: &Value, header: &Value)
                 })
             })
             .await?;
-            Ok(None)
+            Ok(Processed { focus: None, outcome: None })
         }
         (_, None) => Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,

@@ -1,6 +1,7 @@
 //! One module per FHIR interaction; each turns HTTP into calls on the store and back.
 
 pub mod capabilities;
+pub mod consent;
 pub mod escalation;
 pub mod history;
 pub mod intake;

@@ -77,16 +77,6 @@ impl<'a> From<&'a Result<AnswerBundle, ApiError>> for Answer<'a> {
     }
 }
 
-impl<'a> From<&'a Result<Option<Value>, ApiError>> for Answer<'a> {
-    /// A message's answer: its focus (a Task, which carries no issues) or the error.
-    fn from(result: &'a Result<Option<Value>, ApiError>) -> Answer<'a> {
-        match result {
-            Ok(_) => Answer::Accepted(None),
-            Err(err) => Answer::Refused(err),
-        }
-    }
-}
-
 /// Records a partner's submission to `endpoint` received at `received` (microseconds) and
 /// answered with `answer`; `bundle` is the submitted Bundle when it could be read. Callers other
 /// than partners are not recorded. A failure to record is logged and does not change the answer.

@@ -155,6 +155,9 @@ pub async fn process_bundle(
             for entry in &entries {
                 let resource_type =
                     entry.resource.as_ref().and_then(|r| r["resourceType"].as_str()).unwrap_or_default();
+                if resource_type == "Consent" {
+                    entry_profiles.push((entry.index, rex_profile("rex-referral-consent")));
+                }
                 for url in state.partner_profiles.for_resource(&referral.partner, resource_type) {
                     entry_profiles.push((entry.index, url.to_string()));
                 }

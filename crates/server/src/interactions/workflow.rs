@@ -269,7 +269,8 @@ async fn apply(
                 ))
                 .at("Parameters.parameter.where(name='opinion')"));
             };
-            share_with_partner(tx, &task, stored_opinion).await?;
+            let performer = performer(caller, &task);
+            finish_opinion(tx, caller, &task, performer.as_deref(), stored_opinion).await?;
             task["output"] = json!([{"type": {"text": "Second opinion"}, "valueReference": {"reference": opinion}}]);
             audit_detail.push(json!({"type": "opinion", "valueString": opinion}));
         }
@@ -295,8 +296,7 @@ async fn apply(
         "recorded": now(),
         "outcome": "0",
         "outcomeDesc": format!("{} -> {to}", from),
-        "agent": [{"who": {"reference": arguments.owner.clone().unwrap_or_else(|| "Device/rex".into())},
-                   "altId": caller.label(), "requestor": true}],
+        "agent": [{"who": agent(caller, arguments), "altId": caller.label(), "requestor": true}],
         "source": {"observer": {"display": "rex"}},
         "entity": [{"what": {"reference": format!("Task/{}", stored.id)}, "detail": audit_detail}],
     });
@@ -310,15 +310,57 @@ async fn apply(
     Ok(stored)
 }
 
-/// Puts the opinion in the referring partner's compartment (the Task's), so the partner can read
-/// what the Task's output names.
-async fn share_with_partner(tx: &mut Tx, task: &Value, opinion: StoredResource) -> Result<(), ApiError> {
-    let Some(partner) = owner(task) else { return Ok(()) };
+/// Who acted, for the AuditEvent: the owner a claim names, the partner who answered, or rex.
+fn agent(caller: &Caller, arguments: &Arguments) -> Value {
+    match (&arguments.owner, caller.partner()) {
+        (Some(owner), _) => json!({"reference": owner}),
+        (None, Some(partner)) => json!({"identifier": {"system": rex_referral::PARTNER_SYSTEM, "value": partner}}),
+        (None, None) => json!({"reference": "Device/rex"}),
+    }
+}
+
+/// The completing specialist's PractitionerRole: the one their staff token names, else the one
+/// that claimed the Task.
+fn performer(caller: &Caller, task: &Value) -> Option<String> {
+    match caller {
+        Caller::Authenticated(rex_auth::Principal::Staff { practitioner_role: Some(role), .. }) => Some(role.clone()),
+        _ => task["owner"]["reference"].as_str().filter(|r| r.starts_with("PractitionerRole/")).map(str::to_string),
+    }
+}
+
+/// Completes the opinion the Task's output will name: a DiagnosticReport without `performer`,
+/// `resultsInterpreter` or `issued` gets the completing specialist and the time, and that
+/// PractitionerRole is made from the staff token's claims when the hospital has not loaded it, so
+/// the reference resolves. The opinion goes into the referring partner's compartment (the
+/// Task's), so the partner can read what the Task's output names.
+async fn finish_opinion(
+    tx: &mut Tx,
+    caller: &Caller,
+    task: &Value,
+    performer: Option<&str>,
+    opinion: StoredResource,
+) -> Result<(), ApiError> {
     let mut content = stored_json(&opinion)?;
-    if owner(&content) == Some(partner) {
+    let before = content.clone();
+    if opinion.resource_type == "DiagnosticReport" {
+        if let Some(performer) = performer {
+            ensure_practitioner_role(tx, caller, performer).await?;
+            for field in ["performer", "resultsInterpreter"] {
+                if content[field].as_array().is_none_or(Vec::is_empty) {
+                    content[field] = json!([{"reference": performer}]);
+                }
+            }
+        }
+        if content["issued"].is_null() {
+            content["issued"] = json!(now());
+        }
+    }
+    if let Some(partner) = owner(task) {
+        set_owner(&mut content, partner);
+    }
+    if content == before {
         return Ok(());
     }
-    set_owner(&mut content, partner);
     let op = WriteOp::Update {
         resource_type: opinion.resource_type.clone(),
         target: Target::Id(opinion.id.clone()),
@@ -328,6 +370,36 @@ async fn share_with_partner(tx: &mut Tx, task: &Value, opinion: StoredResource) 
     execute(tx, &Caller::Unrestricted, op).await?;
     Ok(())
 }
+
+/// Makes `PractitionerRole/{id}` from the staff token's claims (subject, queues) unless it exists.
+async fn ensure_practitioner_role(tx: &mut Tx, caller: &Caller, reference: &str) -> Result<(), ApiError> {
+    let Some(id) = reference.strip_prefix("PractitionerRole/") else { return Ok(()) };
+    if tx.read("PractitionerRole", id).await?.is_some_and(|role| !role.deleted) {
+        return Ok(());
+    }
+    let mut role = json!({"resourceType": "PractitionerRole", "id": id, "active": true,
+        "code": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/practitioner-role", "code": "doctor", "display": "Doctor"}],
+                  "text": "Specialist giving second opinions"}]});
+    if let Caller::Authenticated(rex_auth::Principal::Staff { subject, queues, .. }) = caller {
+        role["identifier"] = json!([{"system": STAFF_SUBJECT_SYSTEM, "value": subject}]);
+        let services: Vec<Value> =
+            queues.iter().map(|queue| json!({"reference": format!("HealthcareService/{queue}")})).collect();
+        if !services.is_empty() {
+            role["healthcareService"] = Value::Array(services);
+        }
+    }
+    let op = WriteOp::Update {
+        resource_type: "PractitionerRole".into(),
+        target: Target::Id(id.to_string()),
+        resource: role,
+        if_match: None,
+    };
+    execute(tx, &Caller::Unrestricted, op).await?;
+    Ok(())
+}
+
+/// Identifier system of the PractitionerRoles rex makes from staff tokens: the token's subject.
+const STAFF_SUBJECT_SYSTEM: &str = "https://rex.example/fhir/staff-subject";
 
 fn audit_without_empty_detail(mut audit: Value) -> Value {
     if audit["entity"][0]["detail"].as_array().is_some_and(Vec::is_empty) {
@@ -409,7 +481,7 @@ pub async fn receive_answer(
                 if_none_exist: None,
             };
             let created = execute(tx, caller, op).await?;
-            resume(tx, state, &focus).await?;
+            resume(tx, state, caller, &focus).await?;
             Ok(Some(created))
         })
     })
@@ -426,7 +498,7 @@ pub async fn resume_for_answers(
 ) -> Result<(), ApiError> {
     for communication in stored.iter().filter(|s| s.resource_type == "Communication") {
         if let Some((focus, _)) = answered_referral(tx, caller, &stored_json(communication)?).await? {
-            resume(tx, state, &focus).await?;
+            resume(tx, state, caller, &focus).await?;
         }
     }
     Ok(())
@@ -453,15 +525,16 @@ async fn answered_referral(
     Ok(Some((focus.to_string(), owner(&request).map(str::to_string))))
 }
 
-/// Resumes the referral Tasks about `focus` that wait, on hold, for an answer.
-async fn resume(tx: &mut Tx, state: &AppState, focus: &str) -> Result<(), ApiError> {
+/// Resumes the referral Tasks about `focus` that wait, on hold, for an answer; the AuditEvent
+/// names `caller`, who answered (its right to answer was checked by [`answered_referral`]).
+async fn resume(tx: &mut Tx, state: &AppState, caller: &Caller, focus: &str) -> Result<(), ApiError> {
     let pairs = [("focus".to_string(), focus.to_string())];
     let query = SearchQuery::parse(SearchRegistry::r4(), "Task", &pairs, rex_fhir::query::Handling::Strict)
         .map_err(|issues| ApiError::new(StatusCode::BAD_REQUEST, issues))?;
     for task in tx.search(&query).await?.matches {
         let Some(task) = tx.read_for_update("Task", &task.id).await? else { continue };
         if stored_json(&task)?["status"] == "on-hold" {
-            apply(tx, state, &Caller::Unrestricted, task, Action::ReceiveInformation, &Arguments::default()).await?;
+            apply(tx, state, caller, task, Action::ReceiveInformation, &Arguments::default()).await?;
         }
     }
     Ok(())
