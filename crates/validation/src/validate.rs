@@ -215,10 +215,12 @@ impl<'v> Walk<'v> {
                     self.value_rules(elem, val, ty);
                 }
             }
+            // The companion (`_display`) holds the id and extensions of a value of type `ty`: its children are
+            // those of Element, and an extension there is on a `ty` (a `string` context allows it).
             if let Some(c) = companion
                 && let Some(el) = self.v.core_type("Element")
             {
-                self.complex(el, 0, c, "Element");
+                self.complex(el, 0, c, ty);
             }
             if node.is_some() || companion.is_some() {
                 self.constraints(elem, node, companion, ty);
@@ -504,7 +506,7 @@ impl<'v> Walk<'v> {
                 || c.name == "extension"
                 || c.name == "modifierExtension"
             {
-                self.slicing(csd, k, items, base_len)
+                self.slicing(csd, k, items, base_len, ty)
             } else {
                 Vec::new()
             };
@@ -596,7 +598,15 @@ impl<'v> Walk<'v> {
 
     /// Assigns items to slices and checks slice cardinality, closed and ordered rules. Extensions without
     /// a matching slice are checked against their definition by url.
-    fn slicing(&mut self, sd: &'v Sd, k: usize, items: &[Entry<'v>], base_len: usize) -> Vec<Option<usize>> {
+    /// `holder_ty` is the type of the node whose children `items` are (where an extension is used).
+    fn slicing(
+        &mut self,
+        sd: &'v Sd,
+        k: usize,
+        items: &[Entry<'v>],
+        base_len: usize,
+        holder_ty: &str,
+    ) -> Vec<Option<usize>> {
         let c = &sd.elems[k];
         let mut out = vec![None; items.len()];
         for (ii, &(m, _, cty, _, _)) in items.iter().enumerate() {
@@ -694,7 +704,7 @@ impl<'v> Walk<'v> {
                                 self.err(IssueCode::Structure, "The extension URL must not contain a version");
                             }
                             if c.name == "extension" {
-                                self.extension_context(ext, &c.path, base_len);
+                                self.extension_context(ext, &c.path, holder_ty, base_len);
                             }
                             if !slice_has_profile {
                                 self.complex(ext, 0, m, "Extension");
@@ -764,8 +774,9 @@ impl<'v> Walk<'v> {
     }
 
     /// An extension is used where its definition's `context` allows it. `extension_path` is the path of the
-    /// `extension` element in the structure that holds it (`HumanName.extension`).
-    fn extension_context(&mut self, ext: &Sd, extension_path: &str, base_len: usize) {
+    /// `extension` element in the structure that holds it (`HumanName.extension`), `holder_ty` the datatype of
+    /// the element that holds it (`string` for `Condition.code.coding.display`).
+    fn extension_context(&mut self, ext: &Sd, extension_path: &str, holder_ty: &str, base_len: usize) {
         let Some(contexts) = &ext.contexts else { return };
         let here = self.element_path(base_len);
         let holder_type = extension_path.strip_suffix(".extension").unwrap_or(extension_path);
@@ -776,6 +787,9 @@ impl<'v> Walk<'v> {
                 || e == here
                 || e == holder_type
                 || self.v.is_subtype_name(holder_type, e)
+                // a datatype context allows every element of that type, wherever it is
+                || e == holder_ty
+                || self.v.is_subtype_name(holder_ty, e)
                 // R5 interfaces used by the extensions pack: a canonical resource is one with a `url`
                 || (e == "CanonicalResource" || e == "MetadataResource")
                     && self.v.core_type(holder_type).is_some_and(|t| {
