@@ -6,12 +6,12 @@ use std::fmt::Write as _;
 use rex_fhir::{Issue, IssueCode, Severity};
 use serde_json::Value;
 
-use crate::Validator;
 use crate::defs::{field, resource_type};
 use crate::fhirpath::{self, Env, Item};
 use crate::model::{DiscKind, Elem, Kind, Rules, Sd, Strength};
 use crate::primitives;
 use crate::terminology::{Membership, is_external_system};
+use crate::{UnknownProfiles, Validator};
 
 pub(crate) struct Walk<'v> {
     pub v: &'v Validator,
@@ -38,6 +38,8 @@ pub(crate) struct Walk<'v> {
     /// pass would only repeat the issues of the first, which `Validator::validate` drops. `None` in the walks
     /// that count errors.
     pub validated: Option<crate::FxSet<(*const Value, *const Sd)>>,
+    /// What a `meta.profile` the validator does not know does to the resource.
+    pub unknown_claims: UnknownProfiles,
 }
 
 type Entry<'a> = (Option<&'a Value>, Option<&'a Value>, &'a str, &'a str, Option<usize>);
@@ -68,6 +70,11 @@ impl<'v> Walk<'v> {
             in_target_check: false,
             ref_targets: crate::FxMap::default(),
             validated: None,
+            unknown_claims: if v.options.unknown_profile_is_error {
+                UnknownProfiles::Reject
+            } else {
+                UnknownProfiles::Warn
+            },
         }
     }
 
@@ -131,11 +138,20 @@ impl<'v> Walk<'v> {
             }
             match self.v.sd(&url) {
                 None => {
-                    let sev = if self.v.options.unknown_profile_is_error { Severity::Error } else { Severity::Warning };
+                    // A claim in meta.profile follows the claim policy; a profile the caller asks for, the options.
+                    let (sev, msg) = match declared_at {
+                        Some(_) => {
+                            (self.unknown_claims.severity(), crate::unknown_claim_message(&p, self.unknown_claims))
+                        }
+                        None => (
+                            if self.v.options.unknown_profile_is_error { Severity::Error } else { Severity::Warning },
+                            format!("Profile reference '{p}' has not been checked because it is unknown"),
+                        ),
+                    };
                     self.issues.push(issue(
                         sev,
                         IssueCode::NotFound,
-                        format!("Profile reference '{p}' has not been checked because it is unknown"),
+                        msg,
                         &match declared_at {
                             Some(i) => format!("{}.meta.profile[{i}]", self.path),
                             None => self.path.clone(),
@@ -284,6 +300,7 @@ impl<'v> Walk<'v> {
         }
         let errors = |profile: &[&str]| {
             let mut sub = Walk::new(self.v);
+            sub.unknown_claims = self.unknown_claims;
             sub.path = self.path.clone();
             sub.resources = self.resources.clone();
             sub.contained = self.contained.clone();
@@ -901,6 +918,7 @@ impl<'v> Walk<'v> {
                         profiles.iter().any(|p| match self.v.sd(p) {
                             Some(psd) => {
                                 let mut sub = Walk::new(self.v);
+                                sub.unknown_claims = self.unknown_claims;
                                 sub.path = "x".into();
                                 sub.resources = self.resources.clone();
                                 sub.contained = self.contained.clone();
@@ -1350,6 +1368,7 @@ impl<'v> Walk<'v> {
         }
         let conforms = |p: &str| {
             let mut sub = Walk::new(self.v);
+            sub.unknown_claims = self.unknown_claims;
             sub.path = rt.to_string();
             sub.resources = self.resources.clone();
             sub.contained = self.contained.clone();
