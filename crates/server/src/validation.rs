@@ -84,10 +84,11 @@ impl PartnerProfiles {
     }
 }
 
-/// Builds the validator: the R4 core package (embedded), every conformance resource in
-/// `profiles_dir` (and its `partners/*` folders), and any extra packages (folder or `.tgz`).
+/// Builds the validator: the R4 core package and IPS 2.0.0 (both embedded), every conformance
+/// resource in `profiles_dir` (and its `partners/*` folders), and any extra packages (folder or `.tgz`).
 pub fn load_validator(profiles_dir: &Path, packages: &[&Path]) -> Result<Validator, String> {
     let mut definitions = Definitions::r4_core().map_err(|e| e.to_string())?;
+    definitions.add_ips().map_err(|e| e.to_string())?;
     let mut folders = vec![profiles_dir.to_path_buf()];
     if let Ok(partners) = std::fs::read_dir(profiles_dir.join("partners")) {
         let mut partner_folders: Vec<_> =

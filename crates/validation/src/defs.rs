@@ -17,6 +17,11 @@ use crate::ValidationError;
 /// `examples/pack_core.rs`, which regenerates it from the official package).
 static CORE_PACK: &[u8] = include_bytes!("../definitions/hl7.fhir.r4.core-4.0.1.min.json.gz");
 
+/// The International Patient Summary 2.0.0 (`hl7.fhir.uv.ips`, CC0) in the same compact form, with the
+/// resources of `hl7.terminology.r4` 7.0.1 and `hl7.fhir.uv.extensions.r4` 5.3.0-ballot-tc1 it refers to (see
+/// `examples/pack_ips.rs`, which regenerates it).
+static IPS_PACK: &[u8] = include_bytes!("../definitions/hl7.fhir.uv.ips-2.0.0.min.json.gz");
+
 /// Loaded conformance resources, keyed by canonical URL (without version).
 ///
 /// Built with [`Definitions::r4_core`] and extended with [`Definitions::add_folder`] /
@@ -47,21 +52,35 @@ impl Definitions {
     /// The resources stay as text and are parsed when first used: the package is 10 MB of JSON, about
     /// 85 MB as `serde_json::Value`s, and validating referrals needs a few dozen of its 3,000 resources.
     pub fn r4_core() -> Result<Definitions, ValidationError> {
-        let load = |e: &dyn std::fmt::Display| ValidationError::Load(format!("embedded core package: {e}"));
-        let mut text = String::with_capacity(10 << 20);
-        flate2::read::GzDecoder::new(CORE_PACK).read_to_string(&mut text).map_err(|e| load(&e))?;
+        let mut defs = Definitions::default();
+        defs.add_pack(CORE_PACK, "core package", 10 << 20)?;
+        Ok(defs)
+    }
+
+    /// Adds the International Patient Summary 2.0.0 (profiles, value sets, and the terminology and extensions
+    /// they use), embedded in the binary as the core package is; parsed when first used too.
+    pub fn add_ips(&mut self) -> Result<usize, ValidationError> {
+        self.add_pack(IPS_PACK, "IPS package", 2 << 20)
+    }
+
+    /// Adds a package packed by [`pack_folder`] or [`pack_ips`] (gzipped JSON array), keeping each resource as
+    /// text until it is used.
+    fn add_pack(&mut self, pack: &[u8], name: &str, capacity: usize) -> Result<usize, ValidationError> {
+        let load = |e: &dyn std::fmt::Display| ValidationError::Load(format!("embedded {name}: {e}"));
+        let mut text = String::with_capacity(capacity);
+        flate2::read::GzDecoder::new(pack).read_to_string(&mut text).map_err(|e| load(&e))?;
         let text: Arc<str> = text.into();
         let items: Vec<&RawValue> = serde_json::from_str(&text).map_err(|e| load(&e))?;
-        let mut defs = Definitions::default();
+        let mut n = 0;
         for item in items {
             let header: Header = serde_json::from_str(item.get()).map_err(|e| load(&e))?;
             let Some(url) = header.url.as_deref().map(canonical_base) else { continue };
             let start = item.get().as_ptr() as usize - text.as_ptr() as usize;
             let resource_type = header.resource_type.clone();
             let core = CoreText { text: text.clone(), range: start..start + item.get().len() };
-            defs.insert(&resource_type, url, Entry { value: OnceLock::new(), core: Some((core, header)) });
+            n += self.insert(&resource_type, url, Entry { value: OnceLock::new(), core: Some((core, header)) });
         }
-        Ok(defs)
+        Ok(n)
     }
 
     /// Adds one conformance resource (or a Bundle of them). Returns how many were kept; resource types
@@ -164,6 +183,16 @@ impl Definitions {
             }
         }
         Ok(n)
+    }
+
+    /// Every loaded StructureDefinition, ValueSet and CodeSystem.
+    fn all(&self) -> impl Iterator<Item = &Value> {
+        self.structures.values().chain(self.value_sets.values()).chain(self.code_systems.values()).map(Entry::value)
+    }
+
+    /// The StructureDefinition, ValueSet or CodeSystem with this canonical URL (without version).
+    fn get(&self, url: &str) -> Option<&Value> {
+        [&self.structures, &self.value_sets, &self.code_systems].into_iter().find_map(|m| m.get(url)).map(Entry::value)
     }
 
     /// The StructureDefinition with this canonical URL, if loaded.
@@ -350,17 +379,89 @@ pub fn pack_folder(folder: &Path) -> Result<Vec<u8>, ValidationError> {
         let bytes = std::fs::read(&file).map_err(|e| ValidationError::Load(e.to_string()))?;
         let mut v: Value = serde_json::from_slice(&bytes).map_err(|e| ValidationError::Load(e.to_string()))?;
         strip(&mut v);
-        if let Some(o) = v.as_object_mut() {
-            o.remove("differential");
-            o.remove("meta");
-            o.remove("extension");
-            o.remove("identifier");
-            o.remove("date");
-            o.remove("jurisdiction");
-        }
+        compact(&mut v);
         out.push(v);
     }
     serde_json::to_vec(&Value::Array(out)).map_err(|e| ValidationError::Load(e.to_string()))
+}
+
+/// Drops what a packed resource does not need: its differential (the published snapshot is used), and
+/// the metadata and element extensions validation never reads (obligations, documentation; the extensions
+/// that are rules sit on an element's types and bindings).
+fn compact(v: &mut Value) {
+    let Some(o) = v.as_object_mut() else { return };
+    for key in ["differential", "meta", "extension", "identifier", "date", "jurisdiction"] {
+        o.remove(key);
+    }
+    if let Some(Value::Array(elements)) = o.get_mut("snapshot").and_then(|s| s.get_mut("element")) {
+        for e in elements.iter_mut().filter_map(Value::as_object_mut) {
+            e.remove("extension");
+        }
+    }
+}
+
+/// Packs an implementation guide (a package folder or `.tgz`) with what it uses from `dependencies`: the
+/// guide's StructureDefinitions, ValueSets and CodeSystems, then every StructureDefinition, ValueSet and
+/// CodeSystem of the dependencies they refer to (base definitions, type and target profiles, bindings, value
+/// set includes), transitively. The result has the form [`Definitions::add_ips`] reads (before gzip).
+pub fn pack_ips(guide: &Path, dependencies: &[&Path]) -> Result<Vec<u8>, ValidationError> {
+    let mut own = Definitions::default();
+    own.add_package(guide)?;
+    let mut deps = Definitions::default();
+    for d in dependencies {
+        deps.add_package(d)?;
+    }
+    let mut todo: Vec<Value> = own.all().cloned().collect();
+    let mut taken: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    while let Some(mut v) = todo.pop() {
+        for url in references(&v) {
+            if taken.insert(url.clone())
+                && let Some(dep) = deps.get(&url)
+            {
+                todo.push(dep.clone());
+            }
+        }
+        compact(&mut v);
+        out.push(v);
+    }
+    out.sort_by(|a, b| (s(a, "resourceType"), s(a, "url")).cmp(&(s(b, "resourceType"), s(b, "url"))));
+    out.dedup_by(|a, b| s(a, "url") == s(b, "url") && s(a, "resourceType") == s(b, "resourceType"));
+    serde_json::to_vec(&Value::Array(out)).map_err(|e| ValidationError::Load(e.to_string()))
+}
+
+/// The canonical URLs (without version) a conformance resource refers to.
+fn references(v: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut add = |u: Option<&str>| out.extend(u.map(canonical_base));
+    add(s(v, "baseDefinition"));
+    let elements = v.pointer("/snapshot/element").and_then(Value::as_array).into_iter().flatten();
+    for e in elements {
+        for t in e.get("type").and_then(Value::as_array).into_iter().flatten() {
+            for key in ["profile", "targetProfile"] {
+                t.get(key).and_then(Value::as_array).into_iter().flatten().for_each(|p| add(p.as_str()));
+            }
+        }
+        if let Some(b) = e.get("binding") {
+            add(s(b, "valueSet"));
+            for x in b.get("extension").and_then(Value::as_array).into_iter().flatten() {
+                add(x
+                    .pointer("/extension")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .find_map(|p| (s(p, "url") == Some("valueSet")).then(|| s(p, "valueCanonical")).flatten()));
+            }
+        }
+    }
+    for part in ["include", "exclude"] {
+        for i in v.pointer("/compose").and_then(|c| c.get(part)).and_then(Value::as_array).into_iter().flatten() {
+            add(s(i, "system"));
+            i.get("valueSet").and_then(Value::as_array).into_iter().flatten().for_each(|u| add(u.as_str()));
+        }
+    }
+    add(s(v, "supplements"));
+    out
 }
 
 /// Helper: object field as str.

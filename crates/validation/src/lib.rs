@@ -32,7 +32,7 @@ use std::sync::{Mutex, OnceLock};
 use rex_fhir::{Issue, IssueCode, Severity};
 use serde_json::Value;
 
-pub use defs::{Definitions, pack_folder};
+pub use defs::{Definitions, pack_folder, pack_ips};
 use model::{Kind, Sd};
 
 /// Failure to load definitions.
@@ -102,6 +102,76 @@ impl Default for Options {
                 .collect(),
         }
     }
+}
+
+/// What a profile claimed in `meta.profile` that the validator does not know does to a resource: a warning
+/// (the resource is checked against the base specification and the profiles the validator knows; the
+/// default, as in the HL7 validator and HAPI) or an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnknownProfiles {
+    #[default]
+    Warn,
+    Reject,
+}
+
+impl UnknownProfiles {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnknownProfiles::Warn => "warn",
+            UnknownProfiles::Reject => "reject",
+        }
+    }
+
+    fn severity(self) -> Severity {
+        match self {
+            UnknownProfiles::Warn => Severity::Warning,
+            UnknownProfiles::Reject => Severity::Error,
+        }
+    }
+}
+
+impl std::str::FromStr for UnknownProfiles {
+    type Err = String;
+    fn from_str(text: &str) -> Result<UnknownProfiles, String> {
+        match text {
+            "warn" => Ok(UnknownProfiles::Warn),
+            "reject" => Ok(UnknownProfiles::Reject),
+            other => Err(format!("unknown_profiles must be warn or reject, not {other:?}")),
+        }
+    }
+}
+
+impl std::fmt::Display for UnknownProfiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+const UNKNOWN_CLAIM_START: &str = "Profile reference '";
+const UNKNOWN_CLAIM_END: &str = "' is not known to rex";
+
+/// The issue text for an unknown profile claim; [`unknown_profile_claim`] reads the profile back from it.
+fn unknown_claim_message(profile: &str, policy: UnknownProfiles) -> String {
+    let what = match policy {
+        UnknownProfiles::Warn => {
+            "the resource was checked against the base specification and the profiles rex knows only \
+             (its guide can be loaded with --package)"
+        }
+        UnknownProfiles::Reject => {
+            "resources claiming profiles rex does not know are refused (unknown_profiles = reject)"
+        }
+    };
+    format!("{UNKNOWN_CLAIM_START}{profile}{UNKNOWN_CLAIM_END}: {what}")
+}
+
+/// The profile an issue reports as claimed in `meta.profile` but not known (`None` for any other issue).
+pub fn unknown_profile_claim(issue: &Issue) -> Option<&str> {
+    if issue.code != IssueCode::NotFound {
+        return None;
+    }
+    let (profile, _) = issue.diagnostics.strip_prefix(UNKNOWN_CLAIM_START)?.split_once(UNKNOWN_CLAIM_END)?;
+    Some(profile)
 }
 
 /// A ready validator: compiled definitions plus terminology. `Send + Sync`; build once, share via `Arc`.
@@ -230,7 +300,14 @@ impl Validator {
     /// order, then profile order), with `expression` rooted at the resource type
     /// (e.g. `Bundle.entry[3].resource.subject`). Never panics on arbitrary JSON.
     pub fn validate(&self, resource: &Value, profiles: &[&str]) -> Vec<Issue> {
+        self.validate_with(resource, profiles, validate::Walk::new(self).unknown_claims)
+    }
+
+    /// As [`Validator::validate`], with the policy for profiles claimed in `meta.profile` that are not known
+    /// (profiles in `profiles` that are not known follow [`Options::unknown_profile_is_error`]).
+    pub fn validate_with(&self, resource: &Value, profiles: &[&str], unknown_claims: UnknownProfiles) -> Vec<Issue> {
         let mut w = validate::Walk::new(self);
+        w.unknown_claims = unknown_claims;
         // The issues are deduplicated below, so a resource validated twice against a structure is validated once.
         w.validated = Some(FxSet::default());
         let rt = resource.get("resourceType").and_then(Value::as_str);

@@ -156,7 +156,9 @@ impl Gen<'_> {
 
     fn apply(&mut self, d: &Value) -> Result<(), String> {
         let mut id = diff_id(d);
-        // Type-specific names of choice elements: `Observation.valueQuantity` or `value[x]:valueQuantity`.
+        // The type-specific name of a choice element (`Observation.valueQuantity`) restricts the element to that
+        // type. A type slice (`value[x]:valueQuantity`) is a slice like any other (see `ensure`): it constrains the
+        // values of its type and leaves the element's other types allowed.
         let mut restrict_type: Option<String> = None;
         let segs: Vec<String> = id_segments(&id).into_iter().map(str::to_string).collect();
         let mut fixed_segs = Vec::with_capacity(segs.len());
@@ -166,21 +168,8 @@ impl Gen<'_> {
                 Some((n, sl)) => (n.to_string(), Some(sl.to_string())),
                 None => (seg.clone(), None),
             };
-            if let Some(stem) = name.strip_suffix("[x]") {
-                if let Some(sl) = &slice
-                    && sl.len() > stem.len()
-                    && sl.starts_with(stem)
-                    && sl[stem.len()..].starts_with(char::is_uppercase)
-                {
-                    let candidate = format!("{prefix}.{name}:{sl}");
-                    if i > 0 && self.find(&candidate).is_none() {
-                        if i == segs.len() - 1 {
-                            restrict_type = Some(sl[stem.len()..].to_string());
-                        }
-                        fixed_segs.push(name.clone());
-                        continue;
-                    }
-                }
+            if name.ends_with("[x]") {
+                // kept as written
             } else if i > 0 && self.find(&format!("{prefix}.{name}")).is_none() {
                 // valueQuantity -> value[x]
                 let split = name.char_indices().find(|(_, c)| c.is_ascii_uppercase()).map(|(p, _)| p);
@@ -205,14 +194,8 @@ impl Gen<'_> {
         merge(&mut self.elements[idx], d);
         if let Some(t) = restrict_type
             && d.get("type").is_none()
-            && let Some(Value::Array(types)) = self.elements[idx].get_mut("type")
         {
-            types.retain(|ty| {
-                s(ty, "code").is_some_and(|c| {
-                    let mut cs = c.chars();
-                    cs.next().map(|f| f.to_ascii_uppercase().to_string() + cs.as_str()).as_deref() == Some(t.as_str())
-                })
-            });
+            restrict_types(&mut self.elements[idx], &t);
         }
         Ok(())
     }
@@ -260,6 +243,18 @@ impl Gen<'_> {
                 o.remove("slicing");
                 o.insert("id".into(), Value::String(id.to_string()));
                 o.insert("sliceName".into(), Value::String(slice_name));
+            }
+            if let Some(ty) = choice_type_slice(name, slice) {
+                restrict_types(&mut copy[0], ty);
+                // A type slice where the profile declares no slicing: the slicing is by type, as the HL7
+                // snapshot generator assumes.
+                if let Some(o) = self.elements[base_idx].as_object_mut()
+                    && !o.contains_key("slicing")
+                {
+                    let slicing =
+                        serde_json::json!({"discriminator": [{"type": "type", "path": "$this"}], "rules": "open"});
+                    o.insert("slicing".into(), slicing);
+                }
             }
             let insert_at = self.end_of(base_idx);
             let at = insert_at;
@@ -347,6 +342,26 @@ impl Gen<'_> {
 }
 
 const FIXED_PREFIXES: [&str; 2] = ["fixed", "pattern"];
+
+/// The type a slice of a choice element is for, when its name is the element's name for a type
+/// (`value[x]` sliced as `valueQuantity`: `Quantity`).
+fn choice_type_slice<'a>(name: &str, slice: &'a str) -> Option<&'a str> {
+    let stem = name.strip_suffix("[x]")?;
+    let ty = slice.strip_prefix(stem)?;
+    ty.starts_with(char::is_uppercase).then_some(ty)
+}
+
+/// Keeps only the type whose choice suffix is `suffix` (`Quantity`, `DateTime` for `dateTime`).
+fn restrict_types(element: &mut Value, suffix: &str) {
+    if let Some(Value::Array(types)) = element.get_mut("type") {
+        types.retain(|ty| {
+            s(ty, "code").is_some_and(|c| {
+                let mut cs = c.chars();
+                cs.next().map(|f| f.to_ascii_uppercase().to_string() + cs.as_str()).as_deref() == Some(suffix)
+            })
+        });
+    }
+}
 
 fn merge(target: &mut Value, d: &Value) {
     let (Some(t), Some(d)) = (target.as_object_mut(), d.as_object()) else { return };

@@ -6,12 +6,12 @@ use std::fmt::Write as _;
 use rex_fhir::{Issue, IssueCode, Severity};
 use serde_json::Value;
 
-use crate::Validator;
 use crate::defs::{field, resource_type};
 use crate::fhirpath::{self, Env, Item};
 use crate::model::{DiscKind, Elem, Kind, Rules, Sd, Strength};
 use crate::primitives;
 use crate::terminology::{Membership, is_external_system};
+use crate::{UnknownProfiles, Validator};
 
 pub(crate) struct Walk<'v> {
     pub v: &'v Validator,
@@ -38,6 +38,8 @@ pub(crate) struct Walk<'v> {
     /// pass would only repeat the issues of the first, which `Validator::validate` drops. `None` in the walks
     /// that count errors.
     pub validated: Option<crate::FxSet<(*const Value, *const Sd)>>,
+    /// What a `meta.profile` the validator does not know does to the resource.
+    pub unknown_claims: UnknownProfiles,
 }
 
 type Entry<'a> = (Option<&'a Value>, Option<&'a Value>, &'a str, &'a str, Option<usize>);
@@ -68,6 +70,11 @@ impl<'v> Walk<'v> {
             in_target_check: false,
             ref_targets: crate::FxMap::default(),
             validated: None,
+            unknown_claims: if v.options.unknown_profile_is_error {
+                UnknownProfiles::Reject
+            } else {
+                UnknownProfiles::Warn
+            },
         }
     }
 
@@ -131,11 +138,20 @@ impl<'v> Walk<'v> {
             }
             match self.v.sd(&url) {
                 None => {
-                    let sev = if self.v.options.unknown_profile_is_error { Severity::Error } else { Severity::Warning };
+                    // A claim in meta.profile follows the claim policy; a profile the caller asks for, the options.
+                    let (sev, msg) = match declared_at {
+                        Some(_) => {
+                            (self.unknown_claims.severity(), crate::unknown_claim_message(&p, self.unknown_claims))
+                        }
+                        None => (
+                            if self.v.options.unknown_profile_is_error { Severity::Error } else { Severity::Warning },
+                            format!("Profile reference '{p}' has not been checked because it is unknown"),
+                        ),
+                    };
                     self.issues.push(issue(
                         sev,
                         IssueCode::NotFound,
-                        format!("Profile reference '{p}' has not been checked because it is unknown"),
+                        msg,
                         &match declared_at {
                             Some(i) => format!("{}.meta.profile[{i}]", self.path),
                             None => self.path.clone(),
@@ -215,10 +231,12 @@ impl<'v> Walk<'v> {
                     self.value_rules(elem, val, ty);
                 }
             }
+            // The companion (`_display`) holds the id and extensions of a value of type `ty`: its children are
+            // those of Element, and an extension there is on a `ty` (a `string` context allows it).
             if let Some(c) = companion
                 && let Some(el) = self.v.core_type("Element")
             {
-                self.complex(el, 0, c, "Element");
+                self.complex(el, 0, c, ty);
             }
             if node.is_some() || companion.is_some() {
                 self.constraints(elem, node, companion, ty);
@@ -282,6 +300,7 @@ impl<'v> Walk<'v> {
         }
         let errors = |profile: &[&str]| {
             let mut sub = Walk::new(self.v);
+            sub.unknown_claims = self.unknown_claims;
             sub.path = self.path.clone();
             sub.resources = self.resources.clone();
             sub.contained = self.contained.clone();
@@ -504,7 +523,7 @@ impl<'v> Walk<'v> {
                 || c.name == "extension"
                 || c.name == "modifierExtension"
             {
-                self.slicing(csd, k, items, base_len)
+                self.slicing(csd, k, items, base_len, ty)
             } else {
                 Vec::new()
             };
@@ -596,7 +615,15 @@ impl<'v> Walk<'v> {
 
     /// Assigns items to slices and checks slice cardinality, closed and ordered rules. Extensions without
     /// a matching slice are checked against their definition by url.
-    fn slicing(&mut self, sd: &'v Sd, k: usize, items: &[Entry<'v>], base_len: usize) -> Vec<Option<usize>> {
+    /// `holder_ty` is the type of the node whose children `items` are (where an extension is used).
+    fn slicing(
+        &mut self,
+        sd: &'v Sd,
+        k: usize,
+        items: &[Entry<'v>],
+        base_len: usize,
+        holder_ty: &str,
+    ) -> Vec<Option<usize>> {
         let c = &sd.elems[k];
         let mut out = vec![None; items.len()];
         for (ii, &(m, _, cty, _, _)) in items.iter().enumerate() {
@@ -694,7 +721,7 @@ impl<'v> Walk<'v> {
                                 self.err(IssueCode::Structure, "The extension URL must not contain a version");
                             }
                             if c.name == "extension" {
-                                self.extension_context(ext, &c.path, base_len);
+                                self.extension_context(ext, &c.path, holder_ty, base_len);
                             }
                             if !slice_has_profile {
                                 self.complex(ext, 0, m, "Extension");
@@ -764,8 +791,9 @@ impl<'v> Walk<'v> {
     }
 
     /// An extension is used where its definition's `context` allows it. `extension_path` is the path of the
-    /// `extension` element in the structure that holds it (`HumanName.extension`).
-    fn extension_context(&mut self, ext: &Sd, extension_path: &str, base_len: usize) {
+    /// `extension` element in the structure that holds it (`HumanName.extension`), `holder_ty` the datatype of
+    /// the element that holds it (`string` for `Condition.code.coding.display`).
+    fn extension_context(&mut self, ext: &Sd, extension_path: &str, holder_ty: &str, base_len: usize) {
         let Some(contexts) = &ext.contexts else { return };
         let here = self.element_path(base_len);
         let holder_type = extension_path.strip_suffix(".extension").unwrap_or(extension_path);
@@ -776,6 +804,9 @@ impl<'v> Walk<'v> {
                 || e == here
                 || e == holder_type
                 || self.v.is_subtype_name(holder_type, e)
+                // a datatype context allows every element of that type, wherever it is
+                || e == holder_ty
+                || self.v.is_subtype_name(holder_ty, e)
                 // R5 interfaces used by the extensions pack: a canonical resource is one with a `url`
                 || (e == "CanonicalResource" || e == "MetadataResource")
                     && self.v.core_type(holder_type).is_some_and(|t| {
@@ -887,6 +918,7 @@ impl<'v> Walk<'v> {
                         profiles.iter().any(|p| match self.v.sd(p) {
                             Some(psd) => {
                                 let mut sub = Walk::new(self.v);
+                                sub.unknown_claims = self.unknown_claims;
                                 sub.path = "x".into();
                                 sub.resources = self.resources.clone();
                                 sub.contained = self.contained.clone();
@@ -1336,6 +1368,7 @@ impl<'v> Walk<'v> {
         }
         let conforms = |p: &str| {
             let mut sub = Walk::new(self.v);
+            sub.unknown_claims = self.unknown_claims;
             sub.path = rt.to_string();
             sub.resources = self.resources.clone();
             sub.contained = self.contained.clone();

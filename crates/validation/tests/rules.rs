@@ -41,9 +41,54 @@ fn validator() -> &'static Validator {
                         {"url": "http://hl7.org/fhir/StructureDefinition/regex", "valueString": "[^@]+@[^@]+"}]}]}
             ]
         }));
+        // A lab result profile that slices value[x] by type (as IPS does), one whose own type list restricts
+        // value[x], and one with a type slice but no slicing declared.
+        let lab = |url: &str, extra: Vec<Value>| {
+            let mut elements = vec![
+                json!({"id": "Observation.value[x]", "path": "Observation.value[x]",
+                       "slicing": {"discriminator": [{"type": "type", "path": "$this"}], "rules": "open"}}),
+                json!({"id": "Observation.value[x]:valueQuantity", "path": "Observation.value[x]",
+                       "sliceName": "valueQuantity", "type": [{"code": "Quantity"}]}),
+                json!({"id": "Observation.value[x]:valueQuantity.system", "path": "Observation.value[x].system",
+                       "min": 1, "patternUri": "http://unitsofmeasure.org"}),
+                json!({"id": "Observation.value[x]:valueCodeableConcept", "path": "Observation.value[x]",
+                       "sliceName": "valueCodeableConcept", "type": [{"code": "CodeableConcept"}]}),
+            ];
+            elements.extend(extra);
+            json!({"resourceType": "StructureDefinition", "url": url, "name": "TestLab", "status": "active",
+                   "kind": "resource", "abstract": false, "type": "Observation", "derivation": "constraint",
+                   "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Observation",
+                   "differential": {"element": elements}})
+        };
+        defs.add_resource(lab(LAB, vec![]));
+        let restricted = json!({"id": "Observation.value[x]", "path": "Observation.value[x]",
+            "slicing": {"discriminator": [{"type": "type", "path": "$this"}], "rules": "open"},
+            "type": [{"code": "Quantity"}, {"code": "CodeableConcept"}]});
+        let mut restricted_lab = lab(LAB_RESTRICTED, vec![]);
+        restricted_lab["differential"]["element"][0] = restricted;
+        defs.add_resource(restricted_lab);
+        let mut implicit = lab(LAB_IMPLICIT_SLICING, vec![]);
+        implicit["differential"]["element"].as_array_mut().unwrap().remove(0);
+        defs.add_resource(implicit);
+        // An extension whose context is a complex datatype.
+        defs.add_resource(json!({
+            "resourceType": "StructureDefinition", "url": CC_EXTENSION, "name": "CcNote", "status": "active",
+            "kind": "complex-type", "abstract": false, "type": "Extension", "derivation": "constraint",
+            "context": [{"type": "element", "expression": "CodeableConcept"}],
+            "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Extension",
+            "differential": {"element": [
+                {"id": "Extension.url", "path": "Extension.url", "fixedUri": CC_EXTENSION},
+                {"id": "Extension.value[x]", "path": "Extension.value[x]", "type": [{"code": "string"}]}
+            ]}
+        }));
         Validator::new(defs)
     })
 }
+
+const LAB: &str = "http://example.org/fhir/StructureDefinition/test-lab";
+const LAB_RESTRICTED: &str = "http://example.org/fhir/StructureDefinition/test-lab-restricted";
+const LAB_IMPLICIT_SLICING: &str = "http://example.org/fhir/StructureDefinition/test-lab-implicit";
+const CC_EXTENSION: &str = "http://example.org/fhir/StructureDefinition/cc-note";
 
 fn errors(v: &Value, profiles: &[&str]) -> Vec<Issue> {
     validator().validate(v, profiles).into_iter().filter(Issue::is_error).collect()
@@ -273,4 +318,66 @@ fn unresolvable_questionnaire_is_a_warning() {
     let issues = validator().validate(&qr, &[]);
     assert!(!issues.iter().any(Issue::is_error), "{issues:?}");
     assert!(issues.iter().any(|i| i.severity == Severity::Warning && i.diagnostics.contains("could not be resolved")));
+}
+
+fn lab_result(value: (&str, Value)) -> Value {
+    let mut obs = json!({"resourceType": "Observation", "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "718-7"}]}});
+    obs[value.0] = value.1;
+    obs
+}
+
+#[test]
+fn type_slices_constrain_their_type_and_keep_the_others() {
+    let quantity = (
+        "valueQuantity",
+        json!({"value": 13.2, "unit": "g/dL", "system": "http://unitsofmeasure.org", "code": "g/dL"}),
+    );
+    let coded =
+        ("valueCodeableConcept", json!({"coding": [{"system": "http://snomed.info/sct", "code": "260385009"}]}));
+    let text = ("valueString", json!("see report"));
+    for profile in [LAB, LAB_IMPLICIT_SLICING] {
+        for value in [quantity.clone(), coded.clone(), text.clone()] {
+            let e = errors(&lab_result(value.clone()), &[profile]);
+            assert!(e.is_empty(), "{profile} {}: {e:?}", value.0);
+        }
+        // the Quantity slice's own rules apply to a Quantity
+        let wrong_units =
+            ("valueQuantity", json!({"value": 13.2, "unit": "g/dL", "system": "http://example.org/units"}));
+        let e = errors(&lab_result(wrong_units), &[profile]);
+        assert!(has(&e, "Observation.valueQuantity.system", "pattern"), "{profile}: {e:?}");
+        let e = errors(&lab_result(("valueQuantity", json!({"value": 13.2}))), &[profile]);
+        assert!(e.iter().any(|i| i.diagnostics.contains("system")), "{profile}: {e:?}");
+    }
+    // the profile's own type list on value[x] is what removes types
+    let e = errors(&lab_result(text), &[LAB_RESTRICTED]);
+    assert!(has(&e, "Observation.valueString", "The type 'String' is not valid"), "{e:?}");
+    assert!(errors(&lab_result(quantity), &[LAB_RESTRICTED]).is_empty());
+}
+
+#[test]
+fn datatype_extension_contexts_allow_every_element_of_that_type() {
+    let translation = json!({"extension": [{"url": "http://hl7.org/fhir/StructureDefinition/translation",
+        "extension": [{"url": "lang", "valueCode": "fr"}, {"url": "content", "valueString": "Asthme"}]}]});
+    // `translation` (contexts string, markdown, code) on Coding.display, a string
+    let condition = json!({"resourceType": "Condition", "subject": {"reference": "Patient/1"},
+        "code": {"coding": [{"system": "http://snomed.info/sct", "code": "195967001", "display": "Asthma",
+                             "_display": translation.clone()}]}});
+    assert!(errors(&condition, &[]).is_empty(), "{:?}", errors(&condition, &[]));
+    // ... and not on a date
+    let patient = json!({"resourceType": "Patient", "birthDate": "1970-01-01", "_birthDate": translation});
+    let e = errors(&patient, &[]);
+    assert!(has(&e, "Patient.birthDate.extension[0]", "not allowed to be used at this point"), "{e:?}");
+    // A CodeableConcept context: on Condition.code, not on Condition.subject (a Reference).
+    let note = json!([{"url": CC_EXTENSION, "valueString": "as told by the patient"}]);
+    let coded = json!({"resourceType": "Condition", "subject": {"reference": "Patient/1"},
+        "code": {"text": "asthma", "extension": note.clone()}});
+    assert!(errors(&coded, &[]).is_empty(), "{:?}", errors(&coded, &[]));
+    let misplaced = json!({"resourceType": "Condition", "code": {"text": "asthma"},
+        "subject": {"reference": "Patient/1", "extension": note}});
+    assert!(
+        has(&errors(&misplaced, &[]), "Condition.subject.extension[0]", "not allowed"),
+        "{:?}",
+        errors(&misplaced, &[])
+    );
 }
