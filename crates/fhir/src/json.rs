@@ -28,11 +28,11 @@ pub fn parse_body(bytes: &[u8], max_depth: usize) -> Result<Value, Issue> {
     Ok(value)
 }
 
-fn too_deep(max_depth: usize) -> Issue {
+pub(crate) fn too_deep(max_depth: usize) -> Issue {
     Issue::error(IssueCode::TooCostly, format!("The JSON body nests deeper than the limit of {max_depth} levels"))
 }
 
-fn depth(value: &Value) -> usize {
+pub(crate) fn depth(value: &Value) -> usize {
     match value {
         Value::Object(map) => 1 + map.values().map(depth).max().unwrap_or(0),
         Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
