@@ -156,9 +156,15 @@ pub async fn read_body(body: Body, limits: BodyLimits) -> Result<Bytes, ApiError
     })
 }
 
-/// Parses a FHIR JSON body (400 when it is not a JSON object within the depth limit).
+/// Parses a FHIR JSON body (400 when it is not a JSON object within the depth limit, or repeats a
+/// key in one object).
 pub fn parse_json(bytes: &[u8], limits: BodyLimits) -> Result<Value, ApiError> {
-    parse_body(bytes, limits.max_depth).map_err(|issue| ApiError::new(StatusCode::BAD_REQUEST, vec![issue]))
+    parse_body(bytes, limits.max_depth).map_err(|issues| ApiError::new(StatusCode::BAD_REQUEST, issues))
+}
+
+/// Parses a JSON Patch body (an array) with the same limits and checks as [`parse_json`].
+pub fn parse_json_patch(bytes: &[u8], limits: BodyLimits) -> Result<Value, ApiError> {
+    rex_fhir::json::parse(bytes, limits.max_depth).map_err(|issues| ApiError::new(StatusCode::BAD_REQUEST, issues))
 }
 
 /// What the client asked to get back after a write (`Prefer: return=...`).

@@ -24,6 +24,7 @@ use serde_json::Value;
 use unicode_normalization::UnicodeNormalization;
 use unicode_normalization::char::is_combining_mark;
 
+pub use extract::split_reference;
 use path::Path;
 
 /// The type of a search parameter, which decides how its values are indexed and matched.

@@ -18,8 +18,8 @@ use crate::AppState;
 use crate::access::Caller;
 use crate::error::ApiError;
 use crate::http::{
-    BodyKind, Prefer, ReturnPreference, body_kind, check_accept, fhir_json, if_match, parse_json, read_body,
-    resource_response, stored_json,
+    BodyKind, Prefer, ReturnPreference, body_kind, check_accept, fhir_json, if_match, parse_json, parse_json_patch,
+    read_body, resource_response, stored_json,
 };
 use crate::validation::require_valid;
 
@@ -232,8 +232,7 @@ pub async fn patch(
     let kind = body_kind(&headers)?;
     let bytes = read_body(body, state.config.limits).await?;
     let patch = match kind {
-        BodyKind::JsonPatch => serde_json::from_slice(&bytes)
-            .map_err(|_| ApiError::bad_request("The body is not a JSON Patch document"))?,
+        BodyKind::JsonPatch => parse_json_patch(&bytes, state.config.limits)?,
         BodyKind::FhirJson => patch_from_binary(&parse_json(&bytes, state.config.limits)?)?,
         BodyKind::Form => return Err(ApiError::unsupported_media("PATCH takes application/json-patch+json")),
     };

@@ -25,7 +25,8 @@ use serde_json::{Value, json};
 use super::intake;
 use super::scorecard::{self, Endpoint};
 use super::write::{
-    Target, WriteOp, WriteOutcome, execute, known_type, matching_ids, patch_from_binary, patched, valid_id,
+    BundleTargets, Target, WriteOp, WriteOutcome, execute, execute_entry, known_type, matching_ids, patch_from_binary,
+    patched, valid_id,
 };
 use super::{format_param, in_transaction, query_pairs};
 use crate::AppState;
@@ -182,8 +183,16 @@ pub(super) fn parse_bundle(value: &Value) -> Result<(String, Vec<Entry>), ApiErr
         .at("Bundle.type"));
     }
     let raw_entries = match value.get("entry") {
-        None => &Vec::new(),
-        Some(Value::Array(entries)) => entries,
+        Some(Value::Array(entries)) if !entries.is_empty() => entries,
+        // Nothing to run is a mistake worth hearing about, not an empty success.
+        None | Some(Value::Array(_)) => {
+            return Err(ApiError::one(
+                StatusCode::BAD_REQUEST,
+                IssueCode::Required,
+                format!("A {bundle_type} Bundle needs at least one entry"),
+            )
+            .at("Bundle.entry"));
+        }
         Some(_) => return Err(ApiError::bad_request("Bundle.entry must be an array").at("Bundle.entry")),
     };
     let mut issues = Vec::new();
@@ -544,6 +553,7 @@ pub(super) async fn transaction_body(
     let mut ids: HashMap<String, String> = HashMap::new();
     let mut existing: HashMap<usize, StoredResource> = HashMap::new();
     let mut assigned: HashMap<usize, String> = HashMap::new();
+    let mut targets = BundleTargets::new();
     for entry in entries {
         let url = split_url(&entry.url);
         let target = match entry.method {
@@ -600,8 +610,11 @@ pub(super) async fn transaction_body(
             },
             _ => None,
         };
-        if let (Some(full_url), Some(target)) = (&entry.full_url, target) {
-            ids.insert(full_url.clone(), target);
+        if let Some(target) = target {
+            targets.insert(target.clone());
+            if let Some(full_url) = &entry.full_url {
+                ids.insert(full_url.clone(), target);
+            }
         }
     }
 
@@ -663,7 +676,7 @@ pub(super) async fn transaction_body(
                 if let (WriteOp::Update { target, .. }, Some(id)) = (&mut op, assigned.get(&entry.index)) {
                     *target = Target::Id(id.clone());
                 }
-                execute(tx, caller, op).await.map(write_result)
+                execute_entry(tx, caller, op, &targets).await.map(write_result)
             }
         };
         results.insert(entry.index, result.map_err(|err| if err.retryable { err } else { entry.locate(err) })?);
