@@ -25,6 +25,7 @@ use crate::validation::require_valid;
 
 /// Runs one REST write and, for an authenticated caller, its AuditEvent in the same transaction.
 async fn run(state: &AppState, caller: &Caller, op: WriteOp) -> Result<WriteOutcome, ApiError> {
+    crate::notifications::check_endpoint(state, caller, &op).await?;
     in_transaction(&state.store, op.isolation(), &(caller, op), |tx, (caller, op)| {
         Box::pin(async move {
             let outcome = execute(tx, caller, op.clone()).await?;

@@ -308,7 +308,7 @@ async fn write_op(
             _ => Err(ApiError::bad_request(format!("request.url '{}' must be Type/id or Type?search", entry.url))),
         }
     };
-    Ok(match entry.method {
+    let op = match entry.method {
         Method::Post => {
             if url.id.is_some() || url.query.is_some() {
                 return Err(ApiError::bad_request(format!(
@@ -350,7 +350,11 @@ async fn write_op(
         }
         Method::Delete => WriteOp::Delete { resource_type, target: target()?, if_match: entry.if_match },
         Method::Get | Method::Head => unreachable!("reads are not writes"),
-    })
+    };
+    // A Subscription's endpoint is resolved and checked here, inside the transaction: Subscriptions
+    // rarely travel in Bundles, and a PATCH's result is known only here.
+    crate::notifications::check_endpoint(state, caller, &op).await?;
+    Ok(op)
 }
 
 /// Replaces every `reference` that names a Bundle fullUrl with the id it was given, and resolves
