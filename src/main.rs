@@ -10,6 +10,7 @@ mod profiles_doc;
 mod report;
 mod scorecard;
 mod send;
+mod sql_log;
 
 use clap::{Parser, Subcommand};
 use rex_referral::RoutingConfig;
@@ -217,6 +218,10 @@ struct ServeArgs {
     /// Certificate authorities (PEM) trusted for partner notification endpoints besides the system's.
     #[arg(long, env = "REX_DELIVERY_CA")]
     delivery_ca: Option<PathBuf>,
+    /// A host notifications may go to whatever its addresses (loopback, private...), also over
+    /// http; repeatable or comma-separated.
+    #[arg(long = "delivery-allow-host", env = "REX_DELIVERY_ALLOW_HOSTS", value_delimiter = ',')]
+    delivery_allow_hosts: Vec<String>,
     /// Seconds in-flight requests get to finish after SIGTERM or Ctrl-C.
     #[arg(long, env = "REX_SHUTDOWN_TIMEOUT", default_value_t = 30)]
     shutdown_timeout: u64,
@@ -270,19 +275,29 @@ async fn main() -> ExitCode {
 }
 
 /// Logs to stdout: `REX_LOG` filters (default `info,sqlx=warn`), `REX_LOG_FORMAT` is `text`
-/// (default; colours only on a terminal) or `json` (one JSON object per line).
+/// (default; colours only on a terminal) or `json` (one JSON object per line). sqlx's statement
+/// events are logged through [`sql_log::Statements`], with their SQL text cut short.
 fn init_logging() -> Result<(), String> {
-    let filter = match std::env::var("REX_LOG") {
-        Ok(text) => tracing_subscriber::EnvFilter::try_new(&text).map_err(|e| format!("REX_LOG={text:?}: {e}"))?,
-        Err(_) => tracing_subscriber::EnvFilter::new("info,sqlx=warn"),
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter = || match std::env::var("REX_LOG") {
+        Ok(text) => tracing_subscriber::EnvFilter::try_new(&text).map_err(|e| format!("REX_LOG={text:?}: {e}")),
+        Err(_) => Ok(tracing_subscriber::EnvFilter::new("info,sqlx=warn")),
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match std::env::var("REX_LOG_FORMAT").as_deref() {
-        Ok("json") => builder.json().init(),
-        Ok("text") | Err(_) => builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout())).init(),
+    let output = tracing_subscriber::fmt::layer();
+    let output: Box<dyn Layer<_> + Send + Sync> = match std::env::var("REX_LOG_FORMAT").as_deref() {
+        Ok("json") => Box::new(output.json()),
+        Ok("text") | Err(_) => Box::new(output.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))),
         Ok(other) => return Err(format!("REX_LOG_FORMAT must be text or json, not {other:?}")),
-    }
-    Ok(())
+    };
+    let sqlx_off = format!("{}=off", sql_log::SQLX_TARGET).parse().map_err(|e| format!("{e}"))?;
+    let (statements, taken) = sql_log::Statements::new();
+    tracing_subscriber::registry()
+        .with(output.with_filter(filter()?.add_directive(sqlx_off)))
+        .with(statements.with_filter(filter()?))
+        .init();
+    sql_log::spawn_logger(taken).map_err(|e| format!("cannot start the SQL log: {e}"))
 }
 
 async fn serve(args: ServeArgs) -> Result<(), String> {
@@ -317,6 +332,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     config.limits.max_bytes = args.max_body_bytes;
     config.large_bodies = rex_server::LargeBodies::new(args.large_body_bytes, args.large_bodies);
     config.limits.max_depth = args.max_json_depth;
+    config.delivery_targets = rex_server::outbound::DeliveryTargets::allowing(&args.delivery_allow_hosts);
     let security = match &args.security {
         Some(path) => Some(load_security(&args, path, &config.base_url, &store)?),
         None => {
@@ -364,7 +380,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         client_identity: args.delivery_client_cert.clone().zip(args.delivery_client_key.clone()),
         extra_roots: args.delivery_ca.clone(),
     };
-    let client = rex_server::notifications::delivery_client(&delivery_tls)?;
+    let client = rex_server::notifications::delivery_client(&delivery_tls, &state.config.delivery_targets)?;
     let delivery = (args.delivery_interval > 0).then(|| {
         let every = std::time::Duration::from_secs(args.delivery_interval);
         let lease = std::time::Duration::from_secs(args.delivery_lease);
@@ -524,9 +540,9 @@ fn validate(args: ValidateArgs) -> ExitCode {
     let mut outcomes = Vec::new();
     let mut any_errors = false;
     for file in &args.files {
-        let parsed = std::fs::read(file)
-            .map_err(|e| e.to_string())
-            .and_then(|bytes| rex_fhir::json::parse_body(&bytes, usize::MAX).map_err(|issue| issue.diagnostics));
+        let parsed = std::fs::read(file).map_err(|e| e.to_string()).and_then(|bytes| {
+            rex_fhir::json::parse_body(&bytes, usize::MAX).map_err(|issues| report::parse_issues(&issues))
+        });
         let resource = match parsed {
             Ok(resource) => resource,
             Err(message) => {

@@ -84,8 +84,9 @@ async fn send_all(args: &SendArgs) -> Result<bool, String> {
 }
 
 fn read_resource(file: &Path) -> Result<Value, String> {
-    let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-    serde_json::from_str(&text).map_err(|e| format!("{} is not JSON: {e}", file.display()))
+    let bytes = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    rex_fhir::json::parse_body(&bytes, usize::MAX)
+        .map_err(|issues| format!("{} is not FHIR JSON: {}", file.display(), crate::report::parse_issues(&issues)))
 }
 
 /// The SMART Backend Services dance: discover the token endpoint, sign an assertion for it,

@@ -112,6 +112,12 @@ fn validate_command_reports_per_file_and_sets_the_exit_status() {
     let text = String::from_utf8_lossy(&summary.stdout);
     assert!(text.contains("valid") && text.contains("INVALID") && text.contains("Patient.birthDate"), "{text}");
     assert_eq!(run(&[&folder.join("missing.json")], &[]).status.code(), Some(2));
+    let repeated = folder.join("repeated.json");
+    std::fs::write(&repeated, r#"{"resourceType":"Patient","gender":"male","gender":"female"}"#).unwrap();
+    let refused = run(&[&repeated], &[]);
+    assert_eq!(refused.status.code(), Some(2), "a repeated key is not read last-wins");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("'gender' appears more than once") && stderr.contains("Patient.gender"), "{stderr}");
 
     // `rex validate ... | head`: the reader is gone before rex writes; rex ends as Unix tools do.
     let mut piped = Command::new(REX)

@@ -11,8 +11,54 @@ backend_tests!(
     limits_are_enforced,
     large_bodies_take_a_slot_or_are_refused_for_now,
     content_negotiation,
-    metadata_tells_the_truth
+    metadata_tells_the_truth,
+    duplicate_keys_and_empty_bundles_are_refused
 );
+
+async fn duplicate_keys_and_empty_bundles_are_refused(app: &TestApp) {
+    let fhir_json = [("content-type", "application/fhir+json")];
+    // Read last-wins, this transaction would run as a batch.
+    let two_types = r#"{"resourceType":"Bundle","type":"transaction","entry":[
+        {"resource":{"resourceType":"Patient","active":true},"request":{"method":"POST","url":"Patient"}}],"type":"batch"}"#;
+    let refused = app.send(Method::POST, "", &fhir_json, Some(two_types.into())).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.body);
+    assert_eq!(refused.issue_code(), "structure");
+    assert_eq!(refused.issue_expression(), "Bundle.type");
+    let in_entry = r#"{"resourceType":"Bundle","type":"transaction","entry":[
+        {"resource":{"resourceType":"Patient","gender":"male","gender":"female"},"request":{"method":"POST","url":"Patient"}}]}"#;
+    let refused = app.send(Method::POST, "", &fhir_json, Some(in_entry.into())).await;
+    assert_eq!(refused.issue_expression(), "Bundle.entry[0].resource.gender");
+    let patient = r#"{"resourceType":"Patient","active":true,"active":false}"#;
+    let refused = app.send(Method::POST, "Patient", &fhir_json, Some(patient.into())).await;
+    assert_eq!(
+        (refused.status, refused.issue_code(), refused.issue_expression()),
+        (StatusCode::BAD_REQUEST, "structure", "Patient.active")
+    );
+    let validated = app.send(Method::POST, "Patient/$validate", &fhir_json, Some(patient.into())).await;
+    assert_eq!(validated.status, StatusCode::BAD_REQUEST, "{}", validated.body);
+    let id = app.create(&json!({"resourceType": "Patient", "active": true})).await;
+    let patch = r#"[{"op":"replace","path":"/active","value":false,"path":"/gender"}]"#;
+    let refused = app
+        .send(
+            Method::PATCH,
+            &format!("Patient/{id}"),
+            &[("content-type", "application/json-patch+json")],
+            Some(patch.into()),
+        )
+        .await;
+    assert_eq!((refused.status, refused.issue_expression()), (StatusCode::BAD_REQUEST, "$this[0].path"));
+    assert_eq!(app.total("Patient").await, 1, "nothing of the refused bodies was stored");
+
+    // A transaction or batch with nothing to run is refused, as $validate says.
+    for body in [
+        json!({"resourceType": "Bundle", "type": "transaction"}),
+        json!({"resourceType": "Bundle", "type": "batch", "entry": []}),
+    ] {
+        let refused = app.post("", &body).await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.body);
+        assert_eq!(refused.issue_expression(), "Bundle.entry");
+    }
+}
 
 async fn large_bodies_take_a_slot_or_are_refused_for_now(app: &TestApp) {
     // A Patient of about 1.5 MB, over the default large-body threshold of 1 MiB.

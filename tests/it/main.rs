@@ -22,6 +22,7 @@ mod logging;
 mod message;
 mod notifications;
 mod operations;
+mod references;
 mod retention;
 mod scale_out;
 mod scorecard;

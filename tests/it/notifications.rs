@@ -22,6 +22,8 @@ backend_tests!(
     a_subscription_is_active_once_its_endpoint_takes_the_handshake,
     notifications_carry_what_the_subscription_asks_for,
     partner_endpoints_asking_for_mutual_tls_get_rex_certificate,
+    notification_targets_are_checked_at_registration,
+    notifications_are_not_delivered_into_the_hospital_network,
 );
 
 /// A partner's notification endpoint: records what it receives, failing the first `failures`.
@@ -386,11 +388,15 @@ async fn partner_endpoints_asking_for_mutual_tls_get_rex_certificate(app: &TestA
     }
     let trusting =
         rex_server::notifications::DeliveryTls { client_identity: None, extra_roots: Some(dir.join("ca.pem")) };
-    let anonymous = rex_server::notifications::delivery_client(&trusting).unwrap();
-    let identified = rex_server::notifications::delivery_client(&rex_server::notifications::DeliveryTls {
-        client_identity: Some((dir.join("rex.pem"), dir.join("rex.key"))),
-        ..trusting
-    })
+    let targets = &app.state.config.delivery_targets;
+    let anonymous = rex_server::notifications::delivery_client(&trusting, targets).unwrap();
+    let identified = rex_server::notifications::delivery_client(
+        &rex_server::notifications::DeliveryTls {
+            client_identity: Some((dir.join("rex.pem"), dir.join("rex.key"))),
+            ..trusting
+        },
+        targets,
+    )
     .unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
 
@@ -408,4 +414,104 @@ async fn partner_endpoints_asking_for_mutual_tls_get_rex_certificate(app: &TestA
     assert_eq!(sent.status, StatusCode::OK);
     assert_eq!(deliver_due(&app.state, &identified, later).await.unwrap().delivered, 1, "the new referral's event");
     assert_eq!(received.load(Ordering::SeqCst), 2);
+}
+
+/// No notification goes into the hospital's network: endpoints must be https to public addresses
+/// (checked after DNS resolution) unless the operator allows the host (the tests allow 127.0.0.1);
+/// headers rex frames the request with are not the partner's to set.
+async fn notification_targets_are_checked_at_registration(app: &TestApp) {
+    let partner = app.partner_token(PARTNER_A, "system/*.cruds").await;
+    let subscription = |endpoint: &str| {
+        json!({"resourceType": "Subscription", "status": "requested", "reason": "Referral updates", "criteria": "Task",
+               "channel": {"type": "rest-hook", "endpoint": endpoint, "payload": "application/fhir+json"}})
+    };
+    for endpoint in [
+        "http://93.184.215.14/notify",
+        "https://localhost:5432/",
+        "https://169.254.169.254/latest/meta-data/",
+        "https://10.1.2.3/notify",
+        "https://192.168.0.10/notify",
+        "https://[::1]/notify",
+        "https://[fd00::1]/notify",
+        "https://224.0.0.1/notify",
+        "https://0.0.0.0/notify",
+    ] {
+        let refused = app.send_as(&partner, Method::POST, "Subscription", Some(&subscription(endpoint))).await;
+        assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{endpoint}: {}", refused.body);
+        assert_eq!(refused.issue_expression(), "Subscription.channel.endpoint", "{endpoint}");
+    }
+    let mut with_host = subscription("https://93.184.215.14/notify");
+    with_host["channel"]["header"] = json!(["Authorization: Bearer x", "Host: db.internal"]);
+    let refused = app.send_as(&partner, Method::POST, "Subscription", Some(&with_host)).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", refused.body);
+    assert_eq!(refused.issue_expression(), "Subscription.channel.header[1]");
+    // In a transaction too, and an update cannot move an accepted Subscription there.
+    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": subscription("https://169.254.169.254/"), "request": {"method": "POST", "url": "Subscription"}}]});
+    let refused = app.send_as(&partner, Method::POST, "", Some(&bundle)).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", refused.body);
+    assert_eq!(refused.issue_expression(), "Bundle.entry[0].resource.channel.endpoint");
+    let accepted =
+        app.send_as(&partner, Method::POST, "Subscription", Some(&subscription("https://93.184.215.14/n"))).await;
+    assert_eq!(accepted.status, StatusCode::CREATED, "a public https endpoint: {}", accepted.body);
+    let id = accepted.body["id"].as_str().unwrap();
+    let mut moved = subscription("https://127.0.0.2/notify");
+    moved["id"] = json!(id);
+    let refused = app.send_as(&partner, Method::PUT, &format!("Subscription/{id}"), Some(&moved)).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", refused.body);
+    // A sandbox partner's test endpoint may be plain http.
+    let sandbox = app.partner_token(crate::support::PARTNER_SANDBOX, "system/*.cruds").await;
+    let plain =
+        app.send_as(&sandbox, Method::POST, "Subscription", Some(&subscription("http://93.184.215.14/n"))).await;
+    assert_eq!(plain.status, StatusCode::CREATED, "{}", plain.body);
+}
+
+/// Subscriptions stored before these rules (or whose name resolves elsewhere since they were
+/// written): the delivery refuses their addresses too, and sends nothing there.
+async fn notifications_are_not_delivered_into_the_hospital_network(app: &TestApp) {
+    let partner = app.partner_token(PARTNER_A, "system/*.cruds").await;
+    let subscription = |endpoint: &str| {
+        json!({"resourceType": "Subscription", "status": "requested", "reason": "Referral updates", "criteria": "Task",
+               "channel": {"type": "rest-hook", "endpoint": endpoint, "payload": "application/fhir+json"}})
+    };
+    let (receiver, allowed) = Receiver::start(0).await;
+    let port = allowed.rsplit(':').next().unwrap().trim_end_matches("/notify").to_string();
+    for endpoint in [format!("http://localhost:{port}/notify"), format!("http://[::ffff:127.0.0.1]:{port}/notify")] {
+        let mut stored = subscription(&endpoint);
+        rex_server::access::set_owner(&mut stored, PARTNER_A);
+        let op = rex_server::interactions::write::WriteOp::Create {
+            resource_type: "Subscription".into(),
+            resource: stored,
+            id: None,
+            if_none_exist: None,
+        };
+        rex_server::interactions::in_transaction(&app.store, rex_store::Isolation::RowLocking, &op, |tx, op| {
+            Box::pin(rex_server::interactions::write::execute(
+                tx,
+                &rex_server::access::Caller::Unrestricted,
+                op.clone(),
+            ))
+        })
+        .await
+        .unwrap();
+    }
+    let client =
+        rex_server::notifications::delivery_client(&Default::default(), &app.state.config.delivery_targets).unwrap();
+    let report = deliver_due(&app.state, &client, Utc::now() + Duration::hours(1)).await.unwrap();
+    assert_eq!(report.delivered, 0, "{report:?}");
+    assert!(report.retried >= 2, "{report:?}");
+    assert_eq!(receiver.handshakes(), 0, "nothing reached the loopback receiver");
+    let errors = app.send_as(&partner, Method::GET, "Subscription?status=requested", None).await;
+    let ids: Vec<String> = errors.body["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["resource"]["id"].as_str().unwrap().to_string())
+        .collect();
+    let mut reasons = Vec::new();
+    for id in ids {
+        let status = app.send_as(&partner, Method::GET, &format!("Subscription/{id}/$status"), None).await;
+        reasons.push(status_parameter(&status.body, "error"));
+    }
+    assert!(reasons.iter().filter(|r| r.contains("loopback")).count() >= 2, "{reasons:?}");
 }

@@ -382,7 +382,7 @@ async fn stop_an_instance_mid_delivery(
     graceful: bool,
 ) -> (SlowReceiver, std::process::ExitStatus) {
     let (receiver, endpoint) = SlowReceiver::start(Duration::from_secs(2)).await;
-    let delivery = ["--delivery-interval", "1", "--delivery-lease", lease];
+    let delivery = ["--delivery-interval", "1", "--delivery-lease", lease, "--delivery-allow-host", "127.0.0.1"];
     let mut first = cluster.start(&delivery).await;
     let partner = cluster.partner_token(&first).await;
     let subscription = json!({"resourceType": "Subscription", "status": "requested", "reason": "Referral updates",

@@ -25,13 +25,13 @@ backend_tests!(
 const ALL: &str = "system/*.cruds";
 
 /// A referral Bundle of `partner` (the test referral names partner A's Organization).
-fn referral_of(partner: &str, number: &str, icd10: &str) -> Value {
+pub(crate) fn referral_of(partner: &str, number: &str, icd10: &str) -> Value {
     let text = referral(number, icd10, "urgent", "es-MX", false).to_string();
     serde_json::from_str(&text.replace(PARTNER_A, partner)).unwrap()
 }
 
 /// Ids of the resources a referral's transaction-response created, by type, and its Task.
-fn created(reply: &Value) -> (Value, String) {
+pub(crate) fn created(reply: &Value) -> (Value, String) {
     let mut ids = json!({});
     for entry in reply["entry"].as_array().unwrap() {
         let location = entry["response"]["location"].as_str().unwrap();

@@ -117,6 +117,15 @@ pub async fn exchange_assertion(client: &reqwest::Client, post_to: &str, asserti
 /// Partner ids of secured test servers: A sends the referrals of `intake::referral`.
 pub const PARTNER_A: &str = "hospital-angeles-mx";
 pub const PARTNER_B: &str = "gulf-care-ae";
+/// The configuration of a test server at `address`: the defaults, and notifications may go to
+/// the test receivers on 127.0.0.1 (`--delivery-allow-host 127.0.0.1`).
+fn test_config(address: std::net::SocketAddr) -> Config {
+    Config {
+        delivery_targets: rex_server::outbound::DeliveryTargets::allowing(["127.0.0.1"]),
+        ..Config::for_address(address)
+    }
+}
+
 /// A partner configured with `sandbox = true`.
 pub const PARTNER_SANDBOX: &str = "sandbox-clinic";
 /// A partner configured with `require_consent = true`.
@@ -319,7 +328,7 @@ impl TestApp {
         let store = Store::connect(database_url).await.expect("open the test database");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
         let address = listener.local_addr().unwrap();
-        let config = Config::for_address(address);
+        let config = test_config(address);
         let base = config.base_url.clone();
         let routing = RoutingConfig::from_toml(include_str!("../../config/routing.toml")).expect("routing rules load");
         let certificates = match &secured {
@@ -367,7 +376,7 @@ impl TestApp {
     pub async fn another_instance(&self) -> String {
         let store = Store::connect(&self.database_url).await.expect("open the shared database");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
-        let config = Config::for_address(listener.local_addr().unwrap());
+        let config = test_config(listener.local_addr().unwrap());
         let base = config.base_url.clone();
         let routing = RoutingConfig::from_toml(include_str!("../../config/routing.toml")).expect("routing rules load");
         let state = AppState::start(store, config, routing, VALIDATOR.clone(), partner_profiles(), None)
@@ -527,7 +536,7 @@ impl TestApp {
         let store = Store::connect(&url).await.expect("open the test database");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
         let address = listener.local_addr().unwrap();
-        let config = Config::for_address(address);
+        let config = test_config(address);
         let base = config.base_url.clone();
         let routing = RoutingConfig::from_toml(include_str!("../../config/routing.toml")).expect("routing rules load");
         let (auth, security) = if secured {

@@ -17,7 +17,7 @@ backend_tests!(
     an_answer_by_message_resumes_the_referral,
 );
 
-fn parameters(pairs: &[(&str, &str)]) -> Value {
+pub(crate) fn parameters(pairs: &[(&str, &str)]) -> Value {
     let parameter: Vec<Value> = pairs
         .iter()
         .map(|(name, value)| {

@@ -20,6 +20,11 @@ use crate::error::ApiError;
 /// `meta.tag` system naming the partner whose compartment a resource belongs to.
 pub const PARTNER_TAG_SYSTEM: &str = "https://rex.example/fhir/CodeSystem/partner";
 
+/// Types of the resources rex keeps for every partner to point at (queues are HealthcareServices);
+/// one of them outside any partner's compartment is shared.
+const SHARED_TYPES: [&str; 6] =
+    ["HealthcareService", "Organization", "Location", "Practitioner", "PractitionerRole", "Endpoint"];
+
 /// The caller of one request, as the authentication middleware established it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Caller {
@@ -99,6 +104,24 @@ impl Caller {
             }
             Caller::Authenticated(Principal::Staff { .. }) => true,
         }
+    }
+
+    /// Whether this caller's writes have their references checked ([`Caller::may_reference`]): a
+    /// partner's are. rex's own writes and staff's (who see every partner's referrals) may point
+    /// at anything, as FHIR allows.
+    pub fn checks_references(&self) -> bool {
+        self.partner().is_some()
+    }
+
+    /// Whether a reference in this caller's write may point at `stored`: at what the caller sees,
+    /// or at one of rex's shared resources (its queues, organisations, places and staff roles,
+    /// outside every partner's compartment). A partner cannot attach its resources to another
+    /// partner's referral.
+    pub fn may_reference(&self, stored: &StoredResource) -> bool {
+        self.sees(stored)
+            || (!stored.deleted
+                && SHARED_TYPES.contains(&stored.resource_type.as_str())
+                && stored.content.as_deref().and_then(owner_in_text).is_none())
     }
 
     /// Whether a Task owned by `owner` (a queue's HealthcareService or a PractitionerRole) is in
@@ -243,6 +266,21 @@ mod tests {
         assert!(!partner("b").sees(&stored("Patient", &patient)));
         assert!(!partner("a").sees(&stored("Patient", &json!({"resourceType": "Patient"}))));
         assert!(Caller::Unrestricted.sees(&stored("Patient", &patient)));
+    }
+
+    #[test]
+    fn a_partner_may_reference_what_it_sees_and_rex_shared_resources() {
+        let mut patient = json!({"resourceType": "Patient"});
+        set_owner(&mut patient, "a");
+        assert!(partner("a").may_reference(&stored("Patient", &patient)));
+        assert!(!partner("b").may_reference(&stored("Patient", &patient)));
+        let queue = json!({"resourceType": "HealthcareService"});
+        assert!(partner("b").may_reference(&stored("HealthcareService", &queue)));
+        let mut their_organization = json!({"resourceType": "Organization"});
+        set_owner(&mut their_organization, "a");
+        assert!(!partner("b").may_reference(&stored("Organization", &their_organization)));
+        assert!(!partner("b").may_reference(&stored("Patient", &json!({"resourceType": "Patient"}))));
+        assert!(partner("a").checks_references() && !Caller::Unrestricted.checks_references());
     }
 
     #[test]

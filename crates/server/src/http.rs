@@ -156,11 +156,12 @@ pub async fn read_body(body: Body, limits: BodyLimits) -> Result<Bytes, ApiError
     })
 }
 
-/// Parses a FHIR JSON body (400 when it is not a JSON object within the depth limit), on the
+/// Parses a FHIR JSON body (400 when it is not a JSON object within the depth limit, or repeats a
+/// key in one object), on the
 /// blocking pool (see [`off_runtime`]).
 pub async fn parse_json(bytes: Bytes, limits: BodyLimits) -> Result<Value, ApiError> {
     off_runtime(move || {
-        parse_body(&bytes, limits.max_depth).map_err(|issue| ApiError::new(StatusCode::BAD_REQUEST, vec![issue]))
+        parse_body(&bytes, limits.max_depth).map_err(|issues| ApiError::new(StatusCode::BAD_REQUEST, issues))
     })
     .await
 }
@@ -172,6 +173,11 @@ pub async fn off_runtime<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(work).await.map_err(|_| ApiError::internal())?
+}
+
+/// Parses a JSON Patch body (an array) with the same limits and checks as [`parse_json`].
+pub fn parse_json_patch(bytes: &[u8], limits: BodyLimits) -> Result<Value, ApiError> {
+    rex_fhir::json::parse(bytes, limits.max_depth).map_err(|issues| ApiError::new(StatusCode::BAD_REQUEST, issues))
 }
 
 /// What the client asked to get back after a write (`Prefer: return=...`).

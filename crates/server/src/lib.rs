@@ -10,6 +10,7 @@ mod http;
 pub mod interactions;
 pub mod notifications;
 pub mod operations;
+pub mod outbound;
 pub mod retention;
 pub mod security;
 pub mod validation;
@@ -55,6 +56,8 @@ pub struct Config {
     pub limits: BodyLimits,
     /// How many large JSON bodies are worked on at once.
     pub large_bodies: LargeBodies,
+    /// Hosts notifications may go to whatever their addresses (`--delivery-allow-host`).
+    pub delivery_targets: outbound::DeliveryTargets,
 }
 
 impl Config {
@@ -64,6 +67,7 @@ impl Config {
             base_url: format!("http://{addr}/fhir"),
             limits: BodyLimits { max_bytes: DEFAULT_MAX_BODY_BYTES, max_depth: rex_fhir::json::DEFAULT_MAX_DEPTH },
             large_bodies: LargeBodies::new(http::DEFAULT_LARGE_BODY_BYTES, http::DEFAULT_LARGE_BODY_SLOTS),
+            delivery_targets: outbound::DeliveryTargets::default(),
         }
     }
 }
@@ -127,7 +131,7 @@ impl AppState {
         }));
         let sandbox = rex_referral::task::sandbox_queue();
         let queues = state.routing.queues.iter().chain([&sandbox]).map(queue_service);
-        for resource in queues.chain(notifications::configured_subscriptions(&state)) {
+        for resource in queues.chain(notifications::configured_subscriptions(&state).await?) {
             let resource_type = resource["resourceType"].as_str().unwrap_or_default().to_string();
             let id = resource["id"].as_str().unwrap_or_default().to_string();
             let op = WriteOp::Update { resource_type, target: Target::Id(id.clone()), resource, if_match: None };

@@ -45,6 +45,8 @@ use crate::AppState;
 use crate::access::{Caller, owner, set_owner};
 use crate::error::ApiError;
 use crate::http::{fhir_json, stored_json};
+use crate::interactions::write::WriteOp;
+use crate::outbound::{DeliveryTargets, RefusedAddress};
 
 /// The topic rex notifies about: any change of a partner's referral Task.
 pub const TASK_TOPIC: &str = "https://rex.example/fhir/SubscriptionTopic/referral-task";
@@ -129,9 +131,57 @@ fn filter_query(filter: &str, task_id: &str) -> Result<SearchQuery, Vec<rex_fhir
     SearchQuery::parse(SearchRegistry::r4(), "Task", &pairs, Handling::Strict)
 }
 
-/// Checks a Subscription a caller writes and sets its status: rest-hook on `Task` criteria, an
-/// `https` endpoint (`http` only to loopback, for tests and local development, or for test data:
-/// a sandbox partner's configured endpoint), a JSON payload type. A Subscription the caller turns
+/// Headers a Subscription's `channel.header` may not set: rex frames the request itself (`Host`,
+/// the body's length and type), and hop-by-hop headers concern the connection, not the partner.
+const RESERVED_HEADERS: [&str; 12] = [
+    "host",
+    "content-length",
+    "content-type",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+/// Whether a `channel.header` entry (`Name: value`) may be sent: a valid header that rex does not
+/// set itself.
+fn allowed_header(header: &str) -> bool {
+    let Some((name, value)) = header.split_once(':') else { return false };
+    let name = name.trim();
+    reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_ok()
+        && reqwest::header::HeaderValue::from_str(value.trim()).is_ok()
+        && !RESERVED_HEADERS.iter().any(|reserved| reserved.eq_ignore_ascii_case(name))
+}
+
+/// Checks the endpoint of a Subscription a caller writes, before the write's transaction (it
+/// resolves the host): see [`crate::outbound`]; `http` only for a sandbox partner.
+pub async fn check_endpoint(state: &AppState, caller: &Caller, op: &WriteOp) -> Result<(), ApiError> {
+    let (WriteOp::Create { resource_type, resource, .. } | WriteOp::Update { resource_type, resource, .. }) = op else {
+        return Ok(());
+    };
+    if resource_type != "Subscription" {
+        return Ok(());
+    }
+    let endpoint = resource["channel"]["endpoint"].as_str().unwrap_or_default();
+    let sandbox = caller.partner().is_some_and(|partner| crate::interactions::intake::is_sandbox(state, partner));
+    state.config.delivery_targets.check_endpoint(endpoint, sandbox).await.map_err(|reason| {
+        ApiError::one(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            IssueCode::BusinessRule,
+            format!("channel.endpoint is refused: {reason}"),
+        )
+        .at("Subscription.channel.endpoint")
+    })
+}
+
+/// Checks a Subscription a caller writes and sets its status: rest-hook on `Task` criteria, a
+/// JSON payload type, headers rex may send (its endpoint is checked before, by [`check_endpoint`],
+/// which needs the network). A Subscription the caller turns
 /// `off` stays off; one whose channel is unchanged keeps the status of `previous` (its current
 /// version) when that is `active`; any other is `requested` and its handshake is queued
 /// ([`enqueue_handshake_if_requested`]).
@@ -149,15 +199,14 @@ pub fn accept_subscription(subscription: &mut Value, previous: Option<&StoredRes
             invalid(&format!("The criteria search is not valid: {}", reasons.join("; ")), "Subscription.criteria")
         })?;
     }
-    let endpoint = subscription["channel"]["endpoint"].as_str().unwrap_or_default();
-    let loopback = ["http://127.0.0.1:", "http://localhost:", "http://[::1]:"].iter().any(|p| endpoint.starts_with(p));
-    let (test_system, test_code) = rex_referral::task::TEST_DATA_TAG;
-    let test_data = subscription["meta"]["tag"]
-        .as_array()
-        .is_some_and(|tags| tags.iter().any(|t| t["system"] == test_system && t["code"] == test_code));
-    let plain_allowed = loopback || (test_data && endpoint.starts_with("http://"));
-    if !(endpoint.starts_with("https://") || plain_allowed) {
-        return Err(invalid("channel.endpoint must be an https:// URL", "Subscription.channel.endpoint"));
+    for (index, header) in subscription["channel"]["header"].as_array().into_iter().flatten().enumerate() {
+        if !header.as_str().is_some_and(allowed_header) {
+            return Err(invalid(
+                "channel.header must be 'Name: value' headers; Host, Content-Length, Content-Type and hop-by-hop \
+                 headers (Connection, Transfer-Encoding...) are rex's to set",
+                &format!("Subscription.channel.header[{index}]"),
+            ));
+        }
     }
     if let Some(payload) = subscription["channel"].get("payload") {
         let mime = payload.as_str().unwrap_or_default();
@@ -179,10 +228,18 @@ pub fn accept_subscription(subscription: &mut Value, previous: Option<&StoredRes
     Ok(())
 }
 
-/// Keeps each configured partner `notification_endpoint` as the Subscription `partner-<id>`.
-pub fn configured_subscriptions(state: &AppState) -> Vec<Value> {
-    let Some(security) = &state.security else { return Vec::new() };
-    security
+/// Keeps each configured partner `notification_endpoint` as the Subscription `partner-<id>`; an
+/// endpoint rex may not deliver to ([`crate::outbound`]) is a configuration error.
+pub async fn configured_subscriptions(state: &AppState) -> Result<Vec<Value>, String> {
+    let Some(security) = &state.security else { return Ok(Vec::new()) };
+    for partner in security.partners().iter() {
+        if let Some(endpoint) = partner.notification_endpoint.as_deref() {
+            state.config.delivery_targets.check_endpoint(endpoint, partner.sandbox).await.map_err(|reason| {
+                format!("the notification_endpoint of partner '{}' is refused: {reason}", partner.id)
+            })?;
+        }
+    }
+    Ok(security
         .partners()
         .iter()
         .filter_map(|partner| {
@@ -204,7 +261,7 @@ pub fn configured_subscriptions(state: &AppState) -> Vec<Value> {
             }
             Some(subscription)
         })
-        .collect()
+        .collect())
 }
 
 /// After a write that left a Subscription `requested`: its handshake, due at once. It replaces
@@ -392,7 +449,7 @@ async fn deliver(
             report.released += 1;
             continue;
         }
-        let outcome = post(client, &item).await;
+        let outcome = post(client, &state.config.delivery_targets, &item).await;
         let when = micros(now);
         let handshake = item.event_number == 0;
         let max_attempts = if handshake { MAX_HANDSHAKE_ATTEMPTS } else { MAX_ATTEMPTS };
@@ -499,14 +556,18 @@ fn backoff(attempts: i64) -> i64 {
     seconds * 1_000_000
 }
 
-async fn post(client: &reqwest::Client, item: &OutboxItem) -> Result<(), String> {
+/// POSTs one notification. The endpoint was checked when its Subscription was written; it is
+/// checked again here (an IP address) or by the delivery client's resolver (a name), since what a
+/// name resolves to may change, and headers rex reserves are not sent whatever is stored.
+async fn post(client: &reqwest::Client, targets: &DeliveryTargets, item: &OutboxItem) -> Result<(), String> {
+    targets.check_literal(&item.endpoint)?;
     let mut request = client
         .post(&item.endpoint)
         .timeout(DELIVERY_TIMEOUT)
         .header("content-type", "application/fhir+json")
         .body(item.payload.clone());
     let headers: Vec<String> = serde_json::from_str(&item.headers).unwrap_or_default();
-    for header in headers {
+    for header in headers.iter().filter(|header| allowed_header(header)) {
         if let Some((name, value)) = header.split_once(':') {
             request = request.header(name.trim(), value.trim());
         }
@@ -515,8 +576,20 @@ async fn post(client: &reqwest::Client, item: &OutboxItem) -> Result<(), String>
         Ok(response) if response.status().is_success() => Ok(()),
         Ok(response) => Err(format!("the endpoint answered {}", response.status().as_u16())),
         Err(err) if err.is_timeout() => Err("the endpoint did not answer in time".into()),
-        Err(_) => Err("the endpoint could not be reached".into()),
+        Err(err) => Err(refusal(&err).unwrap_or_else(|| "the endpoint could not be reached".into())),
     }
+}
+
+/// The reason the delivery client's resolver refused the endpoint's addresses, if it did.
+fn refusal(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut source = Some(err);
+    while let Some(err) = source {
+        if let Some(refused) = err.downcast_ref::<RefusedAddress>() {
+            return Some(refused.to_string());
+        }
+        source = err.source();
+    }
+    None
 }
 
 /// Where rex's TLS identity toward partner endpoints comes from (`--delivery-client-cert`...).
@@ -529,11 +602,16 @@ pub struct DeliveryTls {
     pub extra_roots: Option<std::path::PathBuf>,
 }
 
-/// The HTTP client that delivers notifications (TLS through OpenSSL).
-pub fn delivery_client(tls: &DeliveryTls) -> Result<reqwest::Client, String> {
+/// The HTTP client that delivers notifications (TLS through OpenSSL). It resolves names through
+/// `targets` (only permitted addresses are connected to) and follows no redirect, which could
+/// lead anywhere.
+pub fn delivery_client(tls: &DeliveryTls, targets: &DeliveryTargets) -> Result<reqwest::Client, String> {
     let read =
         |path: &std::path::Path| std::fs::read(path).map_err(|err| format!("cannot read {}: {err}", path.display()));
-    let mut builder = reqwest::Client::builder().use_native_tls();
+    let mut builder = reqwest::Client::builder()
+        .use_native_tls()
+        .dns_resolver(targets.resolver())
+        .redirect(reqwest::redirect::Policy::none());
     if let Some((cert, key)) = &tls.client_identity {
         // OpenSSL reads any PEM key (PKCS#1, SEC1, PKCS#8); reqwest wants PKCS#8.
         let key = openssl::pkey::PKey::private_key_from_pem(&read(key)?)
@@ -588,7 +666,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn subscriptions_must_be_rest_hooks_on_tasks_to_https() {
+    fn subscriptions_must_be_rest_hooks_on_tasks_with_allowed_headers() {
         let mut good = json!({"resourceType": "Subscription", "status": "active", "criteria": "Task",
                               "channel": {"type": "rest-hook", "endpoint": "https://partner.example/notify"}});
         accept_subscription(&mut good, None).unwrap();
@@ -596,12 +674,23 @@ mod tests {
         let mut email = good.clone();
         email["channel"]["type"] = json!("email");
         assert!(accept_subscription(&mut email, None).is_err());
-        let mut plain = good.clone();
-        plain["channel"]["endpoint"] = json!("http://partner.example/notify");
-        assert!(accept_subscription(&mut plain, None).is_err());
-        let mut sandbox = plain.clone();
-        sandbox["meta"] = json!({"tag": [{"system": rex_referral::task::TEST_DATA_TAG.0, "code": "HTEST"}]});
-        assert!(accept_subscription(&mut sandbox, None).is_ok(), "a sandbox partner's test endpoint may be http");
+        let mut headers = good.clone();
+        headers["channel"]["header"] = json!(["Authorization: Bearer abc", "X-Partner: 1"]);
+        assert!(accept_subscription(&mut headers, None).is_ok());
+        for refused in [
+            "Host: internal",
+            "content-length: 0",
+            "Transfer-Encoding: chunked",
+            "Connection: close",
+            "Upgrade: h2c",
+            "no colon",
+            "X-Bad: a\r\nHost: x",
+        ] {
+            let mut reserved = good.clone();
+            reserved["channel"]["header"] = json!(["X-Partner: 1", refused]);
+            let err = accept_subscription(&mut reserved, None).unwrap_err();
+            assert_eq!(err.issues[0].expression.as_deref(), Some("Subscription.channel.header[1]"), "{refused}");
+        }
         let mut patients = good.clone();
         patients["criteria"] = json!("Patient");
         assert!(accept_subscription(&mut patients, None).is_err());

@@ -104,7 +104,9 @@ fn reference(value: &Value) -> Option<IndexValue> {
 
 /// Splits a literal reference into resource type and id: `Patient/1`, `Patient/1/_history/2`, or an
 /// absolute URL ending in `Patient/1`. Contained (`#x`) and `urn:uuid:` references have neither.
-pub(super) fn split_reference(reference: &str) -> Option<(&str, &str)> {
+/// Search matches `Patient/1` against what this returns, so a reference it splits points at the
+/// server's `Patient/1` as far as searches are concerned (the write executor checks such targets).
+pub fn split_reference(reference: &str) -> Option<(&str, &str)> {
     if reference.starts_with('#') || reference.starts_with("urn:") {
         return None;
     }

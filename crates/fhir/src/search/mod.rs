@@ -25,6 +25,7 @@ use unicode_normalization::UnicodeNormalization;
 use unicode_normalization::char::is_combining_mark;
 
 use crate::outcome::{Issue, IssueCode};
+pub use extract::split_reference;
 use path::Path;
 
 /// Most search index values one resource may yield. The referrals rex receives yield at most a few

@@ -94,7 +94,7 @@ pub(super) async fn take_in(
 }
 
 /// Whether `partner` is configured as a sandbox (`sandbox = true` in the security configuration).
-fn is_sandbox(state: &AppState, partner: &str) -> bool {
+pub(crate) fn is_sandbox(state: &AppState, partner: &str) -> bool {
     state.security.as_ref().and_then(|security| security.partners().get(partner)).is_some_and(|p| p.sandbox)
 }
 

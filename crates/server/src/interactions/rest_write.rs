@@ -19,12 +19,13 @@ use crate::access::Caller;
 use crate::error::ApiError;
 use crate::http::{
     BodyKind, Prefer, ReturnPreference, body_kind, check_accept, fhir_json, if_match, off_runtime, parse_json,
-    read_body, resource_response, stored_json,
+    parse_json_patch, read_body, resource_response, stored_json,
 };
 use crate::validation::require_valid;
 
 /// Runs one REST write and, for an authenticated caller, its AuditEvent in the same transaction.
 async fn run(state: &AppState, caller: &Caller, op: WriteOp) -> Result<WriteOutcome, ApiError> {
+    crate::notifications::check_endpoint(state, caller, &op).await?;
     in_transaction(&state.store, op.isolation(), &(caller, op), |tx, (caller, op)| {
         Box::pin(async move {
             let outcome = execute(tx, caller, op.clone()).await?;
@@ -233,8 +234,7 @@ pub async fn patch(
     let kind = body_kind(&headers)?;
     let bytes = read_body(body, state.config.limits).await?;
     let patch = match kind {
-        BodyKind::JsonPatch => serde_json::from_slice(&bytes)
-            .map_err(|_| ApiError::bad_request("The body is not a JSON Patch document"))?,
+        BodyKind::JsonPatch => parse_json_patch(&bytes, state.config.limits)?,
         BodyKind::FhirJson => patch_from_binary(&parse_json(bytes, state.config.limits).await?)?,
         BodyKind::Form => return Err(ApiError::unsupported_media("PATCH takes application/json-patch+json")),
     };

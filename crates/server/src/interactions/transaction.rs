@@ -25,7 +25,8 @@ use serde_json::{Value, json};
 use super::intake;
 use super::scorecard::{self, Endpoint};
 use super::write::{
-    Target, WriteOp, WriteOutcome, execute, known_type, matching_ids, patch_from_binary, patched, valid_id,
+    BundleTargets, Target, WriteOp, WriteOutcome, execute, execute_entry, known_type, matching_ids, patch_from_binary,
+    patched, valid_id,
 };
 use super::{format_param, in_transaction, query_pairs};
 use crate::AppState;
@@ -185,8 +186,16 @@ pub(super) fn parse_bundle(value: &Value) -> Result<(String, Vec<Entry>), ApiErr
         .at("Bundle.type"));
     }
     let raw_entries = match value.get("entry") {
-        None => &Vec::new(),
-        Some(Value::Array(entries)) => entries,
+        Some(Value::Array(entries)) if !entries.is_empty() => entries,
+        // Nothing to run is a mistake worth hearing about, not an empty success.
+        None | Some(Value::Array(_)) => {
+            return Err(ApiError::one(
+                StatusCode::BAD_REQUEST,
+                IssueCode::Required,
+                format!("A {bundle_type} Bundle needs at least one entry"),
+            )
+            .at("Bundle.entry"));
+        }
         Some(_) => return Err(ApiError::bad_request("Bundle.entry must be an array").at("Bundle.entry")),
     };
     let mut issues = Vec::new();
@@ -302,7 +311,7 @@ async fn write_op(
             _ => Err(ApiError::bad_request(format!("request.url '{}' must be Type/id or Type?search", entry.url))),
         }
     };
-    Ok(match entry.method {
+    let op = match entry.method {
         Method::Post => {
             if url.id.is_some() || url.query.is_some() {
                 return Err(ApiError::bad_request(format!(
@@ -344,7 +353,11 @@ async fn write_op(
         }
         Method::Delete => WriteOp::Delete { resource_type, target: target()?, if_match: entry.if_match },
         Method::Get | Method::Head => unreachable!("reads are not writes"),
-    })
+    };
+    // A Subscription's endpoint is resolved and checked here, inside the transaction: Subscriptions
+    // rarely travel in Bundles, and a PATCH's result is known only here.
+    crate::notifications::check_endpoint(state, caller, &op).await?;
+    Ok(op)
 }
 
 /// Replaces every `reference` that names a Bundle fullUrl with the id it was given, and resolves
@@ -547,6 +560,7 @@ pub(super) async fn transaction_body(
     let mut ids: HashMap<String, String> = HashMap::new();
     let mut existing: HashMap<usize, StoredResource> = HashMap::new();
     let mut assigned: HashMap<usize, String> = HashMap::new();
+    let mut targets = BundleTargets::new();
     for entry in entries {
         let url = split_url(&entry.url);
         let target = match entry.method {
@@ -603,8 +617,11 @@ pub(super) async fn transaction_body(
             },
             _ => None,
         };
-        if let (Some(full_url), Some(target)) = (&entry.full_url, target) {
-            ids.insert(full_url.clone(), target);
+        if let Some(target) = target {
+            targets.insert(target.clone());
+            if let Some(full_url) = &entry.full_url {
+                ids.insert(full_url.clone(), target);
+            }
         }
     }
 
@@ -666,7 +683,7 @@ pub(super) async fn transaction_body(
                 if let (WriteOp::Update { target, .. }, Some(id)) = (&mut op, assigned.get(&entry.index)) {
                     *target = Target::Id(id.clone());
                 }
-                execute(tx, caller, op).await.map(write_result)
+                execute_entry(tx, caller, op, &targets).await.map(write_result)
             }
         };
         results.insert(entry.index, result.map_err(|err| if err.retryable { err } else { entry.locate(err) })?);

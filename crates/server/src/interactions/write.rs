@@ -1,10 +1,13 @@
 //! Create, update, delete and patch, as one executor shared by the REST routes and the entries of
 //! transaction and batch Bundles, so both follow exactly the same rules.
 
+use std::collections::HashSet;
+use std::fmt::Write;
+
 use axum::http::StatusCode;
 use base64::Engine;
 use rex_fhir::query::{Handling, SearchQuery};
-use rex_fhir::search::SearchRegistry;
+use rex_fhir::search::{SearchRegistry, split_reference};
 use rex_fhir::structure::StructureModel;
 use rex_fhir::{Issue, IssueCode};
 use rex_store::{Change, DeleteOutcome, Isolation, StoredResource, Tx};
@@ -222,12 +225,27 @@ async fn current_for(
     }
 }
 
+/// `Type/id` of every resource a transaction Bundle writes. Ids are assigned before any entry
+/// runs, so an entry may point at a resource an entry after it writes; those references are the
+/// caller's own and need no lookup.
+pub type BundleTargets = HashSet<String>;
+
 /// Runs one write inside `tx` on behalf of `caller`: the SMART scope is checked, what the caller
-/// may not see cannot be changed, a partner's writes land in its compartment, and a change of a
-/// partner's referral Task queues its notifications (a Subscription left `requested`, its
-/// handshake) in the same transaction.
+/// may not see cannot be changed, a partner's writes land in its compartment and point only at
+/// what it may see, and a change of a partner's referral Task queues its notifications (a
+/// Subscription left `requested`, its handshake) in the same transaction.
 pub async fn execute(tx: &mut Tx, caller: &Caller, op: WriteOp) -> Result<WriteOutcome, ApiError> {
-    let outcome = write(tx, caller, op).await?;
+    execute_entry(tx, caller, op, &BundleTargets::new()).await
+}
+
+/// [`execute`] for an entry of a transaction Bundle that writes `bundle_targets`.
+pub async fn execute_entry(
+    tx: &mut Tx,
+    caller: &Caller,
+    op: WriteOp,
+    bundle_targets: &BundleTargets,
+) -> Result<WriteOutcome, ApiError> {
+    let outcome = write(tx, caller, op, bundle_targets).await?;
     if let WriteOutcome::Created(stored) | WriteOutcome::Updated(stored) = &outcome {
         match stored.resource_type.as_str() {
             "Task" => crate::notifications::enqueue_task_change(tx, stored, chrono::Utc::now()).await?,
@@ -241,7 +259,12 @@ pub async fn execute(tx: &mut Tx, caller: &Caller, op: WriteOp) -> Result<WriteO
 }
 
 /// Takes the write by value: its resource becomes the stored one without a copy.
-async fn write(tx: &mut Tx, caller: &Caller, op: WriteOp) -> Result<WriteOutcome, ApiError> {
+async fn write(
+    tx: &mut Tx,
+    caller: &Caller,
+    op: WriteOp,
+    bundle_targets: &BundleTargets,
+) -> Result<WriteOutcome, ApiError> {
     match op {
         WriteOp::Create { resource_type, mut resource, id, if_none_exist } => {
             let resource_type = resource_type.as_str();
@@ -265,6 +288,7 @@ async fn write(tx: &mut Tx, caller: &Caller, op: WriteOp) -> Result<WriteOutcome
                 }
             }
             let id = id.unwrap_or_else(rex_store::new_id);
+            check_references(tx, caller, resource_type, &resource, bundle_targets).await?;
             caller.stamp(&mut resource);
             if resource_type == "Subscription" {
                 crate::notifications::accept_subscription(&mut resource, None)?;
@@ -297,6 +321,7 @@ async fn write(tx: &mut Tx, caller: &Caller, op: WriteOp) -> Result<WriteOutcome
             if let Some(current) = &current {
                 keep_owner(current, &mut resource);
             }
+            check_references(tx, caller, resource_type, &resource, bundle_targets).await?;
             caller.stamp(&mut resource);
             if resource_type == "Subscription" {
                 crate::notifications::accept_subscription(&mut resource, current.as_ref())?;
@@ -324,6 +349,84 @@ async fn write(tx: &mut Tx, caller: &Caller, op: WriteOp) -> Result<WriteOutcome
                 DeleteOutcome::NotFound => Err(ApiError::not_found(format!("{resource_type}/{id} is not known"))),
             }
         }
+    }
+}
+
+/// A partner's write may point only at what [`Caller::may_reference`] allows. Every reference that
+/// searches take for a resource on this server (`Type/id`, or an absolute URL ending in one: see
+/// [`split_reference`]) must name a resource the partner sees or one of rex's shared ones; anything
+/// else is refused exactly as a reference to a resource that does not exist, so the answer never
+/// tells whether another partner's resource exists (the attempt is audited). References inside a
+/// document Bundle the resource carries resolve among its own entries and are not looked up.
+async fn check_references(
+    tx: &mut Tx,
+    caller: &Caller,
+    resource_type: &str,
+    resource: &Value,
+    bundle_targets: &BundleTargets,
+) -> Result<(), ApiError> {
+    if !caller.checks_references() {
+        return Ok(());
+    }
+    let mut references = Vec::new();
+    collect_references(resource, &mut resource_type.to_string(), &mut references);
+    let mut allowed = HashSet::new();
+    for (path, reference) in references {
+        let Some((target_type, id)) = split_reference(reference) else { continue };
+        let target = format!("{target_type}/{id}");
+        if bundle_targets.contains(&target) || allowed.contains(&target) {
+            continue;
+        }
+        match tx.read(target_type, id).await? {
+            Some(stored) if caller.may_reference(&stored) => {
+                allowed.insert(target);
+            }
+            found => {
+                let refused = ApiError::one(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    IssueCode::NotFound,
+                    format!("The reference '{reference}' names no resource on this server"),
+                )
+                .at(&path);
+                return Err(if found.is_some_and(|stored| !stored.deleted) { refused.denied() } else { refused });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every `reference` string below `value` with its location (`Observation.subject.reference`),
+/// except inside the entries of a Bundle carried as a resource. `path` is extended for each child
+/// and cut back after it; it is copied only for a reference.
+fn collect_references<'a>(value: &'a Value, path: &mut String, out: &mut Vec<(String, &'a str)>) {
+    let parent_len = path.len();
+    match value {
+        Value::Object(map) => {
+            let nested_bundle = map.get("resourceType").and_then(Value::as_str) == Some("Bundle");
+            for (key, child) in map {
+                match child {
+                    Value::String(reference) if key == "reference" => {
+                        out.push((format!("{path}.reference"), reference.as_str()));
+                    }
+                    Value::Object(_) | Value::Array(_) if !(nested_bundle && key == "entry") => {
+                        path.push('.');
+                        path.push_str(key);
+                        collect_references(child, path, out);
+                        path.truncate(parent_len);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Value::Array(items) => {
+            for (index, item) in items.iter().enumerate().filter(|(_, item)| item.is_object() || item.is_array()) {
+                // Writing to a String cannot fail.
+                let _ = write!(path, "[{index}]");
+                collect_references(item, path, out);
+                path.truncate(parent_len);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -411,6 +514,6 @@ pub fn patch_from_binary(binary: &Value) -> Result<Value, ApiError> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(data)
         .map_err(|_| ApiError::bad_request("Binary.data is not valid base64").at("Binary.data"))?;
-    serde_json::from_slice(&bytes)
+    rex_fhir::json::parse(&bytes, rex_fhir::json::DEFAULT_MAX_DEPTH)
         .map_err(|_| ApiError::bad_request("Binary.data is not a JSON Patch document").at("Binary.data"))
 }
