@@ -15,6 +15,7 @@ backend_tests!(
     forbidden_transitions_are_refused_on_every_path,
     overdue_referrals_are_escalated_once,
     an_answer_by_message_resumes_the_referral,
+    the_sla_clock_pauses_while_the_partner_is_asked,
 );
 
 fn parameters(pairs: &[(&str, &str)]) -> Value {
@@ -222,4 +223,50 @@ async fn an_answer_by_message_resumes_the_referral(app: &TestApp) {
     let reply = app.post("$process-message", &message).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     assert_eq!(app.get(&format!("Task/{task}")).await.body["status"], "in-progress");
+}
+
+/// On hold (waiting for the partner) the SLA clock is paused: the Task records when the hold
+/// began, the escalation worker passes it over however late it is, and leaving the hold moves the
+/// due time on by the time held. Release, redirect and decline stay possible on hold.
+async fn the_sla_clock_pauses_while_the_partner_is_asked(app: &TestApp) {
+    use rex_server::interactions::escalation::escalate_overdue;
+    let since_url = "https://rex.example/fhir/StructureDefinition/task-on-hold-since";
+    let due = |task: &Value| {
+        chrono::DateTime::parse_from_rfc3339(task["restriction"]["period"]["end"].as_str().unwrap()).unwrap()
+    };
+    let claim = parameters(&[("owner", "PractitionerRole/dr-lee")]);
+    let ask = parameters(&[("message", "Latest troponin, please")]);
+    let mut held = Vec::new();
+    for number in ["H-1", "H-2", "H-3"] {
+        let task = routed_task(app, number, "stat").await; // due in 4 hours
+        assert_eq!(app.post(&format!("Task/{task}/$claim"), &claim).await.status, StatusCode::OK);
+        let asked = app.post(&format!("Task/{task}/$request-information"), &ask).await;
+        assert_eq!(asked.body["status"], "on-hold", "{}", asked.body);
+        assert!(asked.body["extension"].to_string().contains(since_url), "{}", asked.body);
+        held.push((task, asked.body));
+    }
+    // A day on, nothing on hold is overdue.
+    let tomorrow = chrono::Utc::now() + chrono::Duration::days(1);
+    assert!(escalate_overdue(&app.state, tomorrow).await.unwrap().is_empty());
+    // Release, redirect and decline are allowed on hold; claim and complete are not.
+    let (first, before) = &held[0];
+    let refused = app.post(&format!("Task/{first}/$complete"), &parameters(&[("opinion", "DiagnosticReport/x")])).await;
+    assert_eq!(refused.status, StatusCode::CONFLICT);
+    assert!(refused.body["issue"][0]["diagnostics"].as_str().unwrap().contains("release, redirect, decline"));
+    let released = app.post(&format!("Task/{first}/$release"), &parameters(&[])).await;
+    assert_eq!(released.status, StatusCode::OK, "{}", released.body);
+    assert_eq!(released.body["status"], "requested");
+    assert_eq!(released.body["owner"]["reference"], "HealthcareService/cardiology");
+    assert!(!released.body.to_string().contains(since_url), "the hold is over: {}", released.body);
+    let moved = due(&released.body) - due(before);
+    assert!(moved >= chrono::Duration::zero() && moved < chrono::Duration::minutes(1), "{moved}");
+    let (second, _) = &held[1];
+    let redirect = parameters(&[("queue", "oncology"), ("reason", "Oncology question")]);
+    let redirected = app.post(&format!("Task/{second}/$redirect"), &redirect).await;
+    assert_eq!((redirected.status, redirected.body["status"].as_str()), (StatusCode::OK, Some("requested")));
+    let (third, _) = &held[2];
+    let declined = app.post(&format!("Task/{third}/$decline"), &parameters(&[("reason", "Not for us")])).await;
+    assert_eq!((declined.status, declined.body["status"].as_str()), (StatusCode::OK, Some("rejected")));
+    // The released one runs again: overdue a day on.
+    assert!(escalate_overdue(&app.state, tomorrow).await.unwrap().contains(first));
 }

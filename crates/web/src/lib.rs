@@ -353,9 +353,26 @@ async fn worklist_content(web: &Web, user: &User, filters: worklist::Filters) ->
     let filters = filters.checked(&queues);
     let found = web.api.search(user, &worklist::task_search(user, &queues, &filters)).await?;
     let partners = partners(web, user, found.matches.iter().filter_map(worklist::partner_of)).await?;
+    let updates = unseen_updates(web, user, &found.matches).await?;
     let rows: Vec<worklist::Row> =
-        found.matches.iter().map(|task| worklist::row(task, &found, &partners, now)).collect();
+        found.matches.iter().map(|task| worklist::row(task, &found, &partners, &updates, now)).collect();
     Ok(worklist::render(&queues, &filters, &rows, found.total, found.has_next, user, now))
+}
+
+/// The partner changes of `tasks` their assigned specialists have not opened yet, by Task id.
+async fn unseen_updates(
+    web: &Web,
+    user: &User,
+    tasks: &[Value],
+) -> Result<std::collections::BTreeMap<String, String>, Failure> {
+    let references: Vec<String> =
+        tasks.iter().filter_map(|t| t["id"].as_str()).map(|id| format!("Task/{id}")).collect();
+    if references.is_empty() {
+        return Ok(Default::default());
+    }
+    let pairs: Vec<(&str, &str)> = references.iter().map(|r| ("task", r.as_str())).collect();
+    let answer = web.api.post(user, "Task/$partner-updates", &parameters(&pairs)).await?;
+    Ok(worklist::unseen_updates(&answer))
 }
 
 /// The Organizations of the given partners, in one search.
@@ -454,6 +471,13 @@ async fn referral_page(
 /// The referral page with a message on top (a notice, or the refusal of an action).
 async fn show_referral(web: &Web, session: &Session, id: &str, status: StatusCode, banner: &str) -> Response {
     let loaded = referral::load(&web.api, &session.user, id).await;
+    if loaded.is_ok()
+        && let Some(role) = session.user.practitioner_role.as_deref()
+    {
+        // The worklist's "updated" marker ends once the assigned specialist has seen the page. A
+        // failure to record it must not keep the referral from them: it stays marked, that is all.
+        let _ = web.api.post(&session.user, &format!("Task/{id}/$opened"), &parameters(&[("reader", role)])).await;
+    }
     let queues = web.queues(&session.user).await;
     match (loaded, queues) {
         (Ok(referral), Ok(queues)) => {

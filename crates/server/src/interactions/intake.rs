@@ -261,7 +261,17 @@ async fn run(
     );
     create(tx, "AuditEvent", audit).await?;
     tx.record_amendment(&ReferralRecord { entries: entries_json, ..record }).await?;
+    // The specialist sees the amendment marked on the worklist until they open the referral.
+    let new_attachment =
+        results.iter().filter(|result| result.wrote).filter_map(|result| result.stored.as_ref()).any(is_new_attachment);
+    let kind = if new_attachment { super::attention::ATTACHMENT } else { super::attention::AMENDED };
+    tx.record_partner_update(&task.id, kind, rex_store::now_micros()).await?;
     Ok(Intake { results, task, kind: IntakeKind::Amended })
+}
+
+/// A DocumentReference or Binary in its first version (written by this Bundle: created).
+fn is_new_attachment(stored: &StoredResource) -> bool {
+    matches!(stored.resource_type.as_str(), "DocumentReference" | "Binary") && stored.version_id == 1
 }
 
 /// The current version of `resource_type/id`: the one an entry of this Bundle wrote or read, when

@@ -453,7 +453,8 @@ async fn answered_referral(
     Ok(Some((focus.to_string(), owner(&request).map(str::to_string))))
 }
 
-/// Resumes the referral Tasks about `focus` that wait, on hold, for an answer.
+/// Resumes the referral Tasks about `focus` that wait, on hold, for an answer, and marks them
+/// updated by the partner for their specialist.
 async fn resume(tx: &mut Tx, state: &AppState, focus: &str) -> Result<(), ApiError> {
     let pairs = [("focus".to_string(), focus.to_string())];
     let query = SearchQuery::parse(SearchRegistry::r4(), "Task", &pairs, rex_fhir::query::Handling::Strict)
@@ -461,7 +462,9 @@ async fn resume(tx: &mut Tx, state: &AppState, focus: &str) -> Result<(), ApiErr
     for task in tx.search(&query).await?.matches {
         let Some(task) = tx.read_for_update("Task", &task.id).await? else { continue };
         if stored_json(&task)?["status"] == "on-hold" {
+            let id = task.id.clone();
             apply(tx, state, &Caller::Unrestricted, task, Action::ReceiveInformation, &Arguments::default()).await?;
+            tx.record_partner_update(&id, super::attention::INFORMATION_RECEIVED, rex_store::now_micros()).await?;
         }
     }
     Ok(())
