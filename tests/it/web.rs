@@ -487,3 +487,125 @@ async fn the_development_login_works_without_tokens() {
     assert_eq!(app.get(&format!("Task/{task}")).await.body["owner"]["reference"], "PractitionerRole/dev-1");
     app.cleanup().await;
 }
+
+/// A one-pixel PNG, as a partner's photo.
+const PIXEL_PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC";
+
+/// A development session (no tokens) of a specialist serving `queues` as `PractitionerRole/dev-1`:
+/// the HTTP client and its cookies.
+async fn dev_session(origin: &str, queues: &[&str]) -> (reqwest::Client, String) {
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let sign_in = http.get(format!("{origin}/ui/sign-in")).send().await.unwrap();
+    let csrf_cookie = sign_in.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let csrf = csrf_cookie.trim_start_matches("rex_csrf=").to_string();
+    let mut pairs =
+        vec![("csrf", csrf.as_str()), ("role", "specialist"), ("practitioner_role", "PractitionerRole/dev-1")];
+    pairs.extend(queues.iter().map(|q| ("queue", *q)));
+    let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish();
+    let signed = http
+        .post(format!("{origin}/ui/dev-sign-in"))
+        .header("cookie", &csrf_cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let jar: Vec<String> = signed
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|c| c.to_str().unwrap().split(';').next().unwrap().to_string())
+        .collect();
+    (http, jar.join("; "))
+}
+
+async fn page(http: &reqwest::Client, session: &str, url: &str) -> String {
+    let reply = http.get(url).header("cookie", session).send().await.unwrap();
+    assert_eq!(reply.status(), StatusCode::OK, "{url}");
+    reply.text().await.unwrap()
+}
+
+/// The worklist row of a Task: from its link to the end of the row.
+fn row_of<'a>(worklist: &'a str, task: &str) -> &'a str {
+    let link = worklist.find(&format!(r#"href="/ui/referral/{task}""#)).unwrap_or_else(|| panic!("{task} listed"));
+    let start = worklist[..link].rfind("<tr").unwrap();
+    let end = link + worklist[link..].find("</tr>").unwrap();
+    &worklist[start..end]
+}
+
+/// Without a browser: the worklist tells second opinions from referrals, shows the clinical
+/// question and marks the partner's answer until the assigned specialist opens the referral; the
+/// referral page shows whole-number results, the question first, the partner's photo inline
+/// (served as stored, `nosniff`, sandboxed) and redirect choices without the sandbox.
+#[tokio::test]
+async fn the_worklist_marks_updates_and_the_referral_page_shows_what_the_partner_sent() {
+    let app = TestApp::sqlite_with_ui(false).await;
+    let origin = app.base.trim_end_matches("/fhir").to_string();
+    let (http, session) = dev_session(&origin, &["cardiology", "oncology"]).await;
+    let worklist = page(&http, &session, &format!("{origin}/ui/worklist")).await;
+    let nstemi = app.search_ids("Task?owner=HealthcareService/cardiology&priority=stat").await[0].clone();
+    let row = row_of(&worklist, &nstemi);
+    assert!(row.contains(r#"<span class="kind kind-referral">Referral</span>"#), "{row}");
+    assert!(
+        row.contains(r#"<div class="question">please accept for invasive coronary angiography within 24 h"#),
+        "{row}"
+    );
+    assert!(!row.contains("<br>"), "a compact row: {row}");
+    assert!(
+        worklist.contains(r#"<span class="kind kind-second-opinion">Second opinion</span>"#),
+        "aortic stenosis, lung"
+    );
+
+    // The partner answers a request for information with a photo: the row is marked.
+    let claim = json!({"resourceType": "Parameters", "parameter": [{"name": "owner", "valueReference": {"reference": "PractitionerRole/dev-1"}}]});
+    assert_eq!(app.post(&format!("Task/{nstemi}/$claim"), &claim).await.status, StatusCode::OK);
+    let ask = json!({"resourceType": "Parameters", "parameter": [{"name": "message", "valueString": "A photo of the rash, please"}]});
+    assert_eq!(app.post(&format!("Task/{nstemi}/$request-information"), &ask).await.status, StatusCode::OK);
+    let on_hold = page(&http, &session, &format!("{origin}/ui/referral/{nstemi}")).await;
+    assert!(on_hold.contains("the SLA clock is paused") && on_hold.contains("Release to the queue"), "actions on hold");
+    assert!(on_hold.contains(r#"<span class="badge sla-paused">Clock paused</span>"#));
+    let request = app.search_ids("Communication?category=information-request").await[0].clone();
+    let answer = json!({"resourceType": "Communication", "status": "completed",
+        "inResponseTo": [{"reference": format!("Communication/{request}")}],
+        "payload": [{"contentString": "Photo attached."},
+                    {"contentAttachment": {"contentType": "image/png", "data": PIXEL_PNG, "title": "Rash on the forearm"}}]});
+    let answered = app.post("Communication", &answer).await;
+    assert_eq!(answered.status, StatusCode::CREATED, "{}", answered.body);
+    let answer_id = answered.body["id"].as_str().unwrap().to_string();
+    let worklist = page(&http, &session, &format!("{origin}/ui/worklist")).await;
+    assert!(row_of(&worklist, &nstemi).contains(r#"<span class="tag updated">Updated: answer received</span>"#));
+
+    // Opened by its specialist: the question first, the photo in the page; the mark is gone.
+    let view = page(&http, &session, &format!("{origin}/ui/referral/{nstemi}")).await;
+    let question = view.find(r#"<h2 id="h-question">Clinical question</h2>"#).expect("the question");
+    assert!(question < view.find(r#"id="h-actions""#).unwrap() && question < view.find(r#"id="h-request""#).unwrap());
+    let src = format!("/ui/file/Communication/{answer_id}/0");
+    assert!(
+        view.contains(&format!(r#"<img class="attachment" src="{src}" alt="Rash on the forearm""#)),
+        "inline photo"
+    );
+    assert!(view.contains(r#"<select id="redirect-queue""#) && !view.contains(r#"<option value="sandbox">"#));
+    assert!(view.contains(r#"<option value="oncology">"#));
+    let worklist = page(&http, &session, &format!("{origin}/ui/worklist")).await;
+    assert!(!row_of(&worklist, &nstemi).contains("Updated:"), "seen by the assigned specialist");
+    let photo = http.get(format!("{origin}{src}")).header("cookie", &session).send().await.unwrap();
+    assert_eq!(photo.status(), StatusCode::OK);
+    assert_eq!(photo.headers()["content-type"], "image/png");
+    assert_eq!(photo.headers()["x-content-type-options"], "nosniff");
+    assert!(photo.headers()["content-security-policy"].to_str().unwrap().contains("sandbox"));
+    use base64::Engine;
+    assert_eq!(
+        photo.bytes().await.unwrap().to_vec(),
+        base64::engine::general_purpose::STANDARD.decode(PIXEL_PNG).unwrap()
+    );
+
+    // Whole-number results (ECOG 1) are shown.
+    let lung = app.search_ids("Task?owner=HealthcareService/oncology&_count=100").await;
+    let mut shown = false;
+    for task in lung {
+        let view = page(&http, &session, &format!("{origin}/ui/referral/{task}")).await;
+        shown |= view.contains("ECOG performance status: 1");
+    }
+    assert!(shown, "the ECOG score of the lung referral is on its page");
+    app.cleanup().await;
+}

@@ -16,6 +16,7 @@ backend_tests!(
     overdue_referrals_are_escalated_once,
     an_answer_by_message_resumes_the_referral,
     the_sla_clock_pauses_while_the_partner_is_asked,
+    partner_updates_stay_marked_until_the_assigned_specialist_opens_them,
 );
 
 fn parameters(pairs: &[(&str, &str)]) -> Value {
@@ -269,4 +270,71 @@ async fn the_sla_clock_pauses_while_the_partner_is_asked(app: &TestApp) {
     assert_eq!((declined.status, declined.body["status"].as_str()), (StatusCode::OK, Some("rejected")));
     // The released one runs again: overdue a day on.
     assert!(escalate_overdue(&app.state, tomorrow).await.unwrap().contains(first));
+}
+
+/// The "updated" marker's state: a partner's answer or amendment is recorded with the Task, and
+/// `Task/$partner-updates` says it is unseen until the Task's assigned specialist `$opened` it.
+async fn partner_updates_stay_marked_until_the_assigned_specialist_opens_them(app: &TestApp) {
+    let task = routed_task(app, "U-1", "urgent").await;
+    let quiet = routed_task(app, "U-2", "urgent").await;
+    let ask_about = json!({"resourceType": "Parameters", "parameter": [
+        {"name": "task", "valueReference": {"reference": format!("Task/{task}")}},
+        {"name": "task", "valueReference": {"reference": format!("Task/{quiet}")}}]});
+    let updates = |reply: &crate::support::Reply| -> Vec<(String, String, bool)> {
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        let parameters = reply.body["parameter"].as_array().cloned().unwrap_or_default();
+        parameters
+            .iter()
+            .map(|update| {
+                let part =
+                    |name: &str| update["part"].as_array().unwrap().iter().find(|p| p["name"] == name).unwrap().clone();
+                (
+                    part("task")["valueReference"]["reference"].as_str().unwrap().to_string(),
+                    part("kind")["valueCode"].as_str().unwrap().to_string(),
+                    part("seen")["valueBoolean"].as_bool().unwrap(),
+                )
+            })
+            .collect()
+    };
+    assert!(updates(&app.post("Task/$partner-updates", &ask_about).await).is_empty(), "nothing changed yet");
+    let claim = parameters(&[("owner", "PractitionerRole/dr-lee")]);
+    assert_eq!(app.post(&format!("Task/{task}/$claim"), &claim).await.status, StatusCode::OK);
+    let ask = parameters(&[("message", "Latest echo, please")]);
+    assert_eq!(app.post(&format!("Task/{task}/$request-information"), &ask).await.status, StatusCode::OK);
+    let requests = app.get("Communication?category=information-request").await.body;
+    let request = requests["entry"][0]["resource"]["id"].as_str().unwrap().to_string();
+    let answer = json!({"resourceType": "Communication", "status": "completed",
+                        "inResponseTo": [{"reference": format!("Communication/{request}")}],
+                        "payload": [{"contentString": "LVEF 35%"}]});
+    assert_eq!(app.post("Communication", &answer).await.status, StatusCode::CREATED);
+    let task_ref = format!("Task/{task}");
+    assert_eq!(
+        updates(&app.post("Task/$partner-updates", &ask_about).await),
+        vec![(task_ref.clone(), "information-received".to_string(), false)]
+    );
+    // Someone else opening it does not count; the assigned specialist does.
+    let opened_by = |who: &str| parameters(&[("reader", who)]);
+    let other = app.post(&format!("Task/{task}/$opened"), &opened_by("PractitionerRole/dr-other")).await;
+    assert_eq!(other.status, StatusCode::OK, "{}", other.body);
+    assert!(!updates(&app.post("Task/$partner-updates", &ask_about).await)[0].2);
+    assert_eq!(
+        app.post(&format!("Task/{task}/$opened"), &opened_by("PractitionerRole/dr-lee")).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        updates(&app.post("Task/$partner-updates", &ask_about).await),
+        vec![(task_ref.clone(), "information-received".to_string(), true)]
+    );
+    // An amended referral is a new change, unseen again.
+    let amended = app.post("", &referral("U-1", "I25.10", "stat", "en", false)).await;
+    assert_eq!(amended.status, StatusCode::OK, "{}", amended.body);
+    assert_eq!(
+        updates(&app.post("Task/$partner-updates", &ask_about).await),
+        vec![(task_ref, "amended".to_string(), false)]
+    );
+    // Who opened what is refused without a PractitionerRole, and on an unknown Task.
+    let nobody = app.post(&format!("Task/{task}/$opened"), &parameters(&[])).await;
+    assert_eq!(nobody.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", nobody.body);
+    let unknown = app.post("Task/no-such-task/$opened", &opened_by("PractitionerRole/dr-lee")).await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND, "{}", unknown.body);
 }

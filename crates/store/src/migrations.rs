@@ -57,6 +57,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../../migrations/sqlite/0008_task_worklist.sql"),
         include_str!("../../../migrations/postgres/0008_task_worklist.sql"),
     ),
+    (
+        12,
+        "task attention",
+        include_str!("../../../migrations/sqlite/0012_task_attention.sql"),
+        include_str!("../../../migrations/postgres/0012_task_attention.sql"),
+    ),
 ];
 
 /// Applies pending migrations. On PostgreSQL sqlx takes an advisory lock, so instances starting

@@ -614,8 +614,8 @@ struct FileQuery {
     download: Option<String>,
 }
 
-/// Content types shown in the browser; anything else is only downloaded.
-const INLINE_TYPES: [&str; 5] = ["application/pdf", "image/png", "image/jpeg", "text/plain", "image/gif"];
+/// Content types shown in the browser besides the inline images; anything else is only downloaded.
+const INLINE_DOCUMENT_TYPES: [&str; 2] = ["application/pdf", "text/plain"];
 
 async fn file(
     State(web): State<Web>,
@@ -654,8 +654,9 @@ async fn file(
         .filter(|t| t.bytes().all(|b| b.is_ascii_alphanumeric() || b" /.+-;=".contains(&b)))
         .unwrap_or("application/octet-stream")
         .to_string();
-    let essence = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
-    let inline = query.download.is_none() && INLINE_TYPES.contains(&essence.as_str());
+    let essence = referral::essence(&content_type);
+    let image = referral::INLINE_IMAGE_TYPES.contains(&essence.as_str());
+    let inline = query.download.is_none() && (image || INLINE_DOCUMENT_TYPES.contains(&essence.as_str()));
     let name: String = attachment["title"]
         .as_str()
         .unwrap_or("attachment")
@@ -668,6 +669,13 @@ async fn file(
         if let Ok(value) = HeaderValue::from_str(&value) {
             response.headers_mut().insert(header, value);
         }
+    }
+    if essence != "application/pdf" {
+        // Whatever a partner's file holds, opened on its own it runs nothing (the browser's PDF
+        // viewer needs script, and PDFs are no HTML). `nosniff` is set for every answer.
+        response
+            .headers_mut()
+            .insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; img-src 'self'; sandbox"));
     }
     response
 }

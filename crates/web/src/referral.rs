@@ -569,7 +569,17 @@ fn render_ips(document: &Value) -> String {
     html
 }
 
-/// Links to view (inline, e.g. PDF) and download each attachment of a resource.
+/// Image types shown inside the referral page (`<img>` from `/ui/file/...`, served with the stored
+/// content type and `nosniff`, so a mislabelled file is no image and never a script).
+pub const INLINE_IMAGE_TYPES: [&str; 4] = ["image/png", "image/jpeg", "image/gif", "image/webp"];
+
+/// An attachment's content type without parameters, lower case.
+pub fn essence(content_type: &str) -> String {
+    content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase()
+}
+
+/// Links to view (inline, e.g. PDF) and download each attachment of a resource; images of the
+/// [`INLINE_IMAGE_TYPES`] are shown in the page too.
 fn attachment_links(resource: &Value) -> String {
     let (Some(resource_type), Some(id)) = (resource["resourceType"].as_str(), resource["id"].as_str()) else {
         return String::new();
@@ -582,8 +592,13 @@ fn attachment_links(resource: &Value) -> String {
             let kind = attachment["contentType"].as_str().unwrap_or("unknown type");
             let size = attachment["size"].as_u64().map(|s| format!(", {} KB", s.div_ceil(1024))).unwrap_or_default();
             let href = format!("/ui/file/{}/{}/{index}", escape(resource_type), escape(id));
+            let image = if INLINE_IMAGE_TYPES.contains(&essence(kind).as_str()) {
+                format!(r#"<br><img class="attachment" src="{href}" alt="{}" loading="lazy">"#, escape(title))
+            } else {
+                String::new()
+            };
             format!(
-                r#"<li>{} <small>({}{size})</small> <a href="{href}" target="_blank" rel="noopener">View<span class="visually-hidden"> {}</span></a> · <a href="{href}?download=1" download>Download<span class="visually-hidden"> {}</span></a></li>"#,
+                r#"<li>{} <small>({}{size})</small> <a href="{href}" target="_blank" rel="noopener">View<span class="visually-hidden"> {}</span></a> · <a href="{href}?download=1" download>Download<span class="visually-hidden"> {}</span></a>{image}</li>"#,
                 escape(title),
                 escape(kind),
                 escape(title),
@@ -827,7 +842,9 @@ mod tests {
                     "section": [{"title": "Allergies", "entry": [{"reference": "urn:uuid:a"}]}]}},
                 {"fullUrl": "urn:uuid:a", "resource": {"resourceType": "AllergyIntolerance", "code": {"text": "Penicillin"}}}]})],
             attachments: vec![json!({"resourceType": "DocumentReference", "id": "d1", "description": "ECG",
-                "content": [{"attachment": {"contentType": "application/pdf", "title": "ECG report", "size": 2048}}]})],
+                "content": [{"attachment": {"contentType": "application/pdf", "title": "ECG report", "size": 2048}},
+                            {"attachment": {"contentType": "image/jpeg", "title": "Lesion \"photo\""}},
+                            {"attachment": {"contentType": "image/svg+xml", "title": "Drawing"}}]})],
             ..Referral::default()
         };
         let queues = [
@@ -848,6 +865,12 @@ mod tests {
         assert!(question < html.find("h-actions").unwrap());
         assert!(html.contains("<h4>Allergies</h4><ul><li>Penicillin</li></ul>"));
         assert!(html.contains(r#"href="/ui/file/DocumentReference/d1/0""#));
+        // Photos are shown in the page; other types (SVG can carry script) only as links.
+        assert!(html.contains(r#"<img class="attachment" src="/ui/file/DocumentReference/d1/1" alt="Lesion &quot;photo&quot;" loading="lazy">"#));
+        assert!(
+            !html.contains(r#"src="/ui/file/DocumentReference/d1/2""#)
+                && !html.contains(r#"src="/ui/file/DocumentReference/d1/0""#)
+        );
         assert!(html.contains(r#"action="/ui/referral/t1/opinion" enctype="multipart/form-data""#));
         assert!(html.contains(r#"name="csrf" value="csrf-1""#));
         assert!(!html.contains("Claim this referral"));
