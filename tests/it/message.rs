@@ -23,7 +23,9 @@ fn message_fixture(name: &str) -> String {
 /// profile, do what their events say.
 async fn the_message_fixtures_work_in_order(app: &TestApp) {
     let send = |text: String| async move {
-        let reply = app.send(reqwest::Method::POST, "$process-message", &[("Content-Type", "application/fhir+json")], Some(text)).await;
+        let reply = app
+            .send(reqwest::Method::POST, "$process-message", &[("Content-Type", "application/fhir+json")], Some(text))
+            .await;
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
         assert_eq!(reply.body["entry"][0]["resource"]["response"]["code"], "ok", "{}", reply.body);
         reply.body
@@ -36,7 +38,8 @@ async fn the_message_fixtures_work_in_order(app: &TestApp) {
     assert!(notes.to_string().contains("hs-TnI now 780 ng/L"), "the update is stored");
     let claim = json!({"resourceType": "Parameters", "parameter": [{"name": "owner", "valueReference": {"reference": "PractitionerRole/dr-lee"}}]});
     assert_eq!(app.post(&format!("Task/{task}/$claim"), &claim).await.status, StatusCode::OK);
-    let ask = json!({"resourceType": "Parameters", "parameter": [{"name": "message", "valueString": "Latest echo, please"}]});
+    let ask =
+        json!({"resourceType": "Parameters", "parameter": [{"name": "message", "valueString": "Latest echo, please"}]});
     assert_eq!(app.post(&format!("Task/{task}/$request-information"), &ask).await.status, StatusCode::OK);
     let request = app.search_ids("Communication?category=information-request").await[0].clone();
     send(message_fixture("3-referral-communication.json").replace("REQUEST-ID", &request)).await;

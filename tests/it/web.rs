@@ -156,6 +156,11 @@ impl Browser {
         value.as_str().unwrap_or_default().to_string()
     }
 
+    /// Runs a script in the page and returns its value.
+    async fn script(&self, script: &str) -> Value {
+        self.command(Method::POST, "/execute/sync", Some(json!({"script": script, "args": []}))).await
+    }
+
     async fn resize(&self, width: u32, height: u32) {
         self.command(Method::POST, "/window/rect", Some(json!({"width": width, "height": height}))).await;
     }
@@ -241,9 +246,28 @@ async fn a_specialist_works_a_referral_in_the_browser() {
     assert!(worklist.contains("Cardiology review"), "the specialist's queue is named");
     assert!(worklist.contains("Non-ST elevation (NSTEMI) myocardial infarction"), "the demo referral is listed");
     assert!(worklist.contains(r#"class="badge sla-"#) && worklist.contains("Interpreter needed"));
-    assert!(worklist.contains("Hospital Ángeles Lomas") && worklist.contains("(MX)"));
+    assert!(worklist.contains(r#"Hospital Ángeles Lomas<div class="second">MX</div>"#));
     assert!(!worklist.contains("Oncology review"), "a specialist sees only their queues");
+    // Referral or second opinion at a glance, with the clinical question on the row.
+    assert!(worklist.contains(r#"<span class="kind kind-second-opinion">Second opinion</span>"#), "aortic stenosis");
+    assert!(worklist.contains(r#"<div class="question">please accept for invasive coronary angiography"#));
+    // Compact rows: at 1366x768 the list starts high, its rows are two lines, at least seven fit
+    // above the fold, and nothing needs a horizontal scroll.
+    browser.resize(1366, 768).await;
+    let layout = browser
+        .script(
+            "const t = document.querySelector('table.worklist'); const rows = t.tBodies[0].rows;\
+             return {top: rows[0].getBoundingClientRect().top, height: Math.max(...[...rows].map(r => r.offsetHeight)),\
+                     window: window.innerHeight, wide: document.documentElement.scrollWidth > window.innerWidth};",
+        )
+        .await;
+    let (top, height, window) =
+        (layout["top"].as_f64().unwrap(), layout["height"].as_f64().unwrap(), layout["window"].as_f64().unwrap());
+    let fit = ((window - top) / height).floor();
     browser.screenshot(&screenshots().join("worklist.png")).await;
+    assert!(height <= 50.0 && fit >= 7.0, "{fit} rows of {height} px fit above the fold: {layout}");
+    assert_eq!(layout["wide"], false, "the worklist fits 1366 px: {layout}");
+    browser.resize(1400, 1000).await;
 
     // Filters: stat referrals only.
     browser.go(&format!("{origin}/ui/worklist?priority=stat")).await;
@@ -265,12 +289,18 @@ async fn a_specialist_works_a_referral_in_the_browser() {
         "ECG 2026-11-28 22:49",
         "Claim this referral", // the only actions a requested Task allows
         "Redirect",
+        "Clinical question", // on the first screen
+        "please accept for invasive coronary angiography",
         "Decline",
         "cardiology", // routing rule and queue
     ] {
         assert!(view.contains(expected), "the referral view shows {expected:?}");
     }
     assert!(!view.contains("Submit opinion and complete"), "completing is not offered before a claim");
+    assert!(!view.contains(r#"<option value="sandbox">"#), "the sandbox is no redirect choice");
+    let question_top =
+        browser.script("return document.getElementById('h-question').getBoundingClientRect().top;").await;
+    assert!(question_top.as_f64().unwrap() < 1000.0, "the question is on the first screen: {question_top}");
     let attachment = browser.find_by("partial link text", "View").await;
     let href = browser.attribute(&attachment, "href").await;
     assert!(href.starts_with("/ui/file/DocumentReference/"), "{href}");
@@ -284,7 +314,8 @@ async fn a_specialist_works_a_referral_in_the_browser() {
     browser.click(&document).await;
     browser.press("Send request").await;
     let waiting = browser.wait_for("Your request for information was sent").await;
-    assert!(waiting.contains("Waiting for the partner"), "no action while waiting");
+    assert!(waiting.contains("Waiting for the partner") && waiting.contains("the SLA clock is paused"));
+    assert!(waiting.contains("Release to the queue") && waiting.contains("Decline"), "still possible on hold");
     assert!(waiting.contains("Please send the troponin trend"));
 
     // The partner answers over the API; the Task resumes.
@@ -295,15 +326,43 @@ async fn a_specialist_works_a_referral_in_the_browser() {
     let answer = json!({"resourceType": "Communication", "status": "completed",
         "inResponseTo": [{"reference": format!("Communication/{request}")}],
         "payload": [{"contentString": "Troponin I: 0.9, 1.4 and 1.1 ng/mL at 0, 6 and 12 h."},
-                    {"contentAttachment": {"contentType": "application/pdf", "data": "JVBERi0xLjQK", "title": "Troponin trend"}}]});
+                    {"contentAttachment": {"contentType": "application/pdf", "data": "JVBERi0xLjQK", "title": "Troponin trend"}},
+                    {"contentAttachment": {"contentType": "image/png", "data": PIXEL_PNG, "title": "ECG strip photo"}}]});
     let answered = app.send_as(&partner, Method::POST, "Communication", Some(&answer)).await;
     assert_eq!(answered.status, StatusCode::CREATED, "{}", answered.body);
+
+    // The worklist marks the referral updated until its specialist opens it.
+    browser.go(&format!("{origin}/ui/worklist")).await;
+    let marked = browser.wait_for("referrals, due first").await;
+    assert!(row_of(&marked, &task).contains("Updated: answer received"), "{}", row_of(&marked, &task));
 
     // Back in the browser: the answer is in the conversation; write the opinion with a PDF.
     browser.go(&format!("{origin}/ui/referral/{task}")).await;
     let resumed = browser.wait_for("Answer from the partner").await;
     assert!(resumed.contains("Troponin I: 0.9") && resumed.contains("Troponin trend"));
     assert!(resumed.contains("Submit opinion and complete"));
+    // The partner's photo is shown in the page (it loaded: served as an image to the page).
+    // It loads lazily: scrolled into view, it must arrive.
+    let started = Instant::now();
+    loop {
+        let width = browser
+            .script(
+                "const i = document.querySelector('img.attachment'); i.scrollIntoView();\
+                 return i.complete ? i.naturalWidth : -1;",
+            )
+            .await;
+        if width.as_i64() == Some(1) {
+            break;
+        }
+        assert!(started.elapsed() < PATIENCE && width.as_i64() != Some(0), "the photo is not shown: {width}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    browser.script("window.scrollTo(0, 0); return 0;").await;
+    browser.go(&format!("{origin}/ui/worklist")).await;
+    let seen = browser.wait_for("referrals, due first").await;
+    assert!(!row_of(&seen, &task).contains("Updated:"), "opened by its specialist");
+    browser.go(&format!("{origin}/ui/referral/{task}")).await;
+    browser.wait_for("Answer from the partner").await;
     browser.resize(1400, 3400).await;
     browser.screenshot(&screenshots().join("referral.png")).await;
     browser.resize(1400, 1000).await;

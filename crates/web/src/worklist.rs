@@ -472,8 +472,8 @@ pub fn render(
     } else {
         html.push_str(
             r#"<table class="worklist" aria-describedby="count">
-<caption>Referrals, sorted by due time</caption>
-<thead><tr><th scope="col">SLA</th><th scope="col">Due</th><th scope="col">Priority</th><th scope="col">Referral and clinical question</th><th scope="col">Patient</th><th scope="col">Partner</th><th scope="col">Waiting</th><th scope="col">Status</th><th scope="col">Queue</th></tr></thead>
+<caption class="visually-hidden">Referrals, sorted by due time</caption>
+<thead><tr><th scope="col">SLA</th><th scope="col">Due / waiting</th><th scope="col">Priority</th><th scope="col">Referral and clinical question</th><th scope="col">Patient</th><th scope="col">Partner</th><th scope="col">Status / queue</th></tr></thead>
 <tbody>
 "#,
         );
@@ -500,8 +500,13 @@ pub fn render(
     html
 }
 
-/// One row, kept to two lines (the question under the reason) so a screen holds many.
+/// One row of two lines (the question under the reason, the waiting time under the due time, the
+/// interpreter under the patient, the country under the partner, the queue under the status), so
+/// a screen holds many and 1366 pixels hold every column.
 fn render_row(row: &Row, now: DateTime<Utc>) -> String {
+    let line = |first: String, second: String| {
+        if second.is_empty() { first } else { format!(r#"{first}<div class="second">{second}</div>"#) }
+    };
     let due = row
         .due
         .map(|d| {
@@ -513,9 +518,10 @@ fn render_row(row: &Row, now: DateTime<Utc>) -> String {
             )
         })
         .unwrap_or_default();
-    let escalated = if row.escalated { r#" <span class="tag escalated">Escalated</span>"# } else { "" };
+    let waiting = row.waiting.map(|w| format!("waiting {}", duration_text(w))).unwrap_or_default();
+    let escalated = if row.escalated { r#"<span class="tag escalated">Escalated</span>"# } else { "" };
     let interpreter = match row.interpreter {
-        Some(true) => r#" <span class="tag">Interpreter needed</span>"#,
+        Some(true) => r#"<span class="tag">Interpreter needed</span>"#,
         _ => "",
     };
     let updated = row
@@ -530,29 +536,28 @@ fn render_row(row: &Row, now: DateTime<Utc>) -> String {
     if !row.language.is_empty() {
         patient.push_str(&format!(" · {}", row.language));
     }
-    let partner = if row.partner.country.is_empty() {
-        escape(&row.partner.name)
-    } else {
-        format!("{} <small>({})</small>", escape(&row.partner.name), escape(&row.partner.country))
-    };
+    let reason = format!(
+        r#"<div class="reason">{} <a href="/ui/referral/{}">{}</a>{updated}</div>"#,
+        row.kind.badge(),
+        escape(&row.task_id),
+        escape(&row.reason)
+    );
     let question = if row.question.is_empty() {
         String::new()
     } else {
         format!(r#"<div class="question">{}</div>"#, escape(&row.question))
     };
     format!(
-        r#"<tr class="{row_class}"><td>{sla}{escalated}</td><td>{due}</td><td><span class="priority priority-{priority}">{priority}</span></td><td class="referral">{kind} <a href="/ui/referral/{id}">{reason}</a>{updated}{question}</td><td>{patient}{interpreter}</td><td>{partner}</td><td>{waiting}</td><td>{status}</td><td>{queue}</td></tr>
+        r#"<tr class="{row_class}"><td>{sla}</td><td>{due}</td><td><span class="priority priority-{priority}">{priority}</span></td><td class="referral">{reason}{question}</td><td>{patient}</td><td class="partner" title="{partner_name}">{partner}</td><td>{status}</td></tr>
 "#,
         row_class = row.sla.map_or("", SlaState::class),
-        sla = sla_badge(row.sla),
+        sla = line(sla_badge(row.sla), escalated.to_string()),
+        due = line(due, escape(&waiting)),
         priority = escape(&row.priority),
-        kind = row.kind.badge(),
-        id = escape(&row.task_id),
-        reason = escape(&row.reason),
-        patient = escape(&patient),
-        waiting = row.waiting.map(duration_text).unwrap_or_default(),
-        status = escape(status_text(&row.status)),
-        queue = escape(&row.queue),
+        patient = line(escape(&patient), interpreter.to_string()),
+        partner_name = escape(&row.partner.name),
+        partner = line(escape(&row.partner.name), escape(&row.partner.country)),
+        status = line(escape(status_text(&row.status)), escape(&row.queue)),
     )
 }
 
@@ -645,9 +650,11 @@ mod tests {
         let html = render(&queues(), &Filters::default(), &[row], Some(1), true, &user, now);
         assert!(html.contains(r#"<span class="badge sla-due-soon">Due soon</span>"#));
         assert!(html.contains(r#"<a href="/ui/referral/t1">NSTEMI"#));
-        assert!(html.contains("Interpreter needed") && html.contains("Hospital A <small>(MX)</small>"));
+        assert!(html.contains("Interpreter needed"));
+        assert!(html.contains(r#"Hospital A<div class="second">MX</div>"#), "{html}");
         assert!(html.contains(r#"<span class="tag escalated">Escalated</span>"#));
         assert!(html.contains(r#"<span class="kind kind-referral">Referral</span> <a href="/ui/referral/t1">"#));
+        assert!(html.contains(r#"Waiting in queue<div class="second">cardiology</div>"#));
         assert!(html.contains(r#"<span class="tag updated">Updated: answer received</span>"#));
         assert!(html.contains("58 y, male · es-MX"));
         assert!(html.contains(r#"href="/ui/worklist?page=1" rel="next""#));
