@@ -270,6 +270,19 @@ async fn the_sla_clock_pauses_while_the_partner_is_asked(app: &TestApp) {
     assert_eq!((declined.status, declined.body["status"].as_str()), (StatusCode::OK, Some("rejected")));
     // The released one runs again: overdue a day on.
     assert!(escalate_overdue(&app.state, tomorrow).await.unwrap().contains(first));
+    // The partner's late answer leaves it on its queue, and is marked as news on the worklist.
+    let focus = before["focus"]["reference"].as_str().unwrap();
+    let request =
+        app.search_ids(&format!("Communication?category=information-request&based-on={focus}")).await[0].clone();
+    let answer = json!({"resourceType": "Communication", "status": "completed",
+                        "inResponseTo": [{"reference": format!("Communication/{request}")}],
+                        "payload": [{"contentString": "Troponin 0.4"}]});
+    assert_eq!(app.post("Communication", &answer).await.status, StatusCode::CREATED);
+    assert_eq!(app.get(&format!("Task/{first}")).await.body["status"], "requested");
+    let asked = json!({"resourceType": "Parameters", "parameter": [
+        {"name": "task", "valueReference": {"reference": format!("Task/{first}")}}]});
+    let updates = app.post("Task/$partner-updates", &asked).await.body;
+    assert_eq!(updates["parameter"][0]["part"][1]["valueCode"], "information-received", "{updates}");
 }
 
 /// The "updated" marker's state: a partner's answer or amendment is recorded with the Task, and
