@@ -15,7 +15,9 @@ mod sql_log;
 use clap::{Parser, Subcommand};
 use rex_referral::RoutingConfig;
 use rex_server::security::Security;
-use rex_server::validation::{PartnerProfiles, load_validator};
+use rex_server::validation::{PartnerProfiles, load_validator, load_validator_from};
+
+include!(concat!(env!("OUT_DIR"), "/profiles.rs"));
 use rex_server::{AppState, Config};
 use rex_store::Store;
 use tokio::net::TcpListener;
@@ -71,7 +73,7 @@ enum Command {
     /// Benchmark a rex server (its own on a temporary SQLite database unless --server is given).
     Bench(bench::BenchArgs),
     /// Send Bundles to a rex server as a partner (SMART Backend Services token) and summarise
-    /// what rex did with each; exit 0 when all were accepted, 1 when any was refused.
+    /// what rex did with each; exit 0 when all were accepted, 1 when any was refused or unreadable.
     Send(send::SendArgs),
     /// Mint a staff (OIDC) bearer token with a development key, for local use and tests.
     Token(TokenArgs),
@@ -79,6 +81,24 @@ enum Command {
     Profiles(profiles_doc::ProfilesArgs),
     /// Reports read from the database: `rex report scorecard --partner ID` (conformance scorecard).
     Report(scorecard::ReportArgs),
+    /// Keys: `rex keys jwks KEY.pem` prints the public JWKS of a private key (EC P-384 or RSA), as
+    /// a partner registers it or as the `[oidc]` section's `jwks` takes a development staff key.
+    Keys(KeysArgs),
+}
+
+#[derive(clap::Args)]
+struct KeysArgs {
+    #[command(subcommand)]
+    command: KeysCommand,
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Print the JWKS (public half, `kid` = RFC 7638 thumbprint) of a PEM private key.
+    Jwks {
+        /// The private key (PEM: PKCS#8, PKCS#1 or SEC1).
+        key: PathBuf,
+    },
 }
 
 #[derive(clap::Args)]
@@ -114,9 +134,9 @@ struct ValidateArgs {
     /// Extra FHIR package (folder or .tgz) to load; repeatable.
     #[arg(long = "package")]
     packages: Vec<PathBuf>,
-    /// Folder of rex's conformance resources.
-    #[arg(long, env = "REX_PROFILES", default_value = "profiles")]
-    profiles: PathBuf,
+    /// Folder of rex's conformance resources [default: the profiles built into rex].
+    #[arg(long, env = "REX_PROFILES")]
+    profiles: Option<PathBuf>,
     /// For people: a verdict line per file and a line per issue, instead of OperationOutcome JSON.
     #[arg(long)]
     summary: bool,
@@ -253,7 +273,7 @@ async fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let cli = Cli::parse();
-    if matches!(cli.command, Command::Validate(_) | Command::Profiles(_) | Command::Token(_)) {
+    if matches!(cli.command, Command::Validate(_) | Command::Profiles(_) | Command::Token(_) | Command::Keys(_)) {
         end_quietly_when_output_closes();
     }
     let result = match cli.command {
@@ -264,6 +284,7 @@ async fn main() -> ExitCode {
         Command::Token(args) => token(args),
         Command::Profiles(args) => return profiles_doc::run(args),
         Command::Report(args) => scorecard::run(args).await,
+        Command::Keys(args) => keys(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -526,10 +547,22 @@ fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, String> {
     })
 }
 
+/// `rex keys jwks KEY.pem`.
+fn keys(args: KeysArgs) -> Result<(), String> {
+    let KeysCommand::Jwks { key } = args.command;
+    let jwks = rex_auth::SigningKey::from_pem_file(&key)?.public_jwks();
+    println!("{}", serde_json::to_string_pretty(&jwks).map_err(|e| e.to_string())?);
+    Ok(())
+}
+
 /// `rex validate`: the same validator and output as `$validate`.
 fn validate(args: ValidateArgs) -> ExitCode {
     let packages: Vec<&std::path::Path> = args.packages.iter().map(PathBuf::as_path).collect();
-    let validator = match load_validator(&args.profiles, &packages) {
+    let loaded = match &args.profiles {
+        Some(folder) => load_validator(folder, &packages),
+        None => load_validator_from(EMBEDDED_PROFILES, &packages),
+    };
+    let validator = match loaded {
         Ok(validator) => validator,
         Err(message) => {
             eprintln!("rex: {message}");

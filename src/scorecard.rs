@@ -35,6 +35,10 @@ struct ScorecardArgs {
     /// The database rex serves from: sqlite://PATH or postgres://USER@HOST/DB.
     #[arg(long = "database", env = "REX_DATABASE_URL", default_value = "sqlite://rex-data/rex.db")]
     database_url: String,
+    /// rex's security configuration: the partner must be configured in it. Without it, the partner
+    /// must have sent something to this database.
+    #[arg(long, env = "REX_SECURITY")]
+    security: Option<std::path::PathBuf>,
 }
 
 pub async fn run(args: ReportArgs) -> Result<(), String> {
@@ -50,7 +54,22 @@ pub async fn run(args: ReportArgs) -> Result<(), String> {
         Some(since) => Period::parse(&format!("{since}/"), now).map_err(|e| format!("--since: {e}"))?,
         None => Period::recent(now),
     };
+    // As the API answers 404 for a partner it does not know, so does the report (and exits 1),
+    // rather than print a scorecard of zeros for a misspelt id.
+    if let Some(path) = &args.security {
+        let config = rex_auth::AuthConfig::load(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        if config.partners.get(&args.partner).is_none() {
+            return Err(format!("no partner '{}' is configured in {}", args.partner, path.display()));
+        }
+    }
     let store = Store::connect(&args.database_url).await.map_err(|e| format!("cannot open the database: {e}"))?;
+    if args.security.is_none() && !store.knows_partner(&args.partner).await.map_err(|e| e.to_string())? {
+        store.close().await;
+        return Err(format!(
+            "no partner '{}' has sent anything to this database (check the id; --security FILE checks the configuration)",
+            args.partner
+        ));
+    }
     let scorecard = Scorecard::read(&store, &args.partner, period, now).await;
     store.close().await;
     let scorecard = scorecard.map_err(|e| format!("cannot read the scorecard: {e}"))?;

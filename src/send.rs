@@ -36,8 +36,8 @@ pub struct SendArgs {
     files: Vec<PathBuf>,
 }
 
-/// Exit status 0 when every file was accepted, 1 when any was refused, 2 when the files could
-/// not be sent at all (no token, server unreachable, unreadable file).
+/// Exit status 0 when every file was accepted, 1 when any was refused or could not be read (the
+/// others are sent all the same), 2 when nothing could be sent (no token, server unreachable).
 pub async fn run(args: SendArgs) -> ExitCode {
     match send_all(&args).await {
         Ok(true) => ExitCode::SUCCESS,
@@ -63,7 +63,21 @@ async fn send_all(args: &SendArgs) -> Result<bool, String> {
     let mut all_accepted = true;
     let mut responses = Vec::new();
     for file in &args.files {
-        let resource = read_resource(file)?;
+        // A file that is no JSON is reported, and the others are still sent.
+        let resource = match read_resource(file) {
+            Ok(resource) => resource,
+            Err(message) => {
+                all_accepted = false;
+                let outcome = json!({"resourceType": "OperationOutcome", "issue": [
+                    {"severity": "fatal", "code": "structure", "diagnostics": message}]});
+                if args.json {
+                    responses.push(outcome);
+                } else {
+                    print_file("UNREADABLE", file, "not sent", Some(&outcome));
+                }
+                continue;
+            }
+        };
         let (status, body) = sender.post(&resource).await?;
         all_accepted &= status.is_success();
         if args.json {

@@ -135,3 +135,55 @@ fn validate_command_reports_per_file_and_sets_the_exit_status() {
     assert_eq!(closed.status.signal(), Some(13), "ended by SIGPIPE: {:?}", closed.status);
     let _ = std::fs::remove_dir_all(&folder);
 }
+
+/// Run outside the repository, without `--profiles`, `rex validate` knows rex's profiles: they are
+/// built into the binary.
+#[test]
+fn validate_finds_the_profiles_built_in_wherever_it_runs() {
+    let elsewhere = std::env::temp_dir().join(format!("rex-elsewhere-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/invalid/06-patient-missing-gender.json");
+    let output = Command::new(REX)
+        .current_dir(&elsewhere)
+        .env_remove("REX_PROFILES")
+        .args([
+            "validate",
+            "--summary",
+            "--profile",
+            "https://rex.example/fhir/StructureDefinition/rex-referral-bundle",
+        ])
+        .arg(fixture)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{text}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(text.contains("Slice 'Bundle.entry:patient'"), "the referral profile was applied: {text}");
+    let valid = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/valid/01-cardiology-nstemi-stat-mx.json");
+    let output =
+        Command::new(REX).current_dir(&elsewhere).env_remove("REX_PROFILES").args(["validate", valid]).output();
+    assert_eq!(output.unwrap().status.code(), Some(0), "its declared rex profiles are known");
+    let _ = std::fs::remove_dir_all(&elsewhere);
+}
+
+/// `rex keys jwks KEY.pem` prints the public JWKS rex derives from the key (no private part).
+#[test]
+fn keys_jwks_prints_the_public_jwks_of_a_key() {
+    let folder = std::env::temp_dir().join(format!("rex-keys-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&folder).unwrap();
+    let key = folder.join("staff-key.pem");
+    let made = Command::new("openssl")
+        .args(["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-384", "-out"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let output = Command::new(REX).args(["keys", "jwks"]).arg(&key).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let jwks: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(jwks, rex_auth::SigningKey::from_pem_file(&key).unwrap().public_jwks());
+    assert_eq!((jwks["keys"][0]["kty"].as_str(), jwks["keys"][0]["alg"].as_str()), (Some("EC"), Some("ES384")));
+    assert!(jwks["keys"][0].get("d").is_none(), "public half only");
+    let missing = Command::new(REX).args(["keys", "jwks"]).arg(folder.join("none.pem")).output().unwrap();
+    assert_eq!(missing.status.code(), Some(1));
+    let _ = std::fs::remove_dir_all(&folder);
+}

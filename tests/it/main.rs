@@ -15,6 +15,7 @@ mod docs;
 mod errors;
 mod examples;
 mod fixtures;
+mod guide;
 mod intake;
 mod invalid_fixtures;
 mod limits;

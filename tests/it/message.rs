@@ -10,8 +10,43 @@ use crate::support::{TestApp, backend_tests};
 backend_tests!(
     new_referral_message_gets_a_response_message_with_the_task,
     revoke_cancels_the_task,
-    bad_messages_get_fatal_errors
+    bad_messages_get_fatal_errors,
+    the_message_fixtures_work_in_order
 );
+
+fn message_fixture(name: &str) -> String {
+    std::fs::read_to_string(format!("{}/fixtures/messages/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+/// `fixtures/messages/` (the partner guide's examples): a request, an update, an answer to a
+/// request for information (its `REQUEST-ID` replaced) and a revoke, each meeting the message
+/// profile, do what their events say.
+async fn the_message_fixtures_work_in_order(app: &TestApp) {
+    let send = |text: String| async move {
+        let reply = app
+            .send(reqwest::Method::POST, "$process-message", &[("Content-Type", "application/fhir+json")], Some(text))
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        assert_eq!(reply.body["entry"][0]["resource"]["response"]["code"], "ok", "{}", reply.body);
+        reply.body
+    };
+    let created = send(message_fixture("1-referral-request.json")).await;
+    let task = created["entry"][1]["resource"]["id"].as_str().unwrap().to_string();
+    let updated = send(message_fixture("2-referral-update.json")).await;
+    assert_eq!(updated["entry"][1]["resource"]["id"], task.as_str(), "the same referral");
+    let notes = app.get("ServiceRequest?identifier=HAL-REF-2026-120001").await.body;
+    assert!(notes.to_string().contains("hs-TnI now 780 ng/L"), "the update is stored");
+    let claim = json!({"resourceType": "Parameters", "parameter": [{"name": "owner", "valueReference": {"reference": "PractitionerRole/dr-lee"}}]});
+    assert_eq!(app.post(&format!("Task/{task}/$claim"), &claim).await.status, StatusCode::OK);
+    let ask =
+        json!({"resourceType": "Parameters", "parameter": [{"name": "message", "valueString": "Latest echo, please"}]});
+    assert_eq!(app.post(&format!("Task/{task}/$request-information"), &ask).await.status, StatusCode::OK);
+    let request = app.search_ids("Communication?category=information-request").await[0].clone();
+    send(message_fixture("3-referral-communication.json").replace("REQUEST-ID", &request)).await;
+    assert_eq!(app.get(&format!("Task/{task}")).await.body["status"], "in-progress", "the answer resumes the Task");
+    send(message_fixture("4-referral-revoke.json")).await;
+    assert_eq!(app.get(&format!("Task/{task}")).await.body["status"], "cancelled");
+}
 
 const EVENTS: &str = "https://rex.example/fhir/CodeSystem/message-event";
 

@@ -350,7 +350,7 @@ async fn notifications_carry_what_the_subscription_asks_for(app: &TestApp) {
     let notified = id_only.notifications();
     assert_eq!(notified.len(), 2);
     let entry = &notified[0]["entry"][1];
-    assert_eq!(entry["fullUrl"], format!("Task/{task}"));
+    assert_eq!(entry["fullUrl"], format!("{}/Task/{task}", app.base), "R4: an absolute URL");
     assert!(entry.get("resource").is_none(), "id-only carries no content: {entry}");
     let notified = empty.notifications();
     assert_eq!(notified.len(), 2);

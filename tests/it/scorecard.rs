@@ -139,8 +139,9 @@ async fn counts_are_what_the_partner_sent(app: &TestApp) {
     assert_eq!(rule("structure@Patient.bogus")["example-location"], "Bundle.entry[0].resource.bogus");
     // The Patient entries that fail their profile also miss the referral Bundle's patient slice.
     assert_eq!(rule("required@Bundle.entry:patient")["count"], 3);
-    assert_eq!(rules[0]["key"], "required@Bundle.entry:patient", "the most frequent rule comes first: {rules:?}");
-    assert_eq!(rules[1]["key"], "required@Patient.gender");
+    // It is the most frequent, but a follow-on of the Patients' own errors: the causes come first.
+    assert_eq!(rules[0]["key"], "required@Patient.gender", "the most frequent cause comes first: {rules:?}");
+    assert_eq!(rules.last().unwrap()["key"], "required@Bundle.entry:patient", "{rules:?}");
 
     let days = parts(card, "day");
     assert_eq!(days.len(), 30, "the last 30 days");
@@ -280,10 +281,17 @@ mod report {
             profile: None,
         };
         // Yesterday 3 accepted and 1 refused, today 1 refused.
+        // The Patient's missing gender also leaves the Bundle's patient slice unfilled: a follow-on
+        // error, reported twice as often here, and still ranked after its cause.
+        let follow_on = SubmissionIssue {
+            rule: "required@Bundle.entry:patient".into(),
+            location: Some("Bundle.entry".into()),
+            ..issue.clone()
+        };
         for (received, accepted) in
             [(now - day, true), (now - day, true), (now - day, true), (now - day, false), (now, false)]
         {
-            let issues = if accepted { Vec::new() } else { vec![issue.clone()] };
+            let issues = if accepted { Vec::new() } else { vec![follow_on.clone(), issue.clone(), follow_on.clone()] };
             let submission = Submission {
                 partner: PARTNER_A.into(),
                 received,
@@ -309,11 +317,24 @@ mod report {
         assert!(text.contains("accepted          3 (60.0 %)"), "{text}");
         assert!(text.contains("refused           2"), "{text}");
         assert!(text.contains("     2      2  required@Patient.gender  at Bundle.entry[3].resource.gender"), "{text}");
+        let cause = text.find("required@Patient.gender").unwrap();
+        let follow_on = text.find("     4      2  required@Bundle.entry:patient").expect("the follow-on error");
+        assert!(cause < follow_on, "the root cause ranks first:\n{text}");
         // The busiest day fills the chart: 3 accepted and 1 refused of 4 is 30 + 10 characters.
         let bar = format!("{since} {}{} 4", "#".repeat(30), "x".repeat(10));
         assert!(text.contains(&bar), "no line {bar:?} in\n{text}");
         let today = chrono::DateTime::from_timestamp_micros(now).unwrap().date_naive();
         assert!(text.contains(&format!("{today} {}", "x".repeat(10))), "{text}");
+        // A partner the database never heard of is an error, as the API's 404, not a card of zeros.
+        let url = scratch_database(app).await;
+        Store::connect(&url).await.unwrap().close().await;
+        let nobody = Command::new(REX)
+            .args(["report", "scorecard", "--partner", "nobody", "--database", &url])
+            .output()
+            .unwrap();
+        drop_scratch_database(&url).await;
+        assert_eq!(nobody.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&nobody.stderr).contains("no partner 'nobody'"), "{nobody:?}");
         let missing = Command::new(REX)
             .args(["report", "scorecard", "--partner", PARTNER_A, "--database", "sqlite:///nonexistent/rex.db"])
             .output()

@@ -156,6 +156,11 @@ impl Browser {
         value.as_str().unwrap_or_default().to_string()
     }
 
+    /// Runs a script in the page and returns its value.
+    async fn script(&self, script: &str) -> Value {
+        self.command(Method::POST, "/execute/sync", Some(json!({"script": script, "args": []}))).await
+    }
+
     async fn resize(&self, width: u32, height: u32) {
         self.command(Method::POST, "/window/rect", Some(json!({"width": width, "height": height}))).await;
     }
@@ -241,9 +246,28 @@ async fn a_specialist_works_a_referral_in_the_browser() {
     assert!(worklist.contains("Cardiology review"), "the specialist's queue is named");
     assert!(worklist.contains("Non-ST elevation (NSTEMI) myocardial infarction"), "the demo referral is listed");
     assert!(worklist.contains(r#"class="badge sla-"#) && worklist.contains("Interpreter needed"));
-    assert!(worklist.contains("Hospital Ángeles Lomas") && worklist.contains("(MX)"));
+    assert!(worklist.contains(r#"Hospital Ángeles Lomas<div class="second">MX</div>"#));
     assert!(!worklist.contains("Oncology review"), "a specialist sees only their queues");
+    // Referral or second opinion at a glance, with the clinical question on the row.
+    assert!(worklist.contains(r#"<span class="kind kind-second-opinion">Second opinion</span>"#), "aortic stenosis");
+    assert!(worklist.contains(r#"<div class="question">please accept for invasive coronary angiography"#));
+    // Compact rows: at 1366x768 the list starts high, its rows are two lines, at least seven fit
+    // above the fold, and nothing needs a horizontal scroll.
+    browser.resize(1366, 768).await;
+    let layout = browser
+        .script(
+            "const t = document.querySelector('table.worklist'); const rows = t.tBodies[0].rows;\
+             return {top: rows[0].getBoundingClientRect().top, height: Math.max(...[...rows].map(r => r.offsetHeight)),\
+                     window: window.innerHeight, wide: document.documentElement.scrollWidth > window.innerWidth};",
+        )
+        .await;
+    let (top, height, window) =
+        (layout["top"].as_f64().unwrap(), layout["height"].as_f64().unwrap(), layout["window"].as_f64().unwrap());
+    let fit = ((window - top) / height).floor();
     browser.screenshot(&screenshots().join("worklist.png")).await;
+    assert!(height <= 50.0 && fit >= 7.0, "{fit} rows of {height} px fit above the fold: {layout}");
+    assert_eq!(layout["wide"], false, "the worklist fits 1366 px: {layout}");
+    browser.resize(1400, 1000).await;
 
     // Filters: stat referrals only.
     browser.go(&format!("{origin}/ui/worklist?priority=stat")).await;
@@ -265,12 +289,18 @@ async fn a_specialist_works_a_referral_in_the_browser() {
         "ECG 2026-11-28 22:49",
         "Claim this referral", // the only actions a requested Task allows
         "Redirect",
+        "Clinical question", // on the first screen
+        "please accept for invasive coronary angiography",
         "Decline",
         "cardiology", // routing rule and queue
     ] {
         assert!(view.contains(expected), "the referral view shows {expected:?}");
     }
     assert!(!view.contains("Submit opinion and complete"), "completing is not offered before a claim");
+    assert!(!view.contains(r#"<option value="sandbox">"#), "the sandbox is no redirect choice");
+    let question_top =
+        browser.script("return document.getElementById('h-question').getBoundingClientRect().top;").await;
+    assert!(question_top.as_f64().unwrap() < 1000.0, "the question is on the first screen: {question_top}");
     let attachment = browser.find_by("partial link text", "View").await;
     let href = browser.attribute(&attachment, "href").await;
     assert!(href.starts_with("/ui/file/DocumentReference/"), "{href}");
@@ -284,7 +314,8 @@ async fn a_specialist_works_a_referral_in_the_browser() {
     browser.click(&document).await;
     browser.press("Send request").await;
     let waiting = browser.wait_for("Your request for information was sent").await;
-    assert!(waiting.contains("Waiting for the partner"), "no action while waiting");
+    assert!(waiting.contains("Waiting for the partner") && waiting.contains("the SLA clock is paused"));
+    assert!(waiting.contains("Release to the queue") && waiting.contains("Decline"), "still possible on hold");
     assert!(waiting.contains("Please send the troponin trend"));
 
     // The partner answers over the API; the Task resumes.
@@ -295,15 +326,43 @@ async fn a_specialist_works_a_referral_in_the_browser() {
     let answer = json!({"resourceType": "Communication", "status": "completed",
         "inResponseTo": [{"reference": format!("Communication/{request}")}],
         "payload": [{"contentString": "Troponin I: 0.9, 1.4 and 1.1 ng/mL at 0, 6 and 12 h."},
-                    {"contentAttachment": {"contentType": "application/pdf", "data": "JVBERi0xLjQK", "title": "Troponin trend"}}]});
+                    {"contentAttachment": {"contentType": "application/pdf", "data": "JVBERi0xLjQK", "title": "Troponin trend"}},
+                    {"contentAttachment": {"contentType": "image/png", "data": PIXEL_PNG, "title": "ECG strip photo"}}]});
     let answered = app.send_as(&partner, Method::POST, "Communication", Some(&answer)).await;
     assert_eq!(answered.status, StatusCode::CREATED, "{}", answered.body);
+
+    // The worklist marks the referral updated until its specialist opens it.
+    browser.go(&format!("{origin}/ui/worklist")).await;
+    let marked = browser.wait_for("referrals, due first").await;
+    assert!(row_of(&marked, &task).contains("Updated: answer received"), "{}", row_of(&marked, &task));
 
     // Back in the browser: the answer is in the conversation; write the opinion with a PDF.
     browser.go(&format!("{origin}/ui/referral/{task}")).await;
     let resumed = browser.wait_for("Answer from the partner").await;
     assert!(resumed.contains("Troponin I: 0.9") && resumed.contains("Troponin trend"));
     assert!(resumed.contains("Submit opinion and complete"));
+    // The partner's photo is shown in the page (it loaded: served as an image to the page).
+    // It loads lazily: scrolled into view, it must arrive.
+    let started = Instant::now();
+    loop {
+        let width = browser
+            .script(
+                "const i = document.querySelector('img.attachment'); i.scrollIntoView();\
+                 return i.complete ? i.naturalWidth : -1;",
+            )
+            .await;
+        if width.as_i64() == Some(1) {
+            break;
+        }
+        assert!(started.elapsed() < PATIENCE && width.as_i64() != Some(0), "the photo is not shown: {width}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    browser.script("window.scrollTo(0, 0); return 0;").await;
+    browser.go(&format!("{origin}/ui/worklist")).await;
+    let seen = browser.wait_for("referrals, due first").await;
+    assert!(!row_of(&seen, &task).contains("Updated:"), "opened by its specialist");
+    browser.go(&format!("{origin}/ui/referral/{task}")).await;
+    browser.wait_for("Answer from the partner").await;
     browser.resize(1400, 3400).await;
     browser.screenshot(&screenshots().join("referral.png")).await;
     browser.resize(1400, 1000).await;
@@ -485,5 +544,127 @@ async fn the_development_login_works_without_tokens() {
     assert_eq!(claimed.status(), StatusCode::SEE_OTHER);
     assert_eq!(claimed.headers()["location"], format!("/ui/referral/{task}?done=claim").as_str());
     assert_eq!(app.get(&format!("Task/{task}")).await.body["owner"]["reference"], "PractitionerRole/dev-1");
+    app.cleanup().await;
+}
+
+/// A one-pixel PNG, as a partner's photo.
+const PIXEL_PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC";
+
+/// A development session (no tokens) of a specialist serving `queues` as `PractitionerRole/dev-1`:
+/// the HTTP client and its cookies.
+async fn dev_session(origin: &str, queues: &[&str]) -> (reqwest::Client, String) {
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let sign_in = http.get(format!("{origin}/ui/sign-in")).send().await.unwrap();
+    let csrf_cookie = sign_in.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let csrf = csrf_cookie.trim_start_matches("rex_csrf=").to_string();
+    let mut pairs =
+        vec![("csrf", csrf.as_str()), ("role", "specialist"), ("practitioner_role", "PractitionerRole/dev-1")];
+    pairs.extend(queues.iter().map(|q| ("queue", *q)));
+    let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish();
+    let signed = http
+        .post(format!("{origin}/ui/dev-sign-in"))
+        .header("cookie", &csrf_cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let jar: Vec<String> = signed
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|c| c.to_str().unwrap().split(';').next().unwrap().to_string())
+        .collect();
+    (http, jar.join("; "))
+}
+
+async fn page(http: &reqwest::Client, session: &str, url: &str) -> String {
+    let reply = http.get(url).header("cookie", session).send().await.unwrap();
+    assert_eq!(reply.status(), StatusCode::OK, "{url}");
+    reply.text().await.unwrap()
+}
+
+/// The worklist row of a Task: from its link to the end of the row.
+fn row_of<'a>(worklist: &'a str, task: &str) -> &'a str {
+    let link = worklist.find(&format!(r#"href="/ui/referral/{task}""#)).unwrap_or_else(|| panic!("{task} listed"));
+    let start = worklist[..link].rfind("<tr").unwrap();
+    let end = link + worklist[link..].find("</tr>").unwrap();
+    &worklist[start..end]
+}
+
+/// Without a browser: the worklist tells second opinions from referrals, shows the clinical
+/// question and marks the partner's answer until the assigned specialist opens the referral; the
+/// referral page shows whole-number results, the question first, the partner's photo inline
+/// (served as stored, `nosniff`, sandboxed) and redirect choices without the sandbox.
+#[tokio::test]
+async fn the_worklist_marks_updates_and_the_referral_page_shows_what_the_partner_sent() {
+    let app = TestApp::sqlite_with_ui(false).await;
+    let origin = app.base.trim_end_matches("/fhir").to_string();
+    let (http, session) = dev_session(&origin, &["cardiology", "oncology"]).await;
+    let worklist = page(&http, &session, &format!("{origin}/ui/worklist")).await;
+    let nstemi = app.search_ids("Task?owner=HealthcareService/cardiology&priority=stat").await[0].clone();
+    let row = row_of(&worklist, &nstemi);
+    assert!(row.contains(r#"<span class="kind kind-referral">Referral</span>"#), "{row}");
+    assert!(
+        row.contains(r#"<div class="question">please accept for invasive coronary angiography within 24 h"#),
+        "{row}"
+    );
+    assert!(!row.contains("<br>"), "a compact row: {row}");
+    assert!(
+        worklist.contains(r#"<span class="kind kind-second-opinion">Second opinion</span>"#),
+        "aortic stenosis, lung"
+    );
+
+    // The partner answers a request for information with a photo: the row is marked.
+    let claim = json!({"resourceType": "Parameters", "parameter": [{"name": "owner", "valueReference": {"reference": "PractitionerRole/dev-1"}}]});
+    assert_eq!(app.post(&format!("Task/{nstemi}/$claim"), &claim).await.status, StatusCode::OK);
+    let ask = json!({"resourceType": "Parameters", "parameter": [{"name": "message", "valueString": "A photo of the rash, please"}]});
+    assert_eq!(app.post(&format!("Task/{nstemi}/$request-information"), &ask).await.status, StatusCode::OK);
+    let on_hold = page(&http, &session, &format!("{origin}/ui/referral/{nstemi}")).await;
+    assert!(on_hold.contains("the SLA clock is paused") && on_hold.contains("Release to the queue"), "actions on hold");
+    assert!(on_hold.contains(r#"<span class="badge sla-paused">Clock paused</span>"#));
+    let request = app.search_ids("Communication?category=information-request").await[0].clone();
+    let answer = json!({"resourceType": "Communication", "status": "completed",
+        "inResponseTo": [{"reference": format!("Communication/{request}")}],
+        "payload": [{"contentString": "Photo attached."},
+                    {"contentAttachment": {"contentType": "image/png", "data": PIXEL_PNG, "title": "Rash on the forearm"}}]});
+    let answered = app.post("Communication", &answer).await;
+    assert_eq!(answered.status, StatusCode::CREATED, "{}", answered.body);
+    let answer_id = answered.body["id"].as_str().unwrap().to_string();
+    let worklist = page(&http, &session, &format!("{origin}/ui/worklist")).await;
+    assert!(row_of(&worklist, &nstemi).contains(r#"<span class="tag updated">Updated: answer received</span>"#));
+
+    // Opened by its specialist: the question first, the photo in the page; the mark is gone.
+    let view = page(&http, &session, &format!("{origin}/ui/referral/{nstemi}")).await;
+    let question = view.find(r#"<h2 id="h-question">Clinical question</h2>"#).expect("the question");
+    assert!(question < view.find(r#"id="h-actions""#).unwrap() && question < view.find(r#"id="h-request""#).unwrap());
+    let src = format!("/ui/file/Communication/{answer_id}/0");
+    assert!(
+        view.contains(&format!(r#"<img class="attachment" src="{src}" alt="Rash on the forearm""#)),
+        "inline photo"
+    );
+    assert!(view.contains(r#"<select id="redirect-queue""#) && !view.contains(r#"<option value="sandbox">"#));
+    assert!(view.contains(r#"<option value="oncology">"#));
+    let worklist = page(&http, &session, &format!("{origin}/ui/worklist")).await;
+    assert!(!row_of(&worklist, &nstemi).contains("Updated:"), "seen by the assigned specialist");
+    let photo = http.get(format!("{origin}{src}")).header("cookie", &session).send().await.unwrap();
+    assert_eq!(photo.status(), StatusCode::OK);
+    assert_eq!(photo.headers()["content-type"], "image/png");
+    assert_eq!(photo.headers()["x-content-type-options"], "nosniff");
+    assert!(photo.headers()["content-security-policy"].to_str().unwrap().contains("sandbox"));
+    use base64::Engine;
+    assert_eq!(
+        photo.bytes().await.unwrap().to_vec(),
+        base64::engine::general_purpose::STANDARD.decode(PIXEL_PNG).unwrap()
+    );
+
+    // Whole-number results (ECOG 1) are shown.
+    let lung = app.search_ids("Task?owner=HealthcareService/oncology&_count=100").await;
+    let mut shown = false;
+    for task in lung {
+        let view = page(&http, &session, &format!("{origin}/ui/referral/{task}")).await;
+        shown |= view.contains("ECOG performance status: 1");
+    }
+    assert!(shown, "the ECOG score of the lung referral is on its page");
     app.cleanup().await;
 }

@@ -15,6 +15,8 @@ backend_tests!(
     forbidden_transitions_are_refused_on_every_path,
     overdue_referrals_are_escalated_once,
     an_answer_by_message_resumes_the_referral,
+    the_sla_clock_pauses_while_the_partner_is_asked,
+    partner_updates_stay_marked_until_the_assigned_specialist_opens_them,
 );
 
 pub(crate) fn parameters(pairs: &[(&str, &str)]) -> Value {
@@ -222,4 +224,130 @@ async fn an_answer_by_message_resumes_the_referral(app: &TestApp) {
     let reply = app.post("$process-message", &message).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     assert_eq!(app.get(&format!("Task/{task}")).await.body["status"], "in-progress");
+}
+
+/// On hold (waiting for the partner) the SLA clock is paused: the Task records when the hold
+/// began, the escalation worker passes it over however late it is, and leaving the hold moves the
+/// due time on by the time held. Release, redirect and decline stay possible on hold.
+async fn the_sla_clock_pauses_while_the_partner_is_asked(app: &TestApp) {
+    use rex_server::interactions::escalation::escalate_overdue;
+    let since_url = "https://rex.example/fhir/StructureDefinition/task-on-hold-since";
+    let due = |task: &Value| {
+        chrono::DateTime::parse_from_rfc3339(task["restriction"]["period"]["end"].as_str().unwrap()).unwrap()
+    };
+    let claim = parameters(&[("owner", "PractitionerRole/dr-lee")]);
+    let ask = parameters(&[("message", "Latest troponin, please")]);
+    let mut held = Vec::new();
+    for number in ["H-1", "H-2", "H-3"] {
+        let task = routed_task(app, number, "stat").await; // due in 4 hours
+        assert_eq!(app.post(&format!("Task/{task}/$claim"), &claim).await.status, StatusCode::OK);
+        let asked = app.post(&format!("Task/{task}/$request-information"), &ask).await;
+        assert_eq!(asked.body["status"], "on-hold", "{}", asked.body);
+        assert!(asked.body["extension"].to_string().contains(since_url), "{}", asked.body);
+        held.push((task, asked.body));
+    }
+    // A day on, nothing on hold is overdue.
+    let tomorrow = chrono::Utc::now() + chrono::Duration::days(1);
+    assert!(escalate_overdue(&app.state, tomorrow).await.unwrap().is_empty());
+    // Release, redirect and decline are allowed on hold; claim and complete are not.
+    let (first, before) = &held[0];
+    let refused = app.post(&format!("Task/{first}/$complete"), &parameters(&[("opinion", "DiagnosticReport/x")])).await;
+    assert_eq!(refused.status, StatusCode::CONFLICT);
+    assert!(refused.body["issue"][0]["diagnostics"].as_str().unwrap().contains("release, redirect, decline"));
+    let released = app.post(&format!("Task/{first}/$release"), &parameters(&[])).await;
+    assert_eq!(released.status, StatusCode::OK, "{}", released.body);
+    assert_eq!(released.body["status"], "requested");
+    assert_eq!(released.body["owner"]["reference"], "HealthcareService/cardiology");
+    assert!(!released.body.to_string().contains(since_url), "the hold is over: {}", released.body);
+    let moved = due(&released.body) - due(before);
+    assert!(moved >= chrono::Duration::zero() && moved < chrono::Duration::minutes(1), "{moved}");
+    let (second, _) = &held[1];
+    let redirect = parameters(&[("queue", "oncology"), ("reason", "Oncology question")]);
+    let redirected = app.post(&format!("Task/{second}/$redirect"), &redirect).await;
+    assert_eq!((redirected.status, redirected.body["status"].as_str()), (StatusCode::OK, Some("requested")));
+    let (third, _) = &held[2];
+    let declined = app.post(&format!("Task/{third}/$decline"), &parameters(&[("reason", "Not for us")])).await;
+    assert_eq!((declined.status, declined.body["status"].as_str()), (StatusCode::OK, Some("rejected")));
+    // The released one runs again: overdue a day on.
+    assert!(escalate_overdue(&app.state, tomorrow).await.unwrap().contains(first));
+    // The partner's late answer leaves it on its queue, and is marked as news on the worklist.
+    let focus = before["focus"]["reference"].as_str().unwrap();
+    let request =
+        app.search_ids(&format!("Communication?category=information-request&based-on={focus}")).await[0].clone();
+    let answer = json!({"resourceType": "Communication", "status": "completed",
+                        "inResponseTo": [{"reference": format!("Communication/{request}")}],
+                        "payload": [{"contentString": "Troponin 0.4"}]});
+    assert_eq!(app.post("Communication", &answer).await.status, StatusCode::CREATED);
+    assert_eq!(app.get(&format!("Task/{first}")).await.body["status"], "requested");
+    let asked = json!({"resourceType": "Parameters", "parameter": [
+        {"name": "task", "valueReference": {"reference": format!("Task/{first}")}}]});
+    let updates = app.post("Task/$partner-updates", &asked).await.body;
+    assert_eq!(updates["parameter"][0]["part"][1]["valueCode"], "information-received", "{updates}");
+}
+
+/// The "updated" marker's state: a partner's answer or amendment is recorded with the Task, and
+/// `Task/$partner-updates` says it is unseen until the Task's assigned specialist `$opened` it.
+async fn partner_updates_stay_marked_until_the_assigned_specialist_opens_them(app: &TestApp) {
+    let task = routed_task(app, "U-1", "urgent").await;
+    let quiet = routed_task(app, "U-2", "urgent").await;
+    let ask_about = json!({"resourceType": "Parameters", "parameter": [
+        {"name": "task", "valueReference": {"reference": format!("Task/{task}")}},
+        {"name": "task", "valueReference": {"reference": format!("Task/{quiet}")}}]});
+    let updates = |reply: &crate::support::Reply| -> Vec<(String, String, bool)> {
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        let parameters = reply.body["parameter"].as_array().cloned().unwrap_or_default();
+        parameters
+            .iter()
+            .map(|update| {
+                let part =
+                    |name: &str| update["part"].as_array().unwrap().iter().find(|p| p["name"] == name).unwrap().clone();
+                (
+                    part("task")["valueReference"]["reference"].as_str().unwrap().to_string(),
+                    part("kind")["valueCode"].as_str().unwrap().to_string(),
+                    part("seen")["valueBoolean"].as_bool().unwrap(),
+                )
+            })
+            .collect()
+    };
+    assert!(updates(&app.post("Task/$partner-updates", &ask_about).await).is_empty(), "nothing changed yet");
+    let claim = parameters(&[("owner", "PractitionerRole/dr-lee")]);
+    assert_eq!(app.post(&format!("Task/{task}/$claim"), &claim).await.status, StatusCode::OK);
+    let ask = parameters(&[("message", "Latest echo, please")]);
+    assert_eq!(app.post(&format!("Task/{task}/$request-information"), &ask).await.status, StatusCode::OK);
+    let requests = app.get("Communication?category=information-request").await.body;
+    let request = requests["entry"][0]["resource"]["id"].as_str().unwrap().to_string();
+    let answer = json!({"resourceType": "Communication", "status": "completed",
+                        "inResponseTo": [{"reference": format!("Communication/{request}")}],
+                        "payload": [{"contentString": "LVEF 35%"}]});
+    assert_eq!(app.post("Communication", &answer).await.status, StatusCode::CREATED);
+    let task_ref = format!("Task/{task}");
+    assert_eq!(
+        updates(&app.post("Task/$partner-updates", &ask_about).await),
+        vec![(task_ref.clone(), "information-received".to_string(), false)]
+    );
+    // Someone else opening it does not count; the assigned specialist does.
+    let opened_by = |who: &str| parameters(&[("reader", who)]);
+    let other = app.post(&format!("Task/{task}/$opened"), &opened_by("PractitionerRole/dr-other")).await;
+    assert_eq!(other.status, StatusCode::OK, "{}", other.body);
+    assert!(!updates(&app.post("Task/$partner-updates", &ask_about).await)[0].2);
+    assert_eq!(
+        app.post(&format!("Task/{task}/$opened"), &opened_by("PractitionerRole/dr-lee")).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        updates(&app.post("Task/$partner-updates", &ask_about).await),
+        vec![(task_ref.clone(), "information-received".to_string(), true)]
+    );
+    // An amended referral is a new change, unseen again.
+    let amended = app.post("", &referral("U-1", "I25.10", "stat", "en", false)).await;
+    assert_eq!(amended.status, StatusCode::OK, "{}", amended.body);
+    assert_eq!(
+        updates(&app.post("Task/$partner-updates", &ask_about).await),
+        vec![(task_ref, "amended".to_string(), false)]
+    );
+    // Who opened what is refused without a PractitionerRole, and on an unknown Task.
+    let nobody = app.post(&format!("Task/{task}/$opened"), &parameters(&[])).await;
+    assert_eq!(nobody.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", nobody.body);
+    let unknown = app.post("Task/no-such-task/$opened", &opened_by("PractitionerRole/dr-lee")).await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND, "{}", unknown.body);
 }

@@ -1,7 +1,14 @@
 //! The referral Task state machine: FHIR Task.status with BSeR business statuses, as one table.
 //! Every write path (the workflow operations, and PUT/PATCH of a Task) goes through it.
+//!
+//! While a Task is `on-hold` it waits for the partner (whatever the reason: an answer to a request
+//! for information, or any other on-hold business status), and its SLA clock is paused: see
+//! [`hold_clock`].
 
-use crate::task::BUSINESS_STATUS_SYSTEM;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{Value, json};
+
+use crate::task::{BUSINESS_STATUS_SYSTEM, extension_url};
 
 /// rex's business statuses that BSeR lacks (information requested from the partner).
 pub const REX_BUSINESS_STATUS_SYSTEM: &str = "https://rex.example/fhir/CodeSystem/task-business-status";
@@ -76,6 +83,11 @@ pub const TRANSITIONS: &[(&str, Action, &str, BusinessStatus)] = &[
     ("in-progress", Action::Decline, "rejected", DECLINED),
     ("in-progress", Action::RequestInformation, "on-hold", INFORMATION_REQUESTED),
     ("on-hold", Action::ReceiveInformation, "in-progress", ACCEPTED),
+    // Waiting for the partner does not lock the specialist out: the referral can still be handed
+    // back, sent elsewhere or declined (the partner's late answer is kept in the conversation).
+    ("on-hold", Action::Release, "requested", CREATED),
+    ("on-hold", Action::Redirect, "requested", CREATED),
+    ("on-hold", Action::Decline, "rejected", DECLINED),
     ("in-progress", Action::Complete, "completed", COMPLETED),
     ("requested", Action::Cancel, "cancelled", CANCELLED),
     ("in-progress", Action::Cancel, "cancelled", CANCELLED),
@@ -129,6 +141,65 @@ fn allowed_statuses(from: &str) -> Vec<&'static str> {
     statuses
 }
 
+/// The Task extension holding when the Task went on hold (a `valueDateTime`), while it is.
+pub const ON_HOLD_SINCE: &str = "task-on-hold-since";
+
+/// The SLA clock of a referral Task changing from status `from` to the status `task` now has.
+/// Programmes measure the time a referral waits for the hospital, not for the partner: entering
+/// `on-hold` records the time in the [`ON_HOLD_SINCE`] extension, and leaving it (to any status)
+/// moves the due time (`restriction.period.end`) later by the time spent on hold and removes the
+/// extension. A Task staying on hold keeps the start of its hold from `current` (a PUT cannot
+/// restart or drop it). It depends on Task.status only, so every reason for a hold pauses the clock.
+pub fn hold_clock(current: &Value, task: &mut Value, now: DateTime<Utc>) {
+    let from = current["status"].as_str().unwrap_or_default();
+    let to = task["status"].as_str().unwrap_or_default().to_string();
+    let since = |t: &Value| hold_start(t).map(str::to_string);
+    match (from == "on-hold", to == "on-hold") {
+        (false, true) => set_hold_start(task, Some(instant(now))),
+        (true, true) => set_hold_start(task, since(current).or_else(|| since(task))),
+        (true, false) => {
+            let started = since(current).and_then(|s| DateTime::parse_from_rfc3339(&s).ok());
+            set_hold_start(task, None);
+            let due = task["restriction"]["period"]["end"].as_str().and_then(|d| DateTime::parse_from_rfc3339(d).ok());
+            if let (Some(started), Some(due)) = (started, due) {
+                let held = now - started.with_timezone(&Utc);
+                if held > chrono::Duration::zero() {
+                    task["restriction"]["period"]["end"] = json!(instant(due.with_timezone(&Utc) + held));
+                }
+            }
+        }
+        (false, false) => {}
+    }
+}
+
+/// When the Task went on hold (its [`ON_HOLD_SINCE`] extension).
+pub fn hold_start(task: &Value) -> Option<&str> {
+    let url = extension_url(ON_HOLD_SINCE);
+    task["extension"].as_array()?.iter().find(|e| e["url"] == url.as_str())?["valueDateTime"].as_str()
+}
+
+fn set_hold_start(task: &mut Value, since: Option<String>) {
+    let url = extension_url(ON_HOLD_SINCE);
+    let mut extensions: Vec<Value> = task["extension"].as_array().cloned().unwrap_or_default();
+    extensions.retain(|e| e["url"] != url.as_str());
+    if let Some(since) = since {
+        extensions.push(json!({"url": url, "valueDateTime": since}));
+    }
+    match task.as_object_mut() {
+        Some(object) if extensions.is_empty() => {
+            object.remove("extension");
+        }
+        Some(object) => {
+            object.insert("extension".into(), Value::Array(extensions));
+        }
+        None => {}
+    }
+}
+
+fn instant(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,6 +225,51 @@ mod tests {
         assert!(check_status_change("requested", "completed").is_err());
         assert!(check_status_change("requested", "in-progress").is_ok());
         assert!(check_status_change("cancelled", "cancelled").is_ok());
+    }
+
+    #[test]
+    fn a_task_on_hold_can_still_be_released_redirected_or_declined() {
+        assert_eq!(allowed_actions("on-hold"), ["receive-information", "release", "redirect", "decline", "cancel"]);
+        assert_eq!(transition("on-hold", Action::Release).unwrap().0, "requested");
+        assert_eq!(transition("on-hold", Action::Decline).unwrap().0, "rejected");
+        assert!(transition("on-hold", Action::Complete).is_err());
+        assert!(transition("on-hold", Action::Claim).is_err());
+    }
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+    }
+
+    fn task(status: &str) -> Value {
+        json!({"resourceType": "Task", "status": status, "restriction": {"period": {"end": "2026-01-02T00:00:00Z"}}})
+    }
+
+    #[test]
+    fn the_clock_pauses_on_hold_and_the_due_time_moves_by_the_time_held() {
+        let mut held = task("on-hold");
+        hold_clock(&task("in-progress"), &mut held, at("2026-01-01T10:00:00Z"));
+        assert_eq!(hold_start(&held), Some("2026-01-01T10:00:00Z"));
+        assert_eq!(held["restriction"]["period"]["end"], "2026-01-02T00:00:00Z");
+        // A PUT keeping the Task on hold cannot restart its hold.
+        let mut put = task("on-hold");
+        hold_clock(&held, &mut put, at("2026-01-01T12:00:00Z"));
+        assert_eq!(hold_start(&put), Some("2026-01-01T10:00:00Z"));
+        // Resumed 26 hours later (after the old due time): due 26 hours later than it was.
+        let mut resumed = held.clone();
+        resumed["status"] = json!("in-progress");
+        hold_clock(&held, &mut resumed, at("2026-01-02T12:00:00Z"));
+        assert_eq!(hold_start(&resumed), None);
+        assert!(resumed.get("extension").is_none());
+        assert_eq!(resumed["restriction"]["period"]["end"], "2026-01-03T02:00:00Z");
+        // Every way out of the hold ends the pause, a release as well as an answer.
+        let mut released = held.clone();
+        released["status"] = json!("requested");
+        hold_clock(&held, &mut released, at("2026-01-01T11:00:00Z"));
+        assert_eq!(released["restriction"]["period"]["end"], "2026-01-02T01:00:00Z");
+        // Other changes leave the clock alone.
+        let mut claimed = task("in-progress");
+        hold_clock(&task("requested"), &mut claimed, at("2026-01-01T11:00:00Z"));
+        assert_eq!(claimed, task("in-progress"));
     }
 
     #[test]

@@ -449,7 +449,13 @@ async fn deliver(
             report.released += 1;
             continue;
         }
-        let outcome = post(client, &state.config.delivery_targets, &item).await;
+        let outcome = post(
+            client,
+            &state.config.delivery_targets,
+            &item,
+            with_absolute_full_urls(&item.payload, &state.config.base_url),
+        )
+        .await;
         let when = micros(now);
         let handshake = item.event_number == 0;
         let max_attempts = if handshake { MAX_HANDSHAKE_ATTEMPTS } else { MAX_ATTEMPTS };
@@ -556,16 +562,35 @@ fn backoff(attempts: i64) -> i64 {
     seconds * 1_000_000
 }
 
+/// The notification Bundle with its entries' `fullUrl`s absolute, as R4 requires of a resource's
+/// URL: `Task/1` becomes `{base}/Task/1`. The outbox row holds the Bundle with server-relative
+/// URLs (it is queued deep inside a write, where the public base URL is unknown); the base URL is
+/// the delivering instance's setting, applied when the Bundle is posted. `urn:uuid:` stays.
+fn with_absolute_full_urls(payload: &str, base: &str) -> String {
+    let Ok(mut bundle) = serde_json::from_str::<Value>(payload) else { return payload.to_string() };
+    for entry in bundle["entry"].as_array_mut().into_iter().flatten() {
+        if let Some(url) = entry["fullUrl"].as_str().filter(|url| !url.contains(':')) {
+            entry["fullUrl"] = json!(format!("{}/{url}", base.trim_end_matches('/')));
+        }
+    }
+    bundle.to_string()
+}
+
 /// POSTs one notification. The endpoint was checked when its Subscription was written; it is
 /// checked again here (an IP address) or by the delivery client's resolver (a name), since what a
 /// name resolves to may change, and headers rex reserves are not sent whatever is stored.
-async fn post(client: &reqwest::Client, targets: &DeliveryTargets, item: &OutboxItem) -> Result<(), String> {
+async fn post(
+    client: &reqwest::Client,
+    targets: &DeliveryTargets,
+    item: &OutboxItem,
+    body: String,
+) -> Result<(), String> {
     targets.check_literal(&item.endpoint)?;
     let mut request = client
         .post(&item.endpoint)
         .timeout(DELIVERY_TIMEOUT)
         .header("content-type", "application/fhir+json")
-        .body(item.payload.clone());
+        .body(body);
     let headers: Vec<String> = serde_json::from_str(&item.headers).unwrap_or_default();
     for header in headers.iter().filter(|header| allowed_header(header)) {
         if let Some((name, value)) = header.split_once(':') {
@@ -731,6 +756,17 @@ mod tests {
         assert!(filter(json!({"criteria": "Patient?name=x"})).is_err());
         assert!(filter_query("status=completed", "t1").is_ok());
         assert!(filter_query("no-such-parameter=1", "t1").is_err());
+    }
+
+    #[test]
+    fn delivered_full_urls_are_absolute() {
+        let task = json!({"resourceType": "Task", "id": "t1"});
+        let bundle = notification("Subscription/s", 3, &task, PayloadContent::FullResource, Utc::now());
+        let sent: Value =
+            serde_json::from_str(&with_absolute_full_urls(&bundle.to_string(), "https://rex.example/fhir/")).unwrap();
+        assert!(sent["entry"][0]["fullUrl"].as_str().unwrap().starts_with("urn:uuid:"));
+        assert_eq!(sent["entry"][1]["fullUrl"], "https://rex.example/fhir/Task/t1");
+        assert_eq!(sent["entry"][1]["request"]["url"], "Task/t1");
     }
 
     #[test]

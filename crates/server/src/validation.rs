@@ -99,6 +99,21 @@ pub fn load_validator(profiles_dir: &Path, packages: &[&Path]) -> Result<Validat
     for folder in &folders {
         definitions.add_folder(folder).map_err(|e| format!("{}: {e}", folder.display()))?;
     }
+    finish_validator(definitions, packages)
+}
+
+/// The validator of [`load_validator`] from conformance resources given as (name, JSON text)
+/// pairs, such as the `profiles/` folder embedded in the `rex` binary.
+pub fn load_validator_from(resources: &[(&str, &str)], packages: &[&Path]) -> Result<Validator, String> {
+    let mut definitions = Definitions::r4_core().map_err(|e| e.to_string())?;
+    for (name, text) in resources {
+        let resource: Value = serde_json::from_str(text).map_err(|e| format!("{name}: {e}"))?;
+        definitions.add_resource(resource);
+    }
+    finish_validator(definitions, packages)
+}
+
+fn finish_validator(mut definitions: Definitions, packages: &[&Path]) -> Result<Validator, String> {
     for package in packages {
         definitions.add_package(package).map_err(|e| format!("{}: {e}", package.display()))?;
     }

@@ -7,6 +7,7 @@
 //! (transaction start, error codes) are matched on [`Backend`].
 
 mod assertions;
+mod attention;
 mod binaries;
 mod deadline;
 mod error;
@@ -32,6 +33,7 @@ use sqlx::{AnyConnection, AnyPool, Transaction};
 
 use group::{Coming, GroupMember, Writer};
 
+pub use attention::TaskAttention;
 pub use error::StoreError;
 pub use outbox::{OutboxCounts, OutboxItem, SubscriptionDelivery};
 pub use read::{HistoryEntry, HistoryPage, HistoryScope};

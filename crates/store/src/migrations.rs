@@ -63,6 +63,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../../migrations/sqlite/0009_date_probe.sql"),
         include_str!("../../../migrations/postgres/0009_date_probe.sql"),
     ),
+    (
+        12,
+        "task attention",
+        include_str!("../../../migrations/sqlite/0012_task_attention.sql"),
+        include_str!("../../../migrations/postgres/0012_task_attention.sql"),
+    ),
 ];
 
 /// Applies pending migrations. On PostgreSQL sqlx takes an advisory lock, so instances starting

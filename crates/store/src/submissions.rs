@@ -144,6 +144,21 @@ impl Store {
             .collect())
     }
 
+    /// Whether `partner` ever sent a submission or a referral to this database.
+    pub async fn knows_partner(&self, partner: &str) -> Result<bool, StoreError> {
+        for table in ["submissions", "referrals"] {
+            let found = sqlx::query(&format!("SELECT 1 FROM {table} WHERE partner = $1 LIMIT 1"))
+                .bind(partner)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|err| StoreError::from_sqlx(err, self.backend))?;
+            if found.is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// The rules a partner's submissions received in `[from, to)` broke most often (errors and
     /// fatal issues), most frequent first, at most `limit`.
     pub async fn failing_rules(

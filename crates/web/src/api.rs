@@ -141,7 +141,7 @@ pub fn parameters(pairs: &[(&str, &str)]) -> Value {
     let parameter: Vec<Value> = pairs
         .iter()
         .map(|(name, value)| {
-            if *name == "owner" || *name == "opinion" {
+            if matches!(*name, "owner" | "opinion" | "reader" | "task") {
                 serde_json::json!({"name": name, "valueReference": {"reference": value}})
             } else {
                 serde_json::json!({"name": name, "valueString": value})

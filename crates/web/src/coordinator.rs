@@ -148,7 +148,8 @@ mod tests {
         let (counts, escalated) = summarise(&tasks, &requests, now);
         assert_eq!(counts.by_queue["cardiology"][&SlaState::Overdue], 1);
         assert_eq!(counts.by_queue["cardiology"][&SlaState::OnTime], 1);
-        assert_eq!(counts.by_queue["oncology"][&SlaState::DueSoon], 1);
+        // On hold, the clock is paused: counted apart, never due soon or overdue.
+        assert_eq!(counts.by_queue["oncology"][&SlaState::Paused], 1);
         assert_eq!(counts.by_queue["oncology"].values().sum::<usize>(), 3);
         // Only flagged open referrals are escalated (6 is overdue but not yet flagged; 4 is closed).
         let ids: Vec<&str> = escalated.iter().map(|e| e.task_id.as_str()).collect();
@@ -157,7 +158,7 @@ mod tests {
         assert_eq!(escalated[0].escalated_at, "2026-01-01T12:05:00Z");
         let queues = [Queue { code: "cardiology".into(), name: "Cardiology".into() }];
         let html = render(&queues, &counts, &escalated, now);
-        assert!(html.contains("<td>1</td><td>0</td><td>1</td><td>2</td>"), "{html}");
+        assert!(html.contains("<td>1</td><td>0</td><td>1</td><td>0</td><td>2</td>"), "{html}");
         assert!(html.contains(r#"<a href="/ui/referral/1">NSTEMI</a>"#));
     }
 }

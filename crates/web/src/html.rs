@@ -119,6 +119,60 @@ pub fn quantity(value: &Value) -> Option<String> {
     Some(format!("{number} {unit}").trim_end().to_string())
 }
 
+/// The `value[x]` of an Observation or of one of its components, whatever its type (R4 allows
+/// Quantity, CodeableConcept, string, boolean, integer, Range, Ratio, SampledData, time, dateTime
+/// and Period); `None` when it has none.
+pub fn observation_value(element: &Value) -> Option<String> {
+    let value = |name: &str| element.get(format!("value{name}")).filter(|v| !v.is_null());
+    if let Some(quantity) = value("Quantity") {
+        return self::quantity(quantity);
+    }
+    if let Some(concept) = value("CodeableConcept") {
+        return Some(self::concept(concept));
+    }
+    if let Some(text) = value("String").and_then(Value::as_str) {
+        return Some(text.to_string());
+    }
+    if let Some(flag) = value("Boolean").and_then(Value::as_bool) {
+        return Some(if flag { "yes" } else { "no" }.to_string());
+    }
+    if let Some(number) = value("Integer").and_then(Value::as_i64) {
+        return Some(number.to_string());
+    }
+    if let Some(range) = value("Range") {
+        let low = self::quantity(&range["low"]).unwrap_or_default();
+        let high = self::quantity(&range["high"]).unwrap_or_default();
+        return Some(match (low.is_empty(), high.is_empty()) {
+            (false, false) => format!("{low} – {high}"),
+            (false, true) => format!("≥ {low}"),
+            (true, false) => format!("≤ {high}"),
+            (true, true) => return None,
+        });
+    }
+    if let Some(ratio) = value("Ratio") {
+        let numerator = self::quantity(&ratio["numerator"])?;
+        let denominator = self::quantity(&ratio["denominator"]).unwrap_or_else(|| "1".into());
+        return Some(format!("{numerator} / {denominator}"));
+    }
+    if let Some(sampled) = value("SampledData") {
+        let count = sampled["data"].as_str().map_or(0, |d| d.split_whitespace().count());
+        let period = sampled["period"].as_f64().map(|p| format!(", every {p} ms")).unwrap_or_default();
+        return Some(format!("sampled data: {count} values{period}"));
+    }
+    if let Some(time) = value("Time").and_then(Value::as_str) {
+        return Some(time.to_string());
+    }
+    if let Some(time) = value("DateTime").and_then(Value::as_str) {
+        return Some(short_time(time));
+    }
+    if let Some(period) = value("Period") {
+        let start = period["start"].as_str().map(short_time).unwrap_or_default();
+        let end = period["end"].as_str().map(short_time).unwrap_or_default();
+        return Some(format!("{start} – {end}").trim_matches([' ', '–']).to_string()).filter(|p| !p.is_empty());
+    }
+    None
+}
+
 /// The first part of an ISO date-time, for tables: `2026-11-29 08:55`.
 pub fn short_time(instant: &str) -> String {
     match chrono::DateTime::parse_from_rfc3339(instant) {
@@ -146,6 +200,40 @@ mod tests {
         assert_eq!(concept(&json!({"text": "Chest pain", "coding": []})), "Chest pain");
         assert_eq!(codings(&json!({"coding": [{"system": "http://snomed.info/sct", "code": "1"}]})), ["SNOMED CT 1"]);
         assert_eq!(concept(&Value::Null), "");
+    }
+
+    #[test]
+    fn every_observation_value_type_is_shown() {
+        let cases = [
+            (json!({"valueQuantity": {"value": 7.5, "unit": "mmol/L"}}), "7.5 mmol/L"),
+            (json!({"valueCodeableConcept": {"coding": [{"code": "260385009", "display": "Negative"}]}}), "Negative"),
+            (json!({"valueString": "sinus rhythm"}), "sinus rhythm"),
+            (json!({"valueBoolean": true}), "yes"),
+            (json!({"valueBoolean": false}), "no"),
+            (json!({"valueInteger": 17}), "17"),
+            (json!({"valueInteger": 0}), "0"),
+            (
+                json!({"valueRange": {"low": {"value": 2, "unit": "cm"}, "high": {"value": 3, "unit": "cm"}}}),
+                "2 cm – 3 cm",
+            ),
+            (json!({"valueRange": {"low": {"value": 2, "unit": "cm"}}}), "≥ 2 cm"),
+            (json!({"valueRatio": {"numerator": {"value": 1}, "denominator": {"value": 128}}}), "1 / 128"),
+            (
+                json!({"valueSampledData": {"origin": {"value": 0}, "period": 10, "dimensions": 1, "data": "1 2 3"}}),
+                "sampled data: 3 values, every 10 ms",
+            ),
+            (json!({"valueTime": "08:30:00"}), "08:30:00"),
+            (json!({"valueDateTime": "2026-03-01T10:00:00Z"}), "2026-03-01 10:00 UTC"),
+            (
+                json!({"valuePeriod": {"start": "2026-03-01T10:00:00Z", "end": "2026-03-02T10:00:00Z"}}),
+                "2026-03-01 10:00 UTC – 2026-03-02 10:00 UTC",
+            ),
+            (json!({"valuePeriod": {"start": "2026-03-01T10:00:00Z"}}), "2026-03-01 10:00 UTC"),
+        ];
+        for (element, shown) in cases {
+            assert_eq!(observation_value(&element).as_deref(), Some(shown), "{element}");
+        }
+        assert_eq!(observation_value(&json!({"code": {"text": "no value"}})), None);
     }
 
     #[test]

@@ -353,9 +353,26 @@ async fn worklist_content(web: &Web, user: &User, filters: worklist::Filters) ->
     let filters = filters.checked(&queues);
     let found = web.api.search(user, &worklist::task_search(user, &queues, &filters)).await?;
     let partners = partners(web, user, found.matches.iter().filter_map(worklist::partner_of)).await?;
+    let updates = unseen_updates(web, user, &found.matches).await?;
     let rows: Vec<worklist::Row> =
-        found.matches.iter().map(|task| worklist::row(task, &found, &partners, now)).collect();
+        found.matches.iter().map(|task| worklist::row(task, &found, &partners, &updates, now)).collect();
     Ok(worklist::render(&queues, &filters, &rows, found.total, found.has_next, user, now))
+}
+
+/// The partner changes of `tasks` their assigned specialists have not opened yet, by Task id.
+async fn unseen_updates(
+    web: &Web,
+    user: &User,
+    tasks: &[Value],
+) -> Result<std::collections::BTreeMap<String, String>, Failure> {
+    let references: Vec<String> =
+        tasks.iter().filter_map(|t| t["id"].as_str()).map(|id| format!("Task/{id}")).collect();
+    if references.is_empty() {
+        return Ok(Default::default());
+    }
+    let pairs: Vec<(&str, &str)> = references.iter().map(|r| ("task", r.as_str())).collect();
+    let answer = web.api.post(user, "Task/$partner-updates", &parameters(&pairs)).await?;
+    Ok(worklist::unseen_updates(&answer))
 }
 
 /// The Organizations of the given partners, in one search.
@@ -454,6 +471,13 @@ async fn referral_page(
 /// The referral page with a message on top (a notice, or the refusal of an action).
 async fn show_referral(web: &Web, session: &Session, id: &str, status: StatusCode, banner: &str) -> Response {
     let loaded = referral::load(&web.api, &session.user, id).await;
+    if loaded.is_ok()
+        && let Some(role) = session.user.practitioner_role.as_deref()
+    {
+        // The worklist's "updated" marker ends once the assigned specialist has seen the page. A
+        // failure to record it must not keep the referral from them: it stays marked, that is all.
+        let _ = web.api.post(&session.user, &format!("Task/{id}/$opened"), &parameters(&[("reader", role)])).await;
+    }
     let queues = web.queues(&session.user).await;
     match (loaded, queues) {
         (Ok(referral), Ok(queues)) => {
@@ -590,8 +614,8 @@ struct FileQuery {
     download: Option<String>,
 }
 
-/// Content types shown in the browser; anything else is only downloaded.
-const INLINE_TYPES: [&str; 5] = ["application/pdf", "image/png", "image/jpeg", "text/plain", "image/gif"];
+/// Content types shown in the browser besides the inline images; anything else is only downloaded.
+const INLINE_DOCUMENT_TYPES: [&str; 2] = ["application/pdf", "text/plain"];
 
 async fn file(
     State(web): State<Web>,
@@ -630,8 +654,9 @@ async fn file(
         .filter(|t| t.bytes().all(|b| b.is_ascii_alphanumeric() || b" /.+-;=".contains(&b)))
         .unwrap_or("application/octet-stream")
         .to_string();
-    let essence = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
-    let inline = query.download.is_none() && INLINE_TYPES.contains(&essence.as_str());
+    let essence = referral::essence(&content_type);
+    let image = referral::INLINE_IMAGE_TYPES.contains(&essence.as_str());
+    let inline = query.download.is_none() && (image || INLINE_DOCUMENT_TYPES.contains(&essence.as_str()));
     let name: String = attachment["title"]
         .as_str()
         .unwrap_or("attachment")
@@ -644,6 +669,13 @@ async fn file(
         if let Ok(value) = HeaderValue::from_str(&value) {
             response.headers_mut().insert(header, value);
         }
+    }
+    if essence != "application/pdf" {
+        // Whatever a partner's file holds, opened on its own it runs nothing (the browser's PDF
+        // viewer needs script, and PDFs are no HTML). `nosniff` is set for every answer.
+        response
+            .headers_mut()
+            .insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; img-src 'self'; sandbox"));
     }
     response
 }

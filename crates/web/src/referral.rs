@@ -9,12 +9,12 @@ use rex_referral::workflow::{Action, transition};
 use serde_json::Value;
 
 use crate::api::{Api, Failure, query};
-use crate::html::{codings, concept, escape, quantity, short_time};
+use crate::html::{codings, concept, escape, observation_value, short_time};
 use crate::session::User;
 use crate::sla::{age, parse_instant, relative, sla_state};
 use crate::worklist::{
-    CONSENT_WITHDRAWN_TAG, Partner, Queue, consent_withdrawn, is_escalated, partner_of, partners_of, queue_of,
-    sla_badge, status_text, task_extension,
+    CONSENT_WITHDRAWN_TAG, Kind, Partner, Queue, clinical_question, consent_withdrawn, is_escalated, partner_of,
+    partners_of, queue_of, sla_badge, status_text, task_extension,
 };
 
 /// Everything the referral page shows.
@@ -202,7 +202,7 @@ pub fn attachments(resource: &Value) -> Vec<&Value> {
 
 /// The actions the page offers: those the state machine allows from the Task's status, that the
 /// user can carry out (a claim needs their PractitionerRole; a specialist works only on referrals
-/// they claimed).
+/// they claimed, also while they wait on hold for the partner).
 pub fn offered(task: &Value, user: &User) -> Vec<Action> {
     let status = task["status"].as_str().unwrap_or_default();
     let owner = task["owner"]["reference"].as_str().unwrap_or_default();
@@ -212,7 +212,7 @@ pub fn offered(task: &Value, user: &User) -> Vec<Action> {
         .filter(|action| transition(status, *action).is_ok())
         .filter(|action| match action {
             Action::Claim => user.practitioner_role.is_some(),
-            _ if status == "in-progress" => claimed_by_user || user.is_coordinator(),
+            _ if status == "in-progress" || status == "on-hold" => claimed_by_user || user.is_coordinator(),
             _ => true,
         })
         .collect()
@@ -245,20 +245,15 @@ pub fn clinical_line(resource: &Value) -> String {
             format!("{}{criticality}{reaction}", concept(&resource["code"]))
         }
         "Observation" => {
-            let value = quantity(&resource["valueQuantity"])
-                .or_else(|| resource["valueString"].as_str().map(String::from))
-                .or_else(|| {
-                    resource["valueCodeableConcept"].is_object().then(|| concept(&resource["valueCodeableConcept"]))
-                })
-                .unwrap_or_else(|| {
-                    let parts: Vec<String> = resource["component"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|c| Some(format!("{} {}", concept(&c["code"]), quantity(&c["valueQuantity"])?)))
-                        .collect();
-                    parts.join(", ")
-                });
+            let value = observation_value(resource).unwrap_or_else(|| {
+                let parts: Vec<String> = resource["component"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|c| Some(format!("{} {}", concept(&c["code"]), observation_value(c)?)))
+                    .collect();
+                parts.join(", ")
+            });
             format!("{}: {value}{}", concept(&resource["code"]), when("effectiveDateTime"))
         }
         "DiagnosticReport" => {
@@ -302,9 +297,18 @@ pub fn render(referral: &Referral, user: &User, queues: &[Queue], csrf: &str, no
     let reason = sr["reasonCode"].get(0).map(concept).filter(|r| !r.is_empty()).unwrap_or_else(|| concept(&sr["code"]));
     let mut html = format!(
         r#"<p><a href="/ui/worklist">← Back to the worklist</a></p>
-<h1>Referral: {reason}</h1>
-<p class="summary">{sla}{escalated}{consent} <span class="priority priority-{priority}">{priority}</span> · {status_text} · due {due} · queue {queue}</p>
+<h1>{kind_label}: {reason}</h1>
+<p class="summary">{kind} {sla}{escalated}{consent} <span class="priority priority-{priority}">{priority}</span> · {status_text} · due {due} · queue {queue}</p>
+{question}"#,
+        kind_label = Kind::of(sr).label(),
+        kind = Kind::of(sr).badge(),
+        question = clinical_question(sr)
+            .map(|q| format!(
+                r#"<section class="question" aria-labelledby="h-question"><h2 id="h-question">Clinical question</h2><p>{}</p></section>
 "#,
+                escape(&q)
+            ))
+            .unwrap_or_default(),
         reason = escape(&reason),
         sla = sla_badge(sla_state(status, authored, due, now)),
         escalated = if is_escalated(task) { r#" <span class="tag escalated">Escalated</span>"# } else { "" },
@@ -368,14 +372,23 @@ fn render_consent(referral: &Referral) -> String {
 
 fn render_actions(task: &Value, user: &User, queues: &[Queue], csrf: &str, id: &str) -> String {
     let actions = offered(task, user);
+    let waiting = if task["status"] == "on-hold" {
+        let since = rex_referral::workflow::hold_start(task).map(short_time).unwrap_or_default();
+        format!(
+            r#"<p class="paused">Waiting for the partner since {}: the SLA clock is paused and the due time moves on by the time waited when the referral resumes.</p>"#,
+            escape(&since)
+        )
+    } else {
+        String::new()
+    };
     if actions.is_empty() {
         let why = match task["status"].as_str() {
-            Some("on-hold") => "Waiting for the partner's answer; no action until it arrives.",
+            Some("on-hold") => "No action available to you while the referral waits for the partner.",
             Some("requested") => "No action available to you on this referral.",
             _ => "This referral is closed.",
         };
         return format!(
-            r#"<section aria-labelledby="h-actions"><h2 id="h-actions">Actions</h2><p>{why}</p></section>"#
+            r#"<section aria-labelledby="h-actions"><h2 id="h-actions">Actions</h2>{waiting}<p>{why}</p></section>"#
         );
     }
     let csrf = format!(r#"<input type="hidden" name="csrf" value="{}">"#, escape(csrf));
@@ -384,17 +397,20 @@ fn render_actions(task: &Value, user: &User, queues: &[Queue], csrf: &str, id: &
             r#"<form class="action" method="post" action="/ui/referral/{id}/{action}">{csrf}{body}<button type="submit">{button}</button></form>"#
         )
     };
-    let mut html =
-        String::from(r#"<section aria-labelledby="h-actions"><h2 id="h-actions">Actions</h2><div class="actions">"#);
+    let mut html = format!(
+        r#"<section aria-labelledby="h-actions"><h2 id="h-actions">Actions</h2>{waiting}<div class="actions">"#
+    );
     let current_queue = queue_of(task).unwrap_or_default();
     for action in actions {
         html.push_str(&match action {
             Action::Claim => form("claim", "", "Claim this referral"),
             Action::Release => form("release", "", "Release to the queue"),
             Action::Redirect => {
+                // Only queues a referral may be sent to: not its own, not the sandbox (test referrals only).
+                let sandbox = rex_referral::task::sandbox_queue().code;
                 let options: String = queues
                     .iter()
-                    .filter(|q| q.code != current_queue)
+                    .filter(|q| q.code != current_queue && q.code != sandbox)
                     .map(|q| format!(r#"<option value="{}">{}</option>"#, escape(&q.code), escape(&q.name)))
                     .collect();
                 form(
@@ -597,7 +613,17 @@ fn render_ips(document: &Value) -> String {
     html
 }
 
-/// Links to view (inline, e.g. PDF) and download each attachment of a resource.
+/// Image types shown inside the referral page (`<img>` from `/ui/file/...`, served with the stored
+/// content type and `nosniff`, so a mislabelled file is no image and never a script).
+pub const INLINE_IMAGE_TYPES: [&str; 4] = ["image/png", "image/jpeg", "image/gif", "image/webp"];
+
+/// An attachment's content type without parameters, lower case.
+pub fn essence(content_type: &str) -> String {
+    content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase()
+}
+
+/// Links to view (inline, e.g. PDF) and download each attachment of a resource; images of the
+/// [`INLINE_IMAGE_TYPES`] are shown in the page too.
 fn attachment_links(resource: &Value) -> String {
     let (Some(resource_type), Some(id)) = (resource["resourceType"].as_str(), resource["id"].as_str()) else {
         return String::new();
@@ -610,8 +636,13 @@ fn attachment_links(resource: &Value) -> String {
             let kind = attachment["contentType"].as_str().unwrap_or("unknown type");
             let size = attachment["size"].as_u64().map(|s| format!(", {} KB", s.div_ceil(1024))).unwrap_or_default();
             let href = format!("/ui/file/{}/{}/{index}", escape(resource_type), escape(id));
+            let image = if INLINE_IMAGE_TYPES.contains(&essence(kind).as_str()) {
+                format!(r#"<br><img class="attachment" src="{href}" alt="{}" loading="lazy">"#, escape(title))
+            } else {
+                String::new()
+            };
             format!(
-                r#"<li>{} <small>({}{size})</small> <a href="{href}" target="_blank" rel="noopener">View<span class="visually-hidden"> {}</span></a> · <a href="{href}?download=1" download>Download<span class="visually-hidden"> {}</span></a></li>"#,
+                r#"<li>{} <small>({}{size})</small> <a href="{href}" target="_blank" rel="noopener">View<span class="visually-hidden"> {}</span></a> · <a href="{href}?download=1" download>Download<span class="visually-hidden"> {}</span></a>{image}</li>"#,
                 escape(title),
                 escape(kind),
                 escape(title),
@@ -815,7 +846,12 @@ mod tests {
             offered(&task("requested", "HealthcareService/x"), &coordinator),
             [Action::Redirect, Action::Decline]
         );
-        assert!(offered(&task("on-hold", "PractitionerRole/dr"), &specialist()).is_empty());
+        // On hold: the owner can still hand it back, send it elsewhere or decline it.
+        assert_eq!(
+            offered(&task("on-hold", "PractitionerRole/dr"), &specialist()),
+            [Action::Release, Action::Redirect, Action::Decline]
+        );
+        assert!(offered(&task("on-hold", "PractitionerRole/other"), &specialist()).is_empty());
         assert!(offered(&task("completed", "PractitionerRole/dr"), &specialist()).is_empty());
     }
 
@@ -831,25 +867,56 @@ mod tests {
             {"code": {"text": "Systolic"}, "valueQuantity": {"value": 150, "unit": "mmHg"}},
             {"code": {"text": "Diastolic"}, "valueQuantity": {"value": 90, "unit": "mmHg"}}]});
         assert_eq!(clinical_line(&blood_pressure), "Blood pressure: Systolic 150 mmHg, Diastolic 90 mmHg");
+        // Whole numbers (scores) are shown, in the Observation and in its components.
+        let ecog = json!({"resourceType": "Observation", "code": {"text": "ECOG performance status"}, "valueInteger": 1,
+            "effectiveDateTime": "2026-11-20"});
+        assert_eq!(clinical_line(&ecog), "ECOG performance status: 1 · 2026-11-20");
+        let pain = json!({"resourceType": "Observation", "code": {"text": "Pain"}, "component": [
+            {"code": {"text": "Rest"}, "valueInteger": 3}, {"code": {"text": "Walking"}, "valueInteger": 8}]});
+        assert_eq!(clinical_line(&pain), "Pain: Rest 3, Walking 8");
     }
 
     #[test]
     fn the_page_escapes_partner_text_and_shows_ips_sections() {
         let referral = Referral {
             task: json!({"id": "t1", "status": "in-progress", "owner": {"reference": "PractitionerRole/dr"}, "focus": {"reference": "ServiceRequest/s"}}),
-            service_request: json!({"id": "s", "reasonCode": [{"text": "<script>alert(1)</script>"}]}),
+            service_request: json!({"id": "s", "reasonCode": [{"text": "<script>alert(1)</script>"}],
+                "category": [{"coding": [{"code": "second-opinion"}]}],
+                "note": [{"text": "Severe aortic stenosis. Clinical question: TAVI or surgery <b>now</b>? Thanks."}]}),
             documents: vec![json!({"resourceType": "Bundle", "type": "document", "entry": [
                 {"fullUrl": "urn:uuid:c", "resource": {"resourceType": "Composition", "title": "IPS",
                     "section": [{"title": "Allergies", "entry": [{"reference": "urn:uuid:a"}]}]}},
                 {"fullUrl": "urn:uuid:a", "resource": {"resourceType": "AllergyIntolerance", "code": {"text": "Penicillin"}}}]})],
             attachments: vec![json!({"resourceType": "DocumentReference", "id": "d1", "description": "ECG",
-                "content": [{"attachment": {"contentType": "application/pdf", "title": "ECG report", "size": 2048}}]})],
+                "content": [{"attachment": {"contentType": "application/pdf", "title": "ECG report", "size": 2048}},
+                            {"attachment": {"contentType": "image/jpeg", "title": "Lesion \"photo\""}},
+                            {"attachment": {"contentType": "image/svg+xml", "title": "Drawing"}}]})],
             ..Referral::default()
         };
-        let html = render(&referral, &specialist(), &[], "csrf-1", Utc::now());
+        let queues = [
+            Queue { code: "cardiology".into(), name: "Cardiology".into() },
+            Queue { code: "oncology".into(), name: "Oncology".into() },
+            Queue { code: "sandbox".into(), name: "Sandbox".into() },
+        ];
+        let html = render(&referral, &specialist(), &queues, "csrf-1", Utc::now());
+        // Redirect offers the queues a referral may go to: not the sandbox, not its own.
+        assert!(html.contains(r#"<option value="oncology">"#) && html.contains(r#"<option value="cardiology">"#));
+        assert!(!html.contains(r#"<option value="sandbox">"#));
         assert!(!html.contains("<script>") && html.contains("&lt;script&gt;"));
+        // The kind and the clinical question come first, before the actions.
+        assert!(html.contains("<h1>Second opinion: &lt;script&gt;"));
+        let question = html
+            .find("<h2 id=\"h-question\">Clinical question</h2><p>TAVI or surgery &lt;b&gt;now&lt;/b&gt;?</p>")
+            .unwrap();
+        assert!(question < html.find("h-actions").unwrap());
         assert!(html.contains("<h4>Allergies</h4><ul><li>Penicillin</li></ul>"));
         assert!(html.contains(r#"href="/ui/file/DocumentReference/d1/0""#));
+        // Photos are shown in the page; other types (SVG can carry script) only as links.
+        assert!(html.contains(r#"<img class="attachment" src="/ui/file/DocumentReference/d1/1" alt="Lesion &quot;photo&quot;" loading="lazy">"#));
+        assert!(
+            !html.contains(r#"src="/ui/file/DocumentReference/d1/2""#)
+                && !html.contains(r#"src="/ui/file/DocumentReference/d1/0""#)
+        );
         assert!(html.contains(r#"action="/ui/referral/t1/opinion" enctype="multipart/form-data""#));
         assert!(html.contains(r#"name="csrf" value="csrf-1""#));
         assert!(!html.contains("Claim this referral"));

@@ -12,11 +12,14 @@ pub enum SlaState {
     OnTime,
     DueSoon,
     Overdue,
+    /// On hold, waiting for the partner: the clock stands still (the due time moves on by the
+    /// time held when the referral resumes).
+    Paused,
 }
 
 impl SlaState {
     /// Every state, in the order the coordinator view counts them.
-    pub const ALL: [SlaState; 3] = [SlaState::OnTime, SlaState::DueSoon, SlaState::Overdue];
+    pub const ALL: [SlaState; 4] = [SlaState::OnTime, SlaState::DueSoon, SlaState::Overdue, SlaState::Paused];
 
     /// The words shown with the colour, so the state never depends on colour alone.
     pub fn label(self) -> &'static str {
@@ -24,6 +27,7 @@ impl SlaState {
             SlaState::OnTime => "On time",
             SlaState::DueSoon => "Due soon",
             SlaState::Overdue => "Overdue",
+            SlaState::Paused => "Clock paused",
         }
     }
 
@@ -33,6 +37,7 @@ impl SlaState {
             SlaState::OnTime => "sla-on-time",
             SlaState::DueSoon => "sla-due-soon",
             SlaState::Overdue => "sla-overdue",
+            SlaState::Paused => "sla-paused",
         }
     }
 }
@@ -42,7 +47,8 @@ pub fn is_open(status: &str) -> bool {
     matches!(status, "requested" | "received" | "accepted" | "ready" | "in-progress" | "on-hold")
 }
 
-/// The SLA state of a referral Task: `None` when it is closed or has no due time. It is due soon
+/// The SLA state of a referral Task: `None` when it is closed or has no due time, paused while it
+/// is on hold (waiting for the partner). It is due soon
 /// when at most a quarter of its window (authored to due) is left, or, without an authored time,
 /// a quarter of a day.
 pub fn sla_state(
@@ -52,6 +58,9 @@ pub fn sla_state(
     now: DateTime<Utc>,
 ) -> Option<SlaState> {
     let due = due.filter(|_| is_open(status))?;
+    if status == "on-hold" {
+        return Some(SlaState::Paused);
+    }
     if now >= due {
         return Some(SlaState::Overdue);
     }
@@ -114,8 +123,10 @@ mod tests {
         assert_eq!(sla_state("in-progress", authored, None, at("2026-01-01T01:00:00Z")), None);
         // Without an authored time, the last quarter of a day is "due soon".
         let due = Some(at("2026-01-01T18:00:00Z"));
-        assert_eq!(sla_state("on-hold", None, due, at("2026-01-01T11:59:59Z")), Some(SlaState::OnTime));
-        assert_eq!(sla_state("on-hold", None, due, at("2026-01-01T12:00:00Z")), Some(SlaState::DueSoon));
+        assert_eq!(sla_state("in-progress", None, due, at("2026-01-01T11:59:59Z")), Some(SlaState::OnTime));
+        assert_eq!(sla_state("in-progress", None, due, at("2026-01-01T12:00:00Z")), Some(SlaState::DueSoon));
+        // On hold the clock is paused, even past the due time.
+        assert_eq!(sla_state("on-hold", None, due, at("2026-01-02T12:00:00Z")), Some(SlaState::Paused));
     }
 
     #[test]

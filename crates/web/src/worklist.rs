@@ -217,6 +217,127 @@ pub fn queue_of(task: &Value) -> Option<&str> {
     })
 }
 
+/// What a referral asks for, told apart at a glance on the worklist and the referral page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Referral,
+    SecondOpinion,
+}
+
+impl Kind {
+    /// A second opinion when a category coding is `second-opinion` (rex's referral category).
+    pub fn of(service_request: &Value) -> Kind {
+        let codes = service_request["category"].as_array().into_iter().flatten();
+        let mut codings = codes.flat_map(|c| c["coding"].as_array().into_iter().flatten());
+        if codings.any(|c| c["code"] == "second-opinion") { Kind::SecondOpinion } else { Kind::Referral }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Kind::Referral => "Referral",
+            Kind::SecondOpinion => "Second opinion",
+        }
+    }
+
+    /// The label as a badge (its words, never colour alone).
+    pub fn badge(self) -> String {
+        let class = match self {
+            Kind::Referral => "kind-referral",
+            Kind::SecondOpinion => "kind-second-opinion",
+        };
+        format!(r#"<span class="kind {class}">{}</span>"#, self.label())
+    }
+}
+
+/// The clinical question of a referral, from its notes: the sentence after "Clinical question:"
+/// when a note has that marker, else the first sentence that asks (a "?", "please", "second
+/// opinion", "evaluate"), else the first note. `None` without notes.
+pub fn clinical_question(service_request: &Value) -> Option<String> {
+    let notes: Vec<&str> = service_request["note"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n["text"].as_str())
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .collect();
+    const MARKER: &str = "clinical question:";
+    for note in &notes {
+        if let Some(at) = note.to_lowercase().find(MARKER)
+            && let Some(rest) = note.get(at + MARKER.len()..)
+        {
+            return sentences(rest.trim()).into_iter().next();
+        }
+    }
+    let asks = |sentence: &&str| {
+        let lower = sentence.to_lowercase();
+        ["?", "please", "second opinion", "evaluate", "advice on"].iter().any(|cue| lower.contains(cue))
+    };
+    notes
+        .iter()
+        .flat_map(|note| sentences(note))
+        .find(|s| asks(&s.as_str()))
+        .or_else(|| notes.first().map(|n| n.to_string()))
+}
+
+/// The sentences of a text: split after ". ", "? " or "! " before a capital letter or digit.
+fn sentences(text: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut start = 0;
+    let chars: Vec<(usize, char)> = text.char_indices().collect();
+    for window in chars.windows(3) {
+        let [(_, end), (_, space), (next_at, next)] = window else { continue };
+        if ".?!".contains(*end) && *space == ' ' && (next.is_uppercase() || next.is_ascii_digit()) {
+            found.push(text[start..*next_at].trim().to_string());
+            start = *next_at;
+        }
+    }
+    found.push(text[start..].trim().to_string());
+    found.retain(|s| !s.is_empty());
+    found
+}
+
+/// `text` on one line of at most `max` characters, cut at a word with "…".
+pub fn one_line(text: &str, max: usize) -> String {
+    let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() <= max {
+        return flat;
+    }
+    let cut: String = flat.chars().take(max).collect();
+    let cut = cut.rsplit_once(' ').map_or(cut.as_str(), |(head, _)| head).trim_end_matches([',', ';', ':', '.']);
+    format!("{cut}…")
+}
+
+/// Words for a kind of partner change (`$partner-updates`).
+pub fn update_text(kind: &str) -> &'static str {
+    match kind {
+        "information-received" => "Updated: answer received",
+        "attachment" => "Updated: new attachment",
+        _ => "Updated: referral amended",
+    }
+}
+
+/// Task ids to the kind of their partner change not yet seen by their assigned specialist, from
+/// the answer of `Task/$partner-updates`.
+pub fn unseen_updates(answer: &Value) -> BTreeMap<String, String> {
+    let mut unseen = BTreeMap::new();
+    for update in answer["parameter"].as_array().into_iter().flatten().filter(|p| p["name"] == "update") {
+        let parts = update["part"].as_array().cloned().unwrap_or_default();
+        let part = |name: &str| parts.iter().find(|p| p["name"] == name).cloned().unwrap_or_default();
+        if part("seen")["valueBoolean"] == true {
+            continue;
+        }
+        let task = part("task")["valueReference"]["reference"]
+            .as_str()
+            .and_then(|r| r.strip_prefix("Task/"))
+            .map(String::from);
+        if let (Some(task), Some(kind)) = (task, part("kind")["valueCode"].as_str()) {
+            unseen.insert(task, kind.to_string());
+        }
+    }
+    unseen
+}
+
 /// One worklist line, computed from the Task and what the search included.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
@@ -229,7 +350,11 @@ pub struct Row {
     pub due: Option<DateTime<Utc>>,
     pub waiting: Option<Duration>,
     pub reason: String,
-    pub specialty: String,
+    pub kind: Kind,
+    /// The clinical question, on one line.
+    pub question: String,
+    /// The partner's change the assigned specialist has not opened yet (`update_text`).
+    pub updated: Option<String>,
     pub age: Option<u32>,
     pub sex: String,
     pub language: String,
@@ -238,8 +363,18 @@ pub struct Row {
     pub queue: String,
 }
 
-/// The row of `task`, its ServiceRequest and Patient looked up among `page`'s resources.
-pub fn row(task: &Value, page: &SearchPage, partners: &BTreeMap<String, Partner>, now: DateTime<Utc>) -> Row {
+/// Characters of the clinical question on a worklist row.
+const QUESTION_CHARS: usize = 110;
+
+/// The row of `task`, its ServiceRequest and Patient looked up among `page`'s resources; `updates`
+/// are the unseen partner changes by Task id.
+pub fn row(
+    task: &Value,
+    page: &SearchPage,
+    partners: &BTreeMap<String, Partner>,
+    updates: &BTreeMap<String, String>,
+    now: DateTime<Utc>,
+) -> Row {
     let status = task["status"].as_str().unwrap_or_default().to_string();
     let authored = task["authoredOn"].as_str().and_then(parse_instant);
     let due = task["restriction"]["period"]["end"].as_str().and_then(parse_instant);
@@ -251,8 +386,10 @@ pub fn row(task: &Value, page: &SearchPage, partners: &BTreeMap<String, Partner>
         .filter(|r| !r.is_empty())
         .unwrap_or_else(|| concept(&service_request["code"]));
     let partner_id = partner_of(task).unwrap_or_default();
+    let task_id = task["id"].as_str().unwrap_or_default().to_string();
     Row {
-        task_id: task["id"].as_str().unwrap_or_default().to_string(),
+        updated: updates.get(&task_id).map(|kind| update_text(kind).to_string()),
+        task_id,
         sla: sla_state(&status, authored, due, now),
         escalated: is_escalated(task),
         consent_withdrawn: consent_withdrawn(task),
@@ -261,7 +398,8 @@ pub fn row(task: &Value, page: &SearchPage, partners: &BTreeMap<String, Partner>
         due,
         waiting: authored.map(|a| now - a),
         reason: if reason.is_empty() { "Referral".into() } else { reason },
-        specialty: concept(&service_request["performerType"]),
+        kind: Kind::of(&service_request),
+        question: clinical_question(&service_request).map(|q| one_line(&q, QUESTION_CHARS)).unwrap_or_default(),
         age: patient["birthDate"].as_str().and_then(|b| age(b, now.date_naive())),
         sex: patient["gender"].as_str().unwrap_or("unknown").to_string(),
         language: task_extension(task, "task-patient-language")
@@ -349,8 +487,8 @@ pub fn render(
     } else {
         html.push_str(
             r#"<table class="worklist" aria-describedby="count">
-<caption>Referrals, sorted by due time</caption>
-<thead><tr><th scope="col">SLA</th><th scope="col">Due</th><th scope="col">Priority</th><th scope="col">Referral</th><th scope="col">Specialty</th><th scope="col">Patient</th><th scope="col">Language</th><th scope="col">Partner</th><th scope="col">Waiting</th><th scope="col">Status</th><th scope="col">Queue</th></tr></thead>
+<caption class="visually-hidden">Referrals, sorted by due time</caption>
+<thead><tr><th scope="col">SLA</th><th scope="col">Due / waiting</th><th scope="col">Priority</th><th scope="col">Referral and clinical question</th><th scope="col">Patient</th><th scope="col">Partner</th><th scope="col">Status / queue</th></tr></thead>
 <tbody>
 "#,
         );
@@ -377,44 +515,67 @@ pub fn render(
     html
 }
 
+/// One row of two lines (the question under the reason, the waiting time under the due time, the
+/// interpreter under the patient, the country under the partner, the queue under the status), so
+/// a screen holds many and 1366 pixels hold every column.
 fn render_row(row: &Row, now: DateTime<Utc>) -> String {
+    let line = |first: String, second: String| {
+        if second.is_empty() { first } else { format!(r#"{first}<div class="second">{second}</div>"#) }
+    };
     let due = row
         .due
-        .map(|d| format!("{}<br><small>{}</small>", escape(&relative(d, now)), short_time(&d.to_rfc3339())))
+        .map(|d| {
+            format!(
+                r#"<time datetime="{}" title="{}">{}</time>"#,
+                d.to_rfc3339(),
+                short_time(&d.to_rfc3339()),
+                escape(&relative(d, now))
+            )
+        })
         .unwrap_or_default();
-    let mut escalated =
-        if row.escalated { r#"<br><span class="tag escalated">Escalated</span>"# } else { "" }.to_string();
+    let waiting = row.waiting.map(|w| format!("waiting {}", duration_text(w))).unwrap_or_default();
+    let mut escalated = if row.escalated { r#"<span class="tag escalated">Escalated</span>"# } else { "" }.to_string();
     if row.consent_withdrawn {
-        escalated.push_str("<br>");
         escalated.push_str(CONSENT_WITHDRAWN_TAG);
     }
     let interpreter = match row.interpreter {
-        Some(true) => r#"<br><span class="tag">Interpreter needed</span>"#,
+        Some(true) => r#"<span class="tag">Interpreter needed</span>"#,
         _ => "",
     };
-    let patient = match row.age {
+    let updated = row
+        .updated
+        .as_deref()
+        .map(|text| format!(r#" <span class="tag updated">{}</span>"#, escape(text)))
+        .unwrap_or_default();
+    let mut patient = match row.age {
         Some(age) => format!("{age} y, {}", row.sex),
         None => row.sex.clone(),
     };
-    let partner = if row.partner.country.is_empty() {
-        escape(&row.partner.name)
+    if !row.language.is_empty() {
+        patient.push_str(&format!(" · {}", row.language));
+    }
+    let reason = format!(
+        r#"<div class="reason">{} <a href="/ui/referral/{}">{}</a>{updated}</div>"#,
+        row.kind.badge(),
+        escape(&row.task_id),
+        escape(&row.reason)
+    );
+    let question = if row.question.is_empty() {
+        String::new()
     } else {
-        format!("{} <small>({})</small>", escape(&row.partner.name), escape(&row.partner.country))
+        format!(r#"<div class="question">{}</div>"#, escape(&row.question))
     };
     format!(
-        r#"<tr class="{row_class}"><td>{sla}{escalated}</td><td>{due}</td><td><span class="priority priority-{priority}">{priority}</span></td><td><a href="/ui/referral/{id}">{reason}</a></td><td>{specialty}</td><td>{patient}</td><td>{language}{interpreter}</td><td>{partner}</td><td>{waiting}</td><td>{status}</td><td>{queue}</td></tr>
+        r#"<tr class="{row_class}"><td>{sla}</td><td>{due}</td><td><span class="priority priority-{priority}">{priority}</span></td><td class="referral">{reason}{question}</td><td>{patient}</td><td class="partner" title="{partner_name}">{partner}</td><td>{status}</td></tr>
 "#,
         row_class = row.sla.map_or("", SlaState::class),
-        sla = sla_badge(row.sla),
+        sla = line(sla_badge(row.sla), escalated),
+        due = line(due, escape(&waiting)),
         priority = escape(&row.priority),
-        id = escape(&row.task_id),
-        reason = escape(&row.reason),
-        specialty = escape(&row.specialty),
-        patient = escape(&patient),
-        language = escape(&row.language),
-        waiting = row.waiting.map(duration_text).unwrap_or_default(),
-        status = escape(status_text(&row.status)),
-        queue = escape(&row.queue),
+        patient = line(escape(&patient), interpreter.to_string()),
+        partner_name = escape(&row.partner.name),
+        partner = line(escape(&row.partner.name), escape(&row.partner.country)),
+        status = line(escape(status_text(&row.status)), escape(&row.queue)),
     )
 }
 
@@ -492,7 +653,8 @@ mod tests {
         };
         let organizations = [json!({"resourceType": "Organization", "name": "Hospital A",
             "identifier": [{"system": rex_referral::PARTNER_SYSTEM, "value": "hospital-a"}], "address": [{"country": "MX"}]})];
-        let row = row(&task, &page, &partners_of(&organizations), now);
+        let updates = BTreeMap::from([("t1".to_string(), "information-received".to_string())]);
+        let row = row(&task, &page, &partners_of(&organizations), &updates, now);
         assert_eq!(row.sla, Some(SlaState::DueSoon));
         assert_eq!((row.age, row.sex.as_str(), row.language.as_str()), (Some(58), "male", "es-MX"));
         assert_eq!(row.interpreter, Some(true));
@@ -506,10 +668,65 @@ mod tests {
         let html = render(&queues(), &Filters::default(), &[row], Some(1), true, &user, now);
         assert!(html.contains(r#"<span class="badge sla-due-soon">Due soon</span>"#));
         assert!(html.contains(r#"<a href="/ui/referral/t1">NSTEMI"#));
-        assert!(html.contains("Interpreter needed") && html.contains("Hospital A <small>(MX)</small>"));
+        assert!(html.contains("Interpreter needed"));
+        assert!(html.contains(r#"Hospital A<div class="second">MX</div>"#), "{html}");
         assert!(html.contains(r#"<span class="tag escalated">Escalated</span>"#));
+        assert!(html.contains(r#"<span class="kind kind-referral">Referral</span> <a href="/ui/referral/t1">"#));
+        assert!(html.contains(r#"Waiting in queue<div class="second">cardiology</div>"#));
+        assert!(html.contains(r#"<span class="tag updated">Updated: answer received</span>"#));
+        assert!(html.contains("58 y, male · es-MX"));
         assert!(html.contains(r#"href="/ui/worklist?page=1" rel="next""#));
         assert!(html.contains(r#"<label for="f-queue">Queue</label>"#));
+    }
+
+    #[test]
+    fn the_clinical_question_is_found_in_the_notes() {
+        let note = |text: &str| json!({"note": [{"text": text}, {"text": "Family travels with him."}]});
+        let marked = note(
+            "58-year-old man, hs-TnI 48 -> 312 ng/L. Clinical question: please accept for invasive angiography within 24 h (very high risk). Contrast allergy.",
+        );
+        assert_eq!(
+            clinical_question(&marked).as_deref(),
+            Some("please accept for invasive angiography within 24 h (very high risk).")
+        );
+        let asking = note(
+            "75-year-old woman with aortic stenosis. STS-PROM 4.1%. The family asks for an independent second opinion: TAVI versus AVR. Arabic interpreter required.",
+        );
+        assert_eq!(
+            clinical_question(&asking).as_deref(),
+            Some("The family asks for an independent second opinion: TAVI versus AVR.")
+        );
+        let plain = note("Knee osteoarthritis, failed physiotherapy.");
+        assert_eq!(clinical_question(&plain).as_deref(), Some("Knee osteoarthritis, failed physiotherapy."));
+        assert_eq!(clinical_question(&json!({})), None);
+        assert_eq!(
+            one_line("Is early   surgery indicated\nfor this VSD?", 100),
+            "Is early surgery indicated for this VSD?"
+        );
+        assert_eq!(one_line("Please evaluate for early surgical closure", 20), "Please evaluate for…");
+    }
+
+    #[test]
+    fn second_opinions_are_told_from_referrals() {
+        let second = json!({"category": [{"coding": [{"system": "https://rex.example/fhir/CodeSystem/referral-category", "code": "second-opinion"}]}]});
+        assert_eq!(Kind::of(&second), Kind::SecondOpinion);
+        assert!(Kind::of(&second).badge().contains("Second opinion"));
+        let referral = json!({"category": [{"coding": [{"system": "http://snomed.info/sct", "code": "3457005"}]}]});
+        assert_eq!(Kind::of(&referral), Kind::Referral);
+    }
+
+    #[test]
+    fn only_unseen_partner_updates_mark_a_row() {
+        let update = |task: &str, kind: &str, seen: bool| {
+            json!({"name": "update", "part": [{"name": "task", "valueReference": {"reference": format!("Task/{task}")}},
+                {"name": "kind", "valueCode": kind}, {"name": "time", "valueInstant": "2026-01-01T00:00:00Z"},
+                {"name": "seen", "valueBoolean": seen}]})
+        };
+        let answer = json!({"resourceType": "Parameters", "parameter": [update("a", "amended", false), update("b", "attachment", true)]});
+        let unseen = unseen_updates(&answer);
+        assert_eq!(unseen.len(), 1);
+        assert_eq!(update_text(&unseen["a"]), "Updated: referral amended");
+        assert_eq!(update_text("attachment"), "Updated: new attachment");
     }
 
     #[test]

@@ -28,8 +28,9 @@ use crate::http::stored_json;
 pub const FLAG_SYSTEM: &str = "https://rex.example/fhir/CodeSystem/task-flag";
 /// The flag of an escalated Task.
 pub const ESCALATED: &str = "escalated";
-/// Task statuses of referrals still waiting for the hospital.
-const OPEN_STATUSES: &[&str] = &["requested", "received", "accepted", "ready", "in-progress", "on-hold"];
+/// Task statuses of referrals waiting for the hospital. Not `on-hold`: a Task on hold waits for the
+/// partner, its SLA clock is paused (its due time moves on when it resumes), so it is never overdue.
+const OPEN_STATUSES: &[&str] = &["requested", "received", "accepted", "ready", "in-progress"];
 /// Tasks examined per run; the next run takes the rest.
 const BATCH: usize = 200;
 
@@ -156,6 +157,7 @@ mod tests {
         assert!(is_overdue(&task("requested", "2026-01-01T00:00:00Z"), now));
         assert!(!is_overdue(&task("requested", "2026-01-03T00:00:00Z"), now));
         assert!(!is_overdue(&task("completed", "2026-01-01T00:00:00Z"), now));
+        assert!(!is_overdue(&task("on-hold", "2026-01-01T00:00:00Z"), now));
         let mut flagged = task("in-progress", "2026-01-01T00:00:00Z");
         mark(&mut flagged, now);
         assert!(!is_overdue(&flagged, now));

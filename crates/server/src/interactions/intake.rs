@@ -286,6 +286,11 @@ async fn run(
     create(tx, "AuditEvent", audit).await?;
     tx.record_amendment(&ReferralRecord { entries: entries_json, ..record }).await?;
     let task = reroute(tx, state, &referral, task, &service_request_ref, now).await?;
+    // The specialist sees the amendment marked on the worklist until they open the referral.
+    let new_attachment =
+        results.iter().filter(|result| result.wrote).filter_map(|result| result.stored.as_ref()).any(is_new_attachment);
+    let kind = if new_attachment { super::attention::ATTACHMENT } else { super::attention::AMENDED };
+    tx.record_partner_update(&task.id, kind, rex_store::now_micros()).await?;
     Ok(Intake { results, task, kind: IntakeKind::Amended })
 }
 
@@ -418,6 +423,11 @@ async fn stored_consent(
         stored.iter().zip(&consents).map(|(s, consent)| (format!("Consent/{}", s.id), consent)).collect();
     let chosen = choose_consent(state, referral, &candidates, "Task.focus", now)?;
     Ok(chosen.map(|position| stored[position].id.clone()))
+}
+
+/// A DocumentReference or Binary in its first version (written by this Bundle: created).
+fn is_new_attachment(stored: &StoredResource) -> bool {
+    matches!(stored.resource_type.as_str(), "DocumentReference" | "Binary") && stored.version_id == 1
 }
 
 /// The current version of `resource_type/id`: the one an entry of this Bundle wrote or read, when

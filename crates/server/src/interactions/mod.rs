@@ -1,5 +1,6 @@
 //! One module per FHIR interaction; each turns HTTP into calls on the store and back.
 
+pub mod attention;
 pub mod capabilities;
 pub mod consent;
 pub mod escalation;

@@ -253,6 +253,13 @@ impl Period {
     }
 }
 
+/// Whether a rule is a follow-on error: a Bundle's slice not found (`required@Bundle.entry:patient`)
+/// is reported because the entry meant to fill it failed its own profile, whose issues are the
+/// cause to fix; fixing them fixes the follow-on. The scorecard ranks causes first.
+pub fn is_follow_on(rule: &str) -> bool {
+    rule.split_once('@').is_some_and(|(_, element)| element.starts_with("Bundle.entry:"))
+}
+
 /// One UTC day of the trend.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Day {
@@ -293,7 +300,11 @@ impl Scorecard {
     /// Reads the scorecard of `partner` over `period` from the database.
     pub async fn read(store: &Store, partner: &str, period: Period, now: i64) -> Result<Scorecard, StoreError> {
         let counts = store.submission_counts(partner, period.from, period.to).await?;
-        let rules = store.failing_rules(partner, period.from, period.to, TOP_RULES).await?;
+        // Twice as many as shown, so root causes ranked below their follow-on errors by count
+        // still make the list once follow-ons move down.
+        let mut rules = store.failing_rules(partner, period.from, period.to, TOP_RULES * 2).await?;
+        rules.sort_by_key(|rule| is_follow_on(&rule.rule));
+        rules.truncate(TOP_RULES);
         let actions = SPECIALIST_ACTIONS.map(Action::name);
         let (referrals, mut delays) =
             store.first_action_delays(partner, period.from, period.to, AUDIT_SYSTEM, &actions).await?;
@@ -545,6 +556,14 @@ fn scorecard_partner(state: &AppState, caller: &Caller, asked: Option<&str>) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slices_not_found_are_follow_on_errors() {
+        assert!(is_follow_on("required@Bundle.entry:patient"));
+        assert!(!is_follow_on("required@Patient.gender"));
+        assert!(!is_follow_on("rex-sr-1"));
+        assert!(!is_follow_on("required@Bundle.entry"));
+    }
 
     fn bundle() -> Value {
         json!({"resourceType": "Bundle", "type": "transaction", "entry": [

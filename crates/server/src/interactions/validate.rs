@@ -12,7 +12,7 @@ use rex_fhir::{Issue, IssueCode};
 use serde_json::Value;
 
 use super::write::known_type;
-use super::{query_pairs, workflow};
+use super::{attention, query_pairs, workflow};
 use crate::AppState;
 use crate::access::Caller;
 use crate::error::ApiError;
@@ -45,6 +45,9 @@ pub async fn type_operation(
         "$claim-next" if resource_type == "Task" => {
             workflow::claim_next(&state, &caller, workflow_arguments(&state, &headers, body).await?).await
         }
+        "$partner-updates" if resource_type == "Task" => {
+            attention::partner_updates(&state, &caller, parameters_body(&state, &headers, body).await?).await
+        }
         other => Err(unknown_operation(other)),
     }
 }
@@ -61,6 +64,9 @@ pub async fn instance_operation(
     known_type(&resource_type)?;
     match (operation.as_str(), workflow::action(&operation)) {
         ("$validate", _) => run(&state, &caller, Some(&resource_type), Some(&id), query, &headers, body).await,
+        ("$opened", _) if resource_type == "Task" => {
+            attention::opened(&state, &caller, &id, parameters_body(&state, &headers, body).await?).await
+        }
         (_, Some(action)) if resource_type == "Task" => {
             workflow::operate(&state, &caller, &id, action, workflow_arguments(&state, &headers, body).await?).await
         }
@@ -74,18 +80,24 @@ async fn workflow_arguments(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<workflow::Arguments, ApiError> {
+    let parameters = parameters_body(state, headers, body).await?;
+    Ok(parameters.map(|p| workflow::Arguments::from_parameters(&p)).unwrap_or_default())
+}
+
+/// The Parameters body of a Task operation; `None` for an empty body.
+async fn parameters_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Option<Value>, ApiError> {
     let bytes = read_body(body, state.config.limits).await?;
     if bytes.is_empty() {
-        return Ok(workflow::Arguments::default());
+        return Ok(None);
     }
     if body_kind(headers)? != BodyKind::FhirJson {
-        return Err(ApiError::unsupported_media("Workflow operations take a FHIR JSON Parameters resource"));
+        return Err(ApiError::unsupported_media("Task operations take a FHIR JSON Parameters resource"));
     }
     let parameters = parse_json(bytes, state.config.limits).await?;
     if parameters["resourceType"] != "Parameters" {
-        return Err(ApiError::bad_request("Workflow operations take a Parameters resource"));
+        return Err(ApiError::bad_request("Task operations take a Parameters resource"));
     }
-    Ok(workflow::Arguments::from_parameters(&parameters))
+    Ok(Some(parameters))
 }
 
 fn unknown_operation(operation: &str) -> ApiError {

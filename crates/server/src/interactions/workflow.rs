@@ -525,16 +525,23 @@ async fn answered_referral(
     Ok(Some((focus.to_string(), owner(&request).map(str::to_string))))
 }
 
-/// Resumes the referral Tasks about `focus` that wait, on hold, for an answer; the AuditEvent
-/// names `caller`, who answered (its right to answer was checked by [`answered_referral`]).
+/// Resumes the referral Tasks about `focus` that wait, on hold, for an answer, and marks the open
+/// ones updated by the partner for their specialist; the AuditEvent names `caller`, who answered
+/// (its right to answer was checked by [`answered_referral`]).
 async fn resume(tx: &mut Tx, state: &AppState, caller: &Caller, focus: &str) -> Result<(), ApiError> {
     let pairs = [("focus".to_string(), focus.to_string())];
     let query = SearchQuery::parse(SearchRegistry::r4(), "Task", &pairs, rex_fhir::query::Handling::Strict)
         .map_err(|issues| ApiError::new(StatusCode::BAD_REQUEST, issues))?;
     for task in tx.search(&query).await?.matches {
         let Some(task) = tx.read_for_update("Task", &task.id).await? else { continue };
-        if stored_json(&task)?["status"] == "on-hold" {
+        let id = task.id.clone();
+        let status = stored_json(&task)?["status"].as_str().unwrap_or_default().to_string();
+        if status == "on-hold" {
             apply(tx, state, caller, task, Action::ReceiveInformation, &Arguments::default()).await?;
+        }
+        // A late answer (the referral was released or redirected meanwhile) is news all the same.
+        if matches!(status.as_str(), "on-hold" | "requested" | "in-progress") {
+            tx.record_partner_update(&id, super::attention::INFORMATION_RECEIVED, rex_store::now_micros()).await?;
         }
     }
     Ok(())

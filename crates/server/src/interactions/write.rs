@@ -327,7 +327,7 @@ async fn write(
                 crate::notifications::accept_subscription(&mut resource, current.as_ref())?;
             }
             if resource_type == "Task" {
-                check_task_status_change(tx, &id, &resource).await?;
+                task_status_change(tx, &id, &mut resource).await?;
             }
             let (stored, change) = tx.update(resource_type, &id, resource, if_match).await?;
             Ok(match change {
@@ -483,8 +483,9 @@ pub fn apply_patch(resource_type: &str, current: &StoredResource, patch: &Value)
     Ok(resource)
 }
 
-/// A referral Task's status changes only along the workflow table, whatever the write path.
-async fn check_task_status_change(tx: &mut Tx, id: &str, new: &Value) -> Result<(), ApiError> {
+/// A referral Task's status changes only along the workflow table, whatever the write path, and
+/// its SLA clock pauses while it is on hold (`rex_referral::workflow::hold_clock`).
+async fn task_status_change(tx: &mut Tx, id: &str, new: &mut Value) -> Result<(), ApiError> {
     let Some(current) = tx.read("Task", id).await?.filter(|t| !t.deleted) else { return Ok(()) };
     let current = crate::http::stored_json(&current)?;
     let routed =
@@ -496,6 +497,7 @@ async fn check_task_status_change(tx: &mut Tx, id: &str, new: &Value) -> Result<
         rex_referral::workflow::check_status_change(from, to).map_err(|err| {
             ApiError::one(StatusCode::CONFLICT, IssueCode::BusinessRule, err.to_string()).at("Task.status")
         })?;
+        rex_referral::workflow::hold_clock(&current, new, chrono::Utc::now());
     }
     Ok(())
 }
