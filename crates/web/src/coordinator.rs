@@ -10,7 +10,9 @@ use serde_json::Value;
 use crate::html::short_time;
 use crate::html::{concept, escape};
 use crate::sla::{SlaState, parse_instant, relative, sla_state};
-use crate::worklist::{Queue, is_escalated, queue_of, status_text, task_extension};
+use crate::worklist::{
+    CONSENT_WITHDRAWN_TAG, Queue, consent_withdrawn, is_escalated, queue_of, status_text, task_extension,
+};
 
 /// Open referrals per queue and SLA state.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -19,7 +21,7 @@ pub struct Counts {
 }
 
 /// An escalated open referral.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Escalated {
     pub task_id: String,
     pub queue: String,
@@ -31,11 +33,20 @@ pub struct Escalated {
     pub reason: String,
 }
 
-/// Counts the open Tasks by queue and SLA state, and lists the escalated ones, earliest due first.
+/// The open referrals flagged to the coordinator, each earliest due first.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Flagged {
+    /// Past their due time.
+    pub escalated: Vec<Escalated>,
+    /// Their consent to share was withdrawn or has expired (`escalated_at` is empty).
+    pub consent_withdrawn: Vec<Escalated>,
+}
+
+/// Counts the open Tasks by queue and SLA state, and lists the flagged ones, earliest due first.
 /// `requests` are the Tasks' ServiceRequests (for the reason shown).
-pub fn summarise(tasks: &[Value], requests: &[Value], now: DateTime<Utc>) -> (Counts, Vec<Escalated>) {
+pub fn summarise(tasks: &[Value], requests: &[Value], now: DateTime<Utc>) -> (Counts, Flagged) {
     let mut counts = Counts::default();
-    let mut escalated = Vec::new();
+    let mut flagged = Flagged::default();
     for task in tasks {
         let status = task["status"].as_str().unwrap_or_default();
         let due = task["restriction"]["period"]["end"].as_str().and_then(parse_instant);
@@ -43,30 +54,38 @@ pub fn summarise(tasks: &[Value], requests: &[Value], now: DateTime<Utc>) -> (Co
         let Some(state) = sla_state(status, authored, due, now) else { continue };
         let queue = queue_of(task).unwrap_or("unknown").to_string();
         *counts.by_queue.entry(queue.clone()).or_default().entry(state).or_default() += 1;
-        if is_escalated(task) {
-            let focus = task["focus"]["reference"].as_str().unwrap_or_default();
-            let request =
-                requests.iter().find(|r| format!("ServiceRequest/{}", r["id"].as_str().unwrap_or("-")) == focus);
-            escalated.push(Escalated {
-                task_id: task["id"].as_str().unwrap_or_default().to_string(),
-                queue,
-                priority: task["priority"].as_str().unwrap_or("routine").to_string(),
-                status: status.to_string(),
-                due,
-                escalated_at: task_extension(task, "task-escalated")
-                    .and_then(|e| e["valueDateTime"].as_str())
-                    .unwrap_or_default()
-                    .to_string(),
-                reason: request.map(|r| concept(&r["reasonCode"][0])).unwrap_or_default(),
-            });
+        let focus = task["focus"]["reference"].as_str().unwrap_or_default();
+        let request = requests.iter().find(|r| format!("ServiceRequest/{}", r["id"].as_str().unwrap_or("-")) == focus);
+        let item = Escalated {
+            task_id: task["id"].as_str().unwrap_or_default().to_string(),
+            queue,
+            priority: task["priority"].as_str().unwrap_or("routine").to_string(),
+            status: status.to_string(),
+            due,
+            escalated_at: task_extension(task, "task-escalated")
+                .and_then(|e| e["valueDateTime"].as_str())
+                .unwrap_or_default()
+                .to_string(),
+            reason: request.map(|r| concept(&r["reasonCode"][0])).unwrap_or_default(),
+        };
+        match (is_escalated(task), consent_withdrawn(task)) {
+            (true, true) => {
+                flagged.consent_withdrawn.push(Escalated { escalated_at: String::new(), ..item.clone() });
+                flagged.escalated.push(item);
+            }
+            (true, false) => flagged.escalated.push(item),
+            (false, true) => flagged.consent_withdrawn.push(Escalated { escalated_at: String::new(), ..item }),
+            (false, false) => {}
         }
     }
-    escalated.sort_by_key(|e| e.due);
-    (counts, escalated)
+    flagged.escalated.sort_by_key(|e| e.due);
+    flagged.consent_withdrawn.sort_by_key(|e| e.due);
+    (counts, flagged)
 }
 
 /// The page content.
-pub fn render(queues: &[Queue], counts: &Counts, escalated: &[Escalated], now: DateTime<Utc>) -> String {
+pub fn render(queues: &[Queue], counts: &Counts, flagged: &Flagged, now: DateTime<Utc>) -> String {
+    let escalated = &flagged.escalated;
     let mut html = String::from(
         r#"<h1>Coordinator view</h1>
 <table class="counts"><caption>Open referrals per queue by SLA state</caption>
@@ -93,7 +112,9 @@ pub fn render(queues: &[Queue], counts: &Counts, escalated: &[Escalated], now: D
         }
         html.push_str(&format!("<td>{}</td></tr>", counted.values().sum::<usize>()));
     }
-    html.push_str("</tbody></table>\n<h2 id=\"h-escalated\">Escalated referrals</h2>");
+    html.push_str("</tbody></table>\n");
+    html.push_str(&render_consent_withdrawn(&flagged.consent_withdrawn, now));
+    html.push_str("<h2 id=\"h-escalated\">Escalated referrals</h2>");
     if escalated.is_empty() {
         html.push_str("<p>None: no open referral has been escalated.</p>");
         return html;
@@ -106,6 +127,30 @@ pub fn render(queues: &[Queue], counts: &Counts, escalated: &[Escalated], now: D
             r#"<tr class="sla-overdue"><td><span class="tag escalated">Escalated</span> {}</td><td>{}</td><td><a href="/ui/referral/{}">{}</a></td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
             item.due.map(|d| relative(d, now)).unwrap_or_default(),
             escape(&short_time(&item.escalated_at)),
+            escape(&item.task_id),
+            escape(if item.reason.is_empty() { "Referral" } else { &item.reason }),
+            escape(&item.priority),
+            escape(&item.queue),
+            escape(status_text(&item.status)),
+        ));
+    }
+    html.push_str("</tbody></table>\n");
+    html
+}
+
+/// The open referrals whose consent to share was withdrawn or has expired: the coordinator
+/// decides whether they go on.
+fn render_consent_withdrawn(items: &[Escalated], now: DateTime<Utc>) -> String {
+    if items.is_empty() {
+        return String::new();
+    }
+    let mut html = String::from(
+        r#"<h2 id="h-consent">Consent withdrawn</h2><table class="worklist" aria-labelledby="h-consent"><thead><tr><th scope="col">Due</th><th scope="col">Referral</th><th scope="col">Priority</th><th scope="col">Queue</th><th scope="col">Status</th></tr></thead><tbody>"#,
+    );
+    for item in items {
+        html.push_str(&format!(
+            r#"<tr><td>{CONSENT_WITHDRAWN_TAG} {}</td><td><a href="/ui/referral/{}">{}</a></td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
+            item.due.map(|d| relative(d, now)).unwrap_or_default(),
             escape(&item.task_id),
             escape(if item.reason.is_empty() { "Referral" } else { &item.reason }),
             escape(&item.priority),
@@ -130,6 +175,10 @@ mod tests {
                    "authoredOn": "2026-01-01T00:00:00Z", "restriction": {"period": {"end": due}},
                    "focus": {"reference": format!("ServiceRequest/s{id}")}})
         };
+        let without_consent = |mut task: Value| {
+            task["meta"] = json!({"tag": [{"system": crate::worklist::FLAG_SYSTEM, "code": "consent-withdrawn"}]});
+            task
+        };
         let escalate = |mut task: Value| {
             task["meta"] = json!({"tag": [{"system": crate::worklist::FLAG_SYSTEM, "code": "escalated"}]});
             task["extension"] = json!([{"url": rex_referral::task::extension_url("task-escalated"),
@@ -143,9 +192,11 @@ mod tests {
             escalate(task("4", "oncology", "completed", "2026-01-01T01:00:00Z")),
             escalate(task("5", "oncology", "requested", "2026-01-01T23:00:00Z")),
             task("6", "oncology", "requested", "2026-01-01T22:00:00Z"),
+            without_consent(task("7", "dermatology", "requested", "2026-01-09T00:00:00Z")),
         ];
         let requests = [json!({"id": "s1", "reasonCode": [{"text": "NSTEMI"}]})];
-        let (counts, escalated) = summarise(&tasks, &requests, now);
+        let (counts, flagged) = summarise(&tasks, &requests, now);
+        let escalated = &flagged.escalated;
         assert_eq!(counts.by_queue["cardiology"][&SlaState::Overdue], 1);
         assert_eq!(counts.by_queue["cardiology"][&SlaState::OnTime], 1);
         // On hold, the clock is paused: counted apart, never due soon or overdue.
@@ -157,8 +208,14 @@ mod tests {
         assert_eq!(escalated[0].reason, "NSTEMI");
         assert_eq!(escalated[0].escalated_at, "2026-01-01T12:05:00Z");
         let queues = [Queue { code: "cardiology".into(), name: "Cardiology".into() }];
-        let html = render(&queues, &counts, &escalated, now);
+        let html = render(&queues, &counts, &flagged, now);
         assert!(html.contains("<td>1</td><td>0</td><td>1</td><td>0</td><td>2</td>"), "{html}");
         assert!(html.contains(r#"<a href="/ui/referral/1">NSTEMI</a>"#));
+        // A referral whose consent was withdrawn is listed on its own.
+        let ids: Vec<&str> = flagged.consent_withdrawn.iter().map(|e| e.task_id.as_str()).collect();
+        assert_eq!(ids, ["7"]);
+        assert!(
+            html.contains(r#"<h2 id="h-consent">Consent withdrawn</h2>"#) && html.contains(r#"href="/ui/referral/7""#)
+        );
     }
 }

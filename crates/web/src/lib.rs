@@ -432,8 +432,8 @@ async fn coordinator_content(web: &Web, user: &User) -> Result<String, Failure> 
             break;
         }
     }
-    let (counts, escalated) = coordinator::summarise(&tasks, &requests, Utc::now());
-    Ok(coordinator::render(&queues, &counts, &escalated, Utc::now()))
+    let (counts, flagged) = coordinator::summarise(&tasks, &requests, Utc::now());
+    Ok(coordinator::render(&queues, &counts, &flagged, Utc::now()))
 }
 
 #[derive(Deserialize)]

@@ -635,7 +635,8 @@ mod tests {
     fn rows_combine_task_patient_request_and_partner() {
         let now = parse_instant("2026-03-14T12:00:00Z").unwrap();
         let task = json!({"resourceType": "Task", "id": "t1", "status": "requested", "priority": "stat",
-            "meta": {"tag": [{"system": PARTNER_TAG_SYSTEM, "code": "hospital-a"}, {"system": FLAG_SYSTEM, "code": "escalated"}]},
+            "meta": {"tag": [{"system": PARTNER_TAG_SYSTEM, "code": "hospital-a"}, {"system": FLAG_SYSTEM, "code": "escalated"},
+                             {"system": FLAG_SYSTEM, "code": "consent-withdrawn"}]},
             "extension": [{"url": extension_url("task-patient-language"), "valueCode": "es-MX"},
                           {"url": extension_url("task-interpreter-required"), "valueBoolean": true}],
             "focus": {"reference": "ServiceRequest/s1"}, "for": {"reference": "Patient/p1"},
@@ -658,7 +659,7 @@ mod tests {
         assert_eq!(row.sla, Some(SlaState::DueSoon));
         assert_eq!((row.age, row.sex.as_str(), row.language.as_str()), (Some(58), "male", "es-MX"));
         assert_eq!(row.interpreter, Some(true));
-        assert!(row.escalated);
+        assert!(row.escalated && row.consent_withdrawn);
         assert_eq!(row.partner, Partner { name: "Hospital A".into(), country: "MX".into() });
         assert_eq!(row.waiting, Some(Duration::hours(3)));
         assert!(row.reason.starts_with("NSTEMI"));
@@ -675,6 +676,7 @@ mod tests {
         assert!(html.contains(r#"Waiting in queue<div class="second">cardiology</div>"#));
         assert!(html.contains(r#"<span class="tag updated">Updated: answer received</span>"#));
         assert!(html.contains("58 y, male · es-MX"));
+        assert!(html.contains(CONSENT_WITHDRAWN_TAG));
         assert!(html.contains(r#"href="/ui/worklist?page=1" rel="next""#));
         assert!(html.contains(r#"<label for="f-queue">Queue</label>"#));
     }
