@@ -44,6 +44,9 @@ pub struct Partner {
     pub notification_payload: String,
     pub sandbox: bool,
     pub rate_limit_per_minute: Option<u32>,
+    /// The partner's IANA time zone: consult times it is offered and booked carry its offset
+    /// (UTC when not configured).
+    pub timezone: Option<chrono_tz::Tz>,
 }
 
 /// The configured partners, looked up by id or by client-certificate fingerprint.
@@ -227,6 +230,7 @@ struct RawPartner {
     #[serde(default)]
     sandbox: bool,
     rate_limit_per_minute: Option<u32>,
+    timezone: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -401,6 +405,17 @@ fn validate_partner(
     if raw.rate_limit_per_minute == Some(0) {
         problem("rate_limit_per_minute", "must be at least 1 (omit it for no per-partner limit)".into());
     }
+    let timezone = match raw.timezone.as_deref().map(str::parse::<chrono_tz::Tz>) {
+        None => None,
+        Some(Ok(zone)) => Some(zone),
+        Some(Err(_)) => {
+            problem(
+                "timezone",
+                "must be an IANA time zone name, e.g. \"America/Mexico_City\" or \"Asia/Dubai\"".into(),
+            );
+            None
+        }
+    };
     if problems.len() != before {
         return None;
     }
@@ -416,6 +431,7 @@ fn validate_partner(
         notification_payload,
         sandbox: raw.sandbox,
         rate_limit_per_minute: raw.rate_limit_per_minute,
+        timezone,
     })
 }
 
@@ -495,6 +511,7 @@ client_cert_sha256 = "{fp}"
 profiles = ["http://example.org/StructureDefinition/a-referral"]
 notification_endpoint = "https://a.example/fhir/notify"
 rate_limit_per_minute = 120
+timezone = "Asia/Dubai"
 
 [[partner]]
 id = "hospital-b"
@@ -533,6 +550,7 @@ notification_payload = "id-only"
         let b = config.partners.get("hospital-b").unwrap();
         assert!(b.sandbox && b.keys.select(Some("b1")).is_some());
         assert_eq!((a.notification_payload.as_str(), b.notification_payload.as_str()), ("full-resource", "id-only"));
+        assert_eq!((a.timezone, b.timezone), (Some(chrono_tz::Asia::Dubai), None));
         let oidc = config.oidc.unwrap();
         assert_eq!(oidc.claims.role, "realm_access.roles");
         assert_eq!(oidc.claims.queues, "rex_queues", "default claim name");
@@ -605,6 +623,7 @@ profiles = ["not a url"]
 notification_endpoint = "http://insecure.example"
 notification_payload = "everything"
 rate_limit_per_minute = 0
+timezone = "Gulf/Standard"
 
 [[partner]]
 name = "No id"
@@ -634,6 +653,7 @@ admin = "specialist"
             "partner \"bad\", field `notification_endpoint`: must be an https:// URL",
             "partner \"bad\", field `notification_payload`: must be full-resource, id-only or empty",
             "partner \"bad\", field `rate_limit_per_minute`: must be at least 1",
+            "partner \"bad\", field `timezone`: must be an IANA time zone name",
             "partner #4, field `id`: is required",
             "partner #4, field `jwks_file`: cannot read /nonexistent/missing.json",
             "partner #4, field `scopes`: must list at least one scope",

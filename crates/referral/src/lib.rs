@@ -4,6 +4,7 @@
 
 pub mod referral;
 pub mod routing;
+pub mod scheduling;
 pub mod task;
 pub mod workflow;
 
