@@ -54,6 +54,9 @@ pub struct Config {
     pub limits: BodyLimits,
     /// How many large JSON bodies are worked on at once.
     pub large_bodies: LargeBodies,
+    /// The video link of a booked consult: `{room}` becomes a fresh unguessable id, `{appointment}`
+    /// the Appointment id (`--video-link-template`).
+    pub video_link_template: String,
 }
 
 impl Config {
@@ -63,6 +66,7 @@ impl Config {
             base_url: format!("http://{addr}/fhir"),
             limits: BodyLimits { max_bytes: DEFAULT_MAX_BODY_BYTES, max_depth: rex_fhir::json::DEFAULT_MAX_DEPTH },
             large_bodies: LargeBodies::new(http::DEFAULT_LARGE_BODY_BYTES, http::DEFAULT_LARGE_BODY_SLOTS),
+            video_link_template: interactions::consult::DEFAULT_VIDEO_LINK_TEMPLATE.to_string(),
         }
     }
 }

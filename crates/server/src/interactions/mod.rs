@@ -1,11 +1,15 @@
 //! One module per FHIR interaction; each turns HTTP into calls on the store and back.
 
+pub mod availability;
 pub mod capabilities;
+pub mod consult;
 pub mod escalation;
 pub mod history;
 pub mod intake;
 pub mod message;
+mod parameters;
 pub mod read;
+pub mod reminders;
 pub mod rest_write;
 pub mod sandbox;
 pub mod scorecard;

@@ -1,6 +1,7 @@
 //! FHIR operations. `$validate` at `/fhir/$validate`, `/fhir/{type}/$validate` and `/fhir/{type}/{id}/$validate`:
 //! the same validator that guards every write, answering 200 with the OperationOutcome unless the
-//! request itself is malformed. The Task workflow operations are dispatched from here to `workflow`.
+//! request itself is malformed. The Task workflow operations are dispatched from here to `workflow`,
+//! the scheduling operations to `availability` and `consult`.
 
 use axum::Extension;
 use axum::body::Body;
@@ -12,7 +13,7 @@ use rex_fhir::{Issue, IssueCode};
 use serde_json::Value;
 
 use super::write::known_type;
-use super::{query_pairs, workflow};
+use super::{availability, consult, query_pairs, workflow};
 use crate::AppState;
 use crate::access::Caller;
 use crate::error::ApiError;
@@ -45,6 +46,12 @@ pub async fn type_operation(
         "$claim-next" if resource_type == "Task" => {
             workflow::claim_next(&state, &caller, workflow_arguments(&state, &headers, body).await?).await
         }
+        "$find" if resource_type == "Appointment" => {
+            consult::find(&state, &caller, &parameters_body(&state, &headers, body).await?).await
+        }
+        "$book" if resource_type == "Appointment" => {
+            consult::book(&state, &caller, &parameters_body(&state, &headers, body).await?).await
+        }
         other => Err(unknown_operation(other)),
     }
 }
@@ -64,8 +71,39 @@ pub async fn instance_operation(
         (_, Some(action)) if resource_type == "Task" => {
             workflow::operate(&state, &caller, &id, action, workflow_arguments(&state, &headers, body).await?).await
         }
+        ("$request-consult", _) if resource_type == "Task" => {
+            consult::request(&state, &caller, &id, &parameters_body(&state, &headers, body).await?).await
+        }
+        ("$cancel", _) if resource_type == "Appointment" => {
+            consult::cancel(&state, &caller, &id, &parameters_body(&state, &headers, body).await?).await
+        }
+        ("$open-slots" | "$block-time", _) if availability::is_schedule_actor(&resource_type) => {
+            let parameters = parameters_body(&state, &headers, body).await?;
+            let actor = format!("{resource_type}/{id}");
+            if operation == "$open-slots" {
+                availability::open_slots(&state, &caller, &actor, &parameters).await
+            } else {
+                availability::block_time(&state, &caller, &actor, &parameters).await
+            }
+        }
         (other, _) => Err(unknown_operation(other)),
     }
+}
+
+/// The Parameters body of an operation (an empty body is a Parameters without parameters).
+async fn parameters_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Value, ApiError> {
+    let bytes = read_body(body, state.config.limits).await?;
+    if bytes.is_empty() {
+        return Ok(serde_json::json!({"resourceType": "Parameters"}));
+    }
+    if body_kind(headers)? != BodyKind::FhirJson {
+        return Err(ApiError::unsupported_media("Operations take a FHIR JSON Parameters resource"));
+    }
+    let parameters = parse_json(&bytes, state.config.limits)?;
+    if parameters["resourceType"] != "Parameters" {
+        return Err(ApiError::bad_request("Operations take a Parameters resource"));
+    }
+    Ok(parameters)
 }
 
 /// The Parameters body of a workflow operation (an empty body means no parameters).
@@ -74,18 +112,7 @@ async fn workflow_arguments(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<workflow::Arguments, ApiError> {
-    let bytes = read_body(body, state.config.limits).await?;
-    if bytes.is_empty() {
-        return Ok(workflow::Arguments::default());
-    }
-    if body_kind(headers)? != BodyKind::FhirJson {
-        return Err(ApiError::unsupported_media("Workflow operations take a FHIR JSON Parameters resource"));
-    }
-    let parameters = parse_json(&bytes, state.config.limits)?;
-    if parameters["resourceType"] != "Parameters" {
-        return Err(ApiError::bad_request("Workflow operations take a Parameters resource"));
-    }
-    Ok(workflow::Arguments::from_parameters(&parameters))
+    Ok(workflow::Arguments::from_parameters(&parameters_body(state, headers, body).await?))
 }
 
 fn unknown_operation(operation: &str) -> ApiError {

@@ -34,6 +34,8 @@ pub struct Arguments {
     pub message: Option<String>,
     /// `opinion`: reference to the DiagnosticReport or Communication with the opinion (complete).
     pub opinion: Option<String>,
+    /// The consult Appointment a consult action is about (set by `consult.rs`, not a parameter).
+    pub appointment: Option<String>,
 }
 
 impl Arguments {
@@ -191,7 +193,7 @@ fn owner_for(caller: &Caller, action: Action, mut arguments: Arguments) -> Resul
     Ok(arguments)
 }
 
-async fn apply(
+pub(super) async fn apply(
     tx: &mut Tx,
     state: &AppState,
     caller: &Caller,
@@ -273,6 +275,13 @@ async fn apply(
             task["output"] = json!([{"type": {"text": "Second opinion"}, "valueReference": {"reference": opinion}}]);
             audit_detail.push(json!({"type": "opinion", "valueString": opinion}));
         }
+        Action::RequestConsult | Action::ConsultBooked | Action::ConsultCancelled => {
+            let appointment = arguments.appointment.clone().ok_or_else(ApiError::internal)?;
+            if action == Action::RequestConsult {
+                set_extension(&mut task, "task-consult", json!({"valueReference": {"reference": appointment}}));
+            }
+            audit_detail.push(json!({"type": "appointment", "valueString": appointment}));
+        }
         Action::ReceiveInformation | Action::Cancel => {}
     }
     task["status"] = json!(to);
@@ -334,6 +343,12 @@ fn audit_without_empty_detail(mut audit: Value) -> Value {
         audit["entity"][0].as_object_mut().map(|entity| entity.remove("detail"));
     }
     audit
+}
+
+/// Whether a Task is on hold with rex's business status `code` (`information-requested`,
+/// `consult-proposed`).
+pub(super) fn waits_for(task: &Value, code: &str) -> bool {
+    task["status"] == "on-hold" && task["businessStatus"]["coding"][0]["code"] == code
 }
 
 fn push_note(task: &mut Value, text: String) {
@@ -453,14 +468,15 @@ async fn answered_referral(
     Ok(Some((focus.to_string(), owner(&request).map(str::to_string))))
 }
 
-/// Resumes the referral Tasks about `focus` that wait, on hold, for an answer.
+/// Resumes the referral Tasks about `focus` that wait, on hold, for an answer (not those waiting
+/// for a consult to be booked).
 async fn resume(tx: &mut Tx, state: &AppState, focus: &str) -> Result<(), ApiError> {
     let pairs = [("focus".to_string(), focus.to_string())];
     let query = SearchQuery::parse(SearchRegistry::r4(), "Task", &pairs, rex_fhir::query::Handling::Strict)
         .map_err(|issues| ApiError::new(StatusCode::BAD_REQUEST, issues))?;
     for task in tx.search(&query).await?.matches {
         let Some(task) = tx.read_for_update("Task", &task.id).await? else { continue };
-        if stored_json(&task)?["status"] == "on-hold" {
+        if waits_for(&stored_json(&task)?, "information-requested") {
             apply(tx, state, &Caller::Unrestricted, task, Action::ReceiveInformation, &Arguments::default()).await?;
         }
     }

@@ -224,13 +224,13 @@ async fn current_for(
 
 /// Runs one write inside `tx` on behalf of `caller`: the SMART scope is checked, what the caller
 /// may not see cannot be changed, a partner's writes land in its compartment, and a change of a
-/// partner's referral Task queues its notifications (a Subscription left `requested`, its
-/// handshake) in the same transaction.
+/// partner's referral Task or consult Appointment queues its notifications (a Subscription left
+/// `requested`, its handshake) in the same transaction.
 pub async fn execute(tx: &mut Tx, caller: &Caller, op: WriteOp) -> Result<WriteOutcome, ApiError> {
     let outcome = write(tx, caller, op).await?;
     if let WriteOutcome::Created(stored) | WriteOutcome::Updated(stored) = &outcome {
         match stored.resource_type.as_str() {
-            "Task" => crate::notifications::enqueue_task_change(tx, stored, chrono::Utc::now()).await?,
+            "Task" | "Appointment" => crate::notifications::enqueue_change(tx, stored, chrono::Utc::now()).await?,
             "Subscription" => {
                 crate::notifications::enqueue_handshake_if_requested(tx, stored, chrono::Utc::now()).await?
             }
