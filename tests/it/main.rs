@@ -8,6 +8,7 @@ mod attachments;
 mod bench;
 mod cli;
 mod concurrency;
+mod consult;
 mod crud;
 mod docs;
 mod errors;

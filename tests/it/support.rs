@@ -117,6 +117,9 @@ pub async fn exchange_assertion(client: &reqwest::Client, post_to: &str, asserti
 /// Partner ids of secured test servers: A sends the referrals of `intake::referral`.
 pub const PARTNER_A: &str = "hospital-angeles-mx";
 pub const PARTNER_B: &str = "gulf-care-ae";
+/// The time zones configured for partners A and B.
+pub const PARTNER_A_ZONE: &str = "America/Mexico_City";
+pub const PARTNER_B_ZONE: &str = "Asia/Dubai";
 /// A partner configured with `sandbox = true`.
 pub const PARTNER_SANDBOX: &str = "sandbox-clinic";
 
@@ -154,6 +157,10 @@ impl TestAuth {
             ));
             if id == PARTNER_SANDBOX {
                 toml.push_str("sandbox = true\n");
+            }
+            let zone = [(PARTNER_A, PARTNER_A_ZONE), (PARTNER_B, PARTNER_B_ZONE)].into_iter().find(|(p, _)| p == id);
+            if let Some((_, zone)) = zone {
+                toml.push_str(&format!("timezone = \"{zone}\"\n"));
             }
             if let Some((_, fingerprint)) = certificates.iter().find(|(partner, _)| partner == id) {
                 toml.push_str(&format!("client_cert_sha256 = \"{fingerprint}\"\n"));

@@ -523,7 +523,11 @@ async fn book_in(
         Some("proposed") => false,
         Some("booked") => true,
         _ => {
-            return Err(ApiError::one(StatusCode::CONFLICT, IssueCode::Conflict, "The consult was cancelled meanwhile"));
+            return Err(ApiError::one(
+                StatusCode::CONFLICT,
+                IssueCode::Conflict,
+                "The consult was cancelled meanwhile",
+            ));
         }
     };
     let consult = consult_of(&appointment)?;
