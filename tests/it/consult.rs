@@ -275,6 +275,22 @@ async fn a_dubai_partner_books_a_los_angeles_consult_with_an_arabic_interpreter(
     assert_eq!(offer["participant"][2]["actor"]["reference"], clinic.interpreter_role);
     assert_eq!(offer["end"], "2027-03-15T20:45:00+04:00");
 
+    // Nobody books around the operations: a partner may not write Slots or its own consult.
+    let fake_slot = json!({"resourceType": "Slot", "schedule": parameter(&opened, "schedule")["valueReference"], "status": "free",
+        "start": "2027-03-09T09:00:00-08:00", "end": "2027-03-09T10:00:00-08:00"});
+    let forged = app.send_as(&dubai, Method::POST, "Slot", Some(&fake_slot)).await;
+    assert_eq!((forged.status, forged.issue_code()), (StatusCode::FORBIDDEN, "forbidden"), "{}", forged.body);
+    let mut fake_consult = offer.clone();
+    fake_consult["status"] = json!("booked");
+    let forged = app.send_as(&dubai, Method::POST, "Appointment", Some(&fake_consult)).await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN, "{}", forged.body);
+    let mut edited = proposed.clone();
+    edited["status"] = json!("cancelled");
+    let forged = app
+        .send_as(&dubai, Method::PUT, &format!("Appointment/{}", proposed["id"].as_str().unwrap()), Some(&edited))
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN, "{}", forged.body);
+
     // Another partner can neither find, book nor see anything of it.
     let foreign = app.send_as(&mexico, Method::POST, "Appointment/$find", Some(&find)).await;
     assert_eq!((foreign.status, foreign.issue_code()), (StatusCode::NOT_FOUND, "not-found"), "{}", foreign.body);
@@ -312,6 +328,14 @@ async fn a_dubai_partner_books_a_los_angeles_consult_with_an_arabic_interpreter(
     let specialist_slot = appointment["slot"][0]["reference"].as_str().unwrap();
     let slot = app.send_as(&clinic.coordinator, Method::GET, specialist_slot, None).await.body;
     assert_eq!((slot["start"].as_str(), slot["status"].as_str()), (Some("2027-03-15T09:00:00-07:00"), Some("busy")));
+    // What rex wrote is valid R4.
+    for resource in [&appointment, &slot] {
+        let path = format!("{}/$validate", resource["resourceType"].as_str().unwrap());
+        let outcome = app.send_as(&clinic.coordinator, Method::POST, &path, Some(resource)).await.body;
+        let errors: Vec<&Value> =
+            outcome["issue"].as_array().unwrap().iter().filter(|i| i["severity"] == "error").collect();
+        assert!(errors.is_empty(), "{path}: {errors:?}");
+    }
     let resumed = app.send_as(&clinic.specialist, Method::GET, &format!("Task/{task}"), None).await.body;
     assert_eq!(resumed["status"], "in-progress");
     // The booked slot is offered no more.

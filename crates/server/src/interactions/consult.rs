@@ -50,6 +50,8 @@ pub const VIRTUAL_SERVICE_URL: &str =
 /// Appointment's id.
 pub const DEFAULT_VIDEO_LINK_TEMPLATE: &str = "https://video.rex.example/consult/{room}";
 const PARTICIPATION_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType";
+/// The R4 participant types (`translator`), beside the v3 ParticipationType codes.
+const PARTICIPANT_TYPE_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/participant-type";
 /// Consult lengths rex accepts, in minutes.
 const MINUTES: std::ops::RangeInclusive<i64> = 10..=240;
 /// Longest slot (`scheduling::one_off_slots` cuts at most 480 minutes): how far before a consult
@@ -134,6 +136,41 @@ fn partner_zone(state: &AppState, partner: Option<&str>) -> Tz {
     partner.and_then(|id| state.security.as_ref()?.partners().get(id)?.timezone).unwrap_or(chrono_tz::UTC)
 }
 
+/// Schedules, Slots and consult Appointments change only through the scheduling operations (rex
+/// writes them as itself): a partner that wrote a Slot could offer a specialist's time nobody
+/// opened, and one that wrote a consult could book without a specialist asking. Partners may not
+/// write Schedules or Slots; nobody but rex writes an Appointment that is, or would become, a
+/// consult. `current` is the version a write replaces or deletes.
+pub fn check_scheduling_write(
+    caller: &Caller,
+    resource_type: &str,
+    new: Option<&Value>,
+    current: Option<&StoredResource>,
+) -> Result<(), ApiError> {
+    if *caller == Caller::Unrestricted {
+        return Ok(());
+    }
+    let refused = |message: String| ApiError::one(StatusCode::FORBIDDEN, IssueCode::Forbidden, message).denied();
+    match resource_type {
+        "Schedule" | "Slot" if caller.partner().is_some() => Err(refused(format!(
+            "{resource_type}s are the hospital's: partners find and book times with Appointment/$find and $book"
+        ))),
+        "Appointment" => {
+            let is_consult =
+                |appointment: &Value| has_code(&appointment["serviceType"], SERVICE_SYSTEM, CONSULT_SERVICE);
+            let current = current.filter(|c| !c.deleted).map(stored_json).transpose()?;
+            if new.is_some_and(is_consult) || current.as_ref().is_some_and(is_consult) {
+                return Err(refused(
+                    "A telehealth consult changes only through Task/$request-consult, Appointment/$book and $cancel"
+                        .into(),
+                ));
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
 /// What a consult Appointment asks for.
 struct Consult {
     referral: String,
@@ -144,10 +181,10 @@ struct Consult {
     requirement: Requirement,
 }
 
-fn participant_of(appointment: &Value, code: Option<&str>) -> Option<String> {
+fn participant_of(appointment: &Value, kind: Option<(&str, &str)>) -> Option<String> {
     appointment["participant"].as_array()?.iter().find_map(|p| {
-        let matches = match code {
-            Some(code) => has_code(&p["type"], PARTICIPATION_SYSTEM, code),
+        let matches = match kind {
+            Some((system, code)) => has_code(&p["type"], system, code),
             None => p.get("type").is_none(),
         };
         matches.then(|| p["actor"]["reference"].as_str().map(str::to_string)).flatten()
@@ -162,7 +199,7 @@ fn consult_of(appointment: &Value) -> Result<Consult, ApiError> {
     Ok(Consult {
         referral: text(&appointment["basedOn"][0]["reference"])?,
         patient: participant_of(appointment, None).ok_or_else(ApiError::internal)?,
-        specialist: participant_of(appointment, Some("ATND")).ok_or_else(ApiError::internal)?,
+        specialist: participant_of(appointment, Some((PARTICIPATION_SYSTEM, "ATND"))).ok_or_else(ApiError::internal)?,
         language: extension(appointment, "consult-interpreter-language")
             .and_then(|e| e["valueCode"].as_str())
             .map(str::to_string),
@@ -180,7 +217,7 @@ fn participants(consult: &Consult, interpreter: Option<&str>, status: &str) -> V
                "required": "required", "status": "accepted"}),
     ];
     if let Some(interpreter) = interpreter {
-        list.push(json!({"type": coded(PARTICIPATION_SYSTEM, "INTPRTER", "interpreter"),
+        list.push(json!({"type": coded(PARTICIPANT_TYPE_SYSTEM, "translator", "Translator"),
                          "actor": {"reference": interpreter}, "required": "required", "status": status}));
     }
     Value::Array(list)
@@ -794,6 +831,9 @@ mod tests {
         let read = consult_of(&appointment).unwrap();
         assert_eq!((read.patient.as_str(), read.specialist.as_str()), ("Patient/1", "PractitionerRole/dr"));
         assert_eq!(read.requirement, consult.requirement);
-        assert_eq!(participant_of(&appointment, Some("INTPRTER")).as_deref(), Some("PractitionerRole/i"));
+        assert_eq!(
+            participant_of(&appointment, Some((PARTICIPANT_TYPE_SYSTEM, "translator"))).as_deref(),
+            Some("PractitionerRole/i")
+        );
     }
 }

@@ -264,6 +264,7 @@ async fn write(tx: &mut Tx, caller: &Caller, op: WriteOp) -> Result<WriteOutcome
                     }
                 }
             }
+            super::consult::check_scheduling_write(caller, resource_type, Some(&resource), None)?;
             let id = id.unwrap_or_else(rex_store::new_id);
             caller.stamp(&mut resource);
             if resource_type == "Subscription" {
@@ -294,6 +295,7 @@ async fn write(tx: &mut Tx, caller: &Caller, op: WriteOp) -> Result<WriteOutcome
                 (None, _) => body_id.map(str::to_string).unwrap_or_else(rex_store::new_id),
             };
             let current = current_for(tx, caller, resource_type, &id).await?;
+            super::consult::check_scheduling_write(caller, resource_type, Some(&resource), current.as_ref())?;
             if let Some(current) = &current {
                 keep_owner(current, &mut resource);
             }
@@ -317,7 +319,8 @@ async fn write(tx: &mut Tx, caller: &Caller, op: WriteOp) -> Result<WriteOutcome
             let Some(id) = resolve_target(tx, caller, resource_type, &target).await? else {
                 return Ok(WriteOutcome::NothingDeleted);
             };
-            current_for(tx, caller, resource_type, &id).await?;
+            let current = current_for(tx, caller, resource_type, &id).await?;
+            super::consult::check_scheduling_write(caller, resource_type, None, current.as_ref())?;
             match tx.delete(resource_type, &id, if_match).await? {
                 DeleteOutcome::Deleted(version) => Ok(WriteOutcome::Deleted(Some(version))),
                 DeleteOutcome::AlreadyDeleted => Ok(WriteOutcome::NothingDeleted),
