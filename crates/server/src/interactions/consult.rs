@@ -568,6 +568,7 @@ async fn book_in(
         }
     };
     let consult = consult_of(&appointment)?;
+    referral_is_open(tx, &consult.referral).await?;
     let old_slots: Vec<String> = slot_ids(&appointment);
     // Row locks in one order (by id), so two bookings never wait on each other in a cycle.
     let mut locked: BTreeMap<String, (StoredResource, Value)> = BTreeMap::new();
@@ -677,6 +678,21 @@ async fn book_in(
     let stored = execute(tx, &Caller::Unrestricted, op).await?.stored().cloned().ok_or_else(ApiError::internal)?;
     resume_task(tx, state, &consult.referral, Action::ConsultBooked, &stored.id).await?;
     Ok(stored)
+}
+
+/// A consult is booked only while its referral is worked on: not after the partner revoked it or
+/// the specialist finished it.
+async fn referral_is_open(tx: &mut Tx, referral: &str) -> Result<(), ApiError> {
+    let query =
+        parameters::search("Task", &[("focus", referral.to_string()), ("status", "in-progress,on-hold".to_string())])?;
+    if tx.search(&query).await?.matches.is_empty() {
+        return Err(ApiError::one(
+            StatusCode::CONFLICT,
+            IssueCode::BusinessRule,
+            format!("The referral {referral} is no longer being reviewed; its consult cannot be booked"),
+        ));
+    }
+    Ok(())
 }
 
 /// The video link of a consult: the template with `{room}` (a fresh unguessable id) and
