@@ -580,14 +580,24 @@ async fn the_worklist_opens_slots_and_shows_the_booked_consult() {
                 ("from", "2027-03-15"),
                 ("until", "2027-03-15"),
                 ("startTime", "09:00"),
-                ("endTime", "10:00"),
+                ("endTime", "11:00"),
                 ("slotMinutes", "60"),
             ],
         )
         .await;
     assert_eq!(opened.status(), StatusCode::SEE_OTHER);
-    let slots = ui.page("/ui/slots?done=opened").await;
+    assert_eq!(opened.headers()["location"], "/ui/slots?done=open-slots");
+    let slots = ui.page("/ui/slots?done=open-slots").await;
     assert!(slots.contains("Your slots are open.") && slots.contains("Mon 15 Mar 2027, 09:00"), "{slots}");
+    let blocked = ui
+        .post(
+            "/ui/slots/block",
+            &[("start", "2027-03-15T10:00"), ("end", "2027-03-15T11:00"), ("reason", "Ward round")],
+        )
+        .await;
+    assert_eq!(blocked.headers()["location"], "/ui/slots?done=block-time");
+    let slots = ui.page("/ui/slots?done=block-time").await;
+    assert!(slots.contains("The time is blocked.") && slots.contains("busy-unavailable"), "{slots}");
     open_slots(
         &app,
         &clinic.coordinator,
@@ -617,6 +627,7 @@ async fn the_worklist_opens_slots_and_shows_the_booked_consult() {
     let found = app
         .send_as(&dubai, Method::POST, "Appointment/$find", Some(&parameters(&[("referral", json!(request))])))
         .await;
+    assert_eq!(starts(&found.body), vec!["2027-03-15T20:00:00+04:00"], "10:00 in Los Angeles is blocked");
     let offer = found.body["entry"][0]["resource"].clone();
     let booked = app
         .send_as(&dubai, Method::POST, "Appointment/$book", Some(&parameters(&[("appointment-resource", offer)])))

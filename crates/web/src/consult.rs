@@ -353,6 +353,12 @@ pub async fn slots_page(
 <label for="slots-end">To time</label><input id="slots-end" name="endTime" type="time" value="12:00" required>
 <label for="slots-minutes">Slot length (minutes)</label><input id="slots-minutes" name="slotMinutes" type="number" min="5" max="480" value="30" required>
 </fieldset><button type="submit">Open slots</button></form>
+<form class="action" method="post" action="/ui/slots/block"><input type="hidden" name="csrf" value="{csrf}">
+<fieldset><legend>Block time (your time zone)</legend>
+<label for="block-start">From</label><input id="block-start" name="start" type="datetime-local" required>
+<label for="block-end">To</label><input id="block-end" name="end" type="datetime-local" required>
+<label for="block-reason">Reason</label><input id="block-reason" name="reason">
+</fieldset><button type="submit">Block</button></form>
 <section aria-labelledby="h-slots"><h2 id="h-slots">Upcoming slots ({zone})</h2>
 <table><thead><tr><th scope="col">Start</th><th scope="col">Status</th></tr></thead><tbody>{rows}</tbody></table></section>
 "#,

@@ -80,6 +80,7 @@ pub fn routes(api: Router, options: WebOptions) -> Router {
         .route("/ui/worklist", get(worklist_page))
         .route("/ui/coordinator", get(coordinator_page))
         .route("/ui/slots", get(slots_page).post(open_slots))
+        .route("/ui/slots/block", post(block_time))
         .route("/ui/referral/{id}", get(referral_page))
         .route("/ui/referral/{id}/opinion", post(opinion).layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES)))
         .route("/ui/referral/{id}/{action}", post(act))
@@ -366,7 +367,11 @@ async fn slots_page(State(web): State<Web>, headers: HeaderMap, Query(query): Qu
         Ok(session) => session,
         Err(needed) => return web.to_sign_in(needed.expired),
     };
-    let notice = if query.done.is_some() { message("notice", "Your slots are open.") } else { String::new() };
+    let notice = match query.done.as_deref() {
+        Some("open-slots") => message("notice", "Your slots are open."),
+        Some("block-time") => message("notice", "The time is blocked."),
+        _ => String::new(),
+    };
     show_slots(&web, &session, StatusCode::OK, &notice).await
 }
 
@@ -378,22 +383,37 @@ async fn show_slots(web: &Web, session: &Session, status: StatusCode, banner: &s
 }
 
 async fn open_slots(State(web): State<Web>, headers: HeaderMap, body: Bytes) -> Response {
-    let session = match web.session(&headers) {
+    slots_operation(&web, &headers, &body, "$open-slots").await
+}
+
+async fn block_time(State(web): State<Web>, headers: HeaderMap, body: Bytes) -> Response {
+    slots_operation(&web, &headers, &body, "$block-time").await
+}
+
+/// Runs `$open-slots` or `$block-time` on the signed-in specialist's own schedule.
+async fn slots_operation(web: &Web, headers: &HeaderMap, body: &Bytes, operation: &str) -> Response {
+    let session = match web.session(headers) {
         Ok(session) => session,
         Err(needed) => return web.to_sign_in(needed.expired),
     };
-    let fields = form_fields(&body);
+    let fields = form_fields(body);
     if !csrf_matches(Some(&session.csrf), field(&fields, "csrf")) {
         return forbidden_form();
     }
     let Some(own) = session.user.practitioner_role.clone() else {
-        return show_slots(&web, &session, StatusCode::FORBIDDEN, "").await;
+        return show_slots(web, &session, StatusCode::FORBIDDEN, "").await;
     };
-    match web.api.post(&session.user, &format!("{own}/$open-slots"), &consult::open_parameters(&fields)).await {
-        Ok(_) => see_other("/ui/slots?done=opened"),
+    let parameters = if operation == "$open-slots" {
+        consult::open_parameters(&fields)
+    } else {
+        let given = ["start", "end", "reason"].map(|name| (name, field(&fields, name).unwrap_or_default()));
+        parameters(&given.into_iter().filter(|(_, value)| !value.is_empty()).collect::<Vec<_>>())
+    };
+    match web.api.post(&session.user, &format!("{own}/{operation}"), &parameters).await {
+        Ok(_) => see_other(&format!("/ui/slots?done={}", operation.trim_start_matches('$'))),
         Err(Failure::SignIn(_)) => web.to_sign_in(true),
         Err(Failure::Refused { status, message: text }) => {
-            show_slots(&web, &session, status, &message("error", &format!("Refused: {text}"))).await
+            show_slots(web, &session, status, &message("error", &format!("Refused: {text}"))).await
         }
     }
 }
