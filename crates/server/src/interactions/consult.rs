@@ -65,22 +65,23 @@ enum Reader<'a> {
 }
 
 impl Reader<'_> {
-    async fn read(&mut self, reference: &str) -> Result<Option<Value>, ApiError> {
+    async fn fetch(&mut self, reference: &str) -> Result<Option<StoredResource>, ApiError> {
         let Some((resource_type, id)) = reference.split_once('/') else { return Ok(None) };
         let found = match self {
             Reader::Store(store) => store.read(resource_type, id).await?,
             Reader::Tx(tx) => tx.read(resource_type, id).await?,
         };
-        found.filter(|s| !s.deleted).map(|s| stored_json(&s)).transpose()
+        Ok(found.filter(|s| !s.deleted))
     }
 
+    /// The current content of `reference` (`Type/id`), read as rex.
+    async fn read(&mut self, reference: &str) -> Result<Option<Value>, ApiError> {
+        self.fetch(reference).await?.map(|s| stored_json(&s)).transpose()
+    }
+
+    /// `reference` if it exists and the caller may see it; 404 (audited) if hidden from the caller.
     async fn read_visible(&mut self, caller: &Caller, reference: &str) -> Result<Option<StoredResource>, ApiError> {
-        let Some((resource_type, id)) = reference.split_once('/') else { return Ok(None) };
-        let found = match self {
-            Reader::Store(store) => store.read(resource_type, id).await?,
-            Reader::Tx(tx) => tx.read(resource_type, id).await?,
-        };
-        match found.filter(|s| !s.deleted) {
+        match self.fetch(reference).await? {
             Some(stored) if caller.sees(&stored) => Ok(Some(stored)),
             Some(_) => Err(ApiError::hidden(reference)),
             None => Ok(None),
