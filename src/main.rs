@@ -251,6 +251,16 @@ struct ServeArgs {
     /// Deepest JSON nesting accepted in a request body.
     #[arg(long, env = "REX_MAX_JSON_DEPTH", default_value_t = rex_fhir::json::DEFAULT_MAX_DEPTH)]
     max_json_depth: usize,
+    /// The video link of a booked telehealth consult: an https:// URL where `{room}` becomes a
+    /// fresh unguessable id and `{appointment}` the Appointment id.
+    #[arg(long, env = "REX_VIDEO_LINK_TEMPLATE", default_value = rex_server::interactions::consult::DEFAULT_VIDEO_LINK_TEMPLATE)]
+    video_link_template: String,
+    /// Minutes before a booked consult that the partner's reminder goes out (0: no reminders).
+    #[arg(long, env = "REX_CONSULT_REMINDER", default_value_t = 1440)]
+    consult_reminder: u64,
+    /// Seconds between two runs of the consult reminders.
+    #[arg(long, env = "REX_CONSULT_REMINDER_INTERVAL", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    consult_reminder_interval: u64,
     /// Seconds a search may run (decimals allowed); past it the database work is cancelled and the
     /// client answered 400 too-costly.
     #[arg(long, env = "REX_SEARCH_TIMEOUT", default_value_t = rex_store::DEFAULT_SEARCH_TIMEOUT.as_secs_f64(),
@@ -354,6 +364,11 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     config.large_bodies = rex_server::LargeBodies::new(args.large_body_bytes, args.large_bodies);
     config.limits.max_depth = args.max_json_depth;
     config.delivery_targets = rex_server::outbound::DeliveryTargets::allowing(&args.delivery_allow_hosts);
+
+    if !args.video_link_template.starts_with("https://") {
+        return Err(format!("--video-link-template must be an https:// URL, not {:?}", args.video_link_template));
+    }
+    config.video_link_template = args.video_link_template.clone();
     let security = match &args.security {
         Some(path) => Some(load_security(&args, path, &config.base_url, &store)?),
         None => {
@@ -393,6 +408,11 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         );
         let every = std::time::Duration::from_secs(args.retention_interval);
         rex_server::retention::spawn_worker(state.clone(), retention, every);
+    }
+    if args.consult_reminder > 0 {
+        let every = std::time::Duration::from_secs(args.consult_reminder_interval);
+        let lead = std::time::Duration::from_secs(args.consult_reminder * 60);
+        rex_server::interactions::reminders::spawn_worker(state.clone(), every, lead);
     }
     // One signal stops every listener and the delivery worker; in-flight requests then get the
     // shutdown timeout to finish.

@@ -10,6 +10,7 @@ mod bench;
 mod cli;
 mod concurrency;
 mod consent;
+mod consult;
 mod crud;
 mod docs;
 mod errors;

@@ -28,13 +28,13 @@ backend_tests!(
 
 /// A partner's notification endpoint: records what it receives, failing the first `failures`.
 #[derive(Clone, Default)]
-struct Receiver {
+pub(crate) struct Receiver {
     received: Arc<Mutex<Vec<Value>>>,
     failures: Arc<AtomicUsize>,
 }
 
 impl Receiver {
-    async fn start(failures: usize) -> (Receiver, String) {
+    pub(crate) async fn start(failures: usize) -> (Receiver, String) {
         let receiver = Receiver { failures: Arc::new(AtomicUsize::new(failures)), ..Receiver::default() };
         let state = receiver.clone();
         let app = axum::Router::new().route(
@@ -58,7 +58,7 @@ impl Receiver {
     }
 
     /// Notifications of events received (not handshakes), in arrival order.
-    fn notifications(&self) -> Vec<Value> {
+    pub(crate) fn notifications(&self) -> Vec<Value> {
         let received = self.received.lock().unwrap();
         received.iter().filter(|bundle| status_parameter(bundle, "type") == "event-notification").cloned().collect()
     }

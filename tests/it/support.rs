@@ -126,6 +126,9 @@ fn test_config(address: std::net::SocketAddr) -> Config {
     }
 }
 
+/// The time zones configured for partners A and B.
+pub const PARTNER_A_ZONE: &str = "America/Mexico_City";
+pub const PARTNER_B_ZONE: &str = "Asia/Dubai";
 /// A partner configured with `sandbox = true`.
 pub const PARTNER_SANDBOX: &str = "sandbox-clinic";
 /// A partner configured with `require_consent = true`.
@@ -166,6 +169,10 @@ impl TestAuth {
             ));
             if id == PARTNER_SANDBOX {
                 toml.push_str("sandbox = true\n");
+            }
+            let zone = [(PARTNER_A, PARTNER_A_ZONE), (PARTNER_B, PARTNER_B_ZONE)].into_iter().find(|(p, _)| p == id);
+            if let Some((_, zone)) = zone {
+                toml.push_str(&format!("timezone = \"{zone}\"\n"));
             }
             if id == PARTNER_CONSENT {
                 toml.push_str("require_consent = true\n");

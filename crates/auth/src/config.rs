@@ -47,6 +47,9 @@ pub struct Partner {
     /// Its referral Bundles must carry an active Consent to share the patient's record with the
     /// receiving hospital (`rex_referral::consent`); a referral without one is refused.
     pub require_consent: bool,
+    /// The partner's IANA time zone: consult times it is offered and booked carry its offset
+    /// (UTC when not configured).
+    pub timezone: Option<chrono_tz::Tz>,
 }
 
 /// The configured partners, looked up by id or by client-certificate fingerprint.
@@ -232,6 +235,7 @@ struct RawPartner {
     rate_limit_per_minute: Option<u32>,
     #[serde(default)]
     require_consent: bool,
+    timezone: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -406,6 +410,17 @@ fn validate_partner(
     if raw.rate_limit_per_minute == Some(0) {
         problem("rate_limit_per_minute", "must be at least 1 (omit it for no per-partner limit)".into());
     }
+    let timezone = match raw.timezone.as_deref().map(str::parse::<chrono_tz::Tz>) {
+        None => None,
+        Some(Ok(zone)) => Some(zone),
+        Some(Err(_)) => {
+            problem(
+                "timezone",
+                "must be an IANA time zone name, e.g. \"America/Mexico_City\" or \"Asia/Dubai\"".into(),
+            );
+            None
+        }
+    };
     if problems.len() != before {
         return None;
     }
@@ -422,6 +437,7 @@ fn validate_partner(
         sandbox: raw.sandbox,
         rate_limit_per_minute: raw.rate_limit_per_minute,
         require_consent: raw.require_consent,
+        timezone,
     })
 }
 
@@ -501,6 +517,7 @@ client_cert_sha256 = "{fp}"
 profiles = ["http://example.org/StructureDefinition/a-referral"]
 notification_endpoint = "https://a.example/fhir/notify"
 rate_limit_per_minute = 120
+timezone = "Asia/Dubai"
 
 [[partner]]
 id = "hospital-b"
@@ -539,6 +556,7 @@ notification_payload = "id-only"
         let b = config.partners.get("hospital-b").unwrap();
         assert!(b.sandbox && b.keys.select(Some("b1")).is_some());
         assert_eq!((a.notification_payload.as_str(), b.notification_payload.as_str()), ("full-resource", "id-only"));
+        assert_eq!((a.timezone, b.timezone), (Some(chrono_tz::Asia::Dubai), None));
         let oidc = config.oidc.unwrap();
         assert_eq!(oidc.claims.role, "realm_access.roles");
         assert_eq!(oidc.claims.queues, "rex_queues", "default claim name");
@@ -611,6 +629,7 @@ profiles = ["not a url"]
 notification_endpoint = "http://insecure.example"
 notification_payload = "everything"
 rate_limit_per_minute = 0
+timezone = "Gulf/Standard"
 
 [[partner]]
 name = "No id"
@@ -640,6 +659,7 @@ admin = "specialist"
             "partner \"bad\", field `notification_endpoint`: must be an https:// URL",
             "partner \"bad\", field `notification_payload`: must be full-resource, id-only or empty",
             "partner \"bad\", field `rate_limit_per_minute`: must be at least 1",
+            "partner \"bad\", field `timezone`: must be an IANA time zone name",
             "partner #4, field `id`: is required",
             "partner #4, field `jwks_file`: cannot read /nonexistent/missing.json",
             "partner #4, field `scopes`: must list at least one scope",

@@ -5,6 +5,7 @@
 pub mod consent;
 pub mod referral;
 pub mod routing;
+pub mod scheduling;
 pub mod task;
 pub mod workflow;
 

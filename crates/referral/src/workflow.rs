@@ -32,6 +32,12 @@ pub enum Action {
     Complete,
     /// The partner revoked the referral.
     Cancel,
+    /// The specialist asks for a telehealth consult; the Task waits for the partner to book it.
+    RequestConsult,
+    /// The partner booked the consult; work resumes.
+    ConsultBooked,
+    /// The proposed consult was cancelled before it was booked; work resumes without it.
+    ConsultCancelled,
 }
 
 impl Action {
@@ -45,6 +51,9 @@ impl Action {
             Action::ReceiveInformation => "receive-information",
             Action::Complete => "complete",
             Action::Cancel => "cancel",
+            Action::RequestConsult => "request-consult",
+            Action::ConsultBooked => "consult-booked",
+            Action::ConsultCancelled => "consult-cancelled",
         }
     }
 }
@@ -72,6 +81,12 @@ const INFORMATION_REQUESTED: BusinessStatus = BusinessStatus {
     code: "information-requested",
     display: "Information requested from the referring partner",
 };
+/// The business status of a Task waiting for the partner to book a proposed consult.
+pub const CONSULT_PROPOSED: BusinessStatus = BusinessStatus {
+    system: REX_BUSINESS_STATUS_SYSTEM,
+    code: "consult-proposed",
+    display: "Telehealth consult proposed to the referring partner",
+};
 
 /// The machine: (from Task.status, action, to Task.status, business status after).
 pub const TRANSITIONS: &[(&str, Action, &str, BusinessStatus)] = &[
@@ -88,6 +103,9 @@ pub const TRANSITIONS: &[(&str, Action, &str, BusinessStatus)] = &[
     ("on-hold", Action::Release, "requested", CREATED),
     ("on-hold", Action::Redirect, "requested", CREATED),
     ("on-hold", Action::Decline, "rejected", DECLINED),
+    ("in-progress", Action::RequestConsult, "on-hold", CONSULT_PROPOSED),
+    ("on-hold", Action::ConsultBooked, "in-progress", ACCEPTED),
+    ("on-hold", Action::ConsultCancelled, "in-progress", ACCEPTED),
     ("in-progress", Action::Complete, "completed", COMPLETED),
     ("requested", Action::Cancel, "cancelled", CANCELLED),
     ("in-progress", Action::Cancel, "cancelled", CANCELLED),
@@ -219,6 +237,9 @@ mod tests {
     fn forbidden_transitions_name_the_allowed_ones() {
         let err = transition("requested", Action::Complete).unwrap_err();
         assert_eq!(err.allowed, vec!["claim", "redirect", "decline", "cancel"]);
+        let (status, business) = transition("in-progress", Action::RequestConsult).unwrap();
+        assert_eq!((status, business.code), ("on-hold", "consult-proposed"));
+        assert_eq!(transition(status, Action::ConsultBooked).unwrap().0, "in-progress");
         assert!(err.to_string().contains("allowed here: claim, redirect, decline, cancel"));
         let finished = transition("completed", Action::Claim).unwrap_err();
         assert!(finished.to_string().contains("nothing"));

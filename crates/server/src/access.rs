@@ -75,6 +75,20 @@ impl Caller {
         }
     }
 
+    /// Whether the caller may open slots and block time on the schedule of `actor` (a
+    /// `PractitionerRole/…` or `HealthcareService/…` reference): a specialist only on their own
+    /// PractitionerRole's, coordinators and admins on any, partners on none.
+    pub fn manages_schedule_of(&self, actor: &str) -> bool {
+        match self {
+            Caller::Unrestricted => true,
+            Caller::Authenticated(Principal::Partner { .. }) => false,
+            Caller::Authenticated(Principal::Staff { role: StaffRole::Specialist, practitioner_role, .. }) => {
+                practitioner_role.as_deref() == Some(actor)
+            }
+            Caller::Authenticated(Principal::Staff { .. }) => true,
+        }
+    }
+
     /// Whether a specialist may work on `queue` (coordinators and admins work on every queue).
     pub fn serves_queue(&self, queue: &str) -> bool {
         match self {

@@ -58,6 +58,9 @@ pub struct Config {
     pub large_bodies: LargeBodies,
     /// Hosts notifications may go to whatever their addresses (`--delivery-allow-host`).
     pub delivery_targets: outbound::DeliveryTargets,
+    /// The video link of a booked consult: `{room}` becomes a fresh unguessable id, `{appointment}`
+    /// the Appointment id (`--video-link-template`).
+    pub video_link_template: String,
 }
 
 impl Config {
@@ -68,6 +71,7 @@ impl Config {
             limits: BodyLimits { max_bytes: DEFAULT_MAX_BODY_BYTES, max_depth: rex_fhir::json::DEFAULT_MAX_DEPTH },
             large_bodies: LargeBodies::new(http::DEFAULT_LARGE_BODY_BYTES, http::DEFAULT_LARGE_BODY_SLOTS),
             delivery_targets: outbound::DeliveryTargets::default(),
+            video_link_template: interactions::consult::DEFAULT_VIDEO_LINK_TEMPLATE.to_string(),
         }
     }
 }

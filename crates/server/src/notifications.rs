@@ -295,9 +295,10 @@ fn channel_address(subscription: &Value) -> (&str, String) {
     (endpoint, headers.to_string())
 }
 
-/// After a write of `task`: one notification per active (or `requested`, waiting for its
-/// handshake) Subscription of its partner whose criteria the Task meets.
-pub async fn enqueue_task_change(tx: &mut Tx, task: &StoredResource, now: DateTime<Utc>) -> Result<(), ApiError> {
+/// After a write of a Task or a consult Appointment: one notification per active (or `requested`,
+/// waiting for its handshake) Subscription of its partner; a Task only to those whose criteria it
+/// meets (criteria search Tasks, so every Subscription hears of its partner's consults).
+pub async fn enqueue_change(tx: &mut Tx, task: &StoredResource, now: DateTime<Utc>) -> Result<(), ApiError> {
     let content = stored_json(task)?;
     let Some(partner) = owner(&content) else { return Ok(()) };
     let pairs = vec![
@@ -311,7 +312,7 @@ pub async fn enqueue_task_change(tx: &mut Tx, task: &StoredResource, now: DateTi
         .map_err(|issues| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, issues))?;
     for subscription in tx.search(&query).await?.matches {
         let subscription_json = stored_json(&subscription)?;
-        if !meets_criteria(tx, &subscription_json, &task.id).await? {
+        if task.resource_type == "Task" && !meets_criteria(tx, &subscription_json, &task.id).await? {
             continue;
         }
         let content_kind = PayloadContent::of(&subscription_json).unwrap_or(PayloadContent::FullResource);
@@ -359,7 +360,8 @@ fn status_entry(subscription: &str, status: Value) -> Value {
 }
 
 /// The notification Bundle: a `history` Bundle whose first entry is the SubscriptionStatus, then
-/// the Task as the payload content asks (nothing, its URL, or the Task after the change).
+/// the Task (or Appointment) as the payload content asks (nothing, its URL, or the resource after
+/// the change).
 fn notification(
     subscription: &str,
     event_number: i64,
@@ -367,7 +369,8 @@ fn notification(
     content: PayloadContent,
     now: DateTime<Utc>,
 ) -> Value {
-    let task_ref = format!("Task/{}", task["id"].as_str().unwrap_or_default());
+    let task_ref =
+        format!("{}/{}", task["resourceType"].as_str().unwrap_or("Task"), task["id"].as_str().unwrap_or_default());
     let mut event = vec![
         json!({"name": "event-number", "valueString": event_number.to_string()}),
         json!({"name": "timestamp", "valueInstant": now.to_rfc3339_opts(SecondsFormat::Millis, true)}),

@@ -28,8 +28,13 @@ pub fn page(title: &str, user: Option<&User>, csrf: &str, body: &str) -> String 
         Some(user) => {
             let coordinator =
                 if user.is_coordinator() { r#"<li><a href="/ui/coordinator">Coordinator view</a></li>"# } else { "" };
+            let slots = if user.practitioner_role.is_some() {
+                r#"<li><a href="/ui/slots">My consult slots</a></li>"#
+            } else {
+                ""
+            };
             format!(
-                r#"<nav aria-label="Main"><ul><li><a href="/ui/worklist">Worklist</a></li>{coordinator}</ul></nav>
+                r#"<nav aria-label="Main"><ul><li><a href="/ui/worklist">Worklist</a></li>{coordinator}{slots}</ul></nav>
 <div class="who"><span>Signed in as {who}</span>
 <form method="post" action="/ui/sign-out"><input type="hidden" name="csrf" value="{csrf}"><button type="submit">Sign out</button></form></div>"#,
                 who = escape(&user.label()),

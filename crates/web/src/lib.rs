@@ -11,6 +11,7 @@
 //! cookies. No script and no build step: HTML and one small stylesheet.
 
 mod api;
+mod consult;
 mod coordinator;
 mod html;
 mod referral;
@@ -78,6 +79,8 @@ pub fn routes(api: Router, options: WebOptions) -> Router {
         .route("/ui/sign-out", post(sign_out))
         .route("/ui/worklist", get(worklist_page))
         .route("/ui/coordinator", get(coordinator_page))
+        .route("/ui/slots", get(slots_page).post(open_slots))
+        .route("/ui/slots/block", post(block_time))
         .route("/ui/referral/{id}", get(referral_page))
         .route("/ui/referral/{id}/opinion", post(opinion).layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES)))
         .route("/ui/referral/{id}/{action}", post(act))
@@ -356,7 +359,64 @@ async fn worklist_content(web: &Web, user: &User, filters: worklist::Filters) ->
     let updates = unseen_updates(web, user, &found.matches).await?;
     let rows: Vec<worklist::Row> =
         found.matches.iter().map(|task| worklist::row(task, &found, &partners, &updates, now)).collect();
-    Ok(worklist::render(&queues, &filters, &rows, found.total, found.has_next, user, now))
+    let consults = consult::upcoming(&web.api, user, now).await?;
+    Ok(format!("{}{consults}", worklist::render(&queues, &filters, &rows, found.total, found.has_next, user, now)))
+}
+
+async fn slots_page(State(web): State<Web>, headers: HeaderMap, Query(query): Query<ReferralQuery>) -> Response {
+    let session = match web.session(&headers) {
+        Ok(session) => session,
+        Err(needed) => return web.to_sign_in(needed.expired),
+    };
+    let notice = match query.done.as_deref() {
+        Some("open-slots") => message("notice", "Your slots are open."),
+        Some("block-time") => message("notice", "The time is blocked."),
+        _ => String::new(),
+    };
+    show_slots(&web, &session, StatusCode::OK, &notice).await
+}
+
+async fn show_slots(web: &Web, session: &Session, status: StatusCode, banner: &str) -> Response {
+    match consult::slots_page(&web.api, &session.user, &session.csrf, banner, Utc::now()).await {
+        Ok(body) => html_response(status, page("My consult slots", Some(&session.user), &session.csrf, &body)),
+        Err(failure) => web.failure(failure, session, "My consult slots"),
+    }
+}
+
+async fn open_slots(State(web): State<Web>, headers: HeaderMap, body: Bytes) -> Response {
+    slots_operation(&web, &headers, &body, "$open-slots").await
+}
+
+async fn block_time(State(web): State<Web>, headers: HeaderMap, body: Bytes) -> Response {
+    slots_operation(&web, &headers, &body, "$block-time").await
+}
+
+/// Runs `$open-slots` or `$block-time` on the signed-in specialist's own schedule.
+async fn slots_operation(web: &Web, headers: &HeaderMap, body: &Bytes, operation: &str) -> Response {
+    let session = match web.session(headers) {
+        Ok(session) => session,
+        Err(needed) => return web.to_sign_in(needed.expired),
+    };
+    let fields = form_fields(body);
+    if !csrf_matches(Some(&session.csrf), field(&fields, "csrf")) {
+        return forbidden_form();
+    }
+    let Some(own) = session.user.practitioner_role.clone() else {
+        return show_slots(web, &session, StatusCode::FORBIDDEN, "").await;
+    };
+    let parameters = if operation == "$open-slots" {
+        consult::open_parameters(&fields)
+    } else {
+        let given = ["start", "end", "reason"].map(|name| (name, field(&fields, name).unwrap_or_default()));
+        parameters(&given.into_iter().filter(|(_, value)| !value.is_empty()).collect::<Vec<_>>())
+    };
+    match web.api.post(&session.user, &format!("{own}/{operation}"), &parameters).await {
+        Ok(_) => see_other(&format!("/ui/slots?done={}", operation.trim_start_matches('$'))),
+        Err(Failure::SignIn(_)) => web.to_sign_in(true),
+        Err(Failure::Refused { status, message: text }) => {
+            show_slots(web, &session, status, &message("error", &format!("Refused: {text}"))).await
+        }
+    }
 }
 
 /// The partner changes of `tasks` their assigned specialists have not opened yet, by Task id.
@@ -450,6 +510,7 @@ fn done_text(action: &str) -> Option<&'static str> {
         "decline" => "The referral was declined.",
         "request-information" => "Your request for information was sent to the partner.",
         "complete" => "Your opinion was returned and the referral is completed.",
+        "request-consult" => "The consult was proposed to the partner, who books a time.",
         _ => return None,
     })
 }
@@ -481,8 +542,14 @@ async fn show_referral(web: &Web, session: &Session, id: &str, status: StatusCod
     let queues = web.queues(&session.user).await;
     match (loaded, queues) {
         (Ok(referral), Ok(queues)) => {
-            let body =
-                format!("{banner}{}", referral::render(&referral, &session.user, &queues, &session.csrf, Utc::now()));
+            let consult = match consult_section(web, session, &referral).await {
+                Ok(section) => section,
+                Err(failure) => return web.failure(failure, session, "Referral"),
+            };
+            let body = format!(
+                "{banner}{}{consult}",
+                referral::render(&referral, &session.user, &queues, &session.csrf, Utc::now())
+            );
             html_response(status, page("Referral", Some(&session.user), &session.csrf, &body))
         }
         (Err(Failure::Refused { .. }), _) if !banner.is_empty() => {
@@ -493,6 +560,21 @@ async fn show_referral(web: &Web, session: &Session, id: &str, status: StatusCod
         }
         (Err(failure), _) | (_, Err(failure)) => web.failure(failure, session, "Referral"),
     }
+}
+
+/// The referral's telehealth consult (or the form asking for one).
+async fn consult_section(web: &Web, session: &Session, referral: &referral::Referral) -> Result<String, Failure> {
+    let Some(request) = referral.task["focus"]["reference"].as_str() else { return Ok(String::new()) };
+    let found = consult::of_referral(&web.api, &session.user, request).await?;
+    let specialist = found.as_ref().and_then(|c| {
+        c["participant"]
+            .as_array()?
+            .iter()
+            .find_map(|p| p["actor"]["reference"].as_str().filter(|r| r.starts_with("PractitionerRole/")))
+    });
+    let zones = consult::specialist_zones(&web.api, &session.user, specialist.into_iter()).await?;
+    let zone = specialist.and_then(|s| zones.get(s)).copied();
+    Ok(consult::section(&referral.task, found.as_ref(), zone, &session.user, &session.csrf))
 }
 
 async fn act(
@@ -510,6 +592,16 @@ async fn act(
         return forbidden_form();
     }
     let user = &session.user;
+    if action == "request-consult" {
+        let operation = format!("Task/{id}/$request-consult");
+        return match web.api.post(user, &operation, &consult::request_parameters(&fields)).await {
+            Ok(_) => see_other(&format!("/ui/referral/{id}?done={action}")),
+            Err(Failure::SignIn(_)) => web.to_sign_in(true),
+            Err(Failure::Refused { status, message: text }) => {
+                show_referral(&web, &session, &id, status, &message("error", &format!("Refused: {text}"))).await
+            }
+        };
+    }
     let message_text = match (field(&fields, "message"), field(&fields, "document")) {
         (Some(message), Some(document)) => Some(format!("{message}\n\nPlease also send: {document}.")),
         (message, _) => message.map(String::from),

@@ -443,7 +443,12 @@ fn render_actions(task: &Value, user: &User, queues: &[Queue], csrf: &str, id: &
 <label for="opinion-pdf">Signed report (PDF, optional)</label><input id="opinion-pdf" name="pdf" type="file" accept="application/pdf">
 </fieldset><button type="submit">Submit opinion and complete</button></form>"#
             ),
-            Action::ReceiveInformation | Action::Cancel => String::new(),
+            // Not offered here: the partner's answer, revocation and booking move these.
+            Action::ReceiveInformation
+            | Action::Cancel
+            | Action::RequestConsult
+            | Action::ConsultBooked
+            | Action::ConsultCancelled => String::new(),
         });
     }
     html.push_str("</div></section>\n");

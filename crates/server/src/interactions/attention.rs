@@ -27,16 +27,11 @@ pub const ATTACHMENT: &str = "attachment";
 
 /// `POST Task/{id}/$opened`. A staff member is recorded as their PractitionerRole; a development
 /// caller (no authentication) names it in the `reader` parameter.
-pub async fn opened(
-    state: &AppState,
-    caller: &Caller,
-    id: &str,
-    parameters: Option<Value>,
-) -> Result<Response, ApiError> {
+pub async fn opened(state: &AppState, caller: &Caller, id: &str, parameters: &Value) -> Result<Response, ApiError> {
     caller.require_staff("$opened")?;
     let reader = match caller {
         Caller::Authenticated(Principal::Staff { practitioner_role, .. }) => practitioner_role.clone(),
-        _ => parameters.as_ref().and_then(|p| parameter(p, "reader")).map(str::to_string),
+        _ => parameter(parameters, "reader").map(str::to_string),
     };
     let Some(reader) = reader.filter(|r| r.starts_with("PractitionerRole/")) else {
         return Err(ApiError::one(
@@ -62,15 +57,12 @@ pub async fn opened(
 /// `POST Task/$partner-updates`: one `update` parameter per named Task (that the caller sees) the
 /// partner changed, with `task`, `kind`, `time` and `seen` (whether the Task's owner, when it is a
 /// PractitionerRole, opened it since).
-pub async fn partner_updates(
-    state: &AppState,
-    caller: &Caller,
-    parameters: Option<Value>,
-) -> Result<Response, ApiError> {
+pub async fn partner_updates(state: &AppState, caller: &Caller, parameters: &Value) -> Result<Response, ApiError> {
     caller.require_staff("$partner-updates")?;
-    let named: Vec<String> = parameters
-        .iter()
-        .flat_map(|p| p["parameter"].as_array().cloned().unwrap_or_default())
+    let named: Vec<String> = parameters["parameter"]
+        .as_array()
+        .into_iter()
+        .flatten()
         .filter(|p| p["name"] == "task")
         .filter_map(|p| p["valueReference"]["reference"].as_str()?.strip_prefix("Task/").map(str::to_string))
         .collect();

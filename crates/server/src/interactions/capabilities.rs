@@ -15,20 +15,66 @@ pub async fn metadata(State(state): State<AppState>) -> Response {
 
 /// The specialist workflow operations on referral Tasks (`interactions/workflow.rs`).
 fn workflow_operations() -> Value {
-    let operations = [
-        ("claim", "Task/{id}: a specialist takes the referral (owner: PractitionerRole)"),
-        ("claim-next", "Task: claim the open referral of a queue (queue) that is due first"),
-        ("release", "Task/{id}: put a claimed referral back on its queue"),
-        ("redirect", "Task/{id}: move the referral to another queue (queue, reason)"),
-        ("decline", "Task/{id}: decline the referral (reason)"),
-        ("request-information", "Task/{id}: ask the partner for more (message); the Task waits on-hold"),
-        ("complete", "Task/{id}: return the opinion (opinion: DiagnosticReport or Communication)"),
-    ];
+    operation_list(
+        "Task",
+        &[
+            ("claim", "Task/{id}: a specialist takes the referral (owner: PractitionerRole)"),
+            ("claim-next", "Task: claim the open referral of a queue (queue) that is due first"),
+            ("release", "Task/{id}: put a claimed referral back on its queue"),
+            ("redirect", "Task/{id}: move the referral to another queue (queue, reason)"),
+            ("decline", "Task/{id}: decline the referral (reason)"),
+            ("request-information", "Task/{id}: ask the partner for more (message); the Task waits on-hold"),
+            ("complete", "Task/{id}: return the opinion (opinion: DiagnosticReport or Communication)"),
+            (
+                "request-consult",
+                "Task/{id}: the owning specialist asks for a telehealth consult (minutesDuration, earliest, latest, interpreter, language); a proposed Appointment is created and the Task waits on-hold (consult-proposed)",
+            ),
+        ],
+    )
+}
+
+/// The scheduling operations of telehealth consults (`interactions/consult.rs`), on the IHE ITI
+/// Scheduling operations `$find` and `$book`.
+fn appointment_operations() -> Value {
+    operation_list(
+        "Appointment",
+        &[
+            (
+                "find",
+                "Appointment/$find (referral: ServiceRequest): proposed Appointments pairing a free specialist slot with, when needed, a free interpreter slot of the patient's language; times carry the partner's offset",
+            ),
+            (
+                "book",
+                "Appointment/$book (appointment-resource: a proposal from $find): books both slots atomically (one winner per slot); booking a booked consult reschedules it; the Task resumes",
+            ),
+            ("cancel", "Appointment/{id}/$cancel (reason): cancels the consult and frees its slots"),
+        ],
+    )
+}
+
+/// Staff availability operations on the actors of schedules (`interactions/availability.rs`).
+fn availability_operations(resource_type: &str) -> Value {
+    operation_list(
+        resource_type,
+        &[
+            (
+                "open-slots",
+                "{type}/{id}/$open-slots (timezone, start/end, or weekday+from+until+startTime+endTime, slotMinutes): opens free slots from wall-clock times in the actor's IANA time zone",
+            ),
+            (
+                "block-time",
+                "{type}/{id}/$block-time (start, end, timezone, reason): marks the free slots in the period busy-unavailable",
+            ),
+        ],
+    )
+}
+
+fn operation_list(resource_type: &str, operations: &[(&str, &str)]) -> Value {
     operations
         .iter()
         .map(|(name, documentation)| {
             json!({"name": name,
-                   "definition": format!("https://rex.example/fhir/OperationDefinition/Task-{name}"),
+                   "definition": format!("https://rex.example/fhir/OperationDefinition/{resource_type}-{name}"),
                    "documentation": documentation})
         })
         .collect()
@@ -86,8 +132,11 @@ pub fn capability_statement(base_url: &str) -> Value {
                 "searchInclude": includes,
                 "searchParam": params,
             });
-            if resource_type == "Task" {
-                entry["operation"] = workflow_operations();
+            match resource_type {
+                "Task" => entry["operation"] = workflow_operations(),
+                "Appointment" => entry["operation"] = appointment_operations(),
+                "PractitionerRole" | "HealthcareService" => entry["operation"] = availability_operations(resource_type),
+                _ => {}
             }
             if resource_type == "Subscription" {
                 entry["operation"] = json!([{

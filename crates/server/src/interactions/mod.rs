@@ -1,13 +1,17 @@
 //! One module per FHIR interaction; each turns HTTP into calls on the store and back.
 
 pub mod attention;
+pub mod availability;
 pub mod capabilities;
 pub mod consent;
+pub mod consult;
 pub mod escalation;
 pub mod history;
 pub mod intake;
 pub mod message;
+mod parameters;
 pub mod read;
+pub mod reminders;
 pub mod rest_write;
 pub mod sandbox;
 pub mod scorecard;

@@ -1,6 +1,7 @@
 //! FHIR operations. `$validate` at `/fhir/$validate`, `/fhir/{type}/$validate` and `/fhir/{type}/{id}/$validate`:
 //! the same validator that guards every write, answering 200 with the OperationOutcome unless the
-//! request itself is malformed. The Task workflow operations are dispatched from here to `workflow`.
+//! request itself is malformed. The Task workflow operations are dispatched from here to `workflow`,
+//! the scheduling operations to `availability` and `consult`.
 
 use axum::Extension;
 use axum::body::Body;
@@ -12,7 +13,7 @@ use rex_fhir::{Issue, IssueCode};
 use serde_json::Value;
 
 use super::write::known_type;
-use super::{attention, query_pairs, workflow};
+use super::{attention, availability, consult, query_pairs, workflow};
 use crate::AppState;
 use crate::access::Caller;
 use crate::error::ApiError;
@@ -46,7 +47,13 @@ pub async fn type_operation(
             workflow::claim_next(&state, &caller, workflow_arguments(&state, &headers, body).await?).await
         }
         "$partner-updates" if resource_type == "Task" => {
-            attention::partner_updates(&state, &caller, parameters_body(&state, &headers, body).await?).await
+            attention::partner_updates(&state, &caller, &parameters_body(&state, &headers, body).await?).await
+        }
+        "$find" if resource_type == "Appointment" => {
+            consult::find(&state, &caller, &parameters_body(&state, &headers, body).await?).await
+        }
+        "$book" if resource_type == "Appointment" => {
+            consult::book(&state, &caller, &parameters_body(&state, &headers, body).await?).await
         }
         other => Err(unknown_operation(other)),
     }
@@ -65,13 +72,44 @@ pub async fn instance_operation(
     match (operation.as_str(), workflow::action(&operation)) {
         ("$validate", _) => run(&state, &caller, Some(&resource_type), Some(&id), query, &headers, body).await,
         ("$opened", _) if resource_type == "Task" => {
-            attention::opened(&state, &caller, &id, parameters_body(&state, &headers, body).await?).await
+            attention::opened(&state, &caller, &id, &parameters_body(&state, &headers, body).await?).await
         }
         (_, Some(action)) if resource_type == "Task" => {
             workflow::operate(&state, &caller, &id, action, workflow_arguments(&state, &headers, body).await?).await
         }
+        ("$request-consult", _) if resource_type == "Task" => {
+            consult::request(&state, &caller, &id, &parameters_body(&state, &headers, body).await?).await
+        }
+        ("$cancel", _) if resource_type == "Appointment" => {
+            consult::cancel(&state, &caller, &id, &parameters_body(&state, &headers, body).await?).await
+        }
+        ("$open-slots" | "$block-time", _) if availability::is_schedule_actor(&resource_type) => {
+            let parameters = parameters_body(&state, &headers, body).await?;
+            let actor = format!("{resource_type}/{id}");
+            if operation == "$open-slots" {
+                availability::open_slots(&state, &caller, &actor, &parameters).await
+            } else {
+                availability::block_time(&state, &caller, &actor, &parameters).await
+            }
+        }
         (other, _) => Err(unknown_operation(other)),
     }
+}
+
+/// The Parameters body of an operation (an empty body is a Parameters without parameters).
+async fn parameters_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Value, ApiError> {
+    let bytes = read_body(body, state.config.limits).await?;
+    if bytes.is_empty() {
+        return Ok(serde_json::json!({"resourceType": "Parameters"}));
+    }
+    if body_kind(headers)? != BodyKind::FhirJson {
+        return Err(ApiError::unsupported_media("Operations take a FHIR JSON Parameters resource"));
+    }
+    let parameters = parse_json(bytes, state.config.limits).await?;
+    if parameters["resourceType"] != "Parameters" {
+        return Err(ApiError::bad_request("Operations take a Parameters resource"));
+    }
+    Ok(parameters)
 }
 
 /// The Parameters body of a workflow operation (an empty body means no parameters).
@@ -80,24 +118,7 @@ async fn workflow_arguments(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<workflow::Arguments, ApiError> {
-    let parameters = parameters_body(state, headers, body).await?;
-    Ok(parameters.map(|p| workflow::Arguments::from_parameters(&p)).unwrap_or_default())
-}
-
-/// The Parameters body of a Task operation; `None` for an empty body.
-async fn parameters_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Option<Value>, ApiError> {
-    let bytes = read_body(body, state.config.limits).await?;
-    if bytes.is_empty() {
-        return Ok(None);
-    }
-    if body_kind(headers)? != BodyKind::FhirJson {
-        return Err(ApiError::unsupported_media("Task operations take a FHIR JSON Parameters resource"));
-    }
-    let parameters = parse_json(bytes, state.config.limits).await?;
-    if parameters["resourceType"] != "Parameters" {
-        return Err(ApiError::bad_request("Task operations take a Parameters resource"));
-    }
-    Ok(Some(parameters))
+    Ok(workflow::Arguments::from_parameters(&parameters_body(state, headers, body).await?))
 }
 
 fn unknown_operation(operation: &str) -> ApiError {

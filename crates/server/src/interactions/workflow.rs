@@ -34,6 +34,8 @@ pub struct Arguments {
     pub message: Option<String>,
     /// `opinion`: reference to the DiagnosticReport or Communication with the opinion (complete).
     pub opinion: Option<String>,
+    /// The consult Appointment a consult action is about (set by `consult.rs`, not a parameter).
+    pub appointment: Option<String>,
 }
 
 impl Arguments {
@@ -191,7 +193,7 @@ fn owner_for(caller: &Caller, action: Action, mut arguments: Arguments) -> Resul
     Ok(arguments)
 }
 
-async fn apply(
+pub(super) async fn apply(
     tx: &mut Tx,
     state: &AppState,
     caller: &Caller,
@@ -273,6 +275,13 @@ async fn apply(
             finish_opinion(tx, caller, &task, performer.as_deref(), stored_opinion).await?;
             task["output"] = json!([{"type": {"text": "Second opinion"}, "valueReference": {"reference": opinion}}]);
             audit_detail.push(json!({"type": "opinion", "valueString": opinion}));
+        }
+        Action::RequestConsult | Action::ConsultBooked | Action::ConsultCancelled => {
+            let appointment = arguments.appointment.clone().ok_or_else(ApiError::internal)?;
+            if action == Action::RequestConsult {
+                set_extension(&mut task, "task-consult", json!({"valueReference": {"reference": appointment}}));
+            }
+            audit_detail.push(json!({"type": "appointment", "valueString": appointment}));
         }
         Action::ReceiveInformation | Action::Cancel => {}
     }
@@ -408,6 +417,12 @@ fn audit_without_empty_detail(mut audit: Value) -> Value {
     audit
 }
 
+/// Whether a Task is on hold with rex's business status `code` (`information-requested`,
+/// `consult-proposed`).
+pub(super) fn waits_for(task: &Value, code: &str) -> bool {
+    task["status"] == "on-hold" && task["businessStatus"]["coding"][0]["code"] == code
+}
+
 fn push_note(task: &mut Value, text: String) {
     let note = json!({"text": text, "time": now()});
     match task["note"].as_array_mut() {
@@ -525,9 +540,10 @@ async fn answered_referral(
     Ok(Some((focus.to_string(), owner(&request).map(str::to_string))))
 }
 
-/// Resumes the referral Tasks about `focus` that wait, on hold, for an answer, and marks the open
-/// ones updated by the partner for their specialist; the AuditEvent names `caller`, who answered
-/// (its right to answer was checked by [`answered_referral`]).
+/// Resumes the referral Tasks about `focus` that wait, on hold, for an answer (not those waiting
+/// for a consult to be booked), and marks the open ones updated by the partner for their
+/// specialist; the AuditEvent names `caller`, who answered (its right to answer was checked by
+/// [`answered_referral`]).
 async fn resume(tx: &mut Tx, state: &AppState, caller: &Caller, focus: &str) -> Result<(), ApiError> {
     let pairs = [("focus".to_string(), focus.to_string())];
     let query = SearchQuery::parse(SearchRegistry::r4(), "Task", &pairs, rex_fhir::query::Handling::Strict)
@@ -535,8 +551,9 @@ async fn resume(tx: &mut Tx, state: &AppState, caller: &Caller, focus: &str) -> 
     for task in tx.search(&query).await?.matches {
         let Some(task) = tx.read_for_update("Task", &task.id).await? else { continue };
         let id = task.id.clone();
-        let status = stored_json(&task)?["status"].as_str().unwrap_or_default().to_string();
-        if status == "on-hold" {
+        let current = stored_json(&task)?;
+        let status = current["status"].as_str().unwrap_or_default().to_string();
+        if waits_for(&current, "information-requested") {
             apply(tx, state, caller, task, Action::ReceiveInformation, &Arguments::default()).await?;
         }
         // A late answer (the referral was released or redirected meanwhile) is news all the same.

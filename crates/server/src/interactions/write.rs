@@ -232,8 +232,8 @@ pub type BundleTargets = HashSet<String>;
 
 /// Runs one write inside `tx` on behalf of `caller`: the SMART scope is checked, what the caller
 /// may not see cannot be changed, a partner's writes land in its compartment and point only at
-/// what it may see, and a change of a partner's referral Task queues its notifications (a
-/// Subscription left `requested`, its handshake) in the same transaction.
+/// what it may see, and a change of a partner's referral Task or consult Appointment queues its
+/// notifications (a Subscription left `requested`, its handshake) in the same transaction.
 pub async fn execute(tx: &mut Tx, caller: &Caller, op: WriteOp) -> Result<WriteOutcome, ApiError> {
     execute_entry(tx, caller, op, &BundleTargets::new()).await
 }
@@ -248,7 +248,7 @@ pub async fn execute_entry(
     let outcome = write(tx, caller, op, bundle_targets).await?;
     if let WriteOutcome::Created(stored) | WriteOutcome::Updated(stored) = &outcome {
         match stored.resource_type.as_str() {
-            "Task" => crate::notifications::enqueue_task_change(tx, stored, chrono::Utc::now()).await?,
+            "Task" | "Appointment" => crate::notifications::enqueue_change(tx, stored, chrono::Utc::now()).await?,
             "Subscription" => {
                 crate::notifications::enqueue_handshake_if_requested(tx, stored, chrono::Utc::now()).await?
             }
@@ -287,6 +287,7 @@ async fn write(
                     }
                 }
             }
+            super::consult::check_scheduling_write(caller, resource_type, Some(&resource), None)?;
             let id = id.unwrap_or_else(rex_store::new_id);
             check_references(tx, caller, resource_type, &resource, bundle_targets).await?;
             caller.stamp(&mut resource);
@@ -318,6 +319,7 @@ async fn write(
                 (None, _) => body_id.map(str::to_string).unwrap_or_else(rex_store::new_id),
             };
             let current = current_for(tx, caller, resource_type, &id).await?;
+            super::consult::check_scheduling_write(caller, resource_type, Some(&resource), current.as_ref())?;
             if let Some(current) = &current {
                 keep_owner(current, &mut resource);
             }
@@ -342,7 +344,8 @@ async fn write(
             let Some(id) = resolve_target(tx, caller, resource_type, &target).await? else {
                 return Ok(WriteOutcome::NothingDeleted);
             };
-            current_for(tx, caller, resource_type, &id).await?;
+            let current = current_for(tx, caller, resource_type, &id).await?;
+            super::consult::check_scheduling_write(caller, resource_type, None, current.as_ref())?;
             match tx.delete(resource_type, &id, if_match).await? {
                 DeleteOutcome::Deleted(version) => Ok(WriteOutcome::Deleted(Some(version))),
                 DeleteOutcome::AlreadyDeleted => Ok(WriteOutcome::NothingDeleted),
