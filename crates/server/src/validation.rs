@@ -116,7 +116,9 @@ pub async fn validate(
     profiles: Vec<String>,
 ) -> Result<(Value, Vec<Issue>), ApiError> {
     let validator = validator.clone();
+    let slot = crate::http::large_body_slot();
     tokio::task::spawn_blocking(move || {
+        let _slot = slot;
         let profiles: Vec<&str> = profiles.iter().map(String::as_str).collect();
         let issues = validator.validate(&resource, &profiles);
         (resource, issues)
@@ -154,7 +156,9 @@ pub async fn require_valid_bundle(
         return Err(ApiError::new(StatusCode::BAD_REQUEST, structure));
     }
     let validator = validator.clone();
+    let slot = crate::http::large_body_slot();
     let issues = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
         let profiles: Vec<&str> = profiles.iter().map(String::as_str).collect();
         let mut issues = validator.validate(&bundle, &profiles);
         for (index, profile) in &entry_profiles {
