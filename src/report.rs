@@ -31,6 +31,18 @@ pub fn print_file(verdict: &str, file: &Path, detail: &str, outcome: Option<&Val
     }
 }
 
+/// Why a file is not FHIR JSON (not JSON, too deep, a key repeated), each problem with its location.
+pub fn parse_issues(issues: &[rex_fhir::Issue]) -> String {
+    let problems: Vec<String> = issues
+        .iter()
+        .map(|issue| match &issue.expression {
+            Some(at) => format!("{} (at {at})", issue.diagnostics),
+            None => issue.diagnostics.clone(),
+        })
+        .collect();
+    problems.join("; ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -46,16 +58,4 @@ mod tests {
             vec!["    error value at Patient.birthDate: not a date", "    warning informational at -: note"]
         );
     }
-}
-
-/// Why a file is not FHIR JSON (not JSON, too deep, a key repeated), each problem with its location.
-pub fn parse_issues(issues: &[rex_fhir::Issue]) -> String {
-    let problems: Vec<String> = issues
-        .iter()
-        .map(|issue| match &issue.expression {
-            Some(at) => format!("{} (at {at})", issue.diagnostics),
-            None => issue.diagnostics.clone(),
-        })
-        .collect();
-    problems.join("; ")
 }

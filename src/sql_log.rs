@@ -126,10 +126,9 @@ impl Visit for StatementFields {
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn Debug) {
-        match field.name() {
-            "message" => self.message = format!("{value:?}"),
-            // Strings come through record_str; anything else is not a statement text.
-            _ => {}
+        // Strings come through record_str; of the rest only the message is kept.
+        if field.name() == "message" {
+            self.message = format!("{value:?}");
         }
     }
 }

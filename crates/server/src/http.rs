@@ -86,8 +86,8 @@ pub const DEFAULT_LARGE_BODY_SLOTS: usize = 2;
 /// What a client refused for want of a slot is told to wait, in seconds.
 const LARGE_BODY_RETRY_SECONDS: u32 = 5;
 
-/// Admission of large JSON request bodies. Parsing, checking and writing a Bundle takes about 25
-/// times its size in memory (about 400 MB for a 15 MB Bundle, BENCHMARKS.md), so only a few bodies
+/// Admission of large JSON request bodies. Parsing, checking and writing a Bundle takes about 50
+/// times its size in memory (1.55 GB for a 30 MB Bundle, ARCHITECTURE.md), so only a few bodies
 /// over the threshold are worked on at once; one more is answered 503 with `Retry-After` before
 /// its body is read. Other bodies (raw Binary uploads are streamed to disk) are not counted.
 #[derive(Debug, Clone)]
@@ -122,6 +122,20 @@ impl LargeBodies {
     }
 }
 
+tokio::task_local! {
+    /// The large-body slot of the request being worked on. Work the request hands to another
+    /// thread (validation on the blocking pool) takes a share of it with [`large_body_slot`], so
+    /// the slot is free only once that work has ended too: a client that gives up does not free
+    /// the slot while its Bundle is still being validated, and the bound holds.
+    static LARGE_BODY_SLOT: Arc<OwnedSemaphorePermit>;
+}
+
+/// A share of the current request's large-body slot, if it holds one: keep it as long as work
+/// for the request goes on outside the request's own future.
+pub fn large_body_slot() -> Option<Arc<OwnedSemaphorePermit>> {
+    LARGE_BODY_SLOT.try_with(Arc::clone).ok()
+}
+
 /// Middleware: a request with a JSON body over the large-body threshold holds a slot until it is
 /// answered, or is refused at once when none is free (see [`LargeBodies`]).
 pub async fn admit_large_bodies(State(state): State<AppState>, request: Request, next: Next) -> Response {
@@ -136,7 +150,8 @@ pub async fn admit_large_bodies(State(state): State<AppState>, request: Request,
     }
     let length = headers.get(CONTENT_LENGTH).and_then(|value| value.to_str().ok()?.parse().ok());
     match state.config.large_bodies.admit(length) {
-        Ok(_slot) => next.run(request).await,
+        Ok(Some(slot)) => LARGE_BODY_SLOT.scope(Arc::new(slot), next.run(request)).await,
+        Ok(None) => next.run(request).await,
         Err(err) => {
             let mut response = err.into_response();
             response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(LARGE_BODY_RETRY_SECONDS));
@@ -282,6 +297,37 @@ pub fn stored_json(stored: &StoredResource) -> Result<Value, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn work_handed_to_another_thread_keeps_the_large_body_slot() {
+        let bodies = LargeBodies::new(10, 1);
+        let slot = bodies.admit(Some(100)).unwrap().unwrap();
+        let (started, has_started) = tokio::sync::oneshot::channel();
+        let (finish, finished) = std::sync::mpsc::channel::<()>();
+        let request = LARGE_BODY_SLOT.scope(Arc::new(slot), async move {
+            let share = large_body_slot();
+            tokio::task::spawn_blocking(move || {
+                let _share = share;
+                let _ = started.send(());
+                let _ = finished.recv();
+            })
+            .await
+        });
+        // The client goes away while its body is still being worked on elsewhere.
+        let request = tokio::spawn(request);
+        has_started.await.unwrap();
+        request.abort();
+        let _ = request.await;
+        assert!(bodies.admit(Some(100)).is_err(), "the slot is held until the work ends");
+        finish.send(()).unwrap();
+        for _ in 0..100 {
+            if bodies.admit(Some(100)).is_ok() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("the slot was not freed when the work ended");
+    }
 
     #[test]
     fn parses_etags() {

@@ -36,7 +36,7 @@ impl DeliveryTargets {
 
     fn allows(&self, host: &str) -> bool {
         let host = normalise(host);
-        self.allowed_hosts.iter().any(|allowed| *allowed == host)
+        self.allowed_hosts.contains(&host)
     }
 
     /// Checks an endpoint before rex stores it: its scheme, and every address its host resolves to.

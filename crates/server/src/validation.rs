@@ -132,7 +132,9 @@ pub async fn validate(
     profiles: Vec<String>,
 ) -> Result<(Value, Vec<Issue>), ApiError> {
     let validator = validator.clone();
+    let slot = crate::http::large_body_slot();
     tokio::task::spawn_blocking(move || {
+        let _slot = slot;
         let profiles: Vec<&str> = profiles.iter().map(String::as_str).collect();
         let issues = validator.validate(&resource, &profiles);
         (resource, issues)
@@ -165,7 +167,9 @@ pub async fn require_valid_bundle(
     entry_profiles: Vec<(usize, String)>,
 ) -> Result<(), ApiError> {
     let validator = validator.clone();
+    let slot = crate::http::large_body_slot();
     let issues = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
         // The structural check walks the whole Bundle: here, off the async workers, too.
         let structure = rex_fhir::structure::StructureModel::r4().check(&bundle);
         if structure.iter().any(Issue::is_error) {
