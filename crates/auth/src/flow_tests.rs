@@ -540,3 +540,19 @@ fn oidc_issuer_must_differ_from_rex() {
     oidc.issuer = ISSUER.into();
     assert!(Authenticator::new(f.endpoint.partners.clone(), f.endpoint.signer.clone(), Some(Arc::new(oidc))).is_err());
 }
+
+#[test]
+fn detached_signatures_verify_only_the_signed_payload() {
+    let signer = TokenSigner::generate(ISSUER).unwrap();
+    let payload = crate::jcs::canonical_json(&serde_json::json!({"resourceType": "DiagnosticReport", "conclusion": "ok"}));
+    let jws = signer.sign_detached(payload.as_bytes(), "application/fhir+json").unwrap();
+    assert_eq!(jws.split('.').nth(1), Some(""), "the payload is detached");
+    signer.verify_detached(&jws, payload.as_bytes()).unwrap();
+    // Verified with the published JWKS alone, as a partner does.
+    let jwks = crate::jwk::JwkSet::from_value(&signer.public_jwks(), &[jwt::Algorithm::ES384]).unwrap();
+    jwt::verify_detached(&jws, payload.as_bytes(), &jwks, &[jwt::Algorithm::ES384]).unwrap();
+    let changed = payload.replace("ok", "ko");
+    assert_eq!(signer.verify_detached(&jws, changed.as_bytes()), Err(jwt::JwtError::BadSignature));
+    let other = TokenSigner::generate(ISSUER).unwrap();
+    assert!(other.verify_detached(&jws, payload.as_bytes()).is_err(), "another key");
+}

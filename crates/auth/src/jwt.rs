@@ -157,16 +157,43 @@ fn split<'a>(token: &'a str, allowed: &[Algorithm]) -> Result<Parts<'a>, JwtErro
 /// and returns its header and claims.
 pub fn verify(token: &str, keys: &JwkSet, allowed: &[Algorithm]) -> Result<VerifiedJwt, JwtError> {
     let parts = split(token, allowed)?;
-    let alg = parts.header.alg;
+    check_signature(&parts.header, parts.signing_input, parts.signature, keys)?;
+    let payload = b64url_decode(parts.payload_b64).ok_or(JwtError::Malformed("the payload is not base64url"))?;
+    let claims: Map<String, Value> =
+        serde_json::from_slice(&payload).map_err(|_| JwtError::Malformed("the payload is not a JSON object"))?;
+    Ok(VerifiedJwt { header: parts.header, claims })
+}
+
+/// Verifies a JWS with a detached payload (RFC 7515 appendix F: `header..signature`) over
+/// `payload`, and returns its header.
+pub fn verify_detached(
+    jws: &str,
+    payload: &[u8],
+    keys: &JwkSet,
+    allowed: &[Algorithm],
+) -> Result<Header, JwtError> {
+    let Some((header_b64, rest)) = jws.split_once("..") else {
+        return Err(JwtError::Malformed("a detached JWS has the form header..signature"));
+    };
+    // The header and signature are checked as in a compact JWS with a placeholder payload.
+    let compact = format!("{header_b64}.x.{rest}");
+    let parts = split(&compact, allowed)?;
+    let signing_input = format!("{header_b64}.{}", b64url_encode(payload));
+    check_signature(&parts.header, &signing_input, parts.signature, keys)?;
+    Ok(parts.header)
+}
+
+fn check_signature(header: &Header, signing_input: &str, signature: Vec<u8>, keys: &JwkSet) -> Result<(), JwtError> {
+    let alg = header.alg;
     let key = keys
-        .select(parts.header.kid.as_deref())
-        .ok_or_else(|| JwtError::UnknownKey(parts.header.kid.as_deref().map(shorten)))?;
+        .select(header.kid.as_deref())
+        .ok_or_else(|| JwtError::UnknownKey(header.kid.as_deref().map(shorten)))?;
     if !key.supports(alg) {
         return Err(JwtError::KeyMismatch { kid: key.kid.clone(), alg: alg.name() });
     }
     let signature = match alg.ec_component_len() {
-        Some(n) => raw_ecdsa_to_der(&parts.signature, n)?,
-        None => parts.signature,
+        Some(n) => raw_ecdsa_to_der(&signature, n)?,
+        None => signature,
     };
     let mut verifier = Verifier::new(alg.digest(), &key.key).map_err(|e| JwtError::Crypto(e.to_string()))?;
     if key.kind == KeyKind::Rsa {
@@ -174,13 +201,10 @@ pub fn verify(token: &str, keys: &JwkSet, allowed: &[Algorithm]) -> Result<Verif
     }
     // OpenSSL reports a malformed signature as an error and a wrong one as `false`: both are a
     // bad signature to the caller.
-    if !verifier.verify_oneshot(&signature, parts.signing_input.as_bytes()).unwrap_or(false) {
+    if !verifier.verify_oneshot(&signature, signing_input.as_bytes()).unwrap_or(false) {
         return Err(JwtError::BadSignature);
     }
-    let payload = b64url_decode(parts.payload_b64).ok_or(JwtError::Malformed("the payload is not base64url"))?;
-    let claims: Map<String, Value> =
-        serde_json::from_slice(&payload).map_err(|_| JwtError::Malformed("the payload is not a JSON object"))?;
-    Ok(VerifiedJwt { header: parts.header, claims })
+    Ok(())
 }
 
 /// The claims of a token WITHOUT verifying it: only to decide which verifier applies (for
@@ -218,6 +242,17 @@ pub fn sign(
     let header = encode_json(&header).map_err(|e| JwtError::Crypto(e.to_string()))?;
     let payload = encode_json(claims).map_err(|e| JwtError::Crypto(e.to_string()))?;
     let signing_input = format!("{header}.{payload}");
+    let signature = sign_input(alg, kind, key, &signing_input)?;
+    Ok(format!("{signing_input}.{signature}"))
+}
+
+/// The base64url JOSE signature of a JWS signing input (`header.payload`).
+pub(crate) fn sign_input(
+    alg: Algorithm,
+    kind: KeyKind,
+    key: &PKey<Private>,
+    signing_input: &str,
+) -> Result<String, JwtError> {
     let crypto = |e: openssl::error::ErrorStack| JwtError::Crypto(e.to_string());
     let mut signer = Signer::new(alg.digest(), key).map_err(crypto)?;
     if kind == KeyKind::Rsa {
@@ -229,7 +264,7 @@ pub fn sign(
         signature = sig.r().to_vec_padded(n as i32).map_err(crypto)?;
         signature.extend(sig.s().to_vec_padded(n as i32).map_err(crypto)?);
     }
-    Ok(format!("{signing_input}.{}", b64url_encode(signature)))
+    Ok(b64url_encode(signature))
 }
 
 /// JOSE ECDSA signatures are the fixed-size big-endian `r || s`; OpenSSL wants DER.

@@ -8,6 +8,7 @@
 pub mod assertion;
 pub mod config;
 pub mod encoding;
+pub mod jcs;
 pub mod jwk;
 pub mod jwt;
 pub mod mint;

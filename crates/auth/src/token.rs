@@ -82,13 +82,30 @@ impl TokenSigner {
         &self.issuer
     }
 
-    /// The public key as a JWKS, should rex ever publish it.
+    /// The public key as a JWKS (published at `/auth/jwks`: partners verify rex's signatures with it).
     pub fn public_jwks(&self) -> Value {
         let mut jwk = public_jwk_members(&self.key).unwrap_or_default();
         jwk.insert("kid".into(), self.kid.clone().into());
         jwk.insert("alg".into(), "ES384".into());
         jwk.insert("use".into(), "sig".into());
         json!({ "keys": [jwk] })
+    }
+
+    /// A JWS with a detached payload (RFC 7515 appendix F, `header..signature`), ES384 with this
+    /// key, over `payload`: what rex signs documents it issues with (a Provenance signature over
+    /// a report's canonical JSON). The header names the key (`kid`) and the payload's type (`cty`).
+    pub fn sign_detached(&self, payload: &[u8], content_type: &str) -> Result<String, String> {
+        let header = json!({"alg": "ES384", "kid": self.kid, "cty": content_type});
+        let header = b64url_encode(serde_json::to_vec(&header).map_err(|e| e.to_string())?);
+        let signing_input = format!("{header}.{}", b64url_encode(payload));
+        let signature = crate::jwt::sign_input(Algorithm::ES384, KeyKind::EcP384, &self.key, &signing_input)
+            .map_err(|e| e.to_string())?;
+        Ok(format!("{header}..{signature}"))
+    }
+
+    /// Verifies a JWS made by [`TokenSigner::sign_detached`] over `payload`.
+    pub fn verify_detached(&self, jws: &str, payload: &[u8]) -> Result<(), crate::JwtError> {
+        crate::jwt::verify_detached(jws, payload, &self.public, &[Algorithm::ES384]).map(|_| ())
     }
 
     /// Issues an access token for a partner. `cert_sha256_hex` binds it to a client certificate.
