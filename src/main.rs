@@ -119,6 +119,10 @@ struct ValidateArgs {
     /// For people: a verdict line per file and a line per issue, instead of OperationOutcome JSON.
     #[arg(long)]
     summary: bool,
+    /// A meta.profile rex does not know: warn (checked against the base spec and the profiles rex
+    /// knows) or reject, as `rex serve --unknown-profiles` does for intake.
+    #[arg(long, env = "REX_UNKNOWN_PROFILES", default_value = "warn")]
+    unknown_profiles: rex_validation::UnknownProfiles,
     /// The files to validate.
     #[arg(required = true)]
     files: Vec<PathBuf>,
@@ -214,6 +218,10 @@ struct ServeArgs {
     /// Deepest JSON nesting accepted in a request body.
     #[arg(long, env = "REX_MAX_JSON_DEPTH", default_value_t = rex_fhir::json::DEFAULT_MAX_DEPTH)]
     max_json_depth: usize,
+    /// A meta.profile rex does not know: warn (the resource is checked against the base spec and
+    /// the profiles rex knows) or reject; a partner's `unknown_profiles` overrides it.
+    #[arg(long, env = "REX_UNKNOWN_PROFILES", default_value = "warn")]
+    unknown_profiles: rex_validation::UnknownProfiles,
 }
 
 #[tokio::main]
@@ -291,6 +299,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     config.limits.max_bytes = args.max_body_bytes;
     config.large_bodies = rex_server::LargeBodies::new(args.large_body_bytes, args.large_bodies);
     config.limits.max_depth = args.max_json_depth;
+    config.unknown_profiles = args.unknown_profiles;
     let security = match &args.security {
         Some(path) => Some(load_security(&args, path, &config.base_url, &store)?),
         None => {
@@ -483,7 +492,7 @@ fn validate(args: ValidateArgs) -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-        let issues = validator.validate(&resource, &profiles);
+        let issues = validator.validate_with(&resource, &profiles, args.unknown_profiles);
         let errors = issues.iter().filter(|i| i.is_error()).count();
         any_errors |= errors > 0;
         let outcome = rex_fhir::outcome::operation_outcome(&issues);

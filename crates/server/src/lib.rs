@@ -38,7 +38,7 @@ use interactions::{capabilities, history, message, read, rest_write, search, tra
 use rex_referral::RoutingConfig;
 use rex_referral::task::queue_service;
 use rex_store::Isolation;
-use rex_validation::Validator;
+use rex_validation::{UnknownProfiles, Validator};
 use security::Security;
 use validation::PartnerProfiles;
 
@@ -54,6 +54,9 @@ pub struct Config {
     pub limits: BodyLimits,
     /// How many large JSON bodies are worked on at once.
     pub large_bodies: LargeBodies,
+    /// What a `meta.profile` rex does not know does to a resource, unless the partner's
+    /// configuration says otherwise (`--unknown-profiles`).
+    pub unknown_profiles: UnknownProfiles,
 }
 
 impl Config {
@@ -63,6 +66,7 @@ impl Config {
             base_url: format!("http://{addr}/fhir"),
             limits: BodyLimits { max_bytes: DEFAULT_MAX_BODY_BYTES, max_depth: rex_fhir::json::DEFAULT_MAX_DEPTH },
             large_bodies: LargeBodies::new(http::DEFAULT_LARGE_BODY_BYTES, http::DEFAULT_LARGE_BODY_SLOTS),
+            unknown_profiles: UnknownProfiles::default(),
         }
     }
 }
@@ -84,6 +88,20 @@ pub struct App {
     /// AuditEvents of reads and refusals, written in the background.
     pub audit: audit::AuditJournal,
     capability_statement: Value,
+}
+
+impl App {
+    /// The validator with the policy for `caller`'s unknown profile claims: its partner's
+    /// `unknown_profiles`, else the server's.
+    pub fn checker(&self, caller: &Caller) -> validation::Checker {
+        let partner = caller.partner().and_then(|id| self.security.as_ref()?.partners().get(id));
+        // The security configuration was checked at start: a partner's policy is warn or reject.
+        let partner_policy = partner.and_then(|p| p.unknown_profiles.as_deref()?.parse().ok());
+        validation::Checker {
+            validator: self.validator.clone(),
+            unknown_profiles: partner_policy.unwrap_or(self.config.unknown_profiles),
+        }
+    }
 }
 
 /// Cheap-to-clone handle on the [`App`].

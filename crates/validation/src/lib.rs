@@ -155,7 +155,7 @@ const UNKNOWN_CLAIM_END: &str = "' is not known to rex";
 fn unknown_claim_message(profile: &str, policy: UnknownProfiles) -> String {
     let what = match policy {
         UnknownProfiles::Warn => {
-            "the resource was checked against the base specification and the profiles rex knows only \
+            "the resource was checked only against the base specification and the profiles rex knows \
              (its guide can be loaded with --package)"
         }
         UnknownProfiles::Reject => {
@@ -170,7 +170,12 @@ pub fn unknown_profile_claim(issue: &Issue) -> Option<&str> {
     if issue.code != IssueCode::NotFound {
         return None;
     }
-    let (profile, _) = issue.diagnostics.strip_prefix(UNKNOWN_CLAIM_START)?.split_once(UNKNOWN_CLAIM_END)?;
+    unknown_profile_claim_text(&issue.diagnostics)
+}
+
+/// As [`unknown_profile_claim`], from an issue's text only (an OperationOutcome read back).
+pub fn unknown_profile_claim_text(diagnostics: &str) -> Option<&str> {
+    let (profile, _) = diagnostics.strip_prefix(UNKNOWN_CLAIM_START)?.split_once(UNKNOWN_CLAIM_END)?;
     Some(profile)
 }
 

@@ -165,7 +165,7 @@ fn as_transaction(message: &Value) -> Value {
 async fn run(state: &AppState, caller: &Caller, message: &Value, header: &Value) -> Result<Option<Value>, ApiError> {
     let event = Event::parse(header)?;
     require_valid_bundle(
-        &state.validator,
+        &state.checker(caller),
         std::sync::Arc::new(message.clone()),
         vec![rex_profile("rex-referral-message-bundle")],
         Vec::new(),
