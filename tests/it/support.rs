@@ -155,6 +155,10 @@ impl TestAuth {
             if id == PARTNER_SANDBOX {
                 toml.push_str("sandbox = true\n");
             }
+            // Partner B refuses resources claiming profiles rex does not know (the others warn).
+            if id == PARTNER_B {
+                toml.push_str("unknown_profiles = \"reject\"\n");
+            }
             if let Some((_, fingerprint)) = certificates.iter().find(|(partner, _)| partner == id) {
                 toml.push_str(&format!("client_cert_sha256 = \"{fingerprint}\"\n"));
             }
