@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::http::StatusCode;
 use rex_fhir::Issue;
-use rex_validation::{Definitions, UnknownProfiles, Validator};
+use rex_validation::{Definitions, Options, UnknownProfiles, Validator};
 use serde_json::Value;
 
 use crate::error::ApiError;
@@ -102,7 +102,10 @@ pub fn load_validator(profiles_dir: &Path, packages: &[&Path]) -> Result<Validat
     for package in packages {
         definitions.add_package(package).map_err(|e| format!("{}: {e}", package.display()))?;
     }
-    let validator = Validator::new(definitions);
+    // rex's own profiles and IPS are loaded whole: a claim of one that is not there is a mistake.
+    let complete_namespaces = vec![rex_profile(""), "http://hl7.org/fhir/uv/ips/StructureDefinition/".to_string()];
+    let options = Options { complete_namespaces, ..Options::default() };
+    let validator = Validator::with_options(definitions, options);
     for message in validator.load_messages() {
         tracing::warn!(%message, "profile definitions");
     }

@@ -74,6 +74,9 @@ pub struct Options {
     pub imply_vital_signs_profiles: bool,
     /// Constraint keys never evaluated (known-bad expressions in R4 core).
     pub skip_constraints: HashSet<&'static str>,
+    /// Canonical URL prefixes of guides loaded whole (rex's own profiles, IPS): a profile claimed under one
+    /// of them that is not loaded is a misspelt or retired profile, an error whatever the claim policy.
+    pub complete_namespaces: Vec<String>,
 }
 
 impl Options {
@@ -100,6 +103,7 @@ impl Default for Options {
             skip_constraints: ["ele-1", "dom-6", "txt-2", "que-7", "sdf-0", "bdl-10", "eld-20", "opd-3"]
                 .into_iter()
                 .collect(),
+            complete_namespaces: Vec::new(),
         }
     }
 }
