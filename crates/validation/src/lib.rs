@@ -80,6 +80,11 @@ pub struct Options {
 }
 
 impl Options {
+    /// The claim policy [`Validator::validate`] applies: `unknown_profile_is_error` as a policy.
+    fn unknown_claims(&self) -> UnknownProfiles {
+        if self.unknown_profile_is_error { UnknownProfiles::Reject } else { UnknownProfiles::Warn }
+    }
+
     /// Whether the constraint `key` is never evaluated: decided once, when a structure is compiled.
     fn skips(&self, key: &str) -> bool {
         self.skip_constraints.contains(key) || key == "dom-3" && !self.validate_contained
@@ -111,8 +116,7 @@ impl Default for Options {
 /// What a profile claimed in `meta.profile` that the validator does not know does to a resource: a warning
 /// (the resource is checked against the base specification and the profiles the validator knows; the
 /// default, as in the HL7 validator and HAPI) or an error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum UnknownProfiles {
     #[default]
     Warn,
@@ -309,7 +313,7 @@ impl Validator {
     /// order, then profile order), with `expression` rooted at the resource type
     /// (e.g. `Bundle.entry[3].resource.subject`). Never panics on arbitrary JSON.
     pub fn validate(&self, resource: &Value, profiles: &[&str]) -> Vec<Issue> {
-        self.validate_with(resource, profiles, validate::Walk::new(self).unknown_claims)
+        self.validate_with(resource, profiles, self.options.unknown_claims())
     }
 
     /// As [`Validator::validate`], with the policy for profiles claimed in `meta.profile` that are not known

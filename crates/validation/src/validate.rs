@@ -70,11 +70,7 @@ impl<'v> Walk<'v> {
             in_target_check: false,
             ref_targets: crate::FxMap::default(),
             validated: None,
-            unknown_claims: if v.options.unknown_profile_is_error {
-                UnknownProfiles::Reject
-            } else {
-                UnknownProfiles::Warn
-            },
+            unknown_claims: v.options.unknown_claims(),
         }
     }
 
