@@ -140,6 +140,10 @@ struct ValidateArgs {
     /// For people: a verdict line per file and a line per issue, instead of OperationOutcome JSON.
     #[arg(long)]
     summary: bool,
+    /// A meta.profile rex does not know: warn (checked against the base spec and the profiles rex
+    /// knows) or reject, as `rex serve --unknown-profiles` does for intake.
+    #[arg(long, env = "REX_UNKNOWN_PROFILES", default_value = "warn")]
+    unknown_profiles: rex_validation::UnknownProfiles,
     /// The files to validate.
     #[arg(required = true)]
     files: Vec<PathBuf>,
@@ -251,6 +255,10 @@ struct ServeArgs {
     /// Deepest JSON nesting accepted in a request body.
     #[arg(long, env = "REX_MAX_JSON_DEPTH", default_value_t = rex_fhir::json::DEFAULT_MAX_DEPTH)]
     max_json_depth: usize,
+    /// A meta.profile rex does not know: warn (the resource is checked against the base spec and
+    /// the profiles rex knows) or reject; a partner's `unknown_profiles` overrides it.
+    #[arg(long, env = "REX_UNKNOWN_PROFILES", default_value = "warn")]
+    unknown_profiles: rex_validation::UnknownProfiles,
     /// The video link of a booked telehealth consult: an https:// URL where `{room}` becomes a
     /// fresh unguessable id and `{appointment}` the Appointment id.
     #[arg(long, env = "REX_VIDEO_LINK_TEMPLATE", default_value = rex_server::interactions::consult::DEFAULT_VIDEO_LINK_TEMPLATE)]
@@ -369,6 +377,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         return Err(format!("--video-link-template must be an https:// URL, not {:?}", args.video_link_template));
     }
     config.video_link_template = args.video_link_template.clone();
+    config.unknown_profiles = args.unknown_profiles;
     let security = match &args.security {
         Some(path) => Some(load_security(&args, path, &config.base_url, &store)?),
         None => {
@@ -603,7 +612,7 @@ fn validate(args: ValidateArgs) -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-        let issues = validator.validate(&resource, &profiles);
+        let issues = validator.validate_with(&resource, &profiles, args.unknown_profiles);
         let errors = issues.iter().filter(|i| i.is_error()).count();
         any_errors |= errors > 0;
         let outcome = rex_fhir::outcome::operation_outcome(&issues);

@@ -112,6 +112,16 @@ fn render(card: &Scorecard) -> String {
             }
         }
     }
+    if !card.unknown_profiles.is_empty() {
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "Profiles claimed that rex does not know (resources, submissions; load the guide with --package):"
+        );
+        for claim in &card.unknown_profiles {
+            let _ = writeln!(out, "  {:>6} {:>6}  {}", claim.count, claim.submissions, claim.profile);
+        }
+    }
     let _ = writeln!(out);
     let _ = writeln!(out, "Submissions by day (# accepted, x refused):");
     let most = card.days.iter().map(|d| d.accepted + d.refused).max().unwrap_or(0);

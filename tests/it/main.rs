@@ -24,6 +24,7 @@ mod logging;
 mod message;
 mod notifications;
 mod operations;
+mod profile_claims;
 mod references;
 mod retention;
 mod scale_out;

@@ -170,6 +170,10 @@ impl TestAuth {
             if id == PARTNER_SANDBOX {
                 toml.push_str("sandbox = true\n");
             }
+            // Partner B refuses resources claiming profiles rex does not know (the others warn).
+            if id == PARTNER_B {
+                toml.push_str("unknown_profiles = \"reject\"\n");
+            }
             let zone = [(PARTNER_A, PARTNER_A_ZONE), (PARTNER_B, PARTNER_B_ZONE)].into_iter().find(|(p, _)| p == id);
             if let Some((_, zone)) = zone {
                 toml.push_str(&format!("timezone = \"{zone}\"\n"));

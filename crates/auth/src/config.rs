@@ -50,6 +50,9 @@ pub struct Partner {
     /// The partner's IANA time zone: consult times it is offered and booked carry its offset
     /// (UTC when not configured).
     pub timezone: Option<chrono_tz::Tz>,
+    /// What a `meta.profile` rex does not know does to its resources: `warn` or `reject`; `None`
+    /// follows the server's `--unknown-profiles`.
+    pub unknown_profiles: Option<String>,
 }
 
 /// The configured partners, looked up by id or by client-certificate fingerprint.
@@ -236,6 +239,7 @@ struct RawPartner {
     #[serde(default)]
     require_consent: bool,
     timezone: Option<String>,
+    unknown_profiles: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -421,6 +425,11 @@ fn validate_partner(
             None
         }
     };
+    if let Some(policy) = &raw.unknown_profiles
+        && !["warn", "reject"].contains(&policy.as_str())
+    {
+        problem("unknown_profiles", format!("must be warn or reject, not {policy:?}"));
+    }
     if problems.len() != before {
         return None;
     }
@@ -438,6 +447,7 @@ fn validate_partner(
         rate_limit_per_minute: raw.rate_limit_per_minute,
         require_consent: raw.require_consent,
         timezone,
+        unknown_profiles: raw.unknown_profiles,
     })
 }
 
@@ -587,6 +597,25 @@ y = "{}"
         let config = AuthConfig::from_toml(&text, Path::new(".")).unwrap();
         assert!(config.partners.get("t").unwrap().keys.select(Some("t1")).unwrap().key.public_eq(&key));
         assert!(config.oidc.is_none());
+    }
+
+    #[test]
+    fn unknown_profiles_policy_is_warn_or_reject() {
+        let jwks = jwks_of(&[(&ec_p384_key(), "k")]).to_string();
+        let partner = |policy: &str| {
+            format!(
+                "[[partner]]\nid = \"p\"\nname = \"P\"\norganization_identifier = {{ system = \"urn:x\", value = \"p\" }}\n\
+                 jwks = '{jwks}'\nscopes = [\"system/Task.rs\"]\n{policy}"
+            )
+        };
+        let config = AuthConfig::from_toml(&partner("unknown_profiles = \"reject\""), Path::new(".")).unwrap();
+        assert_eq!(config.partners.get("p").unwrap().unknown_profiles.as_deref(), Some("reject"));
+        let config = AuthConfig::from_toml(&partner(""), Path::new(".")).unwrap();
+        assert_eq!(config.partners.get("p").unwrap().unknown_profiles, None, "the server's policy applies");
+        assert_eq!(
+            problems(&partner("unknown_profiles = \"ignore\"")),
+            vec!["partner \"p\", field `unknown_profiles`: must be warn or reject, not \"ignore\""]
+        );
     }
 
     fn problems(text: &str) -> Vec<String> {

@@ -1,5 +1,6 @@
 //! Building the Bundles rex answers with: searchset, history and transaction-response.
 
+use rex_fhir::Issue;
 use rex_store::{HistoryEntry, StoredResource, format_instant};
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use serde_json::value::RawValue;
@@ -118,6 +119,24 @@ impl AnswerBundle {
     pub fn new(bundle_type: &str, total: Option<i64>, links: Vec<Value>, entries: Vec<AnswerEntry>) -> AnswerBundle {
         let (json, resources) = entries.into_iter().map(|entry| (entry.json, entry.resource)).unzip();
         AnswerBundle { json: bundle(bundle_type, total, links, json), resources }
+    }
+
+    /// Adds each issue located in an entry (`Bundle.entry[2].resource.meta.profile[0]`) to that
+    /// entry's `response.outcome`, an OperationOutcome of hints and warnings.
+    pub fn add_entry_warnings(&mut self, issues: &[Issue]) {
+        let mut by_entry: std::collections::BTreeMap<usize, Vec<Issue>> = std::collections::BTreeMap::new();
+        for issue in issues {
+            let index = issue.expression.as_deref().and_then(|e| e.strip_prefix("Bundle.entry[")?.split_once(']'));
+            if let Some(index) = index.and_then(|(index, _)| index.parse().ok()) {
+                by_entry.entry(index).or_default().push(issue.clone());
+            }
+        }
+        for (index, issues) in by_entry {
+            let entry = self.json.get_mut("entry").and_then(|entries| entries.get_mut(index));
+            if let Some(response) = entry.and_then(|e| e.get_mut("response")) {
+                response["outcome"] = rex_fhir::outcome::operation_outcome(&issues);
+            }
+        }
     }
 
     /// The Bundle without its stored resources (`null` in their place): its type, links, responses.

@@ -40,7 +40,7 @@ use interactions::{capabilities, history, message, read, rest_write, search, tra
 use rex_referral::RoutingConfig;
 use rex_referral::task::queue_service;
 use rex_store::Isolation;
-use rex_validation::Validator;
+use rex_validation::{UnknownProfiles, Validator};
 use security::Security;
 use validation::PartnerProfiles;
 
@@ -61,6 +61,9 @@ pub struct Config {
     /// The video link of a booked consult: `{room}` becomes a fresh unguessable id, `{appointment}`
     /// the Appointment id (`--video-link-template`).
     pub video_link_template: String,
+    /// What a `meta.profile` rex does not know does to a resource, unless the partner's
+    /// configuration says otherwise (`--unknown-profiles`).
+    pub unknown_profiles: UnknownProfiles,
 }
 
 impl Config {
@@ -72,6 +75,7 @@ impl Config {
             large_bodies: LargeBodies::new(http::DEFAULT_LARGE_BODY_BYTES, http::DEFAULT_LARGE_BODY_SLOTS),
             delivery_targets: outbound::DeliveryTargets::default(),
             video_link_template: interactions::consult::DEFAULT_VIDEO_LINK_TEMPLATE.to_string(),
+            unknown_profiles: UnknownProfiles::default(),
         }
     }
 }
@@ -93,6 +97,20 @@ pub struct App {
     /// AuditEvents of reads and refusals, written in the background.
     pub audit: audit::AuditJournal,
     capability_statement: Value,
+}
+
+impl App {
+    /// The validator with the policy for `caller`'s unknown profile claims: its partner's
+    /// `unknown_profiles`, else the server's.
+    pub fn checker(&self, caller: &Caller) -> validation::Checker {
+        let partner = caller.partner().and_then(|id| self.security.as_ref()?.partners().get(id));
+        // The security configuration was checked at start: a partner's policy is warn or reject.
+        let partner_policy = partner.and_then(|p| p.unknown_profiles.as_deref()?.parse().ok());
+        validation::Checker {
+            validator: self.validator.clone(),
+            unknown_profiles: partner_policy.unwrap_or(self.config.unknown_profiles),
+        }
+    }
 }
 
 /// Cheap-to-clone handle on the [`App`].

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::http::StatusCode;
 use rex_fhir::Issue;
-use rex_validation::{Definitions, Validator};
+use rex_validation::{Definitions, Options, UnknownProfiles, Validator};
 use serde_json::Value;
 
 use crate::error::ApiError;
@@ -117,26 +117,36 @@ fn finish_validator(mut definitions: Definitions, packages: &[&Path]) -> Result<
     for package in packages {
         definitions.add_package(package).map_err(|e| format!("{}: {e}", package.display()))?;
     }
-    let validator = Validator::new(definitions);
+    // rex's own profiles and IPS are loaded whole: a claim of one that is not there is a mistake.
+    let complete_namespaces = vec![rex_profile(""), "http://hl7.org/fhir/uv/ips/StructureDefinition/".to_string()];
+    let options = Options { complete_namespaces, ..Options::default() };
+    let validator = Validator::with_options(definitions, options);
     for message in validator.load_messages() {
         tracing::warn!(%message, "profile definitions");
     }
     Ok(validator)
 }
 
+/// The validator with the policy for one caller's unknown profile claims (`App::checker`).
+#[derive(Clone)]
+pub struct Checker {
+    pub validator: Arc<Validator>,
+    pub unknown_profiles: UnknownProfiles,
+}
+
 /// Validates `resource` against its base definition, its `meta.profile` and `profiles`, off the
 /// async runtime. Returns the resource back with every issue found.
 pub async fn validate(
-    validator: &Arc<Validator>,
+    checker: &Checker,
     resource: Value,
     profiles: Vec<String>,
 ) -> Result<(Value, Vec<Issue>), ApiError> {
-    let validator = validator.clone();
+    let Checker { validator, unknown_profiles } = checker.clone();
     let slot = crate::http::large_body_slot();
     tokio::task::spawn_blocking(move || {
         let _slot = slot;
         let profiles: Vec<&str> = profiles.iter().map(String::as_str).collect();
-        let issues = validator.validate(&resource, &profiles);
+        let issues = validator.validate_with(&resource, &profiles, unknown_profiles);
         (resource, issues)
     })
     .await
@@ -144,12 +154,8 @@ pub async fn validate(
 }
 
 /// Validates a resource about to be written: any error refuses it with 422 and every issue.
-pub async fn require_valid(
-    validator: &Arc<Validator>,
-    resource: Value,
-    profiles: Vec<String>,
-) -> Result<Value, ApiError> {
-    let (resource, issues) = validate(validator, resource, profiles).await?;
+pub async fn require_valid(checker: &Checker, resource: Value, profiles: Vec<String>) -> Result<Value, ApiError> {
+    let (resource, issues) = validate(checker, resource, profiles).await?;
     if issues.iter().any(Issue::is_error) {
         crate::operations::record_refused_issues(&issues);
         return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, issues));
@@ -160,13 +166,14 @@ pub async fn require_valid(
 /// Validates a Bundle before it is processed: structure first (400, as for single resources), then
 /// the Bundle against `profiles` and chosen entries against their own profiles (422). Entry issues
 /// are located inside the Bundle (`Bundle.entry[2].resource.identifier`); duplicates are dropped.
+/// Returns the warnings about profiles claimed but not known, for the answer and the scorecard.
 pub async fn require_valid_bundle(
-    validator: &Arc<Validator>,
+    checker: &Checker,
     bundle: Arc<Value>,
     profiles: Vec<String>,
     entry_profiles: Vec<(usize, String)>,
-) -> Result<(), ApiError> {
-    let validator = validator.clone();
+) -> Result<Vec<Issue>, ApiError> {
+    let Checker { validator, unknown_profiles } = checker.clone();
     let slot = crate::http::large_body_slot();
     let issues = tokio::task::spawn_blocking(move || {
         let _slot = slot;
@@ -177,10 +184,10 @@ pub async fn require_valid_bundle(
             return Err(ApiError::new(StatusCode::BAD_REQUEST, structure));
         }
         let profiles: Vec<&str> = profiles.iter().map(String::as_str).collect();
-        let mut issues = validator.validate(&bundle, &profiles);
+        let mut issues = validator.validate_with(&bundle, &profiles, unknown_profiles);
         for (index, profile) in &entry_profiles {
             let location = format!("Bundle.entry[{index}].resource");
-            for issue in validator.validate(&bundle["entry"][*index]["resource"], &[profile]) {
+            for issue in validator.validate_with(&bundle["entry"][*index]["resource"], &[profile], unknown_profiles) {
                 let issue = issue.within(&location);
                 if !issues.contains(&issue) {
                     issues.push(issue);
@@ -195,7 +202,7 @@ pub async fn require_valid_bundle(
         crate::operations::record_refused_issues(&issues);
         return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, issues));
     }
-    Ok(())
+    Ok(issues.into_iter().filter(|issue| rex_validation::unknown_profile_claim(issue).is_some()).collect())
 }
 
 #[cfg(test)]

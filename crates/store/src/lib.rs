@@ -39,7 +39,7 @@ pub use outbox::{OutboxCounts, OutboxItem, SubscriptionDelivery};
 pub use read::{HistoryEntry, HistoryPage, HistoryScope};
 pub use referrals::ReferralRecord;
 pub use search::SearchResult;
-pub use submissions::{RuleCount, Submission, SubmissionCount, SubmissionIssue};
+pub use submissions::{ProfileClaimCount, RuleCount, Submission, SubmissionCount, SubmissionIssue};
 pub use write::{Change, DeleteOutcome};
 
 /// How a write transaction guards against concurrent writers (PostgreSQL; SQLite always has one

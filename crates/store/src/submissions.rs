@@ -67,6 +67,16 @@ pub struct RuleCount {
     pub profile: Option<String>,
 }
 
+/// How often a partner's resources claimed a profile rex does not know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileClaimCount {
+    pub profile: String,
+    /// Resources claiming it (issues naming it).
+    pub count: i64,
+    /// Submissions with at least one such resource.
+    pub submissions: i64,
+}
+
 impl Store {
     /// Records a submission and its issues in a write of its own: one insert of the submission and
     /// one multi-row insert of its issues.
@@ -190,6 +200,34 @@ impl Store {
                 example_location: row.get(4),
                 profile: row.get(5),
             })
+            .collect())
+    }
+
+    /// The profiles a partner's resources claimed in `meta.profile` without rex knowing them, over
+    /// `[from, to)`: the issues recorded with rule `rule`, by profile, most frequent first.
+    pub async fn unknown_profile_claims(
+        &self,
+        partner: &str,
+        from: i64,
+        to: i64,
+        rule: &str,
+    ) -> Result<Vec<ProfileClaimCount>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT i.profile, COUNT(*), COUNT(DISTINCT i.submission_id) \
+             FROM submission_issues i JOIN submissions s ON s.id = i.submission_id \
+             WHERE s.partner = $1 AND s.received >= $2 AND s.received < $3 AND i.rule = $4 AND i.profile IS NOT NULL \
+             GROUP BY i.profile ORDER BY COUNT(*) DESC, i.profile",
+        )
+        .bind(partner)
+        .bind(from)
+        .bind(to)
+        .bind(rule)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|err| StoreError::from_sqlx(err, self.backend))?;
+        Ok(rows
+            .iter()
+            .map(|row| ProfileClaimCount { profile: row.get(0), count: row.get(1), submissions: row.get(2) })
             .collect())
     }
 

@@ -64,7 +64,8 @@ impl Definitions {
     }
 
     /// Adds a package packed by [`pack_folder`] or [`pack_ips`] (gzipped JSON array), keeping each resource as
-    /// text until it is used.
+    /// text until it is used. A resource already loaded is kept: the core package's copies of HL7
+    /// terminology code systems stay the ones core's value sets were written against.
     fn add_pack(&mut self, pack: &[u8], name: &str, capacity: usize) -> Result<usize, ValidationError> {
         let load = |e: &dyn std::fmt::Display| ValidationError::Load(format!("embedded {name}: {e}"));
         let mut text = String::with_capacity(capacity);
@@ -75,6 +76,15 @@ impl Definitions {
         for item in items {
             let header: Header = serde_json::from_str(item.get()).map_err(|e| load(&e))?;
             let Some(url) = header.url.as_deref().map(canonical_base) else { continue };
+            let loaded = match header.resource_type.as_str() {
+                "StructureDefinition" => self.structures.contains_key(&url),
+                "ValueSet" => self.value_sets.contains_key(&url),
+                "CodeSystem" => self.code_systems.contains_key(&url),
+                _ => false,
+            };
+            if loaded {
+                continue;
+            }
             let start = item.get().as_ptr() as usize - text.as_ptr() as usize;
             let resource_type = header.resource_type.clone();
             let core = CoreText { text: text.clone(), range: start..start + item.get().len() };

@@ -74,9 +74,17 @@ pub struct Options {
     pub imply_vital_signs_profiles: bool,
     /// Constraint keys never evaluated (known-bad expressions in R4 core).
     pub skip_constraints: HashSet<&'static str>,
+    /// Canonical URL prefixes of guides loaded whole (rex's own profiles, IPS): a profile claimed under one
+    /// of them that is not loaded is a misspelt or retired profile, an error whatever the claim policy.
+    pub complete_namespaces: Vec<String>,
 }
 
 impl Options {
+    /// The claim policy [`Validator::validate`] applies: `unknown_profile_is_error` as a policy.
+    fn unknown_claims(&self) -> UnknownProfiles {
+        if self.unknown_profile_is_error { UnknownProfiles::Reject } else { UnknownProfiles::Warn }
+    }
+
     /// Whether the constraint `key` is never evaluated: decided once, when a structure is compiled.
     fn skips(&self, key: &str) -> bool {
         self.skip_constraints.contains(key) || key == "dom-3" && !self.validate_contained
@@ -100,6 +108,7 @@ impl Default for Options {
             skip_constraints: ["ele-1", "dom-6", "txt-2", "que-7", "sdf-0", "bdl-10", "eld-20", "opd-3"]
                 .into_iter()
                 .collect(),
+            complete_namespaces: Vec::new(),
         }
     }
 }
@@ -107,8 +116,7 @@ impl Default for Options {
 /// What a profile claimed in `meta.profile` that the validator does not know does to a resource: a warning
 /// (the resource is checked against the base specification and the profiles the validator knows; the
 /// default, as in the HL7 validator and HAPI) or an error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum UnknownProfiles {
     #[default]
     Warn,
@@ -155,7 +163,7 @@ const UNKNOWN_CLAIM_END: &str = "' is not known to rex";
 fn unknown_claim_message(profile: &str, policy: UnknownProfiles) -> String {
     let what = match policy {
         UnknownProfiles::Warn => {
-            "the resource was checked against the base specification and the profiles rex knows only \
+            "the resource was checked only against the base specification and the profiles rex knows \
              (its guide can be loaded with --package)"
         }
         UnknownProfiles::Reject => {
@@ -170,7 +178,12 @@ pub fn unknown_profile_claim(issue: &Issue) -> Option<&str> {
     if issue.code != IssueCode::NotFound {
         return None;
     }
-    let (profile, _) = issue.diagnostics.strip_prefix(UNKNOWN_CLAIM_START)?.split_once(UNKNOWN_CLAIM_END)?;
+    unknown_profile_claim_text(&issue.diagnostics)
+}
+
+/// As [`unknown_profile_claim`], from an issue's text only (an OperationOutcome read back).
+pub fn unknown_profile_claim_text(diagnostics: &str) -> Option<&str> {
+    let (profile, _) = diagnostics.strip_prefix(UNKNOWN_CLAIM_START)?.split_once(UNKNOWN_CLAIM_END)?;
     Some(profile)
 }
 
@@ -300,7 +313,7 @@ impl Validator {
     /// order, then profile order), with `expression` rooted at the resource type
     /// (e.g. `Bundle.entry[3].resource.subject`). Never panics on arbitrary JSON.
     pub fn validate(&self, resource: &Value, profiles: &[&str]) -> Vec<Issue> {
-        self.validate_with(resource, profiles, validate::Walk::new(self).unknown_claims)
+        self.validate_with(resource, profiles, self.options.unknown_claims())
     }
 
     /// As [`Validator::validate`], with the policy for profiles claimed in `meta.profile` that are not known

@@ -70,11 +70,7 @@ impl<'v> Walk<'v> {
             in_target_check: false,
             ref_targets: crate::FxMap::default(),
             validated: None,
-            unknown_claims: if v.options.unknown_profile_is_error {
-                UnknownProfiles::Reject
-            } else {
-                UnknownProfiles::Warn
-            },
+            unknown_claims: v.options.unknown_claims(),
         }
     }
 
@@ -138,13 +134,19 @@ impl<'v> Walk<'v> {
             }
             match self.v.sd(&url) {
                 None => {
-                    // A claim in meta.profile follows the claim policy; a profile the caller asks for, the options.
+                    // A claim in meta.profile follows the claim policy, unless it names a guide loaded whole; a
+                    // profile the caller asks for follows the options.
+                    let complete = self.v.options.complete_namespaces.iter().any(|n| url.starts_with(n.as_str()));
                     let (sev, msg) = match declared_at {
-                        Some(_) => {
+                        Some(_) if !complete => {
                             (self.unknown_claims.severity(), crate::unknown_claim_message(&p, self.unknown_claims))
                         }
-                        None => (
-                            if self.v.options.unknown_profile_is_error { Severity::Error } else { Severity::Warning },
+                        _ => (
+                            if complete || self.v.options.unknown_profile_is_error {
+                                Severity::Error
+                            } else {
+                                Severity::Warning
+                            },
                             format!("Profile reference '{p}' has not been checked because it is unknown"),
                         ),
                     };

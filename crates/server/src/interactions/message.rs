@@ -192,7 +192,7 @@ async fn run(state: &AppState, caller: &Caller, message: &Value, header: &Value)
         .map(|(index, _)| (index, rex_profile("rex-referral-consent")))
         .collect();
     require_valid_bundle(
-        &state.validator,
+        &state.checker(caller),
         std::sync::Arc::new(message.clone()),
         vec![rex_profile("rex-referral-message-bundle")],
         consents,

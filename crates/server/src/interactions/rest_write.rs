@@ -92,6 +92,7 @@ pub fn write_response(state: &AppState, outcome: &WriteOutcome, prefer: Prefer) 
 /// otherwise, with locations) and valid against its definitions and declared profiles (422).
 async fn accepted_resource(
     state: &AppState,
+    caller: &Caller,
     resource_type: &str,
     headers: &HeaderMap,
     body: Body,
@@ -108,7 +109,7 @@ async fn accepted_resource(
     let resource = parse_json(bytes, state.config.limits).await?;
     let resource_type = resource_type.to_string();
     let resource = off_runtime(move || check_resource(&resource_type, &resource).map(|()| resource)).await?;
-    require_valid(&state.validator, resource, Vec::new()).await
+    require_valid(&state.checker(caller), resource, Vec::new()).await
 }
 
 /// `POST /fhir/{type}`: create, conditional with `If-None-Exist`.
@@ -128,7 +129,7 @@ pub async fn create(
         let outcome = crate::binary::upload(&state, &caller, content_type, body).await?;
         return write_response(&state, &outcome, Prefer::from_headers(&headers));
     }
-    let resource = accepted_resource(&state, &resource_type, &headers, body).await?;
+    let resource = accepted_resource(&state, &caller, &resource_type, &headers, body).await?;
     let if_none_exist = headers
         .get("if-none-exist")
         .map(|v| v.to_str().map(str::to_string))
@@ -161,7 +162,7 @@ pub async fn update(
 ) -> Result<Response, ApiError> {
     known_type(&resource_type)?;
     check_accept(&headers, None)?;
-    let resource = accepted_resource(&state, &resource_type, &headers, body).await?;
+    let resource = accepted_resource(&state, &caller, &resource_type, &headers, body).await?;
     let op = WriteOp::Update { resource_type, target: Target::Id(id), resource, if_match: if_match(&headers)? };
     let outcome = run(&state, &caller, op).await?;
     write_response(&state, &outcome, Prefer::from_headers(&headers))
@@ -180,7 +181,7 @@ pub async fn conditional_update(
     let query = query
         .filter(|q| !q.is_empty())
         .ok_or_else(|| ApiError::bad_request("A conditional update needs search parameters"))?;
-    let resource = accepted_resource(&state, &resource_type, &headers, body).await?;
+    let resource = accepted_resource(&state, &caller, &resource_type, &headers, body).await?;
     let op = WriteOp::Update { resource_type, target: Target::Search(query), resource, if_match: if_match(&headers)? };
     let outcome = run(&state, &caller, op).await?;
     write_response(&state, &outcome, Prefer::from_headers(&headers))
@@ -251,7 +252,7 @@ pub async fn patch(
         )));
     }
     let patched = apply_patch(&resource_type, &current, &patch)?;
-    let resource = require_valid(&state.validator, patched, Vec::new()).await?;
+    let resource = require_valid(&state.checker(&caller), patched, Vec::new()).await?;
     let op = WriteOp::Update { resource_type, target: Target::Id(id), resource, if_match: Some(current.version_id) };
     let outcome = run(&state, &caller, op).await?;
     write_response(&state, &outcome, Prefer::from_headers(&headers))

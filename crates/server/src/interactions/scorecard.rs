@@ -22,7 +22,9 @@ use rex_fhir::datetime::parse_date_range;
 use rex_fhir::{Issue, IssueCode};
 use rex_referral::task::AUDIT_SYSTEM;
 use rex_referral::workflow::Action;
-use rex_store::{RuleCount, Store, StoreError, Submission, SubmissionCount, SubmissionIssue, now_micros};
+use rex_store::{
+    ProfileClaimCount, RuleCount, Store, StoreError, Submission, SubmissionCount, SubmissionIssue, now_micros,
+};
 use serde_json::{Value, json};
 
 use super::query_pairs;
@@ -34,6 +36,9 @@ use crate::http::{check_accept, fhir_json};
 
 const MICROS_PER_DAY: i64 = 86_400_000_000;
 const MICROS_PER_SECOND: i64 = 1_000_000;
+
+/// The rule key of an issue about a profile claimed in `meta.profile` that rex does not know.
+const UNKNOWN_PROFILE_RULE: &str = "unknown-profile";
 
 /// How many failing rules a scorecard lists.
 const TOP_RULES: usize = 10;
@@ -115,7 +120,8 @@ pub async fn record(
     }
 }
 
-/// The issues of the failed entries of a batch-response (a transaction-response has none).
+/// The issues of the failed entries of a batch-response, and the warnings about unknown profile
+/// claims of a transaction-response's entries.
 fn batch_entry_issues(response: Option<&Value>, bundle: Option<&Value>) -> Vec<SubmissionIssue> {
     let entries = response.and_then(|r| r["entry"].as_array()).into_iter().flatten();
     entries
@@ -126,7 +132,7 @@ fn batch_entry_issues(response: Option<&Value>, bundle: Option<&Value>) -> Vec<S
             let diagnostics = issue["diagnostics"].as_str().unwrap_or_default();
             Some(issue_fields(severity, code, diagnostics, issue["expression"][0].as_str(), bundle))
         })
-        .filter(|row| row.severity == "error" || row.severity == "fatal")
+        .filter(|row| row.severity == "error" || row.severity == "fatal" || row.rule == UNKNOWN_PROFILE_RULE)
         .collect()
 }
 
@@ -143,6 +149,15 @@ fn issue_fields(
     expression: Option<&str>,
     bundle: Option<&Value>,
 ) -> SubmissionIssue {
+    if let Some(profile) = rex_validation::unknown_profile_claim_text(diagnostics) {
+        return SubmissionIssue {
+            severity: severity.to_string(),
+            code: code.to_string(),
+            rule: UNKNOWN_PROFILE_RULE.to_string(),
+            location: expression.map(truncate),
+            profile: Some(truncate(profile)),
+        };
+    }
     // A slice that is missing or too often is named by the text, not by the location (the list).
     let element = match slice_name(diagnostics) {
         Some(slice) => Some(element_path(slice, None)),
@@ -292,6 +307,9 @@ pub struct Scorecard {
     pub median_first_action_seconds: Option<i64>,
     /// The most frequent failing rules, most frequent first.
     pub rules: Vec<RuleCount>,
+    /// The profiles its resources claimed that rex does not know (warnings, or errors where
+    /// `unknown_profiles = "reject"`), most frequent first: guides to load with `--package`.
+    pub unknown_profiles: Vec<ProfileClaimCount>,
     /// Every day of the period up to `now` (at most the last [`MAX_TREND_DAYS`]), empty days too.
     pub days: Vec<Day>,
 }
@@ -305,6 +323,8 @@ impl Scorecard {
         let mut rules = store.failing_rules(partner, period.from, period.to, TOP_RULES * 2).await?;
         rules.sort_by_key(|rule| is_follow_on(&rule.rule));
         rules.truncate(TOP_RULES);
+        let unknown_profiles =
+            store.unknown_profile_claims(partner, period.from, period.to, UNKNOWN_PROFILE_RULE).await?;
         let actions = SPECIALIST_ACTIONS.map(Action::name);
         let (referrals, mut delays) =
             store.first_action_delays(partner, period.from, period.to, AUDIT_SYSTEM, &actions).await?;
@@ -340,6 +360,7 @@ impl Scorecard {
             acted_on: i64::try_from(delays.len()).unwrap_or(i64::MAX),
             median_first_action_seconds,
             rules,
+            unknown_profiles,
             days: trend(&counts, period, now),
         })
     }
@@ -393,6 +414,13 @@ impl Scorecard {
             }
             parameters.push(json!({"name": "rule", "part": part}));
         }
+        for claim in &self.unknown_profiles {
+            parameters.push(json!({"name": "unknown-profile", "part": [
+                {"name": "profile", "valueCanonical": claim.profile},
+                {"name": "count", "valueInteger": claim.count},
+                {"name": "submissions", "valueInteger": claim.submissions},
+            ]}));
+        }
         for day in &self.days {
             parameters.push(json!({"name": "day", "part": [
                 {"name": "date", "valueDate": day.date.to_string()},
@@ -437,6 +465,10 @@ impl Scorecard {
                 rule.example_location.clone().unwrap_or_default(),
                 rule.profile.clone().unwrap_or_default(),
             ]);
+        }
+        for claim in &self.unknown_profiles {
+            let key = format!("{UNKNOWN_PROFILE_RULE}:{}", claim.profile);
+            rows.push(["unknown-profile".into(), key, claim.count.to_string(), String::new(), claim.profile.clone()]);
         }
         let mut csv = String::from("section,key,value,example_location,profile\r\n");
         for fields in rows {

@@ -167,11 +167,14 @@ pub async fn process_bundle(
         }
         None => (Vec::new(), Vec::new()),
     };
-    require_valid_bundle(&state.validator, bundle.clone(), profiles, entry_profiles).await?;
-    match referral {
-        Some(referral) => intake::take_in(state, caller, &referral, entries, prefer).await,
-        None => run_transaction(state, caller, &entries, prefer).await,
-    }
+    let warnings = require_valid_bundle(&state.checker(caller), bundle.clone(), profiles, entry_profiles).await?;
+    let mut answer = match referral {
+        Some(referral) => intake::take_in(state, caller, &referral, entries, prefer).await?,
+        None => run_transaction(state, caller, &entries, prefer).await?,
+    };
+    // The entries of a transaction-response answer those of the request, in order.
+    answer.add_entry_warnings(&warnings);
+    Ok(answer)
 }
 
 pub(super) fn parse_bundle(value: &Value) -> Result<(String, Vec<Entry>), ApiError> {
@@ -336,7 +339,7 @@ async fn write_op(
             let patch = patch_from_binary(resource.as_ref().unwrap_or(&Value::Null))?;
             let (current, patched) = patched(tx, caller, &resource_type, &target()?, &patch, entry.if_match).await?;
             // The patched resource is not in the submitted Bundle, so its paths go into the text.
-            let resource = require_valid(&state.validator, patched, Vec::new()).await.map_err(|mut err| {
+            let resource = require_valid(&state.checker(caller), patched, Vec::new()).await.map_err(|mut err| {
                 for issue in &mut err.issues {
                     if let Some(at) = &issue.expression {
                         issue.diagnostics = format!("{at} after the patch: {}", issue.diagnostics);
@@ -715,7 +718,7 @@ async fn run_batch(state: &AppState, caller: &Caller, entries: &[Entry], prefer:
             let checked = if structure.iter().any(Issue::is_error) {
                 Err(ApiError::new(StatusCode::BAD_REQUEST, structure))
             } else {
-                require_valid(&state.validator, resource.clone(), Vec::new()).await.map(|_| ())
+                require_valid(&state.checker(caller), resource.clone(), Vec::new()).await.map(|_| ())
             };
             if let Err(err) = checked {
                 response_entries.push(failed_entry(entry.locate(err)));

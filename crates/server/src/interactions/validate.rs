@@ -192,7 +192,7 @@ async fn run(
     {
         return Err(ApiError::bad_request(format!("$validate on {expected} was given a {}", resource["resourceType"])));
     }
-    let (_, mut issues) = validate(&state.validator, resource, profile.into_iter().collect()).await?;
+    let (_, mut issues) = validate(&state.checker(caller), resource, profile.into_iter().collect()).await?;
     if issues.is_empty() {
         issues.push(no_issues());
     }
