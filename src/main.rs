@@ -475,7 +475,7 @@ fn validate(args: ValidateArgs) -> ExitCode {
     for file in &args.files {
         let parsed = std::fs::read(file)
             .map_err(|e| e.to_string())
-            .and_then(|bytes| rex_fhir::json::parse_body(&bytes, usize::MAX).map_err(|issue| issue.diagnostics));
+            .and_then(|bytes| rex_fhir::xml::parse_file(&bytes, usize::MAX).map_err(|issue| issue.diagnostics));
         let resource = match parsed {
             Ok(resource) => resource,
             Err(message) => {

@@ -31,7 +31,8 @@ pub struct SendArgs {
     /// Print the raw responses (one, or a collection Bundle of them) instead of the summary.
     #[arg(long)]
     json: bool,
-    /// The FHIR JSON files to send: transaction, batch or message Bundles, or single resources.
+    /// The FHIR JSON or XML files to send: transaction, batch or message Bundles, or single
+    /// resources. XML files are sent as XML (`application/fhir+xml`).
     #[arg(required = true)]
     files: Vec<PathBuf>,
 }
@@ -63,8 +64,8 @@ async fn send_all(args: &SendArgs) -> Result<bool, String> {
     let mut all_accepted = true;
     let mut responses = Vec::new();
     for file in &args.files {
-        let resource = read_resource(file)?;
-        let (status, body) = sender.post(&resource).await?;
+        let file_content = read_file(file)?;
+        let (status, body) = sender.post(&file_content).await?;
         all_accepted &= status.is_success();
         if args.json {
             responses.push(body);
@@ -83,9 +84,20 @@ async fn send_all(args: &SendArgs) -> Result<bool, String> {
     Ok(all_accepted)
 }
 
-fn read_resource(file: &Path) -> Result<Value, String> {
-    let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-    serde_json::from_str(&text).map_err(|e| format!("{} is not JSON: {e}", file.display()))
+/// A file to send: the resource (to decide where it goes) and the bytes to send as they are.
+struct FileContent {
+    resource: Value,
+    bytes: Vec<u8>,
+    content_type: &'static str,
+}
+
+fn read_file(file: &Path) -> Result<FileContent, String> {
+    let bytes = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let resource = rex_fhir::xml::parse_file(&bytes, usize::MAX)
+        .map_err(|issue| format!("{} is not FHIR JSON or XML: {}", file.display(), issue.diagnostics))?;
+    let content_type =
+        if rex_fhir::xml::looks_like_xml(&bytes) { "application/fhir+xml" } else { "application/fhir+json" };
+    Ok(FileContent { resource, bytes, content_type })
 }
 
 /// The SMART Backend Services dance: discover the token endpoint, sign an assertion for it,
@@ -153,7 +165,8 @@ impl Sender {
 
     /// Posts one file where it belongs: messages to `$process-message`, transactions and batches
     /// to the base, anything else as a create.
-    async fn post(&self, resource: &Value) -> Result<(reqwest::StatusCode, Value), String> {
+    async fn post(&self, file: &FileContent) -> Result<(reqwest::StatusCode, Value), String> {
+        let resource = &file.resource;
         let resource_type = resource["resourceType"].as_str().unwrap_or_default();
         let url = match (resource_type, resource["type"].as_str()) {
             ("Bundle", Some("message")) => format!("{}/$process-message", self.base),
@@ -162,8 +175,8 @@ impl Sender {
         };
         let response = self
             .request(reqwest::Method::POST, &url)
-            .header("content-type", "application/fhir+json")
-            .body(resource.to_string())
+            .header("content-type", file.content_type)
+            .body(file.bytes.clone())
             .send()
             .await
             .map_err(|e| format!("cannot reach {url}: {e}"))?;

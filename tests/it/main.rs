@@ -28,3 +28,4 @@ mod transaction;
 mod validate;
 mod web;
 mod workflow;
+mod xml;

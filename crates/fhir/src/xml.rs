@@ -41,9 +41,10 @@ const DIV_PLACEHOLDER: &str = "rex-narrative-";
 
 type R4Element = Element<{ FhirReleases::R4 }>;
 
-/// Whether a Content-Type (or `_format` value) names FHIR XML.
+/// Whether a Content-Type (or `_format` value) names FHIR XML. A space stands for the `+` of an
+/// unencoded `_format=application/fhir+xml` in a query string.
 pub fn is_xml_media_type(value: &str) -> bool {
-    let mime = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    let mime = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase().replace(' ', "+");
     matches!(mime.as_str(), "application/fhir+xml" | "application/xml" | "text/xml" | "application/xml+fhir" | "xml")
 }
 
@@ -65,6 +66,18 @@ pub fn from_xml(bytes: &[u8], max_depth: usize) -> Result<Value, Issue> {
         return Err(too_deep(max_depth));
     }
     Ok(value)
+}
+
+/// Whether a body or file is XML rather than JSON: its first character (after a byte order mark
+/// and whitespace) is `<`.
+pub fn looks_like_xml(bytes: &[u8]) -> bool {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'<')
+}
+
+/// Parses a file of FHIR JSON or FHIR XML (the command line reads either).
+pub fn parse_file(bytes: &[u8], max_depth: usize) -> Result<Value, Issue> {
+    if looks_like_xml(bytes) { from_xml(bytes, max_depth) } else { crate::json::parse_body(bytes, max_depth) }
 }
 
 /// Writes a FHIR JSON resource as FHIR XML. Fails only for content that is not FHIR (rex answers

@@ -79,7 +79,7 @@ async fn workflow_arguments(
         return Ok(workflow::Arguments::default());
     }
     if body_kind(headers)? != BodyKind::FhirJson {
-        return Err(ApiError::unsupported_media("Workflow operations take a FHIR JSON Parameters resource"));
+        return Err(ApiError::unsupported_media("Workflow operations take a FHIR Parameters resource (JSON or XML)"));
     }
     let parameters = parse_json(&bytes, state.config.limits)?;
     if parameters["resourceType"] != "Parameters" {
@@ -131,7 +131,7 @@ async fn run(
         ValidateRequest::default()
     } else {
         if body_kind(headers)? != BodyKind::FhirJson {
-            return Err(ApiError::unsupported_media("$validate takes a FHIR JSON resource or Parameters"));
+            return Err(ApiError::unsupported_media("$validate takes a FHIR resource or Parameters (JSON or XML)"));
         }
         read_request(parse_json(&bytes, state.config.limits)?)
     };
