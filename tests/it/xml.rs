@@ -51,7 +51,9 @@ fn patient_xml(family: &str) -> String {
 }
 
 async fn create_read_search_in_xml(app: &TestApp) {
-    let created = xml(app, Method::POST, "Patient", &[("content-type", XML), ("accept", XML)], Some(patient_xml("Hernández"))).await;
+    let created =
+        xml(app, Method::POST, "Patient", &[("content-type", XML), ("accept", XML)], Some(patient_xml("Hernández")))
+            .await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
     assert_eq!(created.headers.get("etag").unwrap(), "W/\"1\"");
     let id = created.body["id"].as_str().unwrap().to_string();
@@ -77,7 +79,14 @@ async fn create_read_search_in_xml(app: &TestApp) {
         Method::PUT,
         &format!("Patient/{id}"),
         &[("content-type", "application/xml"), ("accept", "application/xml")],
-        Some(patient_xml("Hernández").replace("<Patient xmlns=\"http://hl7.org/fhir\">", &format!("<Patient xmlns=\"http://hl7.org/fhir\"><id value=\"{id}\"/>")).replace("1961", "1962")),
+        Some(
+            patient_xml("Hernández")
+                .replace(
+                    "<Patient xmlns=\"http://hl7.org/fhir\">",
+                    &format!("<Patient xmlns=\"http://hl7.org/fhir\"><id value=\"{id}\"/>"),
+                )
+                .replace("1961", "1962"),
+        ),
     )
     .await;
     assert_eq!(updated.status, StatusCode::OK, "{}", updated.body);
@@ -88,7 +97,9 @@ async fn create_read_search_in_xml(app: &TestApp) {
     assert_eq!(found.body["entry"][0]["resource"]["id"], id);
     assert_eq!(found.body["entry"][0]["resource"]["text"]["div"], read.body["text"]["div"]);
     // JSON stays the default, and wins a tie.
-    let both = app.send(Method::GET, &format!("Patient/{id}"), &[("accept", "application/fhir+json, application/fhir+xml")], None).await;
+    let both = app
+        .send(Method::GET, &format!("Patient/{id}"), &[("accept", "application/fhir+json, application/fhir+xml")], None)
+        .await;
     assert_eq!(both.header("content-type"), Some("application/fhir+json; charset=utf-8"));
 }
 
@@ -109,8 +120,10 @@ async fn transaction_in_xml(app: &TestApp) {
 }
 
 async fn validate_and_operations_in_xml(app: &TestApp) {
-    let bad = r#"<Patient xmlns="http://hl7.org/fhir"><gender value="robot"/><birthDate value="1970-13-45"/></Patient>"#;
-    let outcome = xml(app, Method::POST, "Patient/$validate", &[("content-type", XML), ("accept", XML)], Some(bad.into())).await;
+    let bad =
+        r#"<Patient xmlns="http://hl7.org/fhir"><gender value="robot"/><birthDate value="1970-13-45"/></Patient>"#;
+    let outcome =
+        xml(app, Method::POST, "Patient/$validate", &[("content-type", XML), ("accept", XML)], Some(bad.into())).await;
     assert_eq!(outcome.status, StatusCode::OK);
     assert_eq!(outcome.body["resourceType"], "OperationOutcome");
     let expressions: Vec<&str> =
@@ -120,9 +133,7 @@ async fn validate_and_operations_in_xml(app: &TestApp) {
 
     let parameters = json!({"resourceType": "Parameters", "parameter": [
         {"name": "resource", "resource": {"resourceType": "Patient", "name": [{"family": "Ok"}]}}]});
-    let reply = app
-        .send(Method::POST, "$validate", &[("content-type", XML)], Some(to_xml(&parameters).unwrap()))
-        .await;
+    let reply = app.send(Method::POST, "$validate", &[("content-type", XML)], Some(to_xml(&parameters).unwrap())).await;
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.body["issue"][0]["severity"], "information", "{}", reply.body);
 
@@ -165,9 +176,8 @@ async fn errors_in_xml(app: &TestApp) {
 }
 
 async fn hostile_xml_is_refused(app: &TestApp) {
-    let post = |body: String| async move {
-        app.send(Method::POST, "Patient", &[("content-type", XML)], Some(body)).await
-    };
+    let post =
+        |body: String| async move { app.send(Method::POST, "Patient", &[("content-type", XML)], Some(body)).await };
     let attributes: String = (0..50_000).map(|i| format!(" a{i}=\"x\"")).collect();
     let flood = post(format!("<Patient xmlns=\"http://hl7.org/fhir\"{attributes}/>")).await;
     assert_eq!(flood.status, StatusCode::BAD_REQUEST);
@@ -243,7 +253,10 @@ async fn send_command_posts_xml_files_as_xml() {
     .unwrap();
     let text = String::from_utf8_lossy(&sent.stdout);
     assert_eq!(sent.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&sent.stderr));
-    assert!(text.contains("accepted") && text.contains("referral.xml") && text.contains("referral created: Task/"), "{text}");
+    assert!(
+        text.contains("accepted") && text.contains("referral.xml") && text.contains("referral created: Task/"),
+        "{text}"
+    );
     app.cleanup().await;
     let _ = std::fs::remove_dir_all(&folder);
 }

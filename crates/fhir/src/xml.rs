@@ -263,8 +263,8 @@ fn guard(bytes: &[u8], max_depth: usize) -> Result<Guarded, Issue> {
 fn check_tag(bytes: &[u8], position: usize, start: &BytesStart) -> Result<(), Issue> {
     let (mut attributes, mut namespaces) = (0usize, 0usize);
     for attribute in start.attributes().with_checks(false) {
-        let attribute =
-            attribute.map_err(|err| located(bytes, position, IssueCode::Structure, format!("Malformed attribute: {err}")))?;
+        let attribute = attribute
+            .map_err(|err| located(bytes, position, IssueCode::Structure, format!("Malformed attribute: {err}")))?;
         attributes += 1;
         let key = attribute.key.as_ref();
         if key == b"xmlns" || key.starts_with(b"xmlns:") {
@@ -321,11 +321,10 @@ fn drop_prefixed_attributes(
 /// The narrative must be `<div xmlns="http://www.w3.org/1999/xhtml">`, so that the XHTML as written
 /// is also the JSON `div` (which must declare its namespace).
 fn check_narrative_namespace(start: &BytesStart) -> Result<(), String> {
-    let declares = start
-        .attributes()
-        .with_checks(false)
-        .flatten()
-        .any(|attribute| attribute.key.as_ref() == b"xmlns" && attribute.value.as_ref() == XHTML_NAMESPACE.as_bytes());
+    let declares =
+        start.attributes().with_checks(false).flatten().any(|attribute| {
+            attribute.key.as_ref() == b"xmlns" && attribute.value.as_ref() == XHTML_NAMESPACE.as_bytes()
+        });
     if start.name().as_ref() != b"div" || !declares {
         return Err(format!("The narrative must be written <div xmlns=\"{XHTML_NAMESPACE}\">...</div>"));
     }
@@ -361,8 +360,8 @@ fn check_references(raw: &[u8]) -> Result<(), String> {
 }
 
 fn replace_narrative(out: &mut Vec<u8>, narratives: &mut Vec<String>, before: &[u8], div: &[u8]) -> Result<(), Issue> {
-    let div = std::str::from_utf8(div)
-        .map_err(|_| Issue::error(IssueCode::Structure, "The narrative is not valid UTF-8"))?;
+    let div =
+        std::str::from_utf8(div).map_err(|_| Issue::error(IssueCode::Structure, "The narrative is not valid UTF-8"))?;
     out.extend_from_slice(before);
     out.extend_from_slice(placeholder(narratives.len()).as_bytes());
     narratives.push(div.to_string());
@@ -617,9 +616,11 @@ mod official_xml {
         for file in &files {
             let value = from_xml(&std::fs::read(file).unwrap(), 64)
                 .unwrap_or_else(|issue| panic!("{}: {}", file.display(), issue.diagnostics));
-            let twin = shared
-                .join("fhir-r4-examples/package")
-                .join(format!("{}-{}.json", value["resourceType"].as_str().unwrap(), value["id"].as_str().unwrap()));
+            let twin = shared.join("fhir-r4-examples/package").join(format!(
+                "{}-{}.json",
+                value["resourceType"].as_str().unwrap(),
+                value["id"].as_str().unwrap()
+            ));
             if let Ok(text) = std::fs::read_to_string(&twin)
                 && serde_json::from_str::<Value>(&text).unwrap() == value
             {

@@ -60,7 +60,8 @@ pub async fn convert_request(State(state): State<AppState>, request: Request, ne
 pub async fn convert_response(request: Request, next: Next) -> Response {
     let xml = wants_xml(request.headers(), request.uri().query());
     let response = next.run(request).await;
-    let is_json = response.headers().get(CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/fhir+json"));
+    let is_json =
+        response.headers().get(CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/fhir+json"));
     if !xml || !is_json {
         return response;
     }
