@@ -603,7 +603,7 @@ fn validate(args: ValidateArgs) -> ExitCode {
     let mut any_errors = false;
     for file in &args.files {
         let parsed = std::fs::read(file).map_err(|e| e.to_string()).and_then(|bytes| {
-            rex_fhir::json::parse_body(&bytes, usize::MAX).map_err(|issues| report::parse_issues(&issues))
+            rex_fhir::xml::parse_file(&bytes, usize::MAX).map_err(|issues| report::parse_issues(&issues))
         });
         let resource = match parsed {
             Ok(resource) => resource,

@@ -31,7 +31,8 @@ pub struct SendArgs {
     /// Print the raw responses (one, or a collection Bundle of them) instead of the summary.
     #[arg(long)]
     json: bool,
-    /// The FHIR JSON files to send: transaction, batch or message Bundles, or single resources.
+    /// The FHIR JSON or XML files to send: transaction, batch or message Bundles, or single
+    /// resources. XML files are sent as XML (`application/fhir+xml`).
     #[arg(required = true)]
     files: Vec<PathBuf>,
 }
@@ -63,9 +64,9 @@ async fn send_all(args: &SendArgs) -> Result<bool, String> {
     let mut all_accepted = true;
     let mut responses = Vec::new();
     for file in &args.files {
-        // A file that is no JSON is reported, and the others are still sent.
-        let resource = match read_resource(file) {
-            Ok(resource) => resource,
+        // A file that is no FHIR JSON or XML is reported, and the others are still sent.
+        let file_content = match read_file(file) {
+            Ok(file_content) => file_content,
             Err(message) => {
                 all_accepted = false;
                 let outcome = json!({"resourceType": "OperationOutcome", "issue": [
@@ -78,7 +79,7 @@ async fn send_all(args: &SendArgs) -> Result<bool, String> {
                 continue;
             }
         };
-        let (status, body) = sender.post(&resource).await?;
+        let (status, body) = sender.post(&file_content).await?;
         all_accepted &= status.is_success();
         if args.json {
             responses.push(body);
@@ -97,10 +98,21 @@ async fn send_all(args: &SendArgs) -> Result<bool, String> {
     Ok(all_accepted)
 }
 
-fn read_resource(file: &Path) -> Result<Value, String> {
+/// A file to send: the resource (to decide where it goes) and the bytes to send as they are.
+struct FileContent {
+    resource: Value,
+    bytes: Vec<u8>,
+    content_type: &'static str,
+}
+
+fn read_file(file: &Path) -> Result<FileContent, String> {
     let bytes = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-    rex_fhir::json::parse_body(&bytes, usize::MAX)
-        .map_err(|issues| format!("{} is not FHIR JSON: {}", file.display(), crate::report::parse_issues(&issues)))
+    let resource = rex_fhir::xml::parse_file(&bytes, usize::MAX).map_err(|issues| {
+        format!("{} is not FHIR JSON or XML: {}", file.display(), crate::report::parse_issues(&issues))
+    })?;
+    let content_type =
+        if rex_fhir::xml::looks_like_xml(&bytes) { "application/fhir+xml" } else { "application/fhir+json" };
+    Ok(FileContent { resource, bytes, content_type })
 }
 
 /// The SMART Backend Services dance: discover the token endpoint, sign an assertion for it,
@@ -168,7 +180,8 @@ impl Sender {
 
     /// Posts one file where it belongs: messages to `$process-message`, transactions and batches
     /// to the base, anything else as a create.
-    async fn post(&self, resource: &Value) -> Result<(reqwest::StatusCode, Value), String> {
+    async fn post(&self, file: &FileContent) -> Result<(reqwest::StatusCode, Value), String> {
+        let resource = &file.resource;
         let resource_type = resource["resourceType"].as_str().unwrap_or_default();
         let url = match (resource_type, resource["type"].as_str()) {
             ("Bundle", Some("message")) => format!("{}/$process-message", self.base),
@@ -177,8 +190,8 @@ impl Sender {
         };
         let response = self
             .request(reqwest::Method::POST, &url)
-            .header("content-type", "application/fhir+json")
-            .body(resource.to_string())
+            .header("content-type", file.content_type)
+            .body(file.bytes.clone())
             .send()
             .await
             .map_err(|e| format!("cannot reach {url}: {e}"))?;

@@ -36,3 +36,4 @@ mod transaction;
 mod validate;
 mod web;
 mod workflow;
+mod xml;

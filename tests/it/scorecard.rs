@@ -222,11 +222,15 @@ async fn scorecard_as_csv(app: &TestApp) {
             assert!(lines.contains(&row.as_str()), "no row {row} in\n{csv}");
         }
     }
-    // Asking for XML is still refused.
-    let xml = app
-        .send(Method::GET, "$partner-scorecard?_format=xml", &[("authorization", &format!("Bearer {partner}"))], None)
-        .await;
-    assert_eq!(xml.status, StatusCode::NOT_ACCEPTABLE);
+    // Asked for XML, the Parameters come as FHIR XML; a format rex does not write is refused.
+    let auth = format!("Bearer {partner}");
+    let (status, headers, xml) =
+        app.send_text(Method::GET, "$partner-scorecard?_format=xml", &[("authorization", &auth)], None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers.get("content-type").unwrap(), "application/fhir+xml; charset=utf-8");
+    assert!(xml.contains("<Parameters xmlns=\"http://hl7.org/fhir\">"), "{xml}");
+    let turtle = app.send(Method::GET, "$partner-scorecard?_format=ttl", &[("authorization", &auth)], None).await;
+    assert_eq!(turtle.status, StatusCode::NOT_ACCEPTABLE);
 }
 
 /// `rex report scorecard` reads a database the test fills itself (the test app's database URL is

@@ -428,6 +428,23 @@ impl TestApp {
 
     /// Sends a request to `path` (relative to the FHIR base, e.g. `Patient/1`, or absolute).
     pub async fn send(&self, method: Method, path: &str, headers: &[(&str, &str)], body: Option<String>) -> Reply {
+        let (status, headers, text) = self.send_text(method, path, headers, body).await;
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("rex answered {status} with non-JSON: {text}"))
+        };
+        Reply { status, headers, body }
+    }
+
+    /// Sends a request and returns the answer's body as text (for answers that are not JSON).
+    pub async fn send_text(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<String>,
+    ) -> (StatusCode, HeaderMap, String) {
         let url = if path.starts_with("http") { path.to_string() } else { format!("{}/{}", self.base, path) };
         let mut request = self.client.request(method, url);
         for (name, value) in headers {
@@ -440,12 +457,7 @@ impl TestApp {
         let status = response.status();
         let headers = response.headers().clone();
         let text = response.text().await.unwrap_or_default();
-        let body = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or_else(|_| panic!("rex answered {status} with non-JSON: {text}"))
-        };
-        Reply { status, headers, body }
+        (status, headers, text)
     }
 
     /// An access token of a test partner, through the token endpoint.

@@ -33,12 +33,12 @@ pub fn raw_content_type(headers: &HeaderMap) -> Option<String> {
     (!mime.is_empty() && !structured).then_some(value)
 }
 
-/// Whether a read asks for the content itself: an `Accept` that names no JSON and is not `*/*`.
+/// Whether a read asks for the content itself: an `Accept` that names no FHIR format (JSON, or
+/// `application/fhir+xml`) and is not `*/*`.
 pub fn wants_content(headers: &HeaderMap) -> bool {
-    headers
-        .get(ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|accept| !accept.contains("json") && !accept.contains("*/*") && !accept.trim().is_empty())
+    headers.get(ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|accept| {
+        !accept.contains("json") && !accept.contains("fhir+xml") && !accept.contains("*/*") && !accept.trim().is_empty()
+    })
 }
 
 /// Whether a stored Binary keeps its content in chunks.

@@ -1,11 +1,12 @@
 //! FHIR over HTTP: reading bodies with limits and content-type checks, the `Prefer` header,
-//! conditional-read headers, and writing `application/fhir+json` responses.
+//! conditional-read headers, and writing `application/fhir+json` responses (XML bodies and answers
+//! are converted at the edge, in `xml.rs`).
 
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, ETAG, LAST_MODIFIED, RETRY_AFTER, TRANSFER_ENCODING};
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, ETAG, LAST_MODIFIED, RETRY_AFTER, TRANSFER_ENCODING};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -35,8 +36,8 @@ pub enum BodyKind {
     Form,
 }
 
-/// Classifies the request's Content-Type; a missing one is taken as FHIR JSON. XML and anything
-/// else is refused with 415.
+/// Classifies the request's Content-Type; a missing one is taken as FHIR JSON. XML bodies arrive
+/// here already converted to JSON (`xml::convert_request`); anything else is refused with 415.
 pub fn body_kind(headers: &HeaderMap) -> Result<BodyKind, ApiError> {
     let Some(value) = headers.get(CONTENT_TYPE) else { return Ok(BodyKind::FhirJson) };
     let mime = value.to_str().unwrap_or_default().split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
@@ -44,30 +45,28 @@ pub fn body_kind(headers: &HeaderMap) -> Result<BodyKind, ApiError> {
         "application/fhir+json" | "application/json" | "application/json+fhir" | "text/json" => Ok(BodyKind::FhirJson),
         "application/json-patch+json" => Ok(BodyKind::JsonPatch),
         "application/x-www-form-urlencoded" => Ok(BodyKind::Form),
-        "application/fhir+xml" | "application/xml" | "text/xml" | "application/xml+fhir" => {
-            Err(ApiError::unsupported_media("rex accepts FHIR JSON only (application/fhir+json); XML is not supported"))
-        }
-        other => {
-            Err(ApiError::unsupported_media(format!("Unsupported Content-Type '{other}': send application/fhir+json")))
-        }
+        other => Err(ApiError::unsupported_media(format!(
+            "Unsupported Content-Type '{other}': send application/fhir+json or application/fhir+xml"
+        ))),
     }
 }
 
-/// Refuses requests that ask for XML only (through `_format` or `Accept`) with 406.
-pub fn check_accept(headers: &HeaderMap, format: Option<&str>) -> Result<(), ApiError> {
-    let wants_xml_only = match format {
-        Some(format) => format.contains("xml"),
-        None => headers
-            .get(ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|accept| accept.contains("xml") && !accept.contains("json") && !accept.contains("*/*")),
-    };
-    if wants_xml_only {
+/// Refuses a `_format` rex cannot answer in with 406. rex answers FHIR JSON, and FHIR XML when
+/// asked (`xml::convert_response`); an `Accept` naming something else falls back to JSON.
+pub fn check_accept(format: Option<&str>) -> Result<(), ApiError> {
+    let Some(format) = format else { return Ok(()) };
+    let mime = format.split(';').next().unwrap_or_default().trim().to_ascii_lowercase().replace(' ', "+");
+    let json = matches!(
+        mime.as_str(),
+        "json" | "application/json" | "application/fhir+json" | "application/json+fhir" | "text/json"
+    );
+    if !json && !rex_fhir::xml::is_xml_media_type(&mime) {
         return Err(ApiError::one(
             StatusCode::NOT_ACCEPTABLE,
             IssueCode::NotSupported,
-            "rex answers in FHIR JSON only (application/fhir+json); XML is not supported",
-        ));
+            format!("rex answers in FHIR JSON or FHIR XML; _format '{format}' is not supported"),
+        )
+        .at("_format"));
     }
     Ok(())
 }
@@ -100,6 +99,11 @@ impl LargeBodies {
     /// Bodies of more than `threshold` bytes need one of `slots`.
     pub fn new(threshold: usize, slots: usize) -> LargeBodies {
         LargeBodies { threshold, slots: Arc::new(Semaphore::new(slots)) }
+    }
+
+    /// The size from which a body is large (FHIR XML bodies may not be larger).
+    pub fn threshold(&self) -> usize {
+        self.threshold
     }
 
     /// A slot for a JSON body of `length` bytes (`None`: not announced, so possibly large), held

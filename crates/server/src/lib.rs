@@ -14,6 +14,7 @@ pub mod outbound;
 pub mod retention;
 pub mod security;
 pub mod validation;
+mod xml;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -203,6 +204,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/fhir/{type}/{id}/_history/{version}", get(read::vread))
         .route("/metrics", get(operations::metrics))
+        .route_layer(middleware::from_fn_with_state(state.clone(), xml::convert_request))
         .route_layer(middleware::from_fn_with_state(state.clone(), http::admit_large_bodies))
         .route_layer(middleware::from_fn_with_state(state.clone(), security::authenticate));
     let public = Router::new()
@@ -221,6 +223,7 @@ pub fn router(state: AppState) -> Router {
         .merge(public)
         .fallback(|| async { ApiError::not_found("No FHIR endpoint at this URL; the FHIR base is /fhir") })
         .layer(middleware::from_fn(outcome_for_bare_errors))
+        .layer(middleware::from_fn(xml::convert_response))
         .merge(oauth)
         .layer(CatchPanicLayer::custom(|_| ApiError::internal().into_response()))
         .layer(DefaultBodyLimit::disable())

@@ -157,7 +157,7 @@ pub fn capability_statement(base_url: &str) -> Value {
         "software": {"name": "rex", "version": env!("CARGO_PKG_VERSION")},
         "implementation": {"description": "rex FHIR referral and second-opinion exchange", "url": base_url},
         "fhirVersion": "4.0.1",
-        "format": ["application/fhir+json", "json"],
+        "format": ["application/fhir+json", "json", "application/fhir+xml", "xml"],
         "patchFormat": ["application/json-patch+json"],
         "rest": [{
             "mode": "server",

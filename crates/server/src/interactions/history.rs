@@ -2,7 +2,7 @@
 
 use axum::Extension;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use rex_fhir::datetime::parse_date_range;
 use rex_fhir::query::{DEFAULT_COUNT, MAX_COUNT};
@@ -20,9 +20,8 @@ pub async fn system(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     RawQuery(query): RawQuery,
-    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    history(&state, &caller, HistoryScope::System, "_history", query, &headers).await
+    history(&state, &caller, HistoryScope::System, "_history", query).await
 }
 
 pub async fn of_type(
@@ -30,11 +29,10 @@ pub async fn of_type(
     Extension(caller): Extension<Caller>,
     Path(resource_type): Path<String>,
     RawQuery(query): RawQuery,
-    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     known_type(&resource_type)?;
     let path = format!("{resource_type}/_history");
-    history(&state, &caller, HistoryScope::Type(resource_type), &path, query, &headers).await
+    history(&state, &caller, HistoryScope::Type(resource_type), &path, query).await
 }
 
 pub async fn of_instance(
@@ -42,7 +40,6 @@ pub async fn of_instance(
     Extension(caller): Extension<Caller>,
     Path((resource_type, id)): Path<(String, String)>,
     RawQuery(query): RawQuery,
-    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     known_type(&resource_type)?;
     match state.store.read(&resource_type, &id).await? {
@@ -51,7 +48,7 @@ pub async fn of_instance(
         None => return Err(ApiError::not_found(format!("{resource_type}/{id} is not known"))),
     }
     let path = format!("{resource_type}/{id}/_history");
-    history(&state, &caller, HistoryScope::Instance(resource_type, id), &path, query, &headers).await
+    history(&state, &caller, HistoryScope::Instance(resource_type, id), &path, query).await
 }
 
 async fn history(
@@ -60,10 +57,9 @@ async fn history(
     scope: HistoryScope,
     path: &str,
     query: Option<String>,
-    headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     let pairs = query_pairs(query.as_deref());
-    check_accept(headers, super::format_param(&pairs))?;
+    check_accept(super::format_param(&pairs))?;
     let (mut since, mut count, mut offset) = (None, DEFAULT_COUNT, 0);
     for (key, value) in &pairs {
         let invalid = || ApiError::bad_request(format!("Invalid value '{value}' for {key}")).at(key);

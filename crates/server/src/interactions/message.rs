@@ -115,9 +115,9 @@ async fn read_message(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Value, ApiError> {
-    check_accept(headers, format_param(&query_pairs(query)))?;
+    check_accept(format_param(&query_pairs(query)))?;
     if body_kind(headers)? != BodyKind::FhirJson {
-        return Err(ApiError::unsupported_media("$process-message takes a FHIR JSON message Bundle"));
+        return Err(ApiError::unsupported_media("$process-message takes a FHIR message Bundle (JSON or XML)"));
     }
     let bytes = read_body(body, state.config.limits).await?;
     let message = parse_json(bytes, state.config.limits).await?;

@@ -101,7 +101,7 @@ async fn accepted_resource(
         BodyKind::FhirJson => {}
         _ => {
             return Err(ApiError::unsupported_media(
-                "This interaction takes a FHIR JSON resource (application/fhir+json)",
+                "This interaction takes a FHIR resource (application/fhir+json or application/fhir+xml)",
             ));
         }
     }
@@ -122,7 +122,7 @@ pub async fn create(
     body: Body,
 ) -> Result<Response, ApiError> {
     known_type(&resource_type)?;
-    check_accept(&headers, format_param(&query_pairs(query.as_deref())))?;
+    check_accept(format_param(&query_pairs(query.as_deref())))?;
     if resource_type == "Binary"
         && let Some(content_type) = crate::binary::raw_content_type(&headers)
     {
@@ -161,7 +161,6 @@ pub async fn update(
     body: Body,
 ) -> Result<Response, ApiError> {
     known_type(&resource_type)?;
-    check_accept(&headers, None)?;
     let resource = accepted_resource(&state, &caller, &resource_type, &headers, body).await?;
     let op = WriteOp::Update { resource_type, target: Target::Id(id), resource, if_match: if_match(&headers)? };
     let outcome = run(&state, &caller, op).await?;

@@ -543,7 +543,7 @@ pub async fn operation(
         None => headers.get(ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|accept| accept.contains("text/csv")),
     };
     if !csv {
-        check_accept(&headers, format)?;
+        check_accept(format)?;
     }
     let partner = scorecard_partner(&state, &caller, partner)?;
     let now = now_micros();

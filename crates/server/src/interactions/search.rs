@@ -53,7 +53,7 @@ async fn run_search(
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     known_type(resource_type)?;
-    check_accept(headers, format_param(&pairs))?;
+    check_accept(format_param(&pairs))?;
     let prefer = Prefer::from_headers(headers);
     let mut query = SearchQuery::parse(SearchRegistry::r4(), resource_type, &pairs, prefer.handling)
         .map_err(|issues| ApiError::new(StatusCode::BAD_REQUEST, issues))?;

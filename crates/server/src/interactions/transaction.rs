@@ -115,9 +115,9 @@ pub async fn handle(
     let received = rex_store::now_micros();
     let mut submitted = None;
     let result = async {
-        check_accept(&headers, format_param(&query_pairs(query.as_deref())))?;
+        check_accept(format_param(&query_pairs(query.as_deref())))?;
         if body_kind(&headers)? != BodyKind::FhirJson {
-            return Err(ApiError::unsupported_media("POST to the base takes a FHIR JSON Bundle"));
+            return Err(ApiError::unsupported_media("POST to the base takes a FHIR Bundle (JSON or XML)"));
         }
         let bytes = read_body(body, state.config.limits).await?;
         let bundle_value = submitted.insert(Arc::new(parse_json(bytes, state.config.limits).await?));

@@ -103,7 +103,7 @@ async fn parameters_body(state: &AppState, headers: &HeaderMap, body: Body) -> R
         return Ok(serde_json::json!({"resourceType": "Parameters"}));
     }
     if body_kind(headers)? != BodyKind::FhirJson {
-        return Err(ApiError::unsupported_media("Operations take a FHIR JSON Parameters resource"));
+        return Err(ApiError::unsupported_media("Operations take a FHIR Parameters resource (JSON or XML)"));
     }
     let parameters = parse_json(bytes, state.config.limits).await?;
     if parameters["resourceType"] != "Parameters" {
@@ -164,7 +164,7 @@ async fn run(
         ValidateRequest::default()
     } else {
         if body_kind(headers)? != BodyKind::FhirJson {
-            return Err(ApiError::unsupported_media("$validate takes a FHIR JSON resource or Parameters"));
+            return Err(ApiError::unsupported_media("$validate takes a FHIR resource or Parameters (JSON or XML)"));
         }
         read_request(parse_json(bytes, state.config.limits).await?)
     };
