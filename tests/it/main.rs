@@ -19,6 +19,7 @@ mod logging;
 mod message;
 mod notifications;
 mod operations;
+mod opinion;
 mod scale_out;
 mod scorecard;
 mod search;

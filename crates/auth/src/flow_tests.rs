@@ -544,7 +544,8 @@ fn oidc_issuer_must_differ_from_rex() {
 #[test]
 fn detached_signatures_verify_only_the_signed_payload() {
     let signer = TokenSigner::generate(ISSUER).unwrap();
-    let payload = crate::jcs::canonical_json(&serde_json::json!({"resourceType": "DiagnosticReport", "conclusion": "ok"}));
+    let payload =
+        crate::jcs::canonical_json(&serde_json::json!({"resourceType": "DiagnosticReport", "conclusion": "ok"}));
     let jws = signer.sign_detached(payload.as_bytes(), "application/fhir+json").unwrap();
     assert_eq!(jws.split('.').nth(1), Some(""), "the payload is detached");
     signer.verify_detached(&jws, payload.as_bytes()).unwrap();

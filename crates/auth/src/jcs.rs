@@ -105,7 +105,8 @@ mod tests {
 
     #[test]
     fn strings_and_numbers_as_rfc_8785_prints_them() {
-        let value: Value = serde_json::from_str(r#"["\u0001\n\"\\é😀", 1.0, 1e21, 1e-7, 0.5, -0, 333333333.3333333, 100]"#).unwrap();
+        let value: Value =
+            serde_json::from_str(r#"["\u0001\n\"\\é😀", 1.0, 1e21, 1e-7, 0.5, -0, 333333333.3333333, 100]"#).unwrap();
         assert_eq!(canonical_json(&value), "[\"\\u0001\\n\\\"\\\\é😀\",1,1e+21,1e-7,0.5,0,333333333.3333333,100]");
     }
 

@@ -166,12 +166,7 @@ pub fn verify(token: &str, keys: &JwkSet, allowed: &[Algorithm]) -> Result<Verif
 
 /// Verifies a JWS with a detached payload (RFC 7515 appendix F: `header..signature`) over
 /// `payload`, and returns its header.
-pub fn verify_detached(
-    jws: &str,
-    payload: &[u8],
-    keys: &JwkSet,
-    allowed: &[Algorithm],
-) -> Result<Header, JwtError> {
+pub fn verify_detached(jws: &str, payload: &[u8], keys: &JwkSet, allowed: &[Algorithm]) -> Result<Header, JwtError> {
     let Some((header_b64, rest)) = jws.split_once("..") else {
         return Err(JwtError::Malformed("a detached JWS has the form header..signature"));
     };
@@ -185,9 +180,8 @@ pub fn verify_detached(
 
 fn check_signature(header: &Header, signing_input: &str, signature: Vec<u8>, keys: &JwkSet) -> Result<(), JwtError> {
     let alg = header.alg;
-    let key = keys
-        .select(header.kid.as_deref())
-        .ok_or_else(|| JwtError::UnknownKey(header.kid.as_deref().map(shorten)))?;
+    let key =
+        keys.select(header.kid.as_deref()).ok_or_else(|| JwtError::UnknownKey(header.kid.as_deref().map(shorten)))?;
     if !key.supports(alg) {
         return Err(JwtError::KeyMismatch { kid: key.kid.clone(), alg: alg.name() });
     }

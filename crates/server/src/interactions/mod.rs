@@ -5,6 +5,7 @@ pub mod escalation;
 pub mod history;
 pub mod intake;
 pub mod message;
+pub mod opinion;
 pub mod read;
 pub mod rest_write;
 pub mod sandbox;

@@ -269,7 +269,7 @@ async fn apply(
                 ))
                 .at("Parameters.parameter.where(name='opinion')"));
             };
-            share_with_partner(tx, &task, stored_opinion).await?;
+            super::opinion::issue(tx, state, &task, stored_opinion).await?;
             task["output"] = json!([{"type": {"text": "Second opinion"}, "valueReference": {"reference": opinion}}]);
             audit_detail.push(json!({"type": "opinion", "valueString": opinion}));
         }
@@ -308,25 +308,6 @@ async fn apply(
     )
     .await?;
     Ok(stored)
-}
-
-/// Puts the opinion in the referring partner's compartment (the Task's), so the partner can read
-/// what the Task's output names.
-async fn share_with_partner(tx: &mut Tx, task: &Value, opinion: StoredResource) -> Result<(), ApiError> {
-    let Some(partner) = owner(task) else { return Ok(()) };
-    let mut content = stored_json(&opinion)?;
-    if owner(&content) == Some(partner) {
-        return Ok(());
-    }
-    set_owner(&mut content, partner);
-    let op = WriteOp::Update {
-        resource_type: opinion.resource_type.clone(),
-        target: Target::Id(opinion.id.clone()),
-        resource: content,
-        if_match: Some(opinion.version_id),
-    };
-    execute(tx, &Caller::Unrestricted, op).await?;
-    Ok(())
 }
 
 fn audit_without_empty_detail(mut audit: Value) -> Value {
