@@ -378,8 +378,12 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     }
     config.video_link_template = args.video_link_template.clone();
     config.unknown_profiles = args.unknown_profiles;
+    config.signer = Arc::new(match &args.token_key {
+        Some(key) => rex_auth::TokenSigner::from_pem_file(key, &config.base_url)?,
+        None => rex_auth::TokenSigner::generate(&config.base_url)?,
+    });
     let security = match &args.security {
-        Some(path) => Some(load_security(&args, path, &config.base_url, &store)?),
+        Some(path) => Some(load_security(&args, path, &config, &store)?),
         None => {
             tracing::warn!(
                 "DEVELOPMENT MODE: no authentication; anyone on this machine can read and write every resource"
@@ -507,14 +511,10 @@ fn web_options(args: &ServeArgs, state: &AppState) -> rex_web::WebOptions {
 }
 
 /// The partners, the identity provider and rex's token signer, from the command line.
-fn load_security(args: &ServeArgs, path: &std::path::Path, base_url: &str, store: &Store) -> Result<Security, String> {
+fn load_security(args: &ServeArgs, path: &std::path::Path, server: &Config, store: &Store) -> Result<Security, String> {
     let config = rex_auth::AuthConfig::load(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let signer = match &args.token_key {
-        Some(key) => rex_auth::TokenSigner::from_pem_file(key, base_url)?,
-        None => rex_auth::TokenSigner::generate(base_url)?,
-    };
-    let token_url = args.token_url.clone().unwrap_or_else(|| default_token_url(base_url));
-    Security::new(config, signer, token_url, store.clone())
+    let token_url = args.token_url.clone().unwrap_or_else(|| default_token_url(&server.base_url));
+    Security::new(config, server.signer.clone(), token_url, store.clone())
 }
 
 /// `https://host/fhir` → `https://host/auth/token`.

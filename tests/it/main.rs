@@ -24,6 +24,7 @@ mod logging;
 mod message;
 mod notifications;
 mod operations;
+mod opinion;
 mod profile_claims;
 mod references;
 mod retention;

@@ -341,6 +341,7 @@ impl TestApp {
         let address = listener.local_addr().unwrap();
         let config = test_config(address);
         let base = config.base_url.clone();
+        let server_signer = config.signer.clone();
         let routing = RoutingConfig::from_toml(include_str!("../../config/routing.toml")).expect("routing rules load");
         let certificates = match &secured {
             Security::WithMtls(_, certificates) => *certificates,
@@ -351,7 +352,7 @@ impl TestApp {
         } else {
             let token_url = format!("http://{address}/auth/token");
             let (auth, config) = TestAuth::generate(token_url.clone(), certificates);
-            let signer = rex_auth::TokenSigner::generate(base.clone()).unwrap();
+            let signer = server_signer.clone();
             (Some(auth), Some(rex_server::security::Security::new(config, signer, token_url, store.clone()).unwrap()))
         };
         let state = AppState::start(store.clone(), config, routing, VALIDATOR.clone(), partner_profiles(), security)
@@ -561,11 +562,12 @@ impl TestApp {
         let address = listener.local_addr().unwrap();
         let config = test_config(address);
         let base = config.base_url.clone();
+        let server_signer = config.signer.clone();
         let routing = RoutingConfig::from_toml(include_str!("../../config/routing.toml")).expect("routing rules load");
         let (auth, security) = if secured {
             let token_url = format!("http://{address}/auth/token");
             let (auth, security) = TestAuth::generate(token_url.clone(), &[]);
-            let signer = rex_auth::TokenSigner::generate(base.clone()).unwrap();
+            let signer = server_signer.clone();
             (Some(auth), Some(rex_server::security::Security::new(security, signer, token_url, store.clone()).unwrap()))
         } else {
             (None, None)

@@ -70,6 +70,11 @@ pub fn resource_type(resource: &Value) -> Option<&str> {
     resource.get("resourceType").and_then(Value::as_str)
 }
 
+/// With serde_json's `arbitrary_precision` (which fhirbolt switches on for the whole build), a
+/// number reaches a visitor as a one-entry map under this key holding the number's text; serde_json's
+/// own `Value` visitor reads it the same way.
+const NUMBER_TOKEN: &str = "$serde_json::private::Number";
+
 /// What the parse found besides the value.
 struct Checks {
     max_depth: usize,
@@ -194,9 +199,16 @@ impl<'de> Visitor<'de> for Node<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<Value, A::Error> {
-        self.enter()?;
         let mut object = Map::new();
+        let mut first = true;
         while let Some(key) = map.next_key::<String>()? {
+            if std::mem::take(&mut first) {
+                if key == NUMBER_TOKEN {
+                    let text: String = map.next_value()?;
+                    return text.parse::<Number>().map(Value::Number).map_err(de::Error::custom);
+                }
+                self.enter()?;
+            }
             let before = self.checks.duplicates.len();
             let value = map.next_value_seed(self.child())?;
             if self.checks.duplicates.len() > before {
@@ -211,6 +223,9 @@ impl<'de> Visitor<'de> for Node<'_> {
                     entry.insert(value);
                 }
             }
+        }
+        if first {
+            self.enter()?;
         }
         Ok(Value::Object(object))
     }
@@ -229,6 +244,14 @@ mod tests {
         assert_eq!(first(parse_body(b"[1]", 10)).code, IssueCode::Structure);
         assert_eq!(first(parse_body(b"{\"a\":", 10)).code, IssueCode::Structure);
         assert_eq!(first(parse_body(b"{\"a\": 1} x", 10)).code, IssueCode::Structure);
+    }
+
+    #[test]
+    fn numbers_keep_their_text() {
+        let value = parse_body(br#"{"a": 1.50, "b": [0.7, 12, -3]}"#, 10).unwrap();
+        assert_eq!(value["a"].to_string(), "1.50");
+        assert_eq!(value["b"].to_string(), "[0.7,12,-3]");
+        assert!(value["a"].is_number() && value["b"][1].as_i64() == Some(12));
     }
 
     #[test]

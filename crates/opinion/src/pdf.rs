@@ -357,3 +357,67 @@ mod tests {
         assert!(shaped.iter().zip(isolated.iter().rev()).any(|(s, i)| *s != u32::from(*i)), "contextual forms used");
     }
 }
+
+#[cfg(test)]
+mod document_tests {
+    use super::*;
+
+    /// The text poppler's `pdftotext` (a real PDF reader) extracts, or `None` where it is not
+    /// installed outside CI (`.ci/run` installs it: Debian `poppler-utils`).
+    fn text_of(pdf: &[u8]) -> Option<String> {
+        use std::io::Write;
+        use std::process::{Command, Stdio};
+        let child = Command::new("pdftotext").args(["-", "-"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn();
+        let mut child = match child {
+            Ok(child) => child,
+            Err(_) if std::env::var_os("CI").is_none() => {
+                eprintln!("SKIPPED: reading the opinion PDF needs pdftotext (Debian: apt-get install poppler-utils)");
+                return None;
+            }
+            Err(err) => panic!("pdftotext: {err}"),
+        };
+        child.stdin.take().unwrap().write_all(pdf).unwrap();
+        let output = child.wait_with_output().unwrap();
+        assert!(output.status.success(), "pdftotext cannot read the PDF: {}", String::from_utf8_lossy(&output.stderr));
+        Some(String::from_utf8(output.stdout).unwrap())
+    }
+
+    #[test]
+    fn the_pdf_parses_and_holds_the_text_in_every_script() {
+        let opinion = Opinion {
+            title: "Second opinion".into(),
+            patient: "محمد العلي · born 1950-01-02".into(),
+            question: "Is TAVI preferable to surgery?".into(),
+            conclusion: "Surgery advised. 建议手术. يوصى بالجراحة".into(),
+            codes: vec!["Aortic valve stenosis (SNOMED CT 60573004)".into()],
+            specialist: "Dr. Zoë Müller".into(),
+            issued: "2026-12-04T10:00:00Z".into(),
+            footer: "DiagnosticReport/r1".into(),
+            ..Opinion::default()
+        };
+        let pdf = render(&opinion).unwrap();
+        assert!(pdf.starts_with(b"%PDF-"));
+        let Some(text) = text_of(&pdf) else { return };
+        for expected in [
+            "Surgery advised.",
+            "建议手术",
+            "يوصى بالجراحة",
+            "Is TAVI preferable to surgery?",
+            "Zoë Müller",
+            "60573004",
+        ] {
+            assert!(text.contains(expected), "{expected:?} missing from {text:?}");
+        }
+    }
+
+    #[test]
+    fn a_long_opinion_runs_over_pages() {
+        let opinion = Opinion {
+            conclusion: "A finding worth explaining. ".repeat(600),
+            footer: "DiagnosticReport/r2".into(),
+            ..Opinion::default()
+        };
+        let Some(text) = text_of(&render(&opinion).unwrap()) else { return };
+        assert!(text.contains("DiagnosticReport/r2 · 2/"), "a second page: {text}");
+    }
+}

@@ -27,6 +27,7 @@ use axum::http::header::CONTENT_TYPE;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use rex_auth::TokenSigner;
 use rex_fhir::IssueCode;
 use rex_store::Store;
 use serde_json::Value;
@@ -65,13 +66,20 @@ pub struct Config {
     /// What a `meta.profile` rex does not know does to a resource, unless the partner's
     /// configuration says otherwise (`--unknown-profiles`).
     pub unknown_profiles: UnknownProfiles,
+    /// rex's key (`--token-key`): signs access tokens and the opinions rex issues (Provenance
+    /// signatures); its public half is published at `/auth/jwks`.
+    pub signer: Arc<TokenSigner>,
 }
 
 impl Config {
-    /// Defaults for a server reachable at `addr`.
+    /// Defaults for a server reachable at `addr`, with a fresh signing key.
     pub fn for_address(addr: SocketAddr) -> Config {
+        let base_url = format!("http://{addr}/fhir");
+        // Generating a P-384 key only fails if OpenSSL itself is broken.
+        let signer = Arc::new(TokenSigner::generate(base_url.clone()).expect("OpenSSL generates an EC P-384 key"));
         Config {
-            base_url: format!("http://{addr}/fhir"),
+            signer,
+            base_url,
             limits: BodyLimits { max_bytes: DEFAULT_MAX_BODY_BYTES, max_depth: rex_fhir::json::DEFAULT_MAX_DEPTH },
             large_bodies: LargeBodies::new(http::DEFAULT_LARGE_BODY_BYTES, http::DEFAULT_LARGE_BODY_SLOTS),
             delivery_targets: outbound::DeliveryTargets::default(),
@@ -217,6 +225,7 @@ pub fn router(state: AppState) -> Router {
     // The token endpoint speaks OAuth (RFC 6749 JSON errors), not FHIR.
     let oauth = Router::new()
         .route("/auth/token", post(security::token))
+        .route("/auth/jwks", get(security::jwks))
         .route_layer(middleware::from_fn(security::label_route));
     Router::new()
         .merge(fhir)

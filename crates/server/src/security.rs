@@ -45,9 +45,13 @@ impl Security {
     /// tokens are issued by `signer` (its issuer is the FHIR base URL).
     /// Used assertions are remembered in `store`, so every instance on that database refuses a
     /// replayed one.
-    pub fn new(config: AuthConfig, signer: TokenSigner, token_url: String, store: Store) -> Result<Security, String> {
+    pub fn new(
+        config: AuthConfig,
+        signer: Arc<TokenSigner>,
+        token_url: String,
+        store: Store,
+    ) -> Result<Security, String> {
         let partners = Arc::new(config.partners);
-        let signer = Arc::new(signer);
         let oidc = config.oidc.map(Arc::new);
         let authenticator = Authenticator::new(partners.clone(), signer.clone(), oidc.clone())?;
         let token_endpoint = TokenEndpoint {
@@ -154,6 +158,12 @@ pub async fn smart_configuration_document(State(state): State<AppState>) -> Resu
         return Err(ApiError::not_found("This server runs without authentication (--dev): no SMART configuration"));
     };
     Ok(Json(smart_configuration(security.token_url(), security.partners())).into_response())
+}
+
+/// `GET /auth/jwks`: rex's public key, which verifies the signatures of the opinions it issues
+/// (and its access tokens). Public, also with `--dev`.
+pub async fn jwks(State(state): State<AppState>) -> Response {
+    Json(state.config.signer.public_jwks()).into_response()
 }
 
 /// The route template of a request (`/fhir/{type}/{id}`), never its concrete path or query,

@@ -9,6 +9,7 @@ pub mod escalation;
 pub mod history;
 pub mod intake;
 pub mod message;
+pub mod opinion;
 mod parameters;
 pub mod read;
 pub mod reminders;

@@ -272,7 +272,8 @@ pub(super) async fn apply(
                 .at("Parameters.parameter.where(name='opinion')"));
             };
             let performer = performer(caller, &task);
-            finish_opinion(tx, caller, &task, performer.as_deref(), stored_opinion).await?;
+            let finished = finish_opinion(tx, caller, &task, performer.as_deref(), stored_opinion).await?;
+            super::opinion::issue(tx, state, &task, finished).await?;
             task["output"] = json!([{"type": {"text": "Second opinion"}, "valueReference": {"reference": opinion}}]);
             audit_detail.push(json!({"type": "opinion", "valueString": opinion}));
         }
@@ -341,14 +342,15 @@ fn performer(caller: &Caller, task: &Value) -> Option<String> {
 /// `resultsInterpreter` or `issued` gets the completing specialist and the time, and that
 /// PractitionerRole is made from the staff token's claims when the hospital has not loaded it, so
 /// the reference resolves. The opinion goes into the referring partner's compartment (the
-/// Task's), so the partner can read what the Task's output names.
+/// Task's), so the partner can read what the Task's output names. Returns the opinion's current
+/// version, which `opinion::issue` then renders and signs.
 async fn finish_opinion(
     tx: &mut Tx,
     caller: &Caller,
     task: &Value,
     performer: Option<&str>,
     opinion: StoredResource,
-) -> Result<(), ApiError> {
+) -> Result<StoredResource, ApiError> {
     let mut content = stored_json(&opinion)?;
     let before = content.clone();
     if opinion.resource_type == "DiagnosticReport" {
@@ -368,7 +370,7 @@ async fn finish_opinion(
         set_owner(&mut content, partner);
     }
     if content == before {
-        return Ok(());
+        return Ok(opinion);
     }
     let op = WriteOp::Update {
         resource_type: opinion.resource_type.clone(),
@@ -376,8 +378,7 @@ async fn finish_opinion(
         resource: content,
         if_match: Some(opinion.version_id),
     };
-    execute(tx, &Caller::Unrestricted, op).await?;
-    Ok(())
+    execute(tx, &Caller::Unrestricted, op).await?.stored().cloned().ok_or_else(ApiError::internal)
 }
 
 /// Makes `PractitionerRole/{id}` from the staff token's claims (subject, queues) unless it exists.
