@@ -83,9 +83,12 @@ jwks_file = "partner-jwks.json"
 scopes = [$(for scope in $SCOPES; do printf '"%s", ' "$scope"; done)]
 rate_limit_per_minute = 600
 EOF
+# The guide's notification endpoint is an example host that does not resolve here; rex refuses
+# such endpoints unless the operator allows the host.
 rex serve --listen "127.0.0.1:$PORT" --database "sqlite://$WORK/rex.db" --security security.toml \
     --routing "$REPO/config/routing.toml" --profiles "$REPO/profiles" \
-    --delivery-interval 0 --escalation-interval 0 --no-ui > server.log 2>&1 &
+    --delivery-interval 0 --escalation-interval 0 --no-ui \
+    --delivery-allow-host fhir.hospital-angeles.example > server.log 2>&1 &
 SERVER_PID=$!
 for _ in $(seq 1 300); do
     curl -sf "http://127.0.0.1:$PORT/health/ready" > /dev/null && break

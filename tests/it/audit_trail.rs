@@ -50,7 +50,7 @@ async fn an_amendment_raising_the_priority_reroutes_and_notifies(app: &TestApp) 
     let coordinator = app.auth.as_ref().unwrap().staff_token(StaffRole::Coordinator, None, &[]);
     // The partner subscribes, so every change of its Tasks is queued for it.
     let subscription = json!({"resourceType": "Subscription", "status": "requested", "reason": "Referral updates",
-        "criteria": "Task", "channel": {"type": "rest-hook", "endpoint": "https://partner.example/hook", "payload": "application/fhir+json"}});
+        "criteria": "Task", "channel": {"type": "rest-hook", "endpoint": "https://127.0.0.1:9/hook", "payload": "application/fhir+json"}});
     let created = app.send_as(&partner, Method::POST, "Subscription", Some(&subscription)).await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
     let mut bundle = referral("P-1", "I25.10", "routine", "en", false);

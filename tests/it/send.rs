@@ -46,7 +46,7 @@ async fn send_posts_as_the_partner_and_summarises_each_file() {
     let text = String::from_utf8_lossy(&both.stdout);
     assert_eq!(both.status.code(), Some(1), "{text}{}", String::from_utf8_lossy(&both.stderr));
     assert!(text.starts_with("UNREADABLE ") && text.contains("garbage.json (not sent)"), "{text}");
-    assert!(text.contains("    fatal structure at -: ") && text.contains("is not JSON"), "{text}");
+    assert!(text.contains("    fatal structure at -: ") && text.contains("is not FHIR JSON or XML"), "{text}");
     let accepted = text.lines().find(|l| l.starts_with("accepted")).unwrap_or_else(|| panic!("{text}"));
     assert!(accepted.contains("good.json") && accepted.contains("referral created: Task/"), "{text}");
     assert!(accepted.contains("queue cardiology, due 20"), "{text}");
