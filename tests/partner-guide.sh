@@ -223,7 +223,7 @@ expect "Early invasive strategy within 24 hours." opinion.json
 step "4. Withdrawing a referral (the message referral)"
 rex send fixtures/messages/4-referral-revoke.json --server $B --client-id $CLIENT_ID --key partner-key.pem > revoke.txt \
   || fail "revoke: $(cat revoke.txt)"
-expect "accepted fixtures/messages/4-referral-revoke.json" revoke.txt
+expect "revoked fixtures/messages/4-referral-revoke.json" revoke.txt
 
 step "8. Read your scorecard"
 curl -s "$B/\$partner-scorecard" -H "Authorization: Bearer $TOKEN" > scorecard.json

@@ -250,7 +250,10 @@ mod tests {
 
     #[test]
     fn a_task_on_hold_can_still_be_released_redirected_or_declined() {
-        assert_eq!(allowed_actions("on-hold"), ["receive-information", "release", "redirect", "decline", "cancel"]);
+        assert_eq!(
+            allowed_actions("on-hold"),
+            ["receive-information", "release", "redirect", "decline", "consult-booked", "consult-cancelled", "cancel"]
+        );
         assert_eq!(transition("on-hold", Action::Release).unwrap().0, "requested");
         assert_eq!(transition("on-hold", Action::Decline).unwrap().0, "rejected");
         assert!(transition("on-hold", Action::Complete).is_err());
