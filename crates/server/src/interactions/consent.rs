@@ -22,10 +22,10 @@ use rex_referral::task::{AUDIT_SYSTEM, extension_url};
 use rex_store::{Isolation, Tx};
 use serde_json::{Value, json};
 
-use super::escalation::{FLAG_SYSTEM, add_flag, has_flag};
-use super::write::{Target, WriteOp, execute};
+use super::escalation::{FLAG_SYSTEM, add_flag, has_flag, write_flagged};
+
 use crate::AppState;
-use crate::access::{Caller, PARTNER_TAG_SYSTEM, owner};
+use crate::access::{PARTNER_TAG_SYSTEM, owner};
 use crate::error::ApiError;
 use crate::http::stored_json;
 
@@ -109,20 +109,7 @@ async fn check_one(tx: &mut Tx, id: &str, now: DateTime<Utc>) -> Result<bool, Ap
         Some(notes) => notes.push(note),
         None => task["note"] = json!([note]),
     }
-    let update = WriteOp::Update {
-        resource_type: "Task".into(),
-        target: Target::Id(id.to_string()),
-        resource: task,
-        if_match: Some(current.version_id),
-    };
-    execute(tx, &Caller::Unrestricted, update).await?;
-    let audit = WriteOp::Create {
-        resource_type: "AuditEvent".into(),
-        resource: audit_event(id, &consent, &reason, now),
-        id: None,
-        if_none_exist: None,
-    };
-    execute(tx, &Caller::Unrestricted, audit).await?;
+    write_flagged(tx, id, current.version_id, task, audit_event(id, &consent, &reason, now)).await?;
     Ok(true)
 }
 

@@ -15,7 +15,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use rex_fhir::query::{Handling, SearchQuery};
 use rex_fhir::search::SearchRegistry;
 use rex_referral::task::{AUDIT_SYSTEM, extension_url};
-use rex_store::Isolation;
+use rex_store::{Isolation, Tx};
 use serde_json::{Value, json};
 
 use super::write::{Target, WriteOp, execute};
@@ -59,20 +59,7 @@ pub async fn escalate_overdue(state: &AppState, now: DateTime<Utc>) -> Result<Ve
                     return Ok(false);
                 }
                 mark(&mut task, now);
-                let update = WriteOp::Update {
-                    resource_type: "Task".into(),
-                    target: Target::Id(id.to_string()),
-                    resource: task,
-                    if_match: Some(current.version_id),
-                };
-                execute(tx, &Caller::Unrestricted, update).await?;
-                let audit = WriteOp::Create {
-                    resource_type: "AuditEvent".into(),
-                    resource: audit_event(id, now),
-                    id: None,
-                    if_none_exist: None,
-                };
-                execute(tx, &Caller::Unrestricted, audit).await?;
+                write_flagged(tx, id, current.version_id, task, audit_event(id, now)).await?;
                 Ok(true)
             })
         })
@@ -82,6 +69,27 @@ pub async fn escalate_overdue(state: &AppState, now: DateTime<Utc>) -> Result<Ve
         }
     }
     Ok(escalated)
+}
+
+/// Writes a Task a worker flagged (`version` is the one it read under its row lock) and the
+/// AuditEvent that says why, as rex.
+pub(crate) async fn write_flagged(
+    tx: &mut Tx,
+    id: &str,
+    version: i64,
+    task: Value,
+    audit: Value,
+) -> Result<(), ApiError> {
+    let update = WriteOp::Update {
+        resource_type: "Task".into(),
+        target: Target::Id(id.to_string()),
+        resource: task,
+        if_match: Some(version),
+    };
+    execute(tx, &Caller::Unrestricted, update).await?;
+    let audit = WriteOp::Create { resource_type: "AuditEvent".into(), resource: audit, id: None, if_none_exist: None };
+    execute(tx, &Caller::Unrestricted, audit).await?;
+    Ok(())
 }
 
 /// Open, not yet escalated, and due before `now`.
