@@ -12,6 +12,7 @@ use rex_server::notifications::deliver_due;
 use serde_json::{Value, json};
 
 use crate::intake::referral;
+use crate::message::message;
 use crate::notifications::Receiver;
 use crate::support::{PARTNER_A, PARTNER_B, TestApp, backend_tests};
 
@@ -19,6 +20,7 @@ backend_tests!(
     @on sqlite_secured, postgres_secured;
     a_dubai_partner_books_a_los_angeles_consult_with_an_arabic_interpreter,
     concurrent_bookings_of_one_slot_have_one_winner,
+    a_revoked_referral_gives_its_booked_slot_back,
     slots_are_opened_and_blocked_by_their_owner_only,
 );
 
@@ -395,8 +397,8 @@ async fn a_dubai_partner_books_a_los_angeles_consult_with_an_arabic_interpreter(
     assert_eq!(events, ["proposed", "booked", "rescheduled", "reminder", "cancelled"]);
 }
 
-async fn concurrent_bookings_of_one_slot_have_one_winner(app: &TestApp) {
-    let clinic = clinic(app).await;
+/// One hour of the specialist's: Wednesday 10 March 2027, 09:00 in Los Angeles.
+async fn open_one_slot(app: &TestApp, clinic: &Clinic) {
     open_slots(
         app,
         &clinic.specialist,
@@ -409,6 +411,11 @@ async fn concurrent_bookings_of_one_slot_have_one_winner(app: &TestApp) {
         ],
     )
     .await;
+}
+
+async fn concurrent_bookings_of_one_slot_have_one_winner(app: &TestApp) {
+    let clinic = clinic(app).await;
+    open_one_slot(app, &clinic).await;
     let mut bookings = Vec::new();
     for (n, partner) in [PARTNER_A, PARTNER_A, PARTNER_B, PARTNER_B].into_iter().enumerate() {
         let (request, task) = claimed_referral(app, &clinic, partner, &format!("TH-C{n}"), "en").await;
@@ -429,6 +436,43 @@ async fn concurrent_bookings_of_one_slot_have_one_winner(app: &TestApp) {
     let loser = replies.iter().find(|r| r.status == StatusCode::CONFLICT).unwrap();
     assert_eq!(loser.issue_code(), "conflict");
     assert_eq!(app.send_as(&clinic.coordinator, Method::GET, "Appointment?status=booked", None).await.body["total"], 1);
+}
+
+/// The partner revokes a referral whose consult is booked: the consult is cancelled and its slot is
+/// free for the next referral.
+async fn a_revoked_referral_gives_its_booked_slot_back(app: &TestApp) {
+    let clinic = clinic(app).await;
+    open_one_slot(app, &clinic).await;
+    let token = app.partner_token(PARTNER_A, ALL).await;
+    let find_and_book = |request: String| {
+        let token = token.clone();
+        async move {
+            let find = parameters(&[("referral", json!(request))]);
+            let found = app.send_as(&token, Method::POST, "Appointment/$find", Some(&find)).await;
+            assert_eq!(starts(&found.body).len(), 1, "{}", found.body);
+            let book = parameters(&[("appointment-resource", found.body["entry"][0]["resource"].clone())]);
+            let booked = app.send_as(&token, Method::POST, "Appointment/$book", Some(&book)).await;
+            assert_eq!(booked.status, StatusCode::OK, "{}", booked.body);
+            booked.body["id"].as_str().unwrap().to_string()
+        }
+    };
+    let (request, task) = claimed_referral(app, &clinic, PARTNER_A, "TH-R1", "en").await;
+    request_consult(app, &clinic, &task).await;
+    let consult = find_and_book(request).await;
+
+    let revoke = message("referral-revoke", "TH-R1");
+    let revoked = app.send_as(&token, Method::POST, "$process-message", Some(&revoke)).await;
+    assert_eq!(revoked.status, StatusCode::OK, "{}", revoked.body);
+    let appointment = app.send_as(&clinic.coordinator, Method::GET, &format!("Appointment/{consult}"), None).await;
+    assert_eq!(appointment.body["status"], "cancelled", "{}", appointment.body);
+    assert_eq!(appointment.body["cancelationReason"]["text"], "The referring partner revoked the referral");
+    let task = app.send_as(&clinic.coordinator, Method::GET, &format!("Task/{task}"), None).await.body;
+    assert_eq!(task["status"], "cancelled");
+
+    // The slot is free again: the next referral books it.
+    let (request, task) = claimed_referral(app, &clinic, PARTNER_A, "TH-R2", "en").await;
+    request_consult(app, &clinic, &task).await;
+    find_and_book(request).await;
 }
 
 async fn slots_are_opened_and_blocked_by_their_owner_only(app: &TestApp) {

@@ -197,6 +197,10 @@ async fn queues_are_searchable_by_due_time_language_and_interpreter(app: &TestAp
     assert_eq!(priorities, vec!["stat", "urgent", "routine"]);
     assert_eq!(app.total("Task?owner=HealthcareService/cardiology&interpreter-required=true").await, 2);
     assert_eq!(app.total("Task?patient-language=ar-SA").await, 1);
+    // A language finds its regional variants; a variant does not find its siblings.
+    assert_eq!(app.total("Task?patient-language=ar").await, 1);
+    assert_eq!(app.total("Task?patient-language=es,zh").await, 2);
+    assert_eq!(app.total("Task?patient-language=ar-AE").await, 0);
     assert_eq!(app.total("Task?priority=stat,urgent").await, 2);
     assert_eq!(app.total("Task?due=lt2000-01-01").await, 0);
     assert_eq!(app.total("Task?routing-rule=cardiology").await, 3);

@@ -9,6 +9,7 @@ use rex_referral::workflow::{Action, transition};
 use serde_json::Value;
 
 use crate::api::{Api, Failure, query};
+use crate::consult::language_name;
 use crate::html::{codings, concept, escape, observation_value, short_time};
 use crate::session::User;
 use crate::sla::{age, parse_instant, relative, sla_state};
@@ -164,20 +165,56 @@ fn message_time(message: &Value) -> &str {
 
 /// A person's or organisation's name.
 fn name_of(resource: &Value) -> String {
-    if let Some(name) = resource["name"].as_str() {
-        return name.to_string();
+    match resource["name"].as_str() {
+        Some(name) => name.to_string(),
+        None => human_name(&resource["name"][0]),
     }
-    let name = &resource["name"][0];
+}
+
+/// A HumanName as written: its text, else prefix, given names and family.
+fn human_name(name: &Value) -> String {
     if let Some(text) = name["text"].as_str() {
         return text.to_string();
     }
-    let given: Vec<&str> = name["given"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-    let prefix: Vec<&str> = name["prefix"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-    [prefix.join(" "), given.join(" "), name["family"].as_str().unwrap_or_default().to_string()]
+    let words = |field: &str| -> String {
+        name[field].as_array().into_iter().flatten().filter_map(Value::as_str).collect::<Vec<_>>().join(" ")
+    };
+    [words("prefix"), words("given"), name["family"].as_str().unwrap_or_default().to_string()]
         .into_iter()
         .filter(|p| !p.is_empty())
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+const LANGUAGE_EXTENSION: &str = "http://hl7.org/fhir/StructureDefinition/language";
+
+/// Every name the partner sent for the patient (an Arabic and a Latin one, Chinese characters and
+/// pinyin...), each isolated for bidirectional text and labelled with its language when the name
+/// carries the `language` extension, one per line.
+fn patient_names_html(patient: &Value) -> String {
+    let mut seen = Vec::new();
+    for name in patient["name"].as_array().into_iter().flatten() {
+        let text = human_name(name);
+        let language = name["extension"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|e| e["url"] == LANGUAGE_EXTENSION)
+            .and_then(|e| e["valueCode"].as_str());
+        let html = match language {
+            Some(tag) => format!(
+                r#"<bdi lang="{}">{}</bdi> <span class="muted">({})</span>"#,
+                escape(tag),
+                escape(&text),
+                escape(&language_name(tag))
+            ),
+            None => format!("<bdi>{}</bdi>", escape(&text)),
+        };
+        if !text.is_empty() && !seen.contains(&html) {
+            seen.push(html);
+        }
+    }
+    seen.join("<br>")
 }
 
 /// The attachments of a resource, in order: DocumentReference contents, Communication payloads,
@@ -514,11 +551,13 @@ fn render_patient(referral: &Referral, now: DateTime<Utc>) -> String {
         .flatten()
         .find(|c| c["preferred"] == true)
         .or(patient["communication"].get(0))
-        .map(|c| concept(&c["language"]))
+        .map(|c| match c["language"]["coding"][0]["code"].as_str() {
+            Some(tag) => language_name(tag),
+            None => concept(&c["language"]),
+        })
         .unwrap_or_default();
     let interpreter = task_extension(task, "task-interpreter-required").and_then(|e| e["valueBoolean"].as_bool());
     let rows = [
-        ("Name", name_of(patient)),
         ("Sex", patient["gender"].as_str().unwrap_or("unknown").to_string()),
         (
             "Born",
@@ -539,10 +578,9 @@ fn render_patient(referral: &Referral, now: DateTime<Utc>) -> String {
         ),
         ("Country", patient["address"][0]["country"].as_str().unwrap_or_default().to_string()),
     ];
-    let body: String = rows
-        .iter()
-        .filter(|(_, v)| !v.is_empty())
-        .map(|(name, value)| format!("<tr><th scope=\"row\">{name}</th><td>{}</td></tr>", escape(value)))
+    let body: String = std::iter::once(("Name", patient_names_html(patient)))
+        .chain(rows.iter().filter(|(_, v)| !v.is_empty()).map(|(name, value)| (*name, escape(value))))
+        .map(|(name, html)| format!("<tr><th scope=\"row\">{name}</th><td>{html}</td></tr>"))
         .collect();
     format!(
         r#"<section aria-labelledby="h-patient"><h2 id="h-patient">Patient</h2><table class="facts">{body}</table></section>
@@ -830,6 +868,29 @@ mod tests {
 
     fn specialist() -> User {
         User::development(StaffRole::Specialist, Some("PractitionerRole/dr".into()), vec!["cardiology".into()])
+    }
+
+    #[test]
+    fn every_name_of_the_patient_is_shown_in_its_script() {
+        let language = |tag: &str| json!([{"url": LANGUAGE_EXTENSION, "valueCode": tag}]);
+        let patient = json!({"name": [
+            {"use": "official", "family": "العلي", "given": ["محمد"], "extension": language("ar")},
+            {"use": "official", "family": "Al-Ali", "given": ["Mohammed"], "extension": language("ar-Latn")},
+            {"text": "陈大文"},
+            {"text": "Chan <Tai Man>"},
+            {"text": "陈大文"}
+        ]});
+        let html = patient_names_html(&patient);
+        assert_eq!(
+            html,
+            [
+                r#"<bdi lang="ar">محمد العلي</bdi> <span class="muted">(Arabic)</span>"#,
+                r#"<bdi lang="ar-Latn">Mohammed Al-Ali</bdi> <span class="muted">(Arabic)</span>"#,
+                "<bdi>陈大文</bdi>",
+                "<bdi>Chan &lt;Tai Man&gt;</bdi>",
+            ]
+            .join("<br>")
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::api::{SearchPage, query};
+use crate::consult::language_name;
 use crate::html::{concept, escape, short_time};
 use crate::session::User;
 use crate::sla::{SlaState, age, duration_text, parse_instant, relative, sla_state};
@@ -552,7 +553,7 @@ fn render_row(row: &Row, now: DateTime<Utc>) -> String {
         None => row.sex.clone(),
     };
     if !row.language.is_empty() {
-        patient.push_str(&format!(" · {}", row.language));
+        patient.push_str(&format!(" · {}", language_name(&row.language)));
     }
     let reason = format!(
         r#"<div class="reason">{} <a href="/ui/referral/{}">{}</a>{updated}</div>"#,
@@ -675,7 +676,7 @@ mod tests {
         assert!(html.contains(r#"<span class="kind kind-referral">Referral</span> <a href="/ui/referral/t1">"#));
         assert!(html.contains(r#"Waiting in queue<div class="second">cardiology</div>"#));
         assert!(html.contains(r#"<span class="tag updated">Updated: answer received</span>"#));
-        assert!(html.contains("58 y, male · es-MX"));
+        assert!(html.contains("58 y, male · Spanish (Mexico)"), "{html}");
         assert!(html.contains(CONSENT_WITHDRAWN_TAG));
         assert!(html.contains(r#"href="/ui/worklist?page=1" rel="next""#));
         assert!(html.contains(r#"<label for="f-queue">Queue</label>"#));

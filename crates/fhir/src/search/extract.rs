@@ -81,6 +81,24 @@ fn tokens(fhir_type: Option<&str>, value: &Value, out: &mut Vec<IndexValue>) {
     }
 }
 
+/// Language tokens with, after each tag, the shorter language ranges it falls under (`zh-Hant-HK`
+/// adds `zh-Hant` and `zh`), so that an exact token match is RFC 4647 basic filtering.
+pub(super) fn with_language_ranges(values: Vec<IndexValue>) -> Vec<IndexValue> {
+    let mut out = Vec::with_capacity(values.len());
+    for value in values {
+        let ranges = match &value {
+            IndexValue::Token { system, code: Some(tag) } => tag
+                .match_indices('-')
+                .map(|(at, _)| IndexValue::Token { system: system.clone(), code: Some(tag[..at].to_string()) })
+                .collect(),
+            _ => Vec::new(),
+        };
+        out.push(value);
+        out.extend(ranges);
+    }
+    out
+}
+
 fn token(system: Option<String>, code: Option<String>) -> Option<IndexValue> {
     (system.is_some() || code.is_some()).then_some(IndexValue::Token { system, code })
 }

@@ -63,6 +63,9 @@ pub struct SearchParamDef {
     /// tells an Identifier from a ContactPoint, both `{system, value}` in JSON. Choice elements
     /// (`Observation.effective`) may have several, but their JSON keys name the type.
     declared_type: Option<String>,
+    /// The parameter holds BCP-47 language tags (`language`, rex's `patient-language`): a search for
+    /// a language finds its regional variants (`ar` finds `ar-AE`, RFC 4647 basic filtering).
+    language_tags: bool,
     /// `None` when the parameter cannot be indexed.
     path: Option<Path>,
 }
@@ -223,6 +226,9 @@ impl SearchRegistry {
             for node in path.evaluate(resource) {
                 extract::index_values(def.param_type, node, def.declared_type.as_deref(), &mut values);
             }
+            if def.language_tags {
+                values = extract::with_language_ranges(values);
+            }
             entries.extend(distinct(values).into_iter().map(|value| IndexEntry { param: def.code.clone(), value }));
             if entries.len() > MAX_INDEX_VALUES {
                 let location = def.expression.split('|').next().unwrap_or(resource_type).trim();
@@ -293,11 +299,15 @@ fn compile(raw: RawParam, resource_type: &str) -> SearchParamDef {
         [single] => Some(single.clone()),
         _ => None,
     };
+    // Every R4 parameter named `language` and rex's `*-language` ones select BCP-47 tags.
+    let language_tags =
+        raw.param_type == ParamType::Token && (raw.code == "language" || raw.code.ends_with("-language"));
     SearchParamDef {
         code: raw.code,
         param_type: raw.param_type,
         expression: raw.expression,
         targets: raw.targets,
+        language_tags,
         declared_type,
         path,
     }

@@ -306,3 +306,24 @@ fn refuses_resources_with_too_many_index_values() {
     let few = json!({"resourceType": "Patient", "name": [{"given": ["a", "b"]}]});
     assert!(registry().extract("Patient", &few).is_ok());
 }
+
+#[test]
+fn language_tags_are_found_by_their_language_ranges() {
+    let patient = json!({"resourceType": "Patient", "communication": [
+        {"language": {"coding": [{"system": "urn:ietf:bcp:47", "code": "zh-Hant-HK"}]}},
+        {"language": {"coding": [{"system": "urn:ietf:bcp:47", "code": "es"}]}}
+    ], "name": [{"family": "Lopez-Garcia"}]});
+    let entries = registry().extract("Patient", &patient).unwrap();
+    let bcp47 = Some("urn:ietf:bcp:47");
+    assert_eq!(
+        values(&entries, "language"),
+        [&token(bcp47, "zh-Hant-HK"), &token(bcp47, "zh"), &token(bcp47, "zh-Hant"), &token(bcp47, "es")]
+    );
+    // Only language parameters: a hyphenated name is not split.
+    assert_eq!(values(&entries, "family").len(), 1);
+
+    let url = "https://rex.example/fhir/StructureDefinition/task-patient-language";
+    let task = json!({"resourceType": "Task", "extension": [{"url": url, "valueCode": "ar-AE"}]});
+    let entries = registry().extract("Task", &task).unwrap();
+    assert_eq!(values(&entries, "patient-language"), [&token(None, "ar-AE"), &token(None, "ar")]);
+}

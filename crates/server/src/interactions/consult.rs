@@ -245,6 +245,18 @@ async fn speaks(reader: &mut Reader<'_>, actor: &str, wanted: &str) -> Result<bo
     Ok(languages_of(reader, actor).await?.iter().any(|offered| scheduling::language_matches(wanted, offered)))
 }
 
+/// The search for the open (proposed or booked) consults of `referral`.
+fn open_consults_query(referral: &str) -> Result<rex_fhir::query::SearchQuery, ApiError> {
+    parameters::search(
+        "Appointment",
+        &[
+            ("based-on", referral.to_string()),
+            ("status", "proposed,booked".to_string()),
+            ("service-type", format!("{SERVICE_SYSTEM}|{CONSULT_SERVICE}")),
+        ],
+    )
+}
+
 /// The open (proposed or booked) consult of `referral` the caller may see.
 async fn open_consult(reader: &mut Reader<'_>, caller: &Caller, referral: &str) -> Result<StoredResource, ApiError> {
     if !referral.starts_with("ServiceRequest/") {
@@ -253,14 +265,7 @@ async fn open_consult(reader: &mut Reader<'_>, caller: &Caller, referral: &str) 
     if reader.read_visible(caller, referral).await.map_err(|e| e.at(&location("referral")))?.is_none() {
         return Err(ApiError::not_found(format!("{referral} is not known")).at(&location("referral")));
     }
-    let mut query = parameters::search(
-        "Appointment",
-        &[
-            ("based-on", referral.to_string()),
-            ("status", "proposed,booked".to_string()),
-            ("service-type", format!("{SERVICE_SYSTEM}|{CONSULT_SERVICE}")),
-        ],
-    )?;
+    let mut query = open_consults_query(referral)?;
     caller.restrict(&mut query);
     reader.search(&query).await?.into_iter().next().ok_or_else(|| {
         ApiError::one(
@@ -756,6 +761,60 @@ async fn resume_task(
     Ok(())
 }
 
+/// Cancels a consult Appointment read for update: its slots become free again and the reason is
+/// recorded. The Task is the caller's business.
+async fn cancel_appointment(tx: &mut Tx, current: StoredResource, reason: &str) -> Result<StoredResource, ApiError> {
+    let id = current.id.clone();
+    let mut appointment = stored_json(&current)?;
+    if !has_code(&appointment["serviceType"], SERVICE_SYSTEM, CONSULT_SERVICE) {
+        return Err(not_for_this_consult(format!("Appointment/{id} is not a telehealth consult")));
+    }
+    if !matches!(appointment["status"].as_str(), Some("proposed" | "booked")) {
+        return Err(ApiError::one(
+            StatusCode::CONFLICT,
+            IssueCode::BusinessRule,
+            format!(
+                "Appointment/{id} is {}; only a proposed or booked consult can be cancelled",
+                appointment["status"]
+            ),
+        ));
+    }
+    let mut ids = slot_ids(&appointment);
+    ids.sort();
+    let mut locked = BTreeMap::new();
+    for slot_id in &ids {
+        if let Some(stored) = tx.read_for_update("Slot", slot_id).await?.filter(|s| !s.deleted) {
+            let slot = stored_json(&stored)?;
+            locked.insert(slot_id.clone(), (stored, slot));
+        }
+    }
+    for slot_id in &ids {
+        set_slot_status(tx, &mut locked, slot_id, "free").await?;
+    }
+    appointment["status"] = json!("cancelled");
+    appointment["cancelationReason"] = json!({"text": reason});
+    set_event(&mut appointment, "cancelled");
+    let op = WriteOp::Update {
+        resource_type: "Appointment".into(),
+        target: Target::Id(id.to_string()),
+        resource: appointment,
+        if_match: Some(current.version_id),
+    };
+    execute(tx, &Caller::Unrestricted, op).await?.stored().cloned().ok_or_else(ApiError::internal)
+}
+
+/// Cancels the open consults of a referral the partner revoked (rex's own work: the revoke was
+/// checked), so their slots are free for other referrals.
+pub async fn cancel_open_consults(tx: &mut Tx, referral: &str) -> Result<(), ApiError> {
+    let query = open_consults_query(referral)?;
+    for found in tx.search(&query).await?.matches {
+        if let Some(current) = tx.read_for_update("Appointment", &found.id).await?.filter(|a| !a.deleted) {
+            cancel_appointment(tx, current, "The referring partner revoked the referral").await?;
+        }
+    }
+    Ok(())
+}
+
 /// `Appointment/{id}/$cancel` (`reason`): by the partner or staff.
 pub async fn cancel(state: &AppState, caller: &Caller, id: &str, body: &Value) -> Result<Response, ApiError> {
     caller.require("Appointment", Interaction::Update)?;
@@ -769,44 +828,8 @@ pub async fn cancel(state: &AppState, caller: &Caller, id: &str, body: &Value) -
                 Some(_) => return Err(ApiError::hidden(&format!("Appointment/{id}"))),
                 None => return Err(ApiError::not_found(format!("Appointment/{id} is not known"))),
             };
-            let mut appointment = stored_json(&current)?;
-            if !has_code(&appointment["serviceType"], SERVICE_SYSTEM, CONSULT_SERVICE) {
-                return Err(not_for_this_consult(format!("Appointment/{id} is not a telehealth consult")));
-            }
-            if !matches!(appointment["status"].as_str(), Some("proposed" | "booked")) {
-                return Err(ApiError::one(
-                    StatusCode::CONFLICT,
-                    IssueCode::BusinessRule,
-                    format!(
-                        "Appointment/{id} is {}; only a proposed or booked consult can be cancelled",
-                        appointment["status"]
-                    ),
-                ));
-            }
-            let mut ids = slot_ids(&appointment);
-            ids.sort();
-            let mut locked = BTreeMap::new();
-            for slot_id in &ids {
-                if let Some(stored) = tx.read_for_update("Slot", slot_id).await?.filter(|s| !s.deleted) {
-                    let slot = stored_json(&stored)?;
-                    locked.insert(slot_id.clone(), (stored, slot));
-                }
-            }
-            for slot_id in &ids {
-                set_slot_status(tx, &mut locked, slot_id, "free").await?;
-            }
-            appointment["status"] = json!("cancelled");
-            appointment["cancelationReason"] = json!({"text": reason});
-            set_event(&mut appointment, "cancelled");
-            let referral = appointment["basedOn"][0]["reference"].as_str().unwrap_or_default().to_string();
-            let op = WriteOp::Update {
-                resource_type: "Appointment".into(),
-                target: Target::Id(id.to_string()),
-                resource: appointment,
-                if_match: Some(current.version_id),
-            };
-            let stored =
-                execute(tx, &Caller::Unrestricted, op).await?.stored().cloned().ok_or_else(ApiError::internal)?;
+            let stored = cancel_appointment(tx, current, reason).await?;
+            let referral = stored_json(&stored)?["basedOn"][0]["reference"].as_str().unwrap_or_default().to_string();
             resume_task(tx, state, &referral, Action::ConsultCancelled, id).await?;
             Ok(stored)
         })

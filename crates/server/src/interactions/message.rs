@@ -262,6 +262,9 @@ async fn revoke(state: &AppState, referral: &Referral) -> Result<Value, ApiError
                 })?;
             let task = tx.read("Task", &record.task_id).await?.ok_or_else(ApiError::internal)?;
             let mut task = stored_json(&task)?;
+            if let Some(service_request) = task["focus"]["reference"].as_str() {
+                super::consult::cancel_open_consults(tx, service_request).await?;
+            }
             let from = task["status"].as_str().unwrap_or_default();
             let (to, business) = transition(from, Action::Cancel)
                 .map_err(|err| ApiError::one(StatusCode::CONFLICT, IssueCode::BusinessRule, err.to_string()))?;
