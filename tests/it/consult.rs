@@ -15,6 +15,7 @@ use crate::intake::referral;
 use crate::message::message;
 use crate::notifications::Receiver;
 use crate::support::{PARTNER_A, PARTNER_B, TestApp, backend_tests};
+use crate::web::{Browser, screenshots};
 
 backend_tests!(
     @on sqlite_secured, postgres_secured;
@@ -561,87 +562,40 @@ async fn slots_are_opened_and_blocked_by_their_owner_only(app: &TestApp) {
     assert_eq!(parameter(&again, "opened")["valueInteger"], 0);
 }
 
-/// A signed-in browser session on the web UI: its cookies and CSRF token.
-struct UiSession {
-    http: reqwest::Client,
-    origin: String,
-    cookies: String,
-    csrf: String,
-}
-
-impl UiSession {
-    async fn sign_in(app: &TestApp, token: &str) -> UiSession {
-        let origin = app.base.trim_end_matches("/fhir").to_string();
-        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-        let sign_in = http.get(format!("{origin}/ui/sign-in")).send().await.unwrap();
-        let csrf_cookie = sign_in.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
-        let csrf = csrf_cookie.trim_start_matches("rex_csrf=").to_string();
-        let mut session = UiSession { http, origin, cookies: csrf_cookie, csrf };
-        let signed = session.post("/ui/sign-in", &[("token", token)]).await;
-        assert_eq!(signed.status(), StatusCode::SEE_OTHER);
-        let jar: Vec<String> = signed
-            .headers()
-            .get_all("set-cookie")
-            .iter()
-            .map(|c| c.to_str().unwrap().split(';').next().unwrap().to_string())
-            .collect();
-        session.csrf = jar.iter().find_map(|c| c.strip_prefix("rex_csrf=")).unwrap().to_string();
-        session.cookies = jar.join("; ");
-        session
-    }
-
-    async fn post(&self, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
-        let mut pairs = vec![("csrf", self.csrf.as_str())];
-        pairs.extend_from_slice(fields);
-        let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish();
-        let request = self.http.post(format!("{}{path}", self.origin)).header("cookie", &self.cookies);
-        request.header("content-type", "application/x-www-form-urlencoded").body(body).send().await.unwrap()
-    }
-
-    async fn page(&self, path: &str) -> String {
-        let reply =
-            self.http.get(format!("{}{path}", self.origin)).header("cookie", &self.cookies).send().await.unwrap();
-        assert_eq!(reply.status(), StatusCode::OK, "{path}");
-        reply.text().await.unwrap()
-    }
-}
-
 /// The worklist side: a specialist opens slots on their page, asks for a consult on the referral
 /// page, and after the partner booked sees it there (both clocks, interpreter, link) and among
 /// the upcoming consults of the worklist.
 #[tokio::test]
 async fn the_worklist_opens_slots_and_shows_the_booked_consult() {
+    let Some(browser) = Browser::start().await else { return };
     let app = TestApp::sqlite_with_ui(true).await;
+    let origin = app.base.trim_end_matches("/fhir").to_string();
     let clinic = clinic(&app).await;
-    let ui = UiSession::sign_in(&app, &clinic.specialist).await;
-    assert!(ui.page("/ui/slots").await.contains("Open weekly slots in your time zone"));
-    let opened = ui
-        .post(
-            "/ui/slots",
-            &[
-                ("timezone", "America/Los_Angeles"),
-                ("weekday", "mon"),
-                ("from", "2027-03-15"),
-                ("until", "2027-03-15"),
-                ("startTime", "09:00"),
-                ("endTime", "11:00"),
-                ("slotMinutes", "60"),
-            ],
-        )
+    browser.sign_in(&origin, &clinic.specialist).await;
+
+    // Weekly slots on Mondays, one Monday, in Los Angeles; then an hour of it blocked.
+    browser.go(&format!("{origin}/ui/slots")).await;
+    browser.wait_for("Open weekly slots in your time zone").await;
+    browser
+        .fill(&[
+            ("slots-zone", "America/Los_Angeles"),
+            ("slots-from", "2027-03-15"),
+            ("slots-until", "2027-03-15"),
+            ("slots-start", "09:00"),
+            ("slots-end", "11:00"),
+            ("slots-minutes", "60"),
+        ])
         .await;
-    assert_eq!(opened.status(), StatusCode::SEE_OTHER);
-    assert_eq!(opened.headers()["location"], "/ui/slots?done=open-slots");
-    let slots = ui.page("/ui/slots?done=open-slots").await;
-    assert!(slots.contains("Your slots are open.") && slots.contains("Mon 15 Mar 2027, 09:00"), "{slots}");
-    let blocked = ui
-        .post(
-            "/ui/slots/block",
-            &[("start", "2027-03-15T10:00"), ("end", "2027-03-15T11:00"), ("reason", "Ward round")],
-        )
-        .await;
-    assert_eq!(blocked.headers()["location"], "/ui/slots?done=block-time");
-    let slots = ui.page("/ui/slots?done=block-time").await;
-    assert!(slots.contains("The time is blocked.") && slots.contains("busy-unavailable"), "{slots}");
+    let monday = browser.find("input[name=weekday][value=mon]").await;
+    browser.click(&monday).await;
+    browser.press("Open slots").await;
+    let slots = browser.wait_for("Your slots are open.").await;
+    assert!(slots.contains("Mon 15 Mar 2027, 09:00") && slots.contains("Mon 15 Mar 2027, 10:00"), "{slots}");
+    browser.fill(&[("block-start", "2027-03-15T10:00"), ("block-end", "2027-03-15T11:00")]).await;
+    browser.type_into("#block-reason", "Ward round").await;
+    browser.press("Block").await;
+    let slots = browser.wait_for("The time is blocked.").await;
+    assert!(slots.contains("busy-unavailable"), "{slots}");
     open_slots(
         &app,
         &clinic.coordinator,
@@ -655,18 +609,17 @@ async fn the_worklist_opens_slots_and_shows_the_booked_consult() {
     )
     .await;
 
+    // The specialist asks for a consult on the referral page.
     let (request, task) = claimed_referral(&app, &clinic, PARTNER_B, "TH-UI", "ar-AE").await;
-    let page = ui.page(&format!("/ui/referral/{task}")).await;
-    assert!(page.contains("Ask the partner to book a video consult"));
-    let asked = ui
-        .post(
-            &format!("/ui/referral/{task}/request-consult"),
-            &[("minutes", "45"), ("earliest", "2027-03-08"), ("latest", "2027-03-19")],
-        )
+    browser.go(&format!("{origin}/ui/referral/{task}")).await;
+    browser.wait_for("Ask the partner to book a video consult").await;
+    browser
+        .fill(&[("consult-minutes", "45"), ("consult-earliest", "2027-03-08"), ("consult-latest", "2027-03-19")])
         .await;
-    assert_eq!(asked.status(), StatusCode::SEE_OTHER);
-    assert!(ui.page(&format!("/ui/referral/{task}")).await.contains("waiting for the partner to book"));
+    browser.press("Request consult").await;
+    browser.wait_for("waiting for the partner to book").await;
 
+    // The partner in Dubai books over the API.
     let dubai = app.partner_token(PARTNER_B, ALL).await;
     let found = app
         .send_as(&dubai, Method::POST, "Appointment/$find", Some(&parameters(&[("referral", json!(request))])))
@@ -678,19 +631,19 @@ async fn the_worklist_opens_slots_and_shows_the_booked_consult() {
         .await;
     assert_eq!(booked.status, StatusCode::OK, "{}", booked.body);
 
-    let page = ui.page(&format!("/ui/referral/{task}")).await;
-    for shown in [
-        "Mon 15 Mar 2027, 09:00 (America/Los_Angeles)",
-        "Mon 15 Mar 2027, 20:00 (UTC+04:00)",
-        "Arabic (United Arab Emirates)",
-        "https://video.rex.example/consult/",
-    ] {
+    browser.go(&format!("{origin}/ui/referral/{task}")).await;
+    let page = browser.wait_for("Mon 15 Mar 2027, 09:00 (America/Los_Angeles)").await;
+    for shown in
+        ["Mon 15 Mar 2027, 20:00 (UTC+04:00)", "Arabic (United Arab Emirates)", "https://video.rex.example/consult/"]
+    {
         assert!(page.contains(shown), "the referral page shows {shown}");
     }
-    let worklist = ui.page("/ui/worklist").await;
-    assert!(
-        worklist.contains("Upcoming telehealth consults") && worklist.contains("Mon 15 Mar 2027, 20:00 (UTC+04:00)")
-    );
+    browser.script("document.getElementById('h-consult').scrollIntoView();").await;
+    browser.screenshot(&screenshots().join("consult.png")).await;
+    browser.go(&format!("{origin}/ui/worklist")).await;
+    let worklist = browser.wait_for("Upcoming telehealth consults").await;
+    assert!(worklist.contains("Mon 15 Mar 2027, 20:00 (UTC+04:00)"), "{worklist}");
     assert!(worklist.contains(&format!("/ui/referral/{task}")));
+    browser.close().await;
     app.cleanup().await;
 }

@@ -36,7 +36,7 @@ impl Drop for Driver {
 }
 
 /// A small W3C WebDriver client: only the commands this test uses.
-struct Browser {
+pub struct Browser {
     http: reqwest::Client,
     session: String,
     _driver: Driver,
@@ -45,7 +45,7 @@ struct Browser {
 impl Browser {
     /// Starts chromedriver and a headless Chromium session; `None` (with the reason printed)
     /// when either is not installed.
-    async fn start() -> Option<Browser> {
+    pub async fn start() -> Option<Browser> {
         for program in [CHROMIUM, CHROMEDRIVER] {
             if !Path::new(program).exists() {
                 eprintln!(
@@ -100,20 +100,20 @@ impl Browser {
         reply["value"].clone()
     }
 
-    async fn go(&self, url: &str) {
+    pub async fn go(&self, url: &str) {
         self.command(Method::POST, "/url", Some(json!({"url": url}))).await;
     }
 
-    async fn current_url(&self) -> String {
+    pub async fn current_url(&self) -> String {
         self.command(Method::GET, "/url", None).await.as_str().unwrap().to_string()
     }
 
-    async fn source(&self) -> String {
+    pub async fn source(&self) -> String {
         self.command(Method::GET, "/source", None).await.as_str().unwrap().to_string()
     }
 
     /// Waits until the page contains `text`, and returns the page.
-    async fn wait_for(&self, text: &str) -> String {
+    pub async fn wait_for(&self, text: &str) -> String {
         let started = Instant::now();
         loop {
             let source = self.source().await;
@@ -126,47 +126,47 @@ impl Browser {
     }
 
     /// The element matched by a CSS selector.
-    async fn find(&self, css: &str) -> String {
+    pub async fn find(&self, css: &str) -> String {
         self.find_by("css selector", css).await
     }
 
-    async fn find_by(&self, using: &str, value: &str) -> String {
+    pub async fn find_by(&self, using: &str, value: &str) -> String {
         let element = self.command(Method::POST, "/element", Some(json!({"using": using, "value": value}))).await;
         // The W3C element reference is the object's only value.
         element.as_object().and_then(|o| o.values().next()).and_then(Value::as_str).unwrap().to_string()
     }
 
-    async fn click(&self, element: &str) {
+    pub async fn click(&self, element: &str) {
         self.command(Method::POST, &format!("/element/{element}/click"), Some(json!({}))).await;
     }
 
     /// Clicks the button with this text.
-    async fn press(&self, text: &str) {
+    pub async fn press(&self, text: &str) {
         let button = self.find_by("xpath", &format!("//button[normalize-space()='{text}']")).await;
         self.click(&button).await;
     }
 
-    async fn type_into(&self, css: &str, text: &str) {
+    pub async fn type_into(&self, css: &str, text: &str) {
         let element = self.find(css).await;
         self.command(Method::POST, &format!("/element/{element}/value"), Some(json!({"text": text}))).await;
     }
 
-    async fn attribute(&self, element: &str, name: &str) -> String {
+    pub async fn attribute(&self, element: &str, name: &str) -> String {
         let value = self.command(Method::GET, &format!("/element/{element}/attribute/{name}"), None).await;
         value.as_str().unwrap_or_default().to_string()
     }
 
     /// Runs a script in the page and returns its value.
-    async fn script(&self, script: &str) -> Value {
+    pub async fn script(&self, script: &str) -> Value {
         self.command(Method::POST, "/execute/sync", Some(json!({"script": script, "args": []}))).await
     }
 
-    async fn resize(&self, width: u32, height: u32) {
+    pub async fn resize(&self, width: u32, height: u32) {
         self.command(Method::POST, "/window/rect", Some(json!({"width": width, "height": height}))).await;
     }
 
     /// Saves a PNG of the window.
-    async fn screenshot(&self, path: &Path) {
+    pub async fn screenshot(&self, path: &Path) {
         use base64::Engine;
         let png = self.command(Method::GET, "/screenshot", None).await;
         let bytes = base64::engine::general_purpose::STANDARD.decode(png.as_str().unwrap()).unwrap();
@@ -174,12 +174,30 @@ impl Browser {
         std::fs::write(path, bytes).unwrap();
     }
 
-    async fn close(self) {
+    /// Signs in to the web UI at `origin` with a staff bearer token and waits for the worklist.
+    pub async fn sign_in(&self, origin: &str, token: &str) {
+        self.go(&format!("{origin}/ui/")).await;
+        self.wait_for("Staff bearer token").await;
+        self.type_into("#token", token).await;
+        self.press("Sign in").await;
+        self.wait_for("referrals, due first").await;
+    }
+
+    /// Sets form fields by element id, as the browser's date and time pickers would.
+    pub async fn fill(&self, fields: &[(&str, &str)]) {
+        let script: String = fields
+            .iter()
+            .map(|(id, value)| format!("document.getElementById({}).value = {};", json!(id), json!(value)))
+            .collect();
+        self.script(&script).await;
+    }
+
+    pub async fn close(self) {
         self.command(Method::DELETE, "", None).await;
     }
 }
 
-fn screenshots() -> PathBuf {
+pub fn screenshots() -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let folder = if std::env::var("REX_UPDATE_SCREENSHOTS").is_ok_and(|v| v == "1") {
         root.join("docs/screenshots")
@@ -237,11 +255,8 @@ async fn a_specialist_works_a_referral_in_the_browser() {
     let mut visited = Vec::new();
 
     // Sign in with the bearer token.
-    browser.go(&format!("{origin}/ui/")).await;
-    browser.wait_for("Staff bearer token").await;
-    browser.type_into("#token", &specialist).await;
-    browser.press("Sign in").await;
-    let worklist = browser.wait_for("referrals, due first").await;
+    browser.sign_in(&origin, &specialist).await;
+    let worklist = browser.source().await;
     visited.push(browser.current_url().await);
     assert!(worklist.contains("Cardiology review"), "the specialist's queue is named");
     assert!(worklist.contains("Non-ST elevation (NSTEMI) myocardial infarction"), "the demo referral is listed");

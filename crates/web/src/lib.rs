@@ -547,8 +547,8 @@ async fn show_referral(web: &Web, session: &Session, id: &str, status: StatusCod
                 Err(failure) => return web.failure(failure, session, "Referral"),
             };
             let body = format!(
-                "{banner}{}{consult}",
-                referral::render(&referral, &session.user, &queues, &session.csrf, Utc::now())
+                "{banner}{}",
+                referral::render(&referral, &session.user, &queues, &session.csrf, &consult, Utc::now())
             );
             html_response(status, page("Referral", Some(&session.user), &session.csrf, &body))
         }

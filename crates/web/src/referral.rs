@@ -324,7 +324,15 @@ fn list(items: &[String]) -> String {
 }
 
 /// The page content. `queues` are the redirect choices; `csrf` goes into every form.
-pub fn render(referral: &Referral, user: &User, queues: &[Queue], csrf: &str, now: DateTime<Utc>) -> String {
+/// The referral page; `consult` is its telehealth consult section, shown right after the actions.
+pub fn render(
+    referral: &Referral,
+    user: &User,
+    queues: &[Queue],
+    csrf: &str,
+    consult: &str,
+    now: DateTime<Utc>,
+) -> String {
     let task = &referral.task;
     let sr = &referral.service_request;
     let id = escape(task["id"].as_str().unwrap_or_default());
@@ -358,6 +366,7 @@ pub fn render(referral: &Referral, user: &User, queues: &[Queue], csrf: &str, no
         queue = escape(queue_of(task).unwrap_or_default()),
     );
     html.push_str(&render_actions(task, user, queues, csrf, &id));
+    html.push_str(consult);
     if let Some(opinion) = &referral.opinion {
         html.push_str(&render_opinion(opinion));
     }
@@ -964,7 +973,7 @@ mod tests {
             Queue { code: "oncology".into(), name: "Oncology".into() },
             Queue { code: "sandbox".into(), name: "Sandbox".into() },
         ];
-        let html = render(&referral, &specialist(), &queues, "csrf-1", Utc::now());
+        let html = render(&referral, &specialist(), &queues, "csrf-1", "", Utc::now());
         // Redirect offers the queues a referral may go to: not the sandbox, not its own.
         assert!(html.contains(r#"<option value="oncology">"#) && html.contains(r#"<option value="cardiology">"#));
         assert!(!html.contains(r#"<option value="sandbox">"#));
@@ -1001,12 +1010,12 @@ mod tests {
             ),
             ..Referral::default()
         };
-        let html = render(&referral, &specialist(), &[], "csrf-1", Utc::now());
+        let html = render(&referral, &specialist(), &[], "csrf-1", "", Utc::now());
         assert!(html.contains(r#"<h2 id="h-consent">Consent to share</h2>"#));
         assert!(html.contains("<td>inactive</td>") && html.contains("<td>information disclosure</td>"));
         assert!(html.contains("<td>2026-11-24 to 2028-11-24</td>"));
         assert_eq!(html.matches(CONSENT_WITHDRAWN_TAG).count(), 2, "in the summary and the consent section");
-        let without = render(&Referral::default(), &specialist(), &[], "csrf-1", Utc::now());
+        let without = render(&Referral::default(), &specialist(), &[], "csrf-1", "", Utc::now());
         assert!(without.contains("No consent was sent with this referral."));
     }
 

@@ -553,7 +553,9 @@ fn render_row(row: &Row, now: DateTime<Utc>) -> String {
         None => row.sex.clone(),
     };
     if !row.language.is_empty() {
-        patient.push_str(&format!(" · {}", language_name(&row.language)));
+        // The language without its region keeps the row narrow; the referral page has both.
+        let language = row.language.split('-').next().unwrap_or_default();
+        patient.push_str(&format!(" · {}", language_name(language)));
     }
     let reason = format!(
         r#"<div class="reason">{} <a href="/ui/referral/{}">{}</a>{updated}</div>"#,
@@ -676,7 +678,7 @@ mod tests {
         assert!(html.contains(r#"<span class="kind kind-referral">Referral</span> <a href="/ui/referral/t1">"#));
         assert!(html.contains(r#"Waiting in queue<div class="second">cardiology</div>"#));
         assert!(html.contains(r#"<span class="tag updated">Updated: answer received</span>"#));
-        assert!(html.contains("58 y, male · Spanish (Mexico)"), "{html}");
+        assert!(html.contains("58 y, male · Spanish"), "{html}");
         assert!(html.contains(CONSENT_WITHDRAWN_TAG));
         assert!(html.contains(r#"href="/ui/worklist?page=1" rel="next""#));
         assert!(html.contains(r#"<label for="f-queue">Queue</label>"#));
