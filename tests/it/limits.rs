@@ -14,6 +14,7 @@ backend_tests!(
     huge_arrays_and_index_values_are_refused,
     liveness_holds_while_huge_creates_run,
     searches_past_their_timeout_are_cancelled,
+    conditional_writes_past_the_search_timeout_are_refused,
 );
 
 fn assert_too_costly(reply: &Reply, limit: &str, at: &str) {
@@ -137,4 +138,42 @@ async fn searches_past_their_timeout_are_cancelled(app: &TestApp) {
         let again = app.get(expensive).await;
         assert_eq!((again.status, &again.body["total"]), (StatusCode::OK, &json!(900)), "{}", again.body);
     }
+}
+
+/// The search of a conditional create runs inside the write transaction (on SQLite, holding the
+/// one writer): past `--search-timeout` it is stopped, the write refused as too costly and nothing
+/// of it kept; the writes after it run as before.
+async fn conditional_writes_past_the_search_timeout_are_refused(app: &TestApp) {
+    fill_observations(app, 3000).await;
+    let observation = json!({"resourceType": "Observation", "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]}});
+    // Every Observation is a candidate for the first criterion and none meets the second.
+    let condition = "date=ge1900&date=lt1900&code:not=8867-4";
+    let create = |condition: &'static str| {
+        let body = observation.to_string();
+        async move {
+            app.send(
+                Method::POST,
+                "Observation",
+                &[("content-type", "application/fhir+json"), ("if-none-exist", condition)],
+                Some(body),
+            )
+            .await
+        }
+    };
+    app.store.set_search_timeout(Duration::from_millis(1));
+    for _ in 0..3 {
+        let refused = create(condition).await;
+        assert_eq!((refused.status, refused.issue_code()), (StatusCode::BAD_REQUEST, "too-costly"), "{}", refused.body);
+        assert!(refused.body.to_string().contains("1 ms"), "{}", refused.body);
+    }
+    app.store.set_search_timeout(Duration::from_secs(30));
+    assert_eq!(app.total("Observation?code=8867-4").await, 0, "nothing of the refused creates is kept");
+    let unmatched = create(condition).await;
+    assert_eq!(unmatched.status, StatusCode::CREATED, "no match: {}", unmatched.body);
+    for _ in 0..5 {
+        let created = create("code=http://loinc.org|8867-4").await;
+        assert!(matches!(created.status, StatusCode::CREATED | StatusCode::OK), "{}", created.body);
+    }
+    assert_eq!(app.total("Observation?code=8867-4").await, 1);
 }

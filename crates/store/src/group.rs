@@ -209,6 +209,9 @@ impl Drop for GroupMember {
         let writer = self.writer.clone();
         tokio::spawn(async move {
             let undone = async {
+                // A member dropped during a search (its request went away) leaves the statement
+                // deadline set (`Tx::search`); this waits for that statement and lifts it.
+                sqlx::query("SELECT rex_deadline(0)").execute(&mut guard.conn).await?;
                 sqlx::query("ROLLBACK TO SAVEPOINT rex_tx").execute(&mut guard.conn).await?;
                 sqlx::query("RELEASE SAVEPOINT rex_tx").execute(&mut guard.conn).await
             };

@@ -108,6 +108,8 @@ pub struct Tx {
     backend: Backend,
     /// Rows written by creates and not yet sent to the database (see `write.rs`).
     pending: write::Pending,
+    /// The store's search timeout when the transaction began, for its searches.
+    search_timeout: Duration,
 }
 
 enum TxConn {
@@ -206,7 +208,12 @@ impl Store {
                 TxConn::Pooled(self.pool.begin_with(statement).await?)
             }
         };
-        Ok(Tx { conn, backend: self.backend, pending: write::Pending::default() })
+        Ok(Tx {
+            conn,
+            backend: self.backend,
+            pending: write::Pending::default(),
+            search_timeout: self.search_timeout(),
+        })
     }
 
     /// The connection pool's use, for metrics (SQLite's writer connection is not in the pool).

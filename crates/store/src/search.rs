@@ -740,8 +740,31 @@ impl Tx {
         if includes_others || self.pending.holds_type(&query.resource_type) {
             self.flush().await?;
         }
+        let (backend, timeout) = (self.backend, self.search_timeout);
+        // The search runs while the transaction holds the writer (SQLite) or its locks: bounded
+        // like any search, the whole write then fails as too costly.
+        self.limit_statements(Some(timeout)).await?;
+        let result = search(self.conn().await?, backend, query).await;
+        let lifted = self.limit_statements(None).await;
+        match result {
+            Err(err) if is_cancelled(&err, backend) => Err(timed_out(timeout)),
+            Err(err) => Err(StoreError::from_sqlx(err, backend)),
+            Ok(found) => lifted.map(|()| found),
+        }
+    }
+
+    /// Interrupts the statements this transaction runs from now on once `timeout` has passed;
+    /// `None` lifts the limit. On PostgreSQL the limit ends with the transaction at the latest.
+    async fn limit_statements(&mut self, timeout: Option<Duration>) -> Result<(), StoreError> {
         let backend = self.backend;
-        search(self.conn().await?, backend, query).await.map_err(|err| StoreError::from_sqlx(err, backend))
+        let statement = match backend {
+            Backend::Sqlite => sqlx::query("SELECT rex_deadline($1)")
+                .bind(timeout.map_or(0, |t| now_micros() + t.as_micros().max(1) as i64)),
+            Backend::Postgres => sqlx::query("SELECT set_config('statement_timeout', $1, true)")
+                .bind(timeout.map_or(0, |t| t.as_millis().max(1) as i64).to_string()),
+        };
+        statement.execute(self.conn().await?).await.map_err(|err| StoreError::from_sqlx(err, backend))?;
+        Ok(())
     }
 }
 
