@@ -1,6 +1,7 @@
 //! Finding the referral in a transaction Bundle: its ServiceRequest, the sending partner, its
 //! business identifier and what routing needs to know.
 
+use rex_i18n::msg;
 use rex_fhir::{Issue, IssueCode};
 use serde_json::Value;
 
@@ -184,10 +185,7 @@ impl Referral {
             [one] => *one,
             [_, second, ..] => {
                 return Err(vec![
-                    Issue::error(
-                        IssueCode::BusinessRule,
-                        "A referral Bundle carries exactly one referral ServiceRequest",
-                    )
+                    Issue::error(IssueCode::BusinessRule, msg!("referral-one-service-request"))
                     .at(format!("Bundle.entry[{}].resource", second.0)),
                 ]);
             }
@@ -199,20 +197,14 @@ impl Referral {
         });
         if identifier.is_none() {
             issues.push(
-                Issue::error(
-                    IssueCode::Required,
-                    "A referral needs a business identifier with system and value (ServiceRequest.identifier)",
-                )
+                Issue::error(IssueCode::Required, msg!("referral-identifier"))
                 .at(at(".identifier")),
             );
         }
         let partner = find_partner(bundle, service_request);
         if partner.is_none() {
             issues.push(
-                Issue::error(
-                    IssueCode::Required,
-                    format!("Cannot tell which partner sends this referral: the requester must be (or belong to) an Organization with an identifier in {PARTNER_SYSTEM}"),
-                )
+                Issue::error(IssueCode::Required, msg!("referral-partner-unknown", system = PARTNER_SYSTEM))
                 .at(at(".requester")),
             );
         }
@@ -220,7 +212,7 @@ impl Referral {
             None => Priority::Routine,
             Some(code) => Priority::parse(code).unwrap_or_else(|| {
                 issues.push(
-                    Issue::error(IssueCode::CodeInvalid, format!("Unknown priority '{code}'")).at(at(".priority")),
+                    Issue::error(IssueCode::CodeInvalid, msg!("referral-unknown-priority", code)).at(at(".priority")),
                 );
                 Priority::Routine
             }),
@@ -228,7 +220,7 @@ impl Referral {
         let subject_reference = service_request["subject"]["reference"].as_str().unwrap_or_default().to_string();
         if subject_reference.is_empty() {
             issues.push(
-                Issue::error(IssueCode::Required, "A referral names its patient (ServiceRequest.subject.reference)")
+                Issue::error(IssueCode::Required, msg!("referral-patient"))
                     .at(at(".subject")),
             );
         }

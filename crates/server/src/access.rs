@@ -9,6 +9,7 @@
 //! resource did not exist.
 
 use axum::http::StatusCode;
+use rex_i18n::msg;
 use rex_auth::{Interaction, Principal, StaffRole};
 use rex_fhir::IssueCode;
 use rex_fhir::query::{Criterion, Match, SearchQuery, SystemMatch};
@@ -68,7 +69,7 @@ impl Caller {
             Caller::Authenticated(Principal::Partner { .. }) => Err(ApiError::one(
                 StatusCode::FORBIDDEN,
                 IssueCode::Forbidden,
-                format!("{operation} is done by hospital staff; partners cannot run it"),
+                msg!("staff-only-operation", operation),
             )
             .denied()),
             _ => Ok(()),

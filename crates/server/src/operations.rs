@@ -11,6 +11,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
+use rex_i18n::msg;
 use rex_auth::{Principal, StaffRole};
 use rex_fhir::query::{Handling, SearchQuery};
 use rex_fhir::search::SearchRegistry;
@@ -199,7 +200,7 @@ pub async fn metrics(
         Caller::Unrestricted | Caller::Authenticated(Principal::Staff { role: StaffRole::Admin, .. })
     );
     if !allowed {
-        return Err(ApiError::one(StatusCode::FORBIDDEN, IssueCode::Forbidden, "Metrics are for admins").denied());
+        return Err(ApiError::one(StatusCode::FORBIDDEN, IssueCode::Forbidden, msg!("metrics-admins-only")).denied());
     }
     let mut out = String::new();
     state.metrics.render(&mut out);

@@ -14,6 +14,7 @@ use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, PRAGMA, RET
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use rex_i18n::msg;
 use rex_auth::ReplayCache;
 use rex_auth::replay::{BoxFuture, ReplayCacheError};
 use rex_auth::{
@@ -155,7 +156,7 @@ fn no_store(mut response: Response) -> Response {
 /// `GET /.well-known/smart-configuration` (also under the FHIR base, where SMART clients look).
 pub async fn smart_configuration_document(State(state): State<AppState>) -> Result<Response, ApiError> {
     let Some(security) = &state.security else {
-        return Err(ApiError::not_found("This server runs without authentication (--dev): no SMART configuration"));
+        return Err(ApiError::not_found(msg!("no-smart-configuration")));
     };
     Ok(Json(smart_configuration(security.token_url(), security.partners())).into_response())
 }
@@ -209,6 +210,9 @@ pub async fn authenticate(State(state): State<AppState>, mut request: Request, n
         }
     };
     let label = caller.label();
+    if let (Some(security), Some(partner)) = (&state.security, caller.partner()) {
+        crate::language::use_partner_language(security.partners.get(partner).and_then(|p| p.language));
+    }
     if let (Some(security), Some(partner)) = (&state.security, caller.partner())
         && let Some(limit) = security.partners.get(partner).and_then(|p| p.rate_limit_per_minute)
         && let Err(wait) = security.rate_limits.take(partner, limit, Instant::now())
@@ -216,7 +220,7 @@ pub async fn authenticate(State(state): State<AppState>, mut request: Request, n
         let mut response = ApiError::one(
             StatusCode::TOO_MANY_REQUESTS,
             IssueCode::Throttled,
-            format!("Rate limit of {limit} requests per minute reached; retry after {wait} s"),
+            msg!("rate-limited", limit, wait),
         )
         .into_response();
         response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(wait));

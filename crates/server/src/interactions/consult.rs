@@ -24,6 +24,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use chrono_tz::Tz;
+use rex_i18n::msg;
 use rex_auth::Interaction;
 use rex_fhir::IssueCode;
 use rex_referral::scheduling::{
@@ -251,7 +252,7 @@ async fn open_consult(reader: &mut Reader<'_>, caller: &Caller, referral: &str) 
         return Err(invalid("referral", format!("referral must be a ServiceRequest reference, not '{referral}'")));
     }
     if reader.read_visible(caller, referral).await.map_err(|e| e.at(&location("referral")))?.is_none() {
-        return Err(ApiError::not_found(format!("{referral} is not known")).at(&location("referral")));
+        return Err(ApiError::not_found(msg!("resource-not-known", reference = referral)).at(&location("referral")));
     }
     let mut query = parameters::search(
         "Appointment",
@@ -295,7 +296,7 @@ pub async fn request(state: &AppState, caller: &Caller, task_id: &str, body: &Va
             let current = match tx.read_for_update("Task", task_id).await?.filter(|t| !t.deleted) {
                 Some(task) if caller.sees(&task) => task,
                 Some(_) => return Err(ApiError::hidden(&format!("Task/{task_id}"))),
-                None => return Err(ApiError::not_found(format!("Task/{task_id} is not known"))),
+                None => return Err(ApiError::not_found(msg!("resource-not-known", reference = format!("Task/{task_id}")))),
             };
             let task = stored_json(&current)?;
             let Some(specialist) = task["owner"]["reference"].as_str().filter(|o| o.starts_with("PractitionerRole/"))
@@ -767,7 +768,7 @@ pub async fn cancel(state: &AppState, caller: &Caller, id: &str, body: &Value) -
             let current = match tx.read_for_update("Appointment", id).await?.filter(|a| !a.deleted) {
                 Some(found) if caller.sees(&found) => found,
                 Some(_) => return Err(ApiError::hidden(&format!("Appointment/{id}"))),
-                None => return Err(ApiError::not_found(format!("Appointment/{id} is not known"))),
+                None => return Err(ApiError::not_found(msg!("resource-not-known", reference = format!("Appointment/{id}")))),
             };
             let mut appointment = stored_json(&current)?;
             if !has_code(&appointment["serviceType"], SERVICE_SYSTEM, CONSULT_SERVICE) {

@@ -264,7 +264,7 @@ async fn revoke(state: &AppState, referral: &Referral) -> Result<Value, ApiError
             let mut task = stored_json(&task)?;
             let from = task["status"].as_str().unwrap_or_default();
             let (to, business) = transition(from, Action::Cancel)
-                .map_err(|err| ApiError::one(StatusCode::CONFLICT, IssueCode::BusinessRule, err.to_string()))?;
+                .map_err(|err| ApiError::one(StatusCode::CONFLICT, IssueCode::BusinessRule, err.message()))?;
             task["status"] = json!(to);
             task["businessStatus"] =
                 json!({"coding": [{"system": business.system, "code": business.code, "display": business.display}]});

@@ -1,5 +1,6 @@
 //! read and vread, with conditional reads (`If-None-Match`, `If-Modified-Since`).
 
+use rex_i18n::msg;
 use axum::Extension;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -25,10 +26,10 @@ pub async fn read(
     let stored = match state.store.read(&resource_type, &id).await? {
         Some(stored) if caller.sees(&stored) => stored,
         Some(_) => return Err(ApiError::hidden(&format!("{resource_type}/{id}"))),
-        None => return Err(ApiError::not_found(format!("{resource_type}/{id} is not known"))),
+        None => return Err(ApiError::not_found(msg!("resource-not-known", reference = format!("{resource_type}/{id}")))),
     };
     if stored.deleted {
-        return Err(ApiError::gone(format!("{resource_type}/{id} was deleted")));
+        return Err(ApiError::gone(msg!("resource-deleted", reference = format!("{resource_type}/{id}"))));
     }
     state.audit.read(&caller, "read", vec![format!("{resource_type}/{id}")]).await;
     if resource_type == "Binary" && crate::binary::wants_content(&headers) && crate::binary::is_chunked(&stored) {

@@ -14,6 +14,7 @@ use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use rex_i18n::msg;
 use rex_fhir::outcome::operation_outcome;
 use rex_fhir::query::{Handling, SearchQuery};
 use rex_fhir::search::SearchRegistry;
@@ -510,14 +511,14 @@ async fn read_entry(tx: &mut Tx, state: &AppState, caller: &Caller, entry: &Entr
     let found = |stored: Option<StoredResource>, what: &str| -> Result<EntryResult, ApiError> {
         match stored {
             Some(stored) if !caller.sees(&stored) => Err(ApiError::hidden(what)),
-            Some(stored) if stored.deleted => Err(ApiError::gone(format!("{what} was deleted"))),
+            Some(stored) if stored.deleted => Err(ApiError::gone(msg!("resource-deleted", reference = what))),
             Some(stored) => Ok(EntryResult {
                 status: StatusCode::OK,
                 body: Some(stored_json(&stored)?),
                 stored: Some(stored),
                 wrote: false,
             }),
-            None => Err(ApiError::not_found(format!("{what} is not known"))),
+            None => Err(ApiError::not_found(msg!("resource-not-known", reference = what))),
         }
     };
     let body = match (url.id, url.rest) {

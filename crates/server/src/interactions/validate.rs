@@ -8,6 +8,7 @@ use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use rex_i18n::msg;
 use rex_fhir::outcome::operation_outcome;
 use rex_fhir::{Issue, IssueCode};
 use serde_json::Value;
@@ -181,7 +182,7 @@ async fn run(
         let stored = match state.store.read(resource_type, id).await?.filter(|s| !s.deleted) {
             Some(stored) if caller.sees(&stored) => stored,
             Some(_) => return Err(ApiError::hidden(&format!("{resource_type}/{id}"))),
-            None => return Err(ApiError::not_found(format!("{resource_type}/{id} is not known"))),
+            None => return Err(ApiError::not_found(msg!("resource-not-known", reference = format!("{resource_type}/{id}")))),
         };
         resource = Some(stored_json(&stored)?);
     }

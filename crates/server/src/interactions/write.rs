@@ -6,6 +6,7 @@ use std::fmt::Write;
 
 use axum::http::StatusCode;
 use base64::Engine;
+use rex_i18n::msg;
 use rex_fhir::query::{Handling, SearchQuery};
 use rex_fhir::search::{SearchRegistry, split_reference};
 use rex_fhir::structure::StructureModel;
@@ -349,7 +350,7 @@ async fn write(
             match tx.delete(resource_type, &id, if_match).await? {
                 DeleteOutcome::Deleted(version) => Ok(WriteOutcome::Deleted(Some(version))),
                 DeleteOutcome::AlreadyDeleted => Ok(WriteOutcome::NothingDeleted),
-                DeleteOutcome::NotFound => Err(ApiError::not_found(format!("{resource_type}/{id} is not known"))),
+                DeleteOutcome::NotFound => Err(ApiError::not_found(msg!("resource-not-known", reference = format!("{resource_type}/{id}")))),
             }
         }
     }
@@ -448,15 +449,12 @@ pub(super) async fn patched(
         return Err(ApiError::not_found(format!("No {resource_type} matches the condition")));
     };
     let current = match current_for(tx, caller, resource_type, &id).await? {
-        Some(stored) if stored.deleted => return Err(ApiError::gone(format!("{resource_type}/{id} was deleted"))),
+        Some(stored) if stored.deleted => return Err(ApiError::gone(msg!("resource-deleted", reference = format!("{resource_type}/{id}")))),
         Some(stored) => stored,
-        None => return Err(ApiError::not_found(format!("{resource_type}/{id} is not known"))),
+        None => return Err(ApiError::not_found(msg!("resource-not-known", reference = format!("{resource_type}/{id}")))),
     };
     if let Some(expected) = if_match.filter(|v| *v != current.version_id) {
-        return Err(ApiError::precondition_failed(format!(
-            "Version conflict: If-Match expected version {expected}, the current version is {}",
-            current.version_id
-        )));
+        return Err(ApiError::precondition_failed(msg!("version-conflict", expected, current = current.version_id)));
     }
     let resource = apply_patch(resource_type, &current, patch)?;
     Ok((current, resource))
@@ -498,7 +496,7 @@ async fn task_status_change(tx: &mut Tx, id: &str, new: &mut Value) -> Result<()
     let (from, to) = (current["status"].as_str().unwrap_or_default(), new["status"].as_str().unwrap_or_default());
     if routed {
         rex_referral::workflow::check_status_change(from, to).map_err(|err| {
-            ApiError::one(StatusCode::CONFLICT, IssueCode::BusinessRule, err.to_string()).at("Task.status")
+            ApiError::one(StatusCode::CONFLICT, IssueCode::BusinessRule, err.message()).at("Task.status")
         })?;
         rex_referral::workflow::hold_clock(&current, new, chrono::Utc::now());
     }
