@@ -122,10 +122,11 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 fn uses_in(file: &Path, text: &str) -> Vec<Use> {
     let mut uses = Vec::new();
     let mut rest = text;
-    while let Some(start) = rest.find("msg!(\"") {
+    while let Some(start) = rest.find("msg!(") {
         let call = &rest[start + "msg!(".len()..];
         let args = top_level_arguments(call);
-        if let Some((first, others)) = args.split_first() {
+        // `msg!(@arg ...)` is the macro's own helper, not a use.
+        if let Some((first, others)) = args.split_first().filter(|(first, _)| first.trim().starts_with('"')) {
             let names = others
                 .iter()
                 .map(|arg| arg.split_once('=').map_or(arg.as_str(), |(name, _)| name).trim().to_string())

@@ -13,6 +13,8 @@ use rex_fhir::Issue;
 use rex_i18n::{Lang, Text};
 use serde_json::Value;
 
+use crate::AppState;
+
 /// The request's language, and whether the client asked for it (then the partner's configured
 /// language does not replace it).
 #[derive(Clone, Copy)]
@@ -50,6 +52,12 @@ pub fn use_partner_language(lang: Option<Lang>) {
 /// The language of the current request's answer; English outside a request (workers, the CLI).
 pub fn current() -> Lang {
     CHOSEN.try_with(|cell| cell.get().lang).unwrap_or_default()
+}
+
+/// The configured language of `partner`: what rex writes into the resources and notifications it
+/// sends that partner (English without one, and in development mode).
+pub fn of_partner(state: &AppState, partner: Option<&str>) -> Lang {
+    partner.and_then(|id| state.security.as_ref()?.partners().get(id)?.language).unwrap_or_default()
 }
 
 /// An OperationOutcome of `issues` in the current request's language.

@@ -246,7 +246,7 @@ pub async fn configured_subscriptions(state: &AppState) -> Result<Vec<Value>, St
                 "resourceType": "Subscription",
                 "id": format!("partner-{}", partner.id),
                 "status": "requested",
-                "reason": "Referral Task changes, from the partner's notification_endpoint",
+                "reason": msg!("subscription-configured-reason").render(partner.language.unwrap_or_default()),
                 "criteria": "Task",
                 "channel": {"type": "rest-hook", "endpoint": endpoint, "payload": "application/fhir+json",
                             "_payload": {"extension": [{"url": PAYLOAD_CONTENT_URL,
@@ -491,9 +491,9 @@ async fn deliver(
 /// the Subscription has moved on since the handshake was queued (another endpoint, turned off).
 async fn handshake_done(state: &AppState, item: &OutboxItem, failure: Option<&str>) -> Result<(), ApiError> {
     let Some(id) = item.subscription.strip_prefix("Subscription/") else { return Ok(()) };
-    let context = (id, item.endpoint.as_str(), failure);
+    let context = (state, id, item.endpoint.as_str(), failure);
     let changed = crate::interactions::in_transaction(&state.store, Isolation::RowLocking, &context, |tx, context| {
-        let (id, endpoint, failure) = *context;
+        let (state, id, endpoint, failure) = *context;
         Box::pin(async move {
             let Some(stored) = tx.read("Subscription", id).await?.filter(|s| !s.deleted) else { return Ok(false) };
             let mut subscription = stored_json(&stored)?;
@@ -504,7 +504,8 @@ async fn handshake_done(state: &AppState, item: &OutboxItem, failure: Option<&st
                 None => subscription["status"] = json!("active"),
                 Some(reason) => {
                     subscription["status"] = json!("error");
-                    subscription["error"] = json!(format!("The handshake failed: {reason}"));
+                    let lang = crate::language::of_partner(state, owner(&subscription));
+                    subscription["error"] = json!(msg!("subscription-handshake-failed", reason).render(lang));
                 }
             }
             tx.update("Subscription", id, subscription, Some(stored.version_id)).await?;

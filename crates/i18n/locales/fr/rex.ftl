@@ -15,6 +15,8 @@ method-not-allowed = This HTTP method is not allowed on this URL
 not-found = Not found
 malformed-request = The request is malformed ({ $reason })
 resource-deleted = { $reference } was deleted
+version-not-known = { $reference } has no version { $version }
+version-deleted = Version { $version } of { $reference } records its deletion
 
 ## limits
 
@@ -43,6 +45,12 @@ if-match-not-etag = If-Match must be a version ETag such as W/"3"
 if-none-exist-not-text = If-None-Exist is not valid text
 conditional-update-needs-search = A conditional update needs search parameters
 conditional-delete-needs-search = DELETE on a resource type needs search parameters (conditional delete)
+conditional-needs-search = A conditional request needs search parameters
+condition-multiple-matches = The condition '{ $query }' matches more than one { $resource_type }
+if-none-exist-multiple-matches = If-None-Exist '{ $query }' matches more than one { $resource_type }
+id-differs-from-match = The resource id differs from the resource the condition matched
+condition-no-match = No { $resource_type } matches the condition
+if-none-exist-entry-multiple-matches = ifNoneExist '{ $query }' matches more than one { $resource_type }
 
 ## access
 
@@ -92,6 +100,7 @@ search-not-a-number = '{ $value }' is not a number
 search-not-finite = '{ $value }' is not a finite number
 search-not-count = { $name } must be a non-negative integer, not '{ $value }'
 search-timed-out = The search took longer than rex's limit of { $limit } ms and was stopped; narrow it (more selective criteria, _total=none, a smaller _count)
+search-post-form = POST _search takes application/x-www-form-urlencoded
 
 ## parsing
 
@@ -156,3 +165,120 @@ referral-identifier = A referral needs a business identifier with system and val
 referral-partner-unknown = Cannot tell which partner sends this referral: the requester must be (or belong to) an Organization with an identifier in { $system }
 referral-unknown-priority = Unknown priority '{ $code }'
 referral-patient = A referral names its patient (ServiceRequest.subject.reference)
+referral-other-partner = This referral is sent on behalf of partner '{ $named }' (the requester Organization's identifier in { $system }), but the access token belongs to partner '{ $partner }'
+
+## consults
+
+scheduling-hospital-only = { $resource_type }s are the hospital's: partners find and book times with Appointment/$find and $book
+consult-operations-only = A telehealth consult changes only through Task/$request-consult, Appointment/$book and $cancel
+consult-none = No telehealth consult is proposed or booked for { $referral }; the specialist asks for one with Task/$request-consult
+consult-claim-first = A consult is with the specialist who claimed the referral: claim it first
+consult-already-open = { $appointment } is already the open consult of this referral; cancel it first
+consult-interpreter-language = An interpreter needs the patient's language: give 'language' (the referral names none)
+book-not-appointment = appointment-resource must be an Appointment
+book-no-referral = The Appointment must name its referral in basedOn
+book-slot-reference = Each slot must be a distinct Slot reference
+book-slot-count = A consult books the specialist's slot and at most one interpreter slot
+consult-cancelled-meanwhile = The consult was cancelled meanwhile
+slot-interpreter-language = { $slot } is with an interpreter who does not speak { $language }
+slot-not-for-consult = { $slot } is not for this consult: book a slot of its specialist
+slot-not-for-consult-interpreted = { $slot } is not for this consult: book a slot of its specialist and one of an interpreter
+book-needs-specialist-slot = The booking needs a slot of the consult's specialist
+book-needs-interpreter = The patient needs an interpreter: book an interpreter slot for { $language }
+slot-too-short = { $slot } does not hold a { $minutes }-minute consult inside the requested period
+slot-in-past = { $slot } is in the past
+slot-not-covering = { $slot } does not cover the consult's time
+slot-taken = { $slot } is no longer free; ask Appointment/$find again
+consult-referral-closed = The referral { $referral } is no longer being reviewed; its consult cannot be booked
+not-a-consult = { $appointment } is not a telehealth consult
+consult-not-cancellable = { $appointment } is { $status }; only a proposed or booked consult can be cancelled
+find-referral-reference = referral must be a ServiceRequest reference, not '{ $referral }'
+find-duration = minutesDuration must be between 10 and 240 minutes
+find-window = latest must leave room for the consult after earliest
+
+## writes
+
+wrong-resource-type = The resource is a { $found }, but the request addresses { $resource_type }
+invalid-id = Resource.id must be 1-64 characters of A-Z, a-z, 0-9, '-' and '.'
+id-mismatch = The resource id ({ $body_id }) must equal the id in the URL ({ $id })
+id-missing = The resource id (missing) must equal the id in the URL ({ $id })
+
+## references
+
+reference-unknown = The reference '{ $reference }' names no resource on this server
+bundle-reference-unknown = The reference '{ $reference }' names no entry of this Bundle
+conditional-reference-none = The conditional reference '{ $reference }' matches nothing
+conditional-reference-many = The conditional reference '{ $reference }' matches more than one resource
+
+## patch
+
+patch-invalid = The body is not a JSON Patch document: { $error }
+patch-failed = The patch cannot be applied: { $error }
+patch-changes-id = A patch must not change the resource id
+patch-entry-binary = A PATCH entry must carry a Binary with contentType application/json-patch+json
+patch-entry-base64 = Binary.data is not valid base64
+patch-entry-not-patch = Binary.data is not a JSON Patch document
+
+## messages
+
+message-unknown-event = Unknown message event: rex processes { $system } codes referral-request, referral-update, referral-revoke and referral-communication
+message-media = $process-message takes a FHIR message Bundle (JSON or XML)
+message-not-message-bundle = $process-message takes a Bundle of type message
+message-header-first = The first entry of a message Bundle must be its MessageHeader
+message-needs-referral = This event needs a referral: a ServiceRequest with a referral or second-opinion category
+message-no-referral-to-revoke = No referral { $identifier } from this partner to revoke
+
+## bundles
+
+bundle-media = POST to the base takes a FHIR Bundle (JSON or XML)
+bundle-not-bundle = POST to the base takes a Bundle of type transaction or batch
+bundle-wrong-type = POST to the base takes a transaction or batch Bundle, not type '{ $bundle_type }'
+bundle-empty = A { $bundle_type } Bundle needs at least one entry
+bundle-entry-array = Bundle.entry must be an array
+bundle-duplicate-full-url = fullUrl '{ $full_url }' is also used by Bundle.entry[{ $first }]
+bundle-entry-request = Each entry needs a request
+bundle-entry-method = request.method must be GET, HEAD, POST, PUT, PATCH or DELETE
+bundle-entry-url = request.url is required
+bundle-entry-resource = POST, PUT and PATCH entries need a resource
+bundle-entry-if-match = request.ifMatch must be a version ETag
+bundle-entry-url-form = request.url '{ $url }' must be Type/id or Type?search
+bundle-post-url = A POST entry's request.url must be the resource type, not '{ $url }'
+
+## operations
+
+parameter-not-integer = { $name } must be a valueInteger
+parameter-not-boolean = { $name } must be a valueBoolean
+parameter-not-instant = { $name } must be a date and time with an offset, like 2027-03-15T09:00:00-07:00
+parameter-required = The parameter '{ $name }' is required
+operation-media = Operations take a FHIR Parameters resource (JSON or XML)
+operation-not-parameters = Operations take a Parameters resource
+operation-unknown = Unknown operation '{ $operation }'
+
+## history
+
+history-invalid-value = Invalid value '{ $value }' for { $key }
+history-unsupported-parameter = History does not support the parameter '{ $key }'
+
+## validation
+
+validate-media = $validate takes a FHIR resource or Parameters (JSON or XML)
+validate-no-resource = $validate needs a resource: the body, or a Parameters 'resource'
+validate-wrong-type = $validate on { $expected } was given a { $found }
+validate-no-issues = No issues found
+
+## scorecard
+
+scorecard-parameter = $partner-scorecard takes partner, period and _format, not '{ $parameter }'
+scorecard-date = '{ $value }' is not a FHIR date (2026, 2026-11, 2026-11-29)
+scorecard-period-reversed = the period '{ $period }' ends before it starts
+scorecard-own-only = A partner reads only its own scorecard
+scorecard-name-partner = Name the partner: partner=ID
+scorecard-unknown-partner = No partner '{ $partner }' is configured
+scorecard-staff-roles = Partner scorecards are for coordinators and admins
+
+## notifications
+
+consult-description = Telehealth consult for a second opinion
+consult-reminder = Reminder: the telehealth consult for your referral starts at { $start } (your time zone). The video link is in this Appointment.
+subscription-configured-reason = Referral Task changes, from the partner's notification_endpoint
+subscription-handshake-failed = The handshake failed: { $reason }

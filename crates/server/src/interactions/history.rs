@@ -63,7 +63,7 @@ async fn history(
     check_accept(super::format_param(&pairs))?;
     let (mut since, mut count, mut offset) = (None, DEFAULT_COUNT, 0);
     for (key, value) in &pairs {
-        let invalid = || ApiError::bad_request(format!("Invalid value '{value}' for {key}")).at(key);
+        let invalid = || ApiError::bad_request(msg!("history-invalid-value", value, key)).at(key);
         match key.as_str() {
             "_since" => since = Some(parse_date_range(value).ok_or_else(invalid)?.0),
             "_count" => count = value.parse::<usize>().map_err(|_| invalid())?.min(MAX_COUNT),
@@ -73,7 +73,7 @@ async fn history(
                 return Err(ApiError::one(
                     StatusCode::BAD_REQUEST,
                     rex_fhir::IssueCode::NotSupported,
-                    format!("History does not support the parameter '{key}'"),
+                    msg!("history-unsupported-parameter", key),
                 )
                 .at(key));
             }

@@ -3,6 +3,7 @@
 
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
+use rex_i18n::{Text, msg};
 use rex_fhir::IssueCode;
 use rex_fhir::query::{Handling, SearchQuery};
 use rex_fhir::search::SearchRegistry;
@@ -19,7 +20,7 @@ pub fn location(name: &str) -> String {
 }
 
 /// A parameter with a wrong value, located.
-pub fn invalid(name: &str, message: impl Into<String>) -> ApiError {
+pub fn invalid(name: &str, message: impl Into<Text>) -> ApiError {
     ApiError::bad_request(message).at(&location(name))
 }
 
@@ -62,7 +63,7 @@ impl<'a> Parameters<'a> {
             None => Ok(None),
             Some(p) => {
                 let value = p["valueInteger"].as_i64().or(p["valuePositiveInt"].as_i64());
-                value.map(Some).ok_or_else(|| invalid(name, format!("{name} must be a valueInteger")))
+                value.map(Some).ok_or_else(|| invalid(name, msg!("parameter-not-integer", name)))
             }
         }
     }
@@ -73,7 +74,7 @@ impl<'a> Parameters<'a> {
             Some(p) => p["valueBoolean"]
                 .as_bool()
                 .map(Some)
-                .ok_or_else(|| invalid(name, format!("{name} must be a valueBoolean"))),
+                .ok_or_else(|| invalid(name, msg!("parameter-not-boolean", name))),
         }
     }
 
@@ -82,10 +83,7 @@ impl<'a> Parameters<'a> {
         self.text(name)
             .map(|text| {
                 instant(text).ok_or_else(|| {
-                    invalid(
-                        name,
-                        format!("{name} must be a date and time with an offset, like 2027-03-15T09:00:00-07:00"),
-                    )
+                    invalid(name, msg!("parameter-not-instant", name))
                 })
             })
             .transpose()
@@ -104,7 +102,7 @@ pub fn instant(text: &str) -> Option<DateTime<Utc>> {
 
 /// A required parameter that is missing.
 pub fn required(name: &str) -> ApiError {
-    ApiError::one(StatusCode::BAD_REQUEST, IssueCode::Required, format!("The parameter '{name}' is required"))
+    ApiError::one(StatusCode::BAD_REQUEST, IssueCode::Required, msg!("parameter-required", name))
         .at(&location(name))
 }
 

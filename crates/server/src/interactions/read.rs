@@ -48,7 +48,7 @@ pub async fn vread(
     Path((resource_type, id, version)): Path<(String, String, String)>,
 ) -> Result<Response, ApiError> {
     known_type(&resource_type)?;
-    let not_found = || ApiError::not_found(format!("{resource_type}/{id} has no version {version}"));
+    let not_found = || ApiError::not_found(msg!("version-not-known", reference = format!("{resource_type}/{id}"), version));
     let number: i64 = version.parse().map_err(|_| not_found())?;
     let stored = state.store.vread(&resource_type, &id, number).await?.ok_or_else(not_found)?;
     // A version is visible when the resource as it is now is: compartments do not change.
@@ -58,7 +58,7 @@ pub async fn vread(
     }
     state.audit.read(&caller, "vread", vec![format!("{resource_type}/{id}/_history/{version}")]).await;
     if stored.deleted {
-        return Err(ApiError::gone(format!("Version {version} of {resource_type}/{id} records its deletion")));
+        return Err(ApiError::gone(msg!("version-deleted", reference = format!("{resource_type}/{id}"), version)));
     }
     Ok(resource_response(StatusCode::OK, &stored, Some(&stored_json(&stored)?)))
 }

@@ -110,7 +110,7 @@ pub fn known_type(resource_type: &str) -> Result<(), ApiError> {
         Err(ApiError::one(
             StatusCode::NOT_FOUND,
             IssueCode::NotSupported,
-            format!("Unknown resource type '{resource_type}'"),
+            msg!("unknown-resource-type", resource_type),
         ))
     }
 }
@@ -134,16 +134,13 @@ fn check_addressing(resource_type: &str, resource: &Value) -> Result<(), ApiErro
     match resource.get("resourceType").and_then(Value::as_str) {
         Some(found) if found == resource_type => {}
         Some(found) => {
-            return Err(ApiError::bad_request(format!(
-                "The resource is a {found}, but the request addresses {resource_type}"
-            ))
-            .at(found));
+            return Err(ApiError::bad_request(msg!("wrong-resource-type", found, resource_type)).at(found));
         }
         None => {
             return Err(ApiError::one(
                 StatusCode::BAD_REQUEST,
                 IssueCode::Required,
-                "The resource has no resourceType",
+                msg!("no-resource-type"),
             ));
         }
     }
@@ -153,7 +150,7 @@ fn check_addressing(resource_type: &str, resource: &Value) -> Result<(), ApiErro
         return Err(ApiError::one(
             StatusCode::BAD_REQUEST,
             IssueCode::Value,
-            "Resource.id must be 1-64 characters of A-Z, a-z, 0-9, '-' and '.'",
+            msg!("invalid-id"),
         )
         .at(&format!("{resource_type}.id")));
     }
@@ -166,7 +163,7 @@ fn conditional_query(resource_type: &str, query: &str) -> Result<SearchQuery, Ap
     let query = query.trim_start_matches('?');
     let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
     if pairs.is_empty() {
-        return Err(ApiError::bad_request("A conditional request needs search parameters"));
+        return Err(ApiError::bad_request(msg!("conditional-needs-search")));
     }
     let mut parsed = SearchQuery::parse(SearchRegistry::r4(), resource_type, &pairs, Handling::Strict)
         .map_err(|issues| ApiError::new(StatusCode::BAD_REQUEST, issues))?;
@@ -205,7 +202,7 @@ async fn resolve_target(
                 _ => Err(ApiError::one(
                     StatusCode::PRECONDITION_FAILED,
                     IssueCode::MultipleMatches,
-                    format!("The condition '{query}' matches more than one {resource_type}"),
+                    msg!("condition-multiple-matches", query, resource_type),
                 )),
             }
         }
@@ -283,7 +280,7 @@ async fn write(
                         return Err(ApiError::one(
                             StatusCode::PRECONDITION_FAILED,
                             IssueCode::MultipleMatches,
-                            format!("If-None-Exist '{query}' matches more than one {resource_type}"),
+                            msg!("if-none-exist-multiple-matches", query, resource_type),
                         ));
                     }
                 }
@@ -304,17 +301,14 @@ async fn write(
             let body_id = resource.get("id").and_then(Value::as_str);
             let id = match (resolve_target(tx, caller, resource_type, &target).await?, &target) {
                 (Some(id), Target::Id(_)) if body_id != Some(id.as_str()) => {
-                    return Err(ApiError::bad_request(format!(
-                        "The resource id ({}) must equal the id in the URL ({id})",
-                        body_id.unwrap_or("missing")
-                    ))
+                    return Err(match body_id {
+                        Some(body_id) => ApiError::bad_request(msg!("id-mismatch", body_id, id)),
+                        None => ApiError::bad_request(msg!("id-missing", id)),
+                    }
                     .at(&format!("{resource_type}.id")));
                 }
                 (Some(id), Target::Search(_)) if body_id.is_some_and(|body_id| body_id != id) => {
-                    return Err(ApiError::bad_request(
-                        "The resource id differs from the resource the condition matched",
-                    )
-                    .at(&format!("{resource_type}.id")));
+                    return Err(ApiError::bad_request(msg!("id-differs-from-match")).at(&format!("{resource_type}.id")));
                 }
                 (Some(id), _) => id,
                 (None, _) => body_id.map(str::to_string).unwrap_or_else(rex_store::new_id),
@@ -389,7 +383,7 @@ async fn check_references(
                 let refused = ApiError::one(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     IssueCode::NotFound,
-                    format!("The reference '{reference}' names no resource on this server"),
+                    msg!("reference-unknown", reference),
                 )
                 .at(&path);
                 return Err(if found.is_some_and(|stored| !stored.deleted) { refused.denied() } else { refused });
@@ -446,7 +440,7 @@ pub(super) async fn patched(
 ) -> Result<(StoredResource, Value), ApiError> {
     caller.require(resource_type, Interaction::Update)?;
     let Some(id) = resolve_target(tx, caller, resource_type, target).await? else {
-        return Err(ApiError::not_found(format!("No {resource_type} matches the condition")));
+        return Err(ApiError::not_found(msg!("condition-no-match", resource_type)));
     };
     let current = match current_for(tx, caller, resource_type, &id).await? {
         Some(stored) if stored.deleted => return Err(ApiError::gone(msg!("resource-deleted", reference = format!("{resource_type}/{id}")))),
@@ -465,12 +459,12 @@ pub(super) async fn patched(
 pub fn apply_patch(resource_type: &str, current: &StoredResource, patch: &Value) -> Result<Value, ApiError> {
     let mut resource = crate::http::stored_json(current)?;
     let patch: json_patch::Patch = serde_json::from_value(patch.clone())
-        .map_err(|err| ApiError::bad_request(format!("The body is not a JSON Patch document: {err}")))?;
+        .map_err(|err| ApiError::bad_request(msg!("patch-invalid", error = err)))?;
     json_patch::patch(&mut resource, &patch).map_err(|err| {
         ApiError::one(
             StatusCode::UNPROCESSABLE_ENTITY,
             IssueCode::Processing,
-            format!("The patch cannot be applied: {err}"),
+            msg!("patch-failed", error = err),
         )
     })?;
     check_resource(resource_type, &resource)?;
@@ -478,7 +472,7 @@ pub fn apply_patch(resource_type: &str, current: &StoredResource, patch: &Value)
         return Err(ApiError::one(
             StatusCode::UNPROCESSABLE_ENTITY,
             IssueCode::Processing,
-            "A patch must not change the resource id",
+            msg!("patch-changes-id"),
         ));
     }
     Ok(resource)
@@ -510,13 +504,13 @@ pub fn patch_from_binary(binary: &Value) -> Result<Value, ApiError> {
         || !content_type.starts_with("application/json-patch+json")
     {
         return Err(ApiError::unsupported_media(
-            "A PATCH entry must carry a Binary with contentType application/json-patch+json",
+            msg!("patch-entry-binary"),
         ));
     }
     let data = binary.get("data").and_then(Value::as_str).unwrap_or_default();
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(data)
-        .map_err(|_| ApiError::bad_request("Binary.data is not valid base64").at("Binary.data"))?;
+        .map_err(|_| ApiError::bad_request(msg!("patch-entry-base64")).at("Binary.data"))?;
     rex_fhir::json::parse(&bytes, rex_fhir::json::DEFAULT_MAX_DEPTH)
-        .map_err(|_| ApiError::bad_request("Binary.data is not a JSON Patch document").at("Binary.data"))
+        .map_err(|_| ApiError::bad_request(msg!("patch-entry-not-patch")).at("Binary.data"))
 }
