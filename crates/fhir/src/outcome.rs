@@ -197,7 +197,7 @@ mod tests {
         let quoted = Issue::error(IssueCode::Invariant, "A profile's own words");
         let outcome = operation_outcome_in(&[translated, quoted], Lang::Es);
         assert_eq!(outcome["issue"][0]["details"]["text"], "Task/t1 is not known");
-        assert_eq!(outcome["issue"][0]["diagnostics"], "Task/t1 no es conocido");
+        assert_eq!(outcome["issue"][0]["diagnostics"], "No se conoce Task/t1");
         assert_eq!(outcome["issue"][1]["diagnostics"], "A profile's own words");
         assert_eq!(outcome["issue"][1]["details"]["text"], "A profile's own words");
     }

@@ -133,8 +133,8 @@ impl TransitionError {
     /// The refusal in the catalogue, for the reader's language.
     pub fn message(&self) -> Message {
         let action = match &self.action {
-            Refused::Action(name) => msg!("transition-action", action = name),
-            Refused::Become(status) => msg!("transition-become", status),
+            Refused::Action(name) => Arg::Text(name.to_string()),
+            Refused::Become(status) => Arg::Message(msg!("transition-become", status)),
         };
         let allowed = match self.allowed.as_slice() {
             [] => Arg::Message(msg!("transition-finished")),

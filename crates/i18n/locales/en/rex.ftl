@@ -141,7 +141,6 @@ primitive-not-boolean = A { $type_name } value must be a JSON boolean, not { $va
 ## workflow
 
 transition-refused = a referral Task in status '{ $from }' cannot { $action }; allowed here: { $allowed }
-transition-action = { $action }
 transition-become = become '{ $status }'
 transition-finished = nothing (the referral is finished)
 
@@ -279,6 +278,6 @@ scorecard-staff-roles = Partner scorecards are for coordinators and admins
 ## notifications
 
 consult-description = Telehealth consult for a second opinion
-consult-reminder = Reminder: the telehealth consult for your referral starts at { $start } (your time zone). The video link is in this Appointment.
+consult-reminder = Reminder: the telehealth consult for your referral starts at { $start }.
 subscription-configured-reason = Referral Task changes, from the partner's notification_endpoint
 subscription-handshake-failed = The handshake failed: { $reason }

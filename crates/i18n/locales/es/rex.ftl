@@ -1,284 +1,376 @@
-# rex: partner-facing texts, English (the reference: every other language has the same ids and variables).
+# rex: partner-facing texts, Spanish. Same ids and variables as en/rex.ftl (the reference).
 # Variables ({ $name }) are filled in by rex; keep them, reorder them as the language needs.
 
 ## general
 
-internal-error = Internal server error; the request was not applied
-resource-not-known = { $reference } is not known
-version-conflict = Version conflict: If-Match expected version { $expected }, the current version is { $current }
-already-exists = { $what } already exists
-concurrent-change = A concurrent change conflicted with this request; retry it
-no-smart-configuration = This server runs without authentication (--dev): no SMART configuration
-rate-limited = Rate limit of { $limit } requests per minute reached; retry after { $wait } s
-no-endpoint = No FHIR endpoint at this URL; the FHIR base is /fhir
-method-not-allowed = This HTTP method is not allowed on this URL
-not-found = Not found
-malformed-request = The request is malformed ({ $reason })
-resource-deleted = { $reference } was deleted
-version-not-known = { $reference } has no version { $version }
-version-deleted = Version { $version } of { $reference } records its deletion
+internal-error = Error interno del servidor; la solicitud no se aplicó
+resource-not-known = No se conoce { $reference }
+version-conflict = Conflicto de versiones: If-Match esperaba la versión { $expected }, la versión actual es { $current }
+already-exists = { $what } ya existe
+concurrent-change = Un cambio simultáneo entró en conflicto con esta solicitud; vuelva a intentarla
+no-smart-configuration = Este servidor funciona sin autenticación (--dev): no hay configuración SMART
+rate-limited = Se alcanzó el límite de { $limit } solicitudes por minuto; vuelva a intentarlo dentro de { $wait } s
 
 ## limits
 
-xml-body-too-large = FHIR XML request bodies are limited to { $limit } bytes (the large-body size); send larger content as FHIR JSON
-content-too-large = The content is larger than the limit of { $limit } bytes
-large-bodies-busy = rex is already working on as many request bodies over { $threshold } bytes as it takes at once; retry after { $wait } s
-body-too-large = The request body is larger than the limit of { $limit } bytes
-json-too-deep = The JSON body nests deeper than the limit of { $limit } levels
-xml-too-deep = The XML body nests deeper than the limit of { $limit } levels (line { $line }, column { $column })
-xml-too-many-attributes = An XML tag carries more than { $attributes } attributes or { $namespaces } namespace declarations (line { $line }, column { $column })
-array-too-long = '{ $key }' has { $count } items; rex's limit is { $limit } in one array
-array-limit = rex's limit is { $limit } items in one array
-too-many-index-values = The { $resource_type } yields more than { $limit } search index values, rex's limit (reached at the search parameter '{ $code }')
+xml-body-too-large = Los cuerpos de solicitud en FHIR XML están limitados a { $limit } bytes (el tamaño de cuerpo grande); envíe contenido mayor como FHIR JSON
 
 ## body
 
-upload-interrupted = The upload was interrupted
-unsupported-content-type = Unsupported Content-Type '{ $content_type }': send application/fhir+json or application/fhir+xml
-unsupported-format = rex answers in FHIR JSON or FHIR XML; _format '{ $format }' is not supported
-takes-fhir-resource = This interaction takes a FHIR resource (application/fhir+json or application/fhir+xml)
-patch-content-type = PATCH takes application/json-patch+json
+upload-interrupted = La carga se interrumpió
+
+## limits
+
+content-too-large = El contenido supera el límite de { $limit } bytes
+
+## body
+
+unsupported-content-type = Content-Type '{ $content_type }' no admitido: envíe application/fhir+json o application/fhir+xml
+unsupported-format = rex responde en FHIR JSON o FHIR XML; _format '{ $format }' no es compatible
+
+## limits
+
+large-bodies-busy = rex ya está procesando tantos cuerpos de solicitud de más de { $threshold } bytes como admite a la vez; vuelva a intentarlo dentro de { $wait } s
+body-too-large = El cuerpo de la solicitud supera el límite de { $limit } bytes
 
 ## conditional
 
-if-match-not-etag = If-Match must be a version ETag such as W/"3"
-if-none-exist-not-text = If-None-Exist is not valid text
-conditional-update-needs-search = A conditional update needs search parameters
-conditional-delete-needs-search = DELETE on a resource type needs search parameters (conditional delete)
-conditional-needs-search = A conditional request needs search parameters
-condition-multiple-matches = The condition '{ $query }' matches more than one { $resource_type }
-if-none-exist-multiple-matches = If-None-Exist '{ $query }' matches more than one { $resource_type }
-id-differs-from-match = The resource id differs from the resource the condition matched
-condition-no-match = No { $resource_type } matches the condition
-if-none-exist-entry-multiple-matches = ifNoneExist '{ $query }' matches more than one { $resource_type }
+if-match-not-etag = If-Match debe ser un ETag de versión como W/"3"
 
 ## access
 
-staff-only-operation = { $operation } is done by hospital staff; partners cannot run it
-metrics-admins-only = Metrics are for admins
+staff-only-operation = { $operation } lo realiza el personal del hospital; los socios no pueden ejecutarla
+metrics-admins-only = Las métricas son solo para administradores
+
+## general
+
+no-endpoint = No hay ningún endpoint FHIR en esta URL; la base FHIR es /fhir
+method-not-allowed = Este método HTTP no está permitido en esta URL
+not-found = No encontrado
+malformed-request = La solicitud está mal formada ({ $reason })
 
 ## subscriptions
 
-endpoint-refused = channel.endpoint is refused: { $reason }
-subscription-rest-hook-only = rex delivers notifications by rest-hook only
-subscription-criteria-invalid = The criteria search is not valid: { $reasons }
-subscription-header-refused = channel.header must be 'Name: value' headers; Host, Content-Length, Content-Type and hop-by-hop headers (Connection, Transfer-Encoding...) are rex's to set
-subscription-json-only = rex sends notifications as application/fhir+json
-subscription-payload-content = payload content '{ $content }' is not one of empty, id-only, full-resource
-subscription-criteria-tasks = rex notifies about referral Tasks: criteria must be 'Task', 'Task?<search>' or { $topic }
+endpoint-refused = Se rechaza channel.endpoint: { $reason }
+subscription-rest-hook-only = rex entrega las notificaciones solo por rest-hook
+subscription-criteria-invalid = La búsqueda de criteria no es válida: { $reasons }
+subscription-header-refused = channel.header debe contener cabeceras 'Nombre: valor'; Host, Content-Length, Content-Type y las cabeceras hop-by-hop (Connection, Transfer-Encoding...) las fija rex
+subscription-json-only = rex envía las notificaciones como application/fhir+json
+subscription-payload-content = el contenido de payload '{ $content }' no es empty, id-only ni full-resource
+subscription-criteria-tasks = rex notifica sobre las Task de derivación: criteria debe ser 'Task', 'Task?<búsqueda>' o { $topic }
+
+## general
+
+resource-deleted = { $reference } fue eliminado
+
+## body
+
+takes-fhir-resource = Esta interacción recibe un recurso FHIR (application/fhir+json o application/fhir+xml)
 
 ## outcomes
 
-outcome-deleted = Deleted
-outcome-created = Created
-outcome-existing = A matching resource exists; nothing was created
-outcome-updated = Updated
+outcome-deleted = Eliminado
+outcome-created = Creado
+outcome-existing = Ya existe un recurso coincidente; no se creó nada
+outcome-updated = Actualizado
+
+## conditional
+
+if-none-exist-not-text = If-None-Exist no es texto válido
+conditional-update-needs-search = Una actualización condicional necesita parámetros de búsqueda
+conditional-delete-needs-search = DELETE sobre un tipo de recurso necesita parámetros de búsqueda (borrado condicional)
+
+## body
+
+patch-content-type = PATCH recibe application/json-patch+json
 
 ## search
 
-search-too-many-parameters = The search has more than { $limit } parameters (criteria, _include and _revinclude), rex's limit
-search-too-many-values = The search has more than { $limit } values in all, rex's limit
-search-unknown-include-modifier = Unknown modifier ':{ $modifier }' on { $code }
-search-summary-unsupported = _summary={ $value } is not supported (only count and false)
-search-total-invalid = _total must be none, estimate or accurate, not '{ $value }'
-search-chaining-unsupported = Chained search parameters are not supported
-search-has-unsupported = Reverse chaining (_has) is not supported
-search-unknown-parameter = Unknown or unsupported search parameter '{ $code }' for { $resource_type }
-search-too-many-sort-keys = _sort has more than { $limit } keys, rex's limit
-search-sort-unsupported = Sorting by '{ $code }' is not supported (use _lastUpdated, _id, a date or a string parameter)
-search-sort-repeated = _sort names '{ $code }' more than once
-search-include-form = '{ $value }' is not of the form Type:param[:Target]
-search-include-unknown-type = Unknown resource type '{ $resource_type }' in '{ $value }'
-search-include-not-reference = '{ $param }' is not a reference parameter of { $resource_type }
-search-missing-value = :missing takes true or false, not '{ $value }'
-search-no-value = Search parameter '{ $code }' has no value
-search-parameter-too-many-values = Search parameter '{ $code }' has { $count } values; rex's limit is { $limit } per parameter
-search-modifier-unsupported = Modifier ':{ $modifier }' is not supported on '{ $code }'
-search-parameter-unsupported = Search parameter '{ $code }' is not supported
-search-date-invalid = '{ $value }' is not a valid FHIR date, dateTime or instant
-search-not-a-number = '{ $value }' is not a number
-search-not-finite = '{ $value }' is not a finite number
-search-not-count = { $name } must be a non-negative integer, not '{ $value }'
-search-timed-out = The search took longer than rex's limit of { $limit } ms and was stopped; narrow it (more selective criteria, _total=none, a smaller _count)
-search-post-form = POST _search takes application/x-www-form-urlencoded
+search-too-many-parameters = La búsqueda tiene más de { $limit } parámetros (criterios, _include y _revinclude), el límite de rex
+search-too-many-values = La búsqueda tiene más de { $limit } valores en total, el límite de rex
+search-unknown-include-modifier = Modificador ':{ $modifier }' desconocido en { $code }
+search-summary-unsupported = _summary={ $value } no es compatible (solo count y false)
+search-total-invalid = _total debe ser none, estimate o accurate, no '{ $value }'
+search-chaining-unsupported = Los parámetros de búsqueda encadenados no son compatibles
+search-has-unsupported = El encadenamiento inverso (_has) no es compatible
+search-unknown-parameter = Parámetro de búsqueda '{ $code }' desconocido o no admitido para { $resource_type }
+search-too-many-sort-keys = _sort tiene más de { $limit } claves, el límite de rex
+search-sort-unsupported = No se puede ordenar por '{ $code }' (use _lastUpdated, _id, un parámetro de fecha o de texto)
+search-sort-repeated = _sort nombra '{ $code }' más de una vez
+search-include-form = '{ $value }' no tiene la forma Tipo:parámetro[:Destino]
+search-include-unknown-type = Tipo de recurso '{ $resource_type }' desconocido en '{ $value }'
+search-include-not-reference = '{ $param }' no es un parámetro de referencia de { $resource_type }
+search-missing-value = :missing admite true o false, no '{ $value }'
+search-no-value = El parámetro de búsqueda '{ $code }' no tiene valor
+search-parameter-too-many-values = El parámetro de búsqueda '{ $code }' tiene { $count } valores; el límite de rex es { $limit } por parámetro
+search-modifier-unsupported = El modificador ':{ $modifier }' no es compatible con '{ $code }'
+search-parameter-unsupported = El parámetro de búsqueda '{ $code }' no es compatible
+search-date-invalid = '{ $value }' no es un date, dateTime ni instant FHIR válido
+search-not-a-number = '{ $value }' no es un número
+search-not-finite = '{ $value }' no es un número finito
+search-not-count = { $name } debe ser un entero no negativo, no '{ $value }'
 
 ## parsing
 
-json-not-object = The body must be a JSON object holding a FHIR resource
-json-invalid = The body is not valid JSON: { $error }
-json-duplicate-key = The key '{ $key }' appears more than once in the same JSON object
-xml-not-fhir = The body is not valid FHIR XML: { $error }
-xml-not-resource = The body must hold a FHIR resource
-xml-not-utf8 = FHIR XML bodies must be encoded in UTF-8 (line { $line }, column { $column })
-xml-doctype = DOCTYPE declarations are not accepted: FHIR XML defines no entities or DTDs (line { $line }, column { $column })
-xml-processing-instruction = Processing instructions are not accepted in FHIR XML (line { $line }, column { $column })
-xml-cdata = CDATA sections are not accepted in FHIR XML (line { $line }, column { $column })
-xml-malformed-attribute = Malformed attribute: { $error } (line { $line }, column { $column })
-xml-narrative-namespace = The narrative must be written <div xmlns="{ $namespace }">...</div> (line { $line }, column { $column })
-xml-undefined-entity = The entity reference '{ $entity }' is not defined (FHIR XML has no DTD) (line { $line }, column { $column })
-xml-narrative-not-utf8 = The narrative is not valid UTF-8
-xml-narrative-misplaced = A narrative div is misplaced
-xml-not-well-formed = The body is not well-formed XML: { $error } (line { $line }, column { $column })
+json-not-object = El cuerpo debe ser un objeto JSON que contenga un recurso FHIR
+json-invalid = El cuerpo no es JSON válido: { $error }
+
+## limits
+
+json-too-deep = El cuerpo JSON supera el límite de anidamiento de { $limit } niveles
+
+## parsing
+
+json-duplicate-key = La clave '{ $key }' aparece más de una vez en el mismo objeto JSON
+xml-not-fhir = El cuerpo no es FHIR XML válido: { $error }
+xml-not-resource = El cuerpo debe contener un recurso FHIR
+
+## limits
+
+xml-too-deep = El cuerpo XML supera el límite de anidamiento de { $limit } niveles (línea { $line }, columna { $column })
+
+## parsing
+
+xml-not-utf8 = Los cuerpos FHIR XML deben estar codificados en UTF-8 (línea { $line }, columna { $column })
+xml-doctype = No se aceptan declaraciones DOCTYPE: FHIR XML no define entidades ni DTD (línea { $line }, columna { $column })
+xml-processing-instruction = No se aceptan instrucciones de procesamiento en FHIR XML (línea { $line }, columna { $column })
+xml-cdata = No se aceptan secciones CDATA en FHIR XML (línea { $line }, columna { $column })
+xml-malformed-attribute = Atributo mal formado: { $error } (línea { $line }, columna { $column })
+
+## limits
+
+xml-too-many-attributes = Una etiqueta XML lleva más de { $attributes } atributos o { $namespaces } declaraciones de espacio de nombres (línea { $line }, columna { $column })
+
+## parsing
+
+xml-narrative-namespace = La narrativa debe escribirse <div xmlns="{ $namespace }">...</div> (línea { $line }, columna { $column })
+xml-undefined-entity = La referencia de entidad '{ $entity }' no está definida (FHIR XML no tiene DTD) (línea { $line }, columna { $column })
+xml-narrative-not-utf8 = La narrativa no es UTF-8 válido
+xml-narrative-misplaced = Un div de narrativa está mal colocado
+xml-not-well-formed = El cuerpo no es XML bien formado: { $error } (línea { $line }, columna { $column })
 
 ## structure
 
-resource-not-object = A resource must be a JSON object
-unknown-resource-type = Unknown resource type '{ $resource_type }'
-no-resource-type = The resource has no resourceType
-empty-object = Empty objects are not allowed
-unknown-element = Unknown element '{ $key }'
-empty-array = Empty arrays are not allowed
-must-be-array = '{ $key }' repeats, so it must be a JSON array
-must-not-be-array = '{ $key }' has at most one value, so it must not be an array
-missing-required-element = Missing required element '{ $name }'
-null-not-allowed = null is not allowed
-expected-object = Expected a JSON object
-malformed-primitive-extension = Malformed primitive extension
-primitive-not-string = A { $type_name } value must be a non-empty JSON string, not { $value }
-primitive-not-number = A { $type_name } value must be a JSON number, not { $value }
-primitive-not-boolean = A { $type_name } value must be a JSON boolean, not { $value }
+resource-not-object = Un recurso debe ser un objeto JSON
+unknown-resource-type = Tipo de recurso '{ $resource_type }' desconocido
+no-resource-type = El recurso no tiene resourceType
+empty-object = No se permiten objetos vacíos
+unknown-element = Elemento '{ $key }' desconocido
+
+## limits
+
+array-too-long = '{ $key }' tiene { $count } elementos; el límite de rex es { $limit } en un arreglo
+
+## structure
+
+empty-array = No se permiten arreglos vacíos
+must-be-array = '{ $key }' se repite, por lo que debe ser un arreglo JSON
+must-not-be-array = '{ $key }' tiene como máximo un valor, por lo que no debe ser un arreglo
+missing-required-element = Falta el elemento obligatorio '{ $name }'
+null-not-allowed = null no está permitido
+expected-object = Se esperaba un objeto JSON
+
+## limits
+
+array-limit = El límite de rex es { $limit } elementos en un arreglo
+
+## structure
+
+malformed-primitive-extension = Extensión de primitivo mal formada
+primitive-not-string = Un valor { $type_name } debe ser una cadena JSON no vacía, no { $value }
+primitive-not-number = Un valor { $type_name } debe ser un número JSON, no { $value }
+primitive-not-boolean = Un valor { $type_name } debe ser un booleano JSON, no { $value }
+
+## search
+
+search-timed-out = La búsqueda tardó más que el límite de rex de { $limit } ms y se detuvo; acótela (criterios más selectivos, _total=none, un _count menor)
+
+## limits
+
+too-many-index-values = El recurso { $resource_type } genera más de { $limit } valores de índice de búsqueda, el límite de rex (alcanzado en el parámetro de búsqueda '{ $code }')
 
 ## workflow
 
-transition-refused = a referral Task in status '{ $from }' cannot { $action }; allowed here: { $allowed }
-transition-action = { $action }
-transition-become = become '{ $status }'
-transition-finished = nothing (the referral is finished)
+transition-refused = una Task de derivación en estado '{ $from }' no puede { $action }; permitido aquí: { $allowed }
+transition-become = pasar a '{ $status }'
+transition-finished = nada (la derivación ha terminado)
 
 ## consent
 
-consent-other-patient = is not about the referral's patient ({ $patient })
-consent-not-active = is '{ $status }', not 'active'
-consent-scope = is not { $scope }
-consent-category = has no { $category } (information disclosure)
-consent-denies = denies instead of permitting
-consent-no-start = has no start (when the permission begins)
-consent-future = starts in the future
-consent-ended = has ended
-consent-cannot-carry = This Consent cannot carry the referral: { $element } { $problem }
-consent-required = This partner's referrals must carry an active Consent for the patient (profile rex-referral-consent): scope { $scope }, category { $category }, patient the referral's, provision.period covering now
+consent-other-patient = no corresponde al paciente de la derivación ({ $patient })
+consent-not-active = es '{ $status }', no 'active'
+consent-scope = no es { $scope }
+consent-category = no tiene { $category } (divulgación de información)
+consent-denies = deniega en lugar de permitir
+consent-no-start = no tiene inicio (cuándo comienza el permiso)
+consent-future = comienza en el futuro
+consent-ended = ha finalizado
+consent-cannot-carry = Este Consent no puede amparar la derivación: { $element } { $problem }
+consent-required = Las derivaciones de este socio deben llevar un Consent activo del paciente (perfil rex-referral-consent): scope { $scope }, category { $category }, el paciente de la derivación y provision.period vigente ahora
 
 ## referral
 
-referral-one-service-request = A referral Bundle carries exactly one referral ServiceRequest
-referral-identifier = A referral needs a business identifier with system and value (ServiceRequest.identifier)
-referral-partner-unknown = Cannot tell which partner sends this referral: the requester must be (or belong to) an Organization with an identifier in { $system }
-referral-unknown-priority = Unknown priority '{ $code }'
-referral-patient = A referral names its patient (ServiceRequest.subject.reference)
-referral-other-partner = This referral is sent on behalf of partner '{ $named }' (the requester Organization's identifier in { $system }), but the access token belongs to partner '{ $partner }'
+referral-one-service-request = Un Bundle de derivación lleva exactamente un ServiceRequest de derivación
+referral-identifier = Una derivación necesita un identificador de negocio con system y value (ServiceRequest.identifier)
+referral-partner-unknown = No se puede determinar qué socio envía esta derivación: el requester debe ser (o pertenecer a) una Organization con un identificador en { $system }
+referral-unknown-priority = Prioridad '{ $code }' desconocida
+referral-patient = Una derivación indica su paciente (ServiceRequest.subject.reference)
+referral-other-partner = Esta derivación se envía en nombre del socio '{ $named }' (el identificador de la Organization solicitante en { $system }), pero el token de acceso pertenece al socio '{ $partner }'
 
 ## consults
 
-scheduling-hospital-only = { $resource_type }s are the hospital's: partners find and book times with Appointment/$find and $book
-consult-operations-only = A telehealth consult changes only through Task/$request-consult, Appointment/$book and $cancel
-consult-none = No telehealth consult is proposed or booked for { $referral }; the specialist asks for one with Task/$request-consult
-consult-claim-first = A consult is with the specialist who claimed the referral: claim it first
-consult-already-open = { $appointment } is already the open consult of this referral; cancel it first
-consult-interpreter-language = An interpreter needs the patient's language: give 'language' (the referral names none)
-book-not-appointment = appointment-resource must be an Appointment
-book-no-referral = The Appointment must name its referral in basedOn
-book-slot-reference = Each slot must be a distinct Slot reference
-book-slot-count = A consult books the specialist's slot and at most one interpreter slot
-consult-cancelled-meanwhile = The consult was cancelled meanwhile
-slot-interpreter-language = { $slot } is with an interpreter who does not speak { $language }
-slot-not-for-consult = { $slot } is not for this consult: book a slot of its specialist
-slot-not-for-consult-interpreted = { $slot } is not for this consult: book a slot of its specialist and one of an interpreter
-book-needs-specialist-slot = The booking needs a slot of the consult's specialist
-book-needs-interpreter = The patient needs an interpreter: book an interpreter slot for { $language }
-slot-too-short = { $slot } does not hold a { $minutes }-minute consult inside the requested period
-slot-in-past = { $slot } is in the past
-slot-not-covering = { $slot } does not cover the consult's time
-slot-taken = { $slot } is no longer free; ask Appointment/$find again
-consult-referral-closed = The referral { $referral } is no longer being reviewed; its consult cannot be booked
-not-a-consult = { $appointment } is not a telehealth consult
-consult-not-cancellable = { $appointment } is { $status }; only a proposed or booked consult can be cancelled
-find-referral-reference = referral must be a ServiceRequest reference, not '{ $referral }'
-find-duration = minutesDuration must be between 10 and 240 minutes
-find-window = latest must leave room for the consult after earliest
+scheduling-hospital-only = Los recursos { $resource_type } son del hospital: los socios buscan y reservan horarios con Appointment/$find y $book
+consult-operations-only = Una teleconsulta solo cambia mediante Task/$request-consult, Appointment/$book y $cancel
+consult-none = No hay ninguna teleconsulta propuesta ni reservada para { $referral }; el especialista la solicita con Task/$request-consult
+consult-claim-first = Una consulta es con el especialista que asumió la derivación: asúmala primero
+consult-already-open = { $appointment } ya es la consulta abierta de esta derivación; cancélela primero
+consult-interpreter-language = Un intérprete necesita el idioma del paciente: indique 'language' (la derivación no indica ninguno)
+book-not-appointment = appointment-resource debe ser un Appointment
+book-no-referral = El Appointment debe indicar su derivación en basedOn
+book-slot-reference = Cada slot debe ser una referencia a un Slot distinto
+book-slot-count = Una consulta reserva el slot del especialista y como máximo un slot de intérprete
+consult-cancelled-meanwhile = La consulta se canceló mientras tanto
+slot-interpreter-language = { $slot } es con un intérprete que no habla { $language }
+slot-not-for-consult = { $slot } no es para esta consulta: reserve un slot de su especialista
+slot-not-for-consult-interpreted = { $slot } no es para esta consulta: reserve un slot de su especialista y uno de un intérprete
+book-needs-specialist-slot = La reserva necesita un slot del especialista de la consulta
+book-needs-interpreter = El paciente necesita un intérprete: reserve un slot de intérprete para { $language }
+slot-too-short = { $slot } no da cabida a una consulta de { $minutes } minutos dentro del período solicitado
+slot-in-past = { $slot } está en el pasado
+slot-not-covering = { $slot } no cubre el horario de la consulta
+slot-taken = { $slot } ya no está libre; vuelva a consultar Appointment/$find
+consult-referral-closed = La derivación { $referral } ya no está en revisión; no se puede reservar su consulta
+not-a-consult = { $appointment } no es una teleconsulta
+consult-not-cancellable = { $appointment } está en estado { $status }; solo se puede cancelar una consulta propuesta o reservada
 
 ## writes
 
-wrong-resource-type = The resource is a { $found }, but the request addresses { $resource_type }
-invalid-id = Resource.id must be 1-64 characters of A-Z, a-z, 0-9, '-' and '.'
-id-mismatch = The resource id ({ $body_id }) must equal the id in the URL ({ $id })
-id-missing = The resource id (missing) must equal the id in the URL ({ $id })
+wrong-resource-type = El recurso es un { $found }, pero la solicitud se dirige a { $resource_type }
+invalid-id = Resource.id debe tener de 1 a 64 caracteres entre A-Z, a-z, 0-9, '-' y '.'
+
+## conditional
+
+conditional-needs-search = Una solicitud condicional necesita parámetros de búsqueda
+condition-multiple-matches = La condición '{ $query }' coincide con más de un { $resource_type }
+if-none-exist-multiple-matches = If-None-Exist '{ $query }' coincide con más de un { $resource_type }
+
+## writes
+
+id-mismatch = El id del recurso ({ $body_id }) debe ser igual al id de la URL ({ $id })
+id-missing = El id del recurso (ausente) debe ser igual al id de la URL ({ $id })
+
+## conditional
+
+id-differs-from-match = El id del recurso difiere del recurso que coincidió con la condición
 
 ## references
 
-reference-unknown = The reference '{ $reference }' names no resource on this server
-bundle-reference-unknown = The reference '{ $reference }' names no entry of this Bundle
-conditional-reference-none = The conditional reference '{ $reference }' matches nothing
-conditional-reference-many = The conditional reference '{ $reference }' matches more than one resource
+reference-unknown = La referencia '{ $reference }' no designa ningún recurso de este servidor
+
+## conditional
+
+condition-no-match = Ningún { $resource_type } coincide con la condición
 
 ## patch
 
-patch-invalid = The body is not a JSON Patch document: { $error }
-patch-failed = The patch cannot be applied: { $error }
-patch-changes-id = A patch must not change the resource id
-patch-entry-binary = A PATCH entry must carry a Binary with contentType application/json-patch+json
-patch-entry-base64 = Binary.data is not valid base64
-patch-entry-not-patch = Binary.data is not a JSON Patch document
+patch-invalid = El cuerpo no es un documento JSON Patch: { $error }
+patch-failed = No se puede aplicar el parche: { $error }
+patch-changes-id = Un parche no debe cambiar el id del recurso
+patch-entry-binary = Una entrada PATCH debe llevar un Binary con contentType application/json-patch+json
+patch-entry-base64 = Binary.data no es base64 válido
+patch-entry-not-patch = Binary.data no es un documento JSON Patch
 
 ## messages
 
-message-unknown-event = Unknown message event: rex processes { $system } codes referral-request, referral-update, referral-revoke and referral-communication
-message-media = $process-message takes a FHIR message Bundle (JSON or XML)
-message-not-message-bundle = $process-message takes a Bundle of type message
-message-header-first = The first entry of a message Bundle must be its MessageHeader
-message-needs-referral = This event needs a referral: a ServiceRequest with a referral or second-opinion category
-message-no-referral-to-revoke = No referral { $identifier } from this partner to revoke
+message-unknown-event = Evento de mensaje desconocido: rex procesa los códigos de { $system } referral-request, referral-update, referral-revoke y referral-communication
+message-media = $process-message recibe un Bundle de mensaje FHIR (JSON o XML)
+message-not-message-bundle = $process-message recibe un Bundle de tipo message
+message-header-first = La primera entrada de un Bundle de mensaje debe ser su MessageHeader
+message-needs-referral = Este evento necesita una derivación: un ServiceRequest con categoría de derivación o de segunda opinión
+message-no-referral-to-revoke = No hay ninguna derivación { $identifier } de este socio que revocar
 
 ## bundles
 
-bundle-media = POST to the base takes a FHIR Bundle (JSON or XML)
-bundle-not-bundle = POST to the base takes a Bundle of type transaction or batch
-bundle-wrong-type = POST to the base takes a transaction or batch Bundle, not type '{ $bundle_type }'
-bundle-empty = A { $bundle_type } Bundle needs at least one entry
-bundle-entry-array = Bundle.entry must be an array
-bundle-duplicate-full-url = fullUrl '{ $full_url }' is also used by Bundle.entry[{ $first }]
-bundle-entry-request = Each entry needs a request
-bundle-entry-method = request.method must be GET, HEAD, POST, PUT, PATCH or DELETE
-bundle-entry-url = request.url is required
-bundle-entry-resource = POST, PUT and PATCH entries need a resource
-bundle-entry-if-match = request.ifMatch must be a version ETag
-bundle-entry-url-form = request.url '{ $url }' must be Type/id or Type?search
-bundle-post-url = A POST entry's request.url must be the resource type, not '{ $url }'
+bundle-media = POST a la base recibe un Bundle FHIR (JSON o XML)
+bundle-not-bundle = POST a la base recibe un Bundle de tipo transaction o batch
+bundle-wrong-type = POST a la base recibe un Bundle transaction o batch, no de tipo '{ $bundle_type }'
+bundle-empty = Un Bundle { $bundle_type } necesita al menos una entrada
+bundle-entry-array = Bundle.entry debe ser un arreglo
+bundle-duplicate-full-url = fullUrl '{ $full_url }' también lo usa Bundle.entry[{ $first }]
+bundle-entry-request = Cada entrada necesita un request
+bundle-entry-method = request.method debe ser GET, HEAD, POST, PUT, PATCH o DELETE
+bundle-entry-url = request.url es obligatorio
+bundle-entry-resource = Las entradas POST, PUT y PATCH necesitan un recurso
+bundle-entry-if-match = request.ifMatch debe ser un ETag de versión
+bundle-entry-url-form = request.url '{ $url }' debe ser Tipo/id o Tipo?búsqueda
+bundle-post-url = El request.url de una entrada POST debe ser el tipo de recurso, no '{ $url }'
+
+## references
+
+bundle-reference-unknown = La referencia '{ $reference }' no designa ninguna entrada de este Bundle
+
+## conditional
+
+if-none-exist-entry-multiple-matches = ifNoneExist '{ $query }' coincide con más de un { $resource_type }
+
+## references
+
+conditional-reference-none = La referencia condicional '{ $reference }' no coincide con nada
+conditional-reference-many = La referencia condicional '{ $reference }' coincide con más de un recurso
 
 ## operations
 
-parameter-not-integer = { $name } must be a valueInteger
-parameter-not-boolean = { $name } must be a valueBoolean
-parameter-not-instant = { $name } must be a date and time with an offset, like 2027-03-15T09:00:00-07:00
-parameter-required = The parameter '{ $name }' is required
-operation-media = Operations take a FHIR Parameters resource (JSON or XML)
-operation-not-parameters = Operations take a Parameters resource
-operation-unknown = Unknown operation '{ $operation }'
+parameter-not-integer = { $name } debe ser un valueInteger
+parameter-not-boolean = { $name } debe ser un valueBoolean
+parameter-not-instant = { $name } debe ser una fecha y hora con desfase horario, como 2027-03-15T09:00:00-07:00
+parameter-required = El parámetro '{ $name }' es obligatorio
+
+## consults
+
+find-referral-reference = referral debe ser una referencia a un ServiceRequest, no '{ $referral }'
+find-duration = minutesDuration debe estar entre 10 y 240 minutos
+find-window = latest debe dejar margen para la consulta después de earliest
 
 ## history
 
-history-invalid-value = Invalid value '{ $value }' for { $key }
-history-unsupported-parameter = History does not support the parameter '{ $key }'
+history-invalid-value = Valor '{ $value }' no válido para { $key }
+history-unsupported-parameter = El historial no admite el parámetro '{ $key }'
+
+## general
+
+version-not-known = { $reference } no tiene la versión { $version }
+version-deleted = La versión { $version } de { $reference } registra su eliminación
+
+## search
+
+search-post-form = POST _search recibe application/x-www-form-urlencoded
+
+## operations
+
+operation-media = Las operaciones reciben un recurso Parameters de FHIR (JSON o XML)
+operation-not-parameters = Las operaciones reciben un recurso Parameters
+operation-unknown = Operación '{ $operation }' desconocida
 
 ## validation
 
-validate-media = $validate takes a FHIR resource or Parameters (JSON or XML)
-validate-no-resource = $validate needs a resource: the body, or a Parameters 'resource'
-validate-wrong-type = $validate on { $expected } was given a { $found }
-validate-no-issues = No issues found
+validate-media = $validate recibe un recurso FHIR o Parameters (JSON o XML)
+validate-no-resource = $validate necesita un recurso: el cuerpo o un 'resource' en Parameters
+validate-wrong-type = $validate sobre { $expected } recibió un { $found }
+validate-no-issues = No se encontraron problemas
 
 ## scorecard
 
-scorecard-parameter = $partner-scorecard takes partner, period and _format, not '{ $parameter }'
-scorecard-date = '{ $value }' is not a FHIR date (2026, 2026-11, 2026-11-29)
-scorecard-period-reversed = the period '{ $period }' ends before it starts
-scorecard-own-only = A partner reads only its own scorecard
-scorecard-name-partner = Name the partner: partner=ID
-scorecard-unknown-partner = No partner '{ $partner }' is configured
-scorecard-staff-roles = Partner scorecards are for coordinators and admins
+scorecard-parameter = $partner-scorecard recibe partner, period y _format, no '{ $parameter }'
+scorecard-date = '{ $value }' no es una fecha FHIR (2026, 2026-11, 2026-11-29)
+scorecard-period-reversed = el período '{ $period }' termina antes de empezar
+scorecard-own-only = Un socio solo consulta su propio cuadro de indicadores
+scorecard-name-partner = Indique el socio: partner=ID
+scorecard-unknown-partner = No hay ningún socio '{ $partner }' configurado
+scorecard-staff-roles = Los cuadros de indicadores de socios son para coordinadores y administradores
 
 ## notifications
 
-consult-description = Telehealth consult for a second opinion
-consult-reminder = Reminder: the telehealth consult for your referral starts at { $start } (your time zone). The video link is in this Appointment.
-subscription-configured-reason = Referral Task changes, from the partner's notification_endpoint
-subscription-handshake-failed = The handshake failed: { $reason }
+consult-description = Teleconsulta para una segunda opinión
+consult-reminder = Recordatorio: la teleconsulta de su derivación comienza el { $start }.
+subscription-configured-reason = Cambios en las Task de derivación, desde el notification_endpoint del socio
+subscription-handshake-failed = Falló el handshake: { $reason }

@@ -1,284 +1,376 @@
-# rex: partner-facing texts, English (the reference: every other language has the same ids and variables).
+# rex: partner-facing texts, French. Same ids and variables as en/rex.ftl (the reference).
 # Variables ({ $name }) are filled in by rex; keep them, reorder them as the language needs.
 
 ## general
 
-internal-error = Internal server error; the request was not applied
-resource-not-known = { $reference } is not known
-version-conflict = Version conflict: If-Match expected version { $expected }, the current version is { $current }
-already-exists = { $what } already exists
-concurrent-change = A concurrent change conflicted with this request; retry it
-no-smart-configuration = This server runs without authentication (--dev): no SMART configuration
-rate-limited = Rate limit of { $limit } requests per minute reached; retry after { $wait } s
-no-endpoint = No FHIR endpoint at this URL; the FHIR base is /fhir
-method-not-allowed = This HTTP method is not allowed on this URL
-not-found = Not found
-malformed-request = The request is malformed ({ $reason })
-resource-deleted = { $reference } was deleted
-version-not-known = { $reference } has no version { $version }
-version-deleted = Version { $version } of { $reference } records its deletion
+internal-error = Erreur interne du serveur ; la requête n'a pas été appliquée
+resource-not-known = { $reference } est inconnu
+version-conflict = Conflit de version : If-Match attendait la version { $expected }, la version actuelle est { $current }
+already-exists = { $what } existe déjà
+concurrent-change = Une modification concurrente est entrée en conflit avec cette requête ; réessayez-la
+no-smart-configuration = Ce serveur fonctionne sans authentification (--dev) : pas de configuration SMART
+rate-limited = Limite de { $limit } requêtes par minute atteinte ; réessayez dans { $wait } s
 
 ## limits
 
-xml-body-too-large = FHIR XML request bodies are limited to { $limit } bytes (the large-body size); send larger content as FHIR JSON
-content-too-large = The content is larger than the limit of { $limit } bytes
-large-bodies-busy = rex is already working on as many request bodies over { $threshold } bytes as it takes at once; retry after { $wait } s
-body-too-large = The request body is larger than the limit of { $limit } bytes
-json-too-deep = The JSON body nests deeper than the limit of { $limit } levels
-xml-too-deep = The XML body nests deeper than the limit of { $limit } levels (line { $line }, column { $column })
-xml-too-many-attributes = An XML tag carries more than { $attributes } attributes or { $namespaces } namespace declarations (line { $line }, column { $column })
-array-too-long = '{ $key }' has { $count } items; rex's limit is { $limit } in one array
-array-limit = rex's limit is { $limit } items in one array
-too-many-index-values = The { $resource_type } yields more than { $limit } search index values, rex's limit (reached at the search parameter '{ $code }')
+xml-body-too-large = Les corps de requête FHIR XML sont limités à { $limit } octets (la taille des gros corps) ; envoyez un contenu plus volumineux en FHIR JSON
 
 ## body
 
-upload-interrupted = The upload was interrupted
-unsupported-content-type = Unsupported Content-Type '{ $content_type }': send application/fhir+json or application/fhir+xml
-unsupported-format = rex answers in FHIR JSON or FHIR XML; _format '{ $format }' is not supported
-takes-fhir-resource = This interaction takes a FHIR resource (application/fhir+json or application/fhir+xml)
-patch-content-type = PATCH takes application/json-patch+json
+upload-interrupted = Le téléversement a été interrompu
+
+## limits
+
+content-too-large = Le contenu dépasse la limite de { $limit } octets
+
+## body
+
+unsupported-content-type = Content-Type '{ $content_type }' non pris en charge : envoyez application/fhir+json ou application/fhir+xml
+unsupported-format = rex répond en FHIR JSON ou FHIR XML ; _format '{ $format }' n'est pas pris en charge
+
+## limits
+
+large-bodies-busy = rex traite déjà autant de corps de requête de plus de { $threshold } octets qu'il en accepte à la fois ; réessayez dans { $wait } s
+body-too-large = Le corps de la requête dépasse la limite de { $limit } octets
 
 ## conditional
 
-if-match-not-etag = If-Match must be a version ETag such as W/"3"
-if-none-exist-not-text = If-None-Exist is not valid text
-conditional-update-needs-search = A conditional update needs search parameters
-conditional-delete-needs-search = DELETE on a resource type needs search parameters (conditional delete)
-conditional-needs-search = A conditional request needs search parameters
-condition-multiple-matches = The condition '{ $query }' matches more than one { $resource_type }
-if-none-exist-multiple-matches = If-None-Exist '{ $query }' matches more than one { $resource_type }
-id-differs-from-match = The resource id differs from the resource the condition matched
-condition-no-match = No { $resource_type } matches the condition
-if-none-exist-entry-multiple-matches = ifNoneExist '{ $query }' matches more than one { $resource_type }
+if-match-not-etag = If-Match doit être un ETag de version tel que W/"3"
 
 ## access
 
-staff-only-operation = { $operation } is done by hospital staff; partners cannot run it
-metrics-admins-only = Metrics are for admins
+staff-only-operation = { $operation } relève du personnel hospitalier ; les partenaires ne peuvent pas l'exécuter
+metrics-admins-only = Les métriques sont réservées aux administrateurs
+
+## general
+
+no-endpoint = Aucun point d'accès FHIR à cette URL ; la base FHIR est /fhir
+method-not-allowed = Cette méthode HTTP n'est pas autorisée sur cette URL
+not-found = Introuvable
+malformed-request = La requête est mal formée ({ $reason })
 
 ## subscriptions
 
-endpoint-refused = channel.endpoint is refused: { $reason }
-subscription-rest-hook-only = rex delivers notifications by rest-hook only
-subscription-criteria-invalid = The criteria search is not valid: { $reasons }
-subscription-header-refused = channel.header must be 'Name: value' headers; Host, Content-Length, Content-Type and hop-by-hop headers (Connection, Transfer-Encoding...) are rex's to set
-subscription-json-only = rex sends notifications as application/fhir+json
-subscription-payload-content = payload content '{ $content }' is not one of empty, id-only, full-resource
-subscription-criteria-tasks = rex notifies about referral Tasks: criteria must be 'Task', 'Task?<search>' or { $topic }
+endpoint-refused = channel.endpoint est refusé : { $reason }
+subscription-rest-hook-only = rex n'envoie les notifications que par rest-hook
+subscription-criteria-invalid = La recherche de criteria n'est pas valide : { $reasons }
+subscription-header-refused = channel.header doit contenir des en-têtes 'Nom: valeur' ; Host, Content-Length, Content-Type et les en-têtes hop-by-hop (Connection, Transfer-Encoding...) sont fixés par rex
+subscription-json-only = rex envoie les notifications en application/fhir+json
+subscription-payload-content = le contenu de payload '{ $content }' n'est ni empty, ni id-only, ni full-resource
+subscription-criteria-tasks = rex notifie les Task de demande d'avis : criteria doit être 'Task', 'Task?<recherche>' ou { $topic }
+
+## general
+
+resource-deleted = { $reference } a été supprimé
+
+## body
+
+takes-fhir-resource = Cette interaction attend une ressource FHIR (application/fhir+json ou application/fhir+xml)
 
 ## outcomes
 
-outcome-deleted = Deleted
-outcome-created = Created
-outcome-existing = A matching resource exists; nothing was created
-outcome-updated = Updated
+outcome-deleted = Supprimé
+outcome-created = Créé
+outcome-existing = Une ressource correspondante existe ; rien n'a été créé
+outcome-updated = Mis à jour
+
+## conditional
+
+if-none-exist-not-text = If-None-Exist n'est pas un texte valide
+conditional-update-needs-search = Une mise à jour conditionnelle nécessite des paramètres de recherche
+conditional-delete-needs-search = DELETE sur un type de ressource nécessite des paramètres de recherche (suppression conditionnelle)
+
+## body
+
+patch-content-type = PATCH attend application/json-patch+json
 
 ## search
 
-search-too-many-parameters = The search has more than { $limit } parameters (criteria, _include and _revinclude), rex's limit
-search-too-many-values = The search has more than { $limit } values in all, rex's limit
-search-unknown-include-modifier = Unknown modifier ':{ $modifier }' on { $code }
-search-summary-unsupported = _summary={ $value } is not supported (only count and false)
-search-total-invalid = _total must be none, estimate or accurate, not '{ $value }'
-search-chaining-unsupported = Chained search parameters are not supported
-search-has-unsupported = Reverse chaining (_has) is not supported
-search-unknown-parameter = Unknown or unsupported search parameter '{ $code }' for { $resource_type }
-search-too-many-sort-keys = _sort has more than { $limit } keys, rex's limit
-search-sort-unsupported = Sorting by '{ $code }' is not supported (use _lastUpdated, _id, a date or a string parameter)
-search-sort-repeated = _sort names '{ $code }' more than once
-search-include-form = '{ $value }' is not of the form Type:param[:Target]
-search-include-unknown-type = Unknown resource type '{ $resource_type }' in '{ $value }'
-search-include-not-reference = '{ $param }' is not a reference parameter of { $resource_type }
-search-missing-value = :missing takes true or false, not '{ $value }'
-search-no-value = Search parameter '{ $code }' has no value
-search-parameter-too-many-values = Search parameter '{ $code }' has { $count } values; rex's limit is { $limit } per parameter
-search-modifier-unsupported = Modifier ':{ $modifier }' is not supported on '{ $code }'
-search-parameter-unsupported = Search parameter '{ $code }' is not supported
-search-date-invalid = '{ $value }' is not a valid FHIR date, dateTime or instant
-search-not-a-number = '{ $value }' is not a number
-search-not-finite = '{ $value }' is not a finite number
-search-not-count = { $name } must be a non-negative integer, not '{ $value }'
-search-timed-out = The search took longer than rex's limit of { $limit } ms and was stopped; narrow it (more selective criteria, _total=none, a smaller _count)
-search-post-form = POST _search takes application/x-www-form-urlencoded
+search-too-many-parameters = La recherche comporte plus de { $limit } paramètres (critères, _include et _revinclude), la limite de rex
+search-too-many-values = La recherche comporte plus de { $limit } valeurs au total, la limite de rex
+search-unknown-include-modifier = Modificateur ':{ $modifier }' inconnu sur { $code }
+search-summary-unsupported = _summary={ $value } n'est pas pris en charge (seulement count et false)
+search-total-invalid = _total doit valoir none, estimate ou accurate, et non '{ $value }'
+search-chaining-unsupported = Les paramètres de recherche chaînés ne sont pas pris en charge
+search-has-unsupported = Le chaînage inverse (_has) n'est pas pris en charge
+search-unknown-parameter = Paramètre de recherche '{ $code }' inconnu ou non pris en charge pour { $resource_type }
+search-too-many-sort-keys = _sort comporte plus de { $limit } clés, la limite de rex
+search-sort-unsupported = Le tri par '{ $code }' n'est pas pris en charge (utilisez _lastUpdated, _id, un paramètre de date ou de chaîne)
+search-sort-repeated = _sort cite '{ $code }' plus d'une fois
+search-include-form = '{ $value }' n'a pas la forme Type:paramètre[:Cible]
+search-include-unknown-type = Type de ressource '{ $resource_type }' inconnu dans '{ $value }'
+search-include-not-reference = '{ $param }' n'est pas un paramètre de référence de { $resource_type }
+search-missing-value = :missing accepte true ou false, et non '{ $value }'
+search-no-value = Le paramètre de recherche '{ $code }' n'a pas de valeur
+search-parameter-too-many-values = Le paramètre de recherche '{ $code }' a { $count } valeurs ; la limite de rex est de { $limit } par paramètre
+search-modifier-unsupported = Le modificateur ':{ $modifier }' n'est pas pris en charge sur '{ $code }'
+search-parameter-unsupported = Le paramètre de recherche '{ $code }' n'est pas pris en charge
+search-date-invalid = '{ $value }' n'est pas un date, dateTime ou instant FHIR valide
+search-not-a-number = '{ $value }' n'est pas un nombre
+search-not-finite = '{ $value }' n'est pas un nombre fini
+search-not-count = { $name } doit être un entier positif ou nul, et non '{ $value }'
 
 ## parsing
 
-json-not-object = The body must be a JSON object holding a FHIR resource
-json-invalid = The body is not valid JSON: { $error }
-json-duplicate-key = The key '{ $key }' appears more than once in the same JSON object
-xml-not-fhir = The body is not valid FHIR XML: { $error }
-xml-not-resource = The body must hold a FHIR resource
-xml-not-utf8 = FHIR XML bodies must be encoded in UTF-8 (line { $line }, column { $column })
-xml-doctype = DOCTYPE declarations are not accepted: FHIR XML defines no entities or DTDs (line { $line }, column { $column })
-xml-processing-instruction = Processing instructions are not accepted in FHIR XML (line { $line }, column { $column })
-xml-cdata = CDATA sections are not accepted in FHIR XML (line { $line }, column { $column })
-xml-malformed-attribute = Malformed attribute: { $error } (line { $line }, column { $column })
-xml-narrative-namespace = The narrative must be written <div xmlns="{ $namespace }">...</div> (line { $line }, column { $column })
-xml-undefined-entity = The entity reference '{ $entity }' is not defined (FHIR XML has no DTD) (line { $line }, column { $column })
-xml-narrative-not-utf8 = The narrative is not valid UTF-8
-xml-narrative-misplaced = A narrative div is misplaced
-xml-not-well-formed = The body is not well-formed XML: { $error } (line { $line }, column { $column })
+json-not-object = Le corps doit être un objet JSON contenant une ressource FHIR
+json-invalid = Le corps n'est pas un JSON valide : { $error }
+
+## limits
+
+json-too-deep = Le corps JSON dépasse la limite d'imbrication de { $limit } niveaux
+
+## parsing
+
+json-duplicate-key = La clé '{ $key }' apparaît plusieurs fois dans le même objet JSON
+xml-not-fhir = Le corps n'est pas un FHIR XML valide : { $error }
+xml-not-resource = Le corps doit contenir une ressource FHIR
+
+## limits
+
+xml-too-deep = Le corps XML dépasse la limite d'imbrication de { $limit } niveaux (ligne { $line }, colonne { $column })
+
+## parsing
+
+xml-not-utf8 = Les corps FHIR XML doivent être encodés en UTF-8 (ligne { $line }, colonne { $column })
+xml-doctype = Les déclarations DOCTYPE ne sont pas acceptées : FHIR XML ne définit ni entités ni DTD (ligne { $line }, colonne { $column })
+xml-processing-instruction = Les instructions de traitement ne sont pas acceptées en FHIR XML (ligne { $line }, colonne { $column })
+xml-cdata = Les sections CDATA ne sont pas acceptées en FHIR XML (ligne { $line }, colonne { $column })
+xml-malformed-attribute = Attribut mal formé : { $error } (ligne { $line }, colonne { $column })
+
+## limits
+
+xml-too-many-attributes = Une balise XML porte plus de { $attributes } attributs ou { $namespaces } déclarations d'espace de noms (ligne { $line }, colonne { $column })
+
+## parsing
+
+xml-narrative-namespace = La narration doit s'écrire <div xmlns="{ $namespace }">...</div> (ligne { $line }, colonne { $column })
+xml-undefined-entity = La référence d'entité '{ $entity }' n'est pas définie (FHIR XML n'a pas de DTD) (ligne { $line }, colonne { $column })
+xml-narrative-not-utf8 = La narration n'est pas en UTF-8 valide
+xml-narrative-misplaced = Un div de narration est mal placé
+xml-not-well-formed = Le corps n'est pas un XML bien formé : { $error } (ligne { $line }, colonne { $column })
 
 ## structure
 
-resource-not-object = A resource must be a JSON object
-unknown-resource-type = Unknown resource type '{ $resource_type }'
-no-resource-type = The resource has no resourceType
-empty-object = Empty objects are not allowed
-unknown-element = Unknown element '{ $key }'
-empty-array = Empty arrays are not allowed
-must-be-array = '{ $key }' repeats, so it must be a JSON array
-must-not-be-array = '{ $key }' has at most one value, so it must not be an array
-missing-required-element = Missing required element '{ $name }'
-null-not-allowed = null is not allowed
-expected-object = Expected a JSON object
-malformed-primitive-extension = Malformed primitive extension
-primitive-not-string = A { $type_name } value must be a non-empty JSON string, not { $value }
-primitive-not-number = A { $type_name } value must be a JSON number, not { $value }
-primitive-not-boolean = A { $type_name } value must be a JSON boolean, not { $value }
+resource-not-object = Une ressource doit être un objet JSON
+unknown-resource-type = Type de ressource '{ $resource_type }' inconnu
+no-resource-type = La ressource n'a pas de resourceType
+empty-object = Les objets vides ne sont pas autorisés
+unknown-element = Élément '{ $key }' inconnu
+
+## limits
+
+array-too-long = '{ $key }' compte { $count } éléments ; la limite de rex est de { $limit } dans un tableau
+
+## structure
+
+empty-array = Les tableaux vides ne sont pas autorisés
+must-be-array = '{ $key }' est répétable et doit donc être un tableau JSON
+must-not-be-array = '{ $key }' a au plus une valeur et ne doit donc pas être un tableau
+missing-required-element = Élément obligatoire '{ $name }' manquant
+null-not-allowed = null n'est pas autorisé
+expected-object = Un objet JSON était attendu
+
+## limits
+
+array-limit = La limite de rex est de { $limit } éléments dans un tableau
+
+## structure
+
+malformed-primitive-extension = Extension de primitive mal formée
+primitive-not-string = Une valeur { $type_name } doit être une chaîne JSON non vide, et non { $value }
+primitive-not-number = Une valeur { $type_name } doit être un nombre JSON, et non { $value }
+primitive-not-boolean = Une valeur { $type_name } doit être un booléen JSON, et non { $value }
+
+## search
+
+search-timed-out = La recherche a dépassé la limite de rex de { $limit } ms et a été arrêtée ; affinez-la (critères plus sélectifs, _total=none, un _count plus petit)
+
+## limits
+
+too-many-index-values = La ressource { $resource_type } produit plus de { $limit } valeurs d'index de recherche, la limite de rex (atteinte au paramètre de recherche '{ $code }')
 
 ## workflow
 
-transition-refused = a referral Task in status '{ $from }' cannot { $action }; allowed here: { $allowed }
-transition-action = { $action }
-transition-become = become '{ $status }'
-transition-finished = nothing (the referral is finished)
+transition-refused = une Task de demande d'avis au statut '{ $from }' ne peut pas { $action } ; autorisé ici : { $allowed }
+transition-become = passer à '{ $status }'
+transition-finished = rien (la demande d'avis est terminée)
 
 ## consent
 
-consent-other-patient = is not about the referral's patient ({ $patient })
-consent-not-active = is '{ $status }', not 'active'
-consent-scope = is not { $scope }
-consent-category = has no { $category } (information disclosure)
-consent-denies = denies instead of permitting
-consent-no-start = has no start (when the permission begins)
-consent-future = starts in the future
-consent-ended = has ended
-consent-cannot-carry = This Consent cannot carry the referral: { $element } { $problem }
-consent-required = This partner's referrals must carry an active Consent for the patient (profile rex-referral-consent): scope { $scope }, category { $category }, patient the referral's, provision.period covering now
+consent-other-patient = ne concerne pas le patient de la demande d'avis ({ $patient })
+consent-not-active = vaut '{ $status }' et non 'active'
+consent-scope = n'est pas { $scope }
+consent-category = n'a pas { $category } (communication d'informations)
+consent-denies = refuse au lieu d'autoriser
+consent-no-start = n'a pas de début (date à laquelle l'autorisation commence)
+consent-future = commence dans le futur
+consent-ended = est terminé
+consent-cannot-carry = Ce Consent ne peut pas couvrir la demande d'avis : { $element } { $problem }
+consent-required = Les demandes d'avis de ce partenaire doivent comporter un Consent actif du patient (profil rex-referral-consent) : scope { $scope }, category { $category }, le patient de la demande d'avis et une provision.period couvrant la date actuelle
 
 ## referral
 
-referral-one-service-request = A referral Bundle carries exactly one referral ServiceRequest
-referral-identifier = A referral needs a business identifier with system and value (ServiceRequest.identifier)
-referral-partner-unknown = Cannot tell which partner sends this referral: the requester must be (or belong to) an Organization with an identifier in { $system }
-referral-unknown-priority = Unknown priority '{ $code }'
-referral-patient = A referral names its patient (ServiceRequest.subject.reference)
-referral-other-partner = This referral is sent on behalf of partner '{ $named }' (the requester Organization's identifier in { $system }), but the access token belongs to partner '{ $partner }'
+referral-one-service-request = Un Bundle de demande d'avis contient exactement un ServiceRequest de demande d'avis
+referral-identifier = Une demande d'avis nécessite un identifiant métier avec system et value (ServiceRequest.identifier)
+referral-partner-unknown = Impossible de déterminer quel partenaire envoie cette demande d'avis : le requester doit être (ou appartenir à) une Organization ayant un identifiant dans { $system }
+referral-unknown-priority = Priorité '{ $code }' inconnue
+referral-patient = Une demande d'avis désigne son patient (ServiceRequest.subject.reference)
+referral-other-partner = Cette demande d'avis est envoyée au nom du partenaire '{ $named }' (l'identifiant de l'Organization demandeuse dans { $system }), mais le jeton d'accès appartient au partenaire '{ $partner }'
 
 ## consults
 
-scheduling-hospital-only = { $resource_type }s are the hospital's: partners find and book times with Appointment/$find and $book
-consult-operations-only = A telehealth consult changes only through Task/$request-consult, Appointment/$book and $cancel
-consult-none = No telehealth consult is proposed or booked for { $referral }; the specialist asks for one with Task/$request-consult
-consult-claim-first = A consult is with the specialist who claimed the referral: claim it first
-consult-already-open = { $appointment } is already the open consult of this referral; cancel it first
-consult-interpreter-language = An interpreter needs the patient's language: give 'language' (the referral names none)
-book-not-appointment = appointment-resource must be an Appointment
-book-no-referral = The Appointment must name its referral in basedOn
-book-slot-reference = Each slot must be a distinct Slot reference
-book-slot-count = A consult books the specialist's slot and at most one interpreter slot
-consult-cancelled-meanwhile = The consult was cancelled meanwhile
-slot-interpreter-language = { $slot } is with an interpreter who does not speak { $language }
-slot-not-for-consult = { $slot } is not for this consult: book a slot of its specialist
-slot-not-for-consult-interpreted = { $slot } is not for this consult: book a slot of its specialist and one of an interpreter
-book-needs-specialist-slot = The booking needs a slot of the consult's specialist
-book-needs-interpreter = The patient needs an interpreter: book an interpreter slot for { $language }
-slot-too-short = { $slot } does not hold a { $minutes }-minute consult inside the requested period
-slot-in-past = { $slot } is in the past
-slot-not-covering = { $slot } does not cover the consult's time
-slot-taken = { $slot } is no longer free; ask Appointment/$find again
-consult-referral-closed = The referral { $referral } is no longer being reviewed; its consult cannot be booked
-not-a-consult = { $appointment } is not a telehealth consult
-consult-not-cancellable = { $appointment } is { $status }; only a proposed or booked consult can be cancelled
-find-referral-reference = referral must be a ServiceRequest reference, not '{ $referral }'
-find-duration = minutesDuration must be between 10 and 240 minutes
-find-window = latest must leave room for the consult after earliest
+scheduling-hospital-only = Les ressources { $resource_type } appartiennent à l'hôpital : les partenaires trouvent et réservent des créneaux avec Appointment/$find et $book
+consult-operations-only = Une téléconsultation ne change que par Task/$request-consult, Appointment/$book et $cancel
+consult-none = Aucune téléconsultation n'est proposée ni réservée pour { $referral } ; le spécialiste en demande une avec Task/$request-consult
+consult-claim-first = Une consultation a lieu avec le spécialiste qui a pris en charge la demande d'avis : prenez-la en charge d'abord
+consult-already-open = { $appointment } est déjà la consultation ouverte de cette demande d'avis ; annulez-la d'abord
+consult-interpreter-language = Un interprète a besoin de la langue du patient : indiquez 'language' (la demande d'avis n'en indique aucune)
+book-not-appointment = appointment-resource doit être un Appointment
+book-no-referral = L'Appointment doit désigner sa demande d'avis dans basedOn
+book-slot-reference = Chaque slot doit être une référence à un Slot distinct
+book-slot-count = Une consultation réserve le créneau du spécialiste et au plus un créneau d'interprète
+consult-cancelled-meanwhile = La consultation a été annulée entre-temps
+slot-interpreter-language = { $slot } est avec un interprète qui ne parle pas { $language }
+slot-not-for-consult = { $slot } n'est pas pour cette consultation : réservez un créneau de son spécialiste
+slot-not-for-consult-interpreted = { $slot } n'est pas pour cette consultation : réservez un créneau de son spécialiste et un créneau d'interprète
+book-needs-specialist-slot = La réservation nécessite un créneau du spécialiste de la consultation
+book-needs-interpreter = Le patient a besoin d'un interprète : réservez un créneau d'interprète pour { $language }
+slot-too-short = { $slot } ne permet pas une consultation de { $minutes } minutes dans la période demandée
+slot-in-past = { $slot } est dans le passé
+slot-not-covering = { $slot } ne couvre pas l'horaire de la consultation
+slot-taken = { $slot } n'est plus libre ; relancez Appointment/$find
+consult-referral-closed = La demande d'avis { $referral } n'est plus en cours d'examen ; sa consultation ne peut pas être réservée
+not-a-consult = { $appointment } n'est pas une téléconsultation
+consult-not-cancellable = { $appointment } est au statut { $status } ; seule une consultation proposée ou réservée peut être annulée
 
 ## writes
 
-wrong-resource-type = The resource is a { $found }, but the request addresses { $resource_type }
-invalid-id = Resource.id must be 1-64 characters of A-Z, a-z, 0-9, '-' and '.'
-id-mismatch = The resource id ({ $body_id }) must equal the id in the URL ({ $id })
-id-missing = The resource id (missing) must equal the id in the URL ({ $id })
+wrong-resource-type = La ressource est un { $found }, mais la requête vise { $resource_type }
+invalid-id = Resource.id doit compter 1 à 64 caractères parmi A-Z, a-z, 0-9, '-' et '.'
+
+## conditional
+
+conditional-needs-search = Une requête conditionnelle nécessite des paramètres de recherche
+condition-multiple-matches = La condition '{ $query }' correspond à plus d'un { $resource_type }
+if-none-exist-multiple-matches = If-None-Exist '{ $query }' correspond à plus d'un { $resource_type }
+
+## writes
+
+id-mismatch = L'id de la ressource ({ $body_id }) doit être égal à l'id de l'URL ({ $id })
+id-missing = L'id de la ressource (absent) doit être égal à l'id de l'URL ({ $id })
+
+## conditional
+
+id-differs-from-match = L'id de la ressource diffère de celui de la ressource correspondant à la condition
 
 ## references
 
-reference-unknown = The reference '{ $reference }' names no resource on this server
-bundle-reference-unknown = The reference '{ $reference }' names no entry of this Bundle
-conditional-reference-none = The conditional reference '{ $reference }' matches nothing
-conditional-reference-many = The conditional reference '{ $reference }' matches more than one resource
+reference-unknown = La référence '{ $reference }' ne désigne aucune ressource de ce serveur
+
+## conditional
+
+condition-no-match = Aucun { $resource_type } ne correspond à la condition
 
 ## patch
 
-patch-invalid = The body is not a JSON Patch document: { $error }
-patch-failed = The patch cannot be applied: { $error }
-patch-changes-id = A patch must not change the resource id
-patch-entry-binary = A PATCH entry must carry a Binary with contentType application/json-patch+json
-patch-entry-base64 = Binary.data is not valid base64
-patch-entry-not-patch = Binary.data is not a JSON Patch document
+patch-invalid = Le corps n'est pas un document JSON Patch : { $error }
+patch-failed = Le patch ne peut pas être appliqué : { $error }
+patch-changes-id = Un patch ne doit pas modifier l'id de la ressource
+patch-entry-binary = Une entrée PATCH doit porter un Binary de contentType application/json-patch+json
+patch-entry-base64 = Binary.data n'est pas un base64 valide
+patch-entry-not-patch = Binary.data n'est pas un document JSON Patch
 
 ## messages
 
-message-unknown-event = Unknown message event: rex processes { $system } codes referral-request, referral-update, referral-revoke and referral-communication
-message-media = $process-message takes a FHIR message Bundle (JSON or XML)
-message-not-message-bundle = $process-message takes a Bundle of type message
-message-header-first = The first entry of a message Bundle must be its MessageHeader
-message-needs-referral = This event needs a referral: a ServiceRequest with a referral or second-opinion category
-message-no-referral-to-revoke = No referral { $identifier } from this partner to revoke
+message-unknown-event = Événement de message inconnu : rex traite les codes { $system } referral-request, referral-update, referral-revoke et referral-communication
+message-media = $process-message attend un Bundle de message FHIR (JSON ou XML)
+message-not-message-bundle = $process-message attend un Bundle de type message
+message-header-first = La première entrée d'un Bundle de message doit être son MessageHeader
+message-needs-referral = Cet événement nécessite une demande d'avis : un ServiceRequest de catégorie demande d'avis ou second avis
+message-no-referral-to-revoke = Aucune demande d'avis { $identifier } de ce partenaire à révoquer
 
 ## bundles
 
-bundle-media = POST to the base takes a FHIR Bundle (JSON or XML)
-bundle-not-bundle = POST to the base takes a Bundle of type transaction or batch
-bundle-wrong-type = POST to the base takes a transaction or batch Bundle, not type '{ $bundle_type }'
-bundle-empty = A { $bundle_type } Bundle needs at least one entry
-bundle-entry-array = Bundle.entry must be an array
-bundle-duplicate-full-url = fullUrl '{ $full_url }' is also used by Bundle.entry[{ $first }]
-bundle-entry-request = Each entry needs a request
-bundle-entry-method = request.method must be GET, HEAD, POST, PUT, PATCH or DELETE
-bundle-entry-url = request.url is required
-bundle-entry-resource = POST, PUT and PATCH entries need a resource
-bundle-entry-if-match = request.ifMatch must be a version ETag
-bundle-entry-url-form = request.url '{ $url }' must be Type/id or Type?search
-bundle-post-url = A POST entry's request.url must be the resource type, not '{ $url }'
+bundle-media = Un POST à la base attend un Bundle FHIR (JSON ou XML)
+bundle-not-bundle = Un POST à la base attend un Bundle de type transaction ou batch
+bundle-wrong-type = Un POST à la base attend un Bundle transaction ou batch, et non de type '{ $bundle_type }'
+bundle-empty = Un Bundle { $bundle_type } nécessite au moins une entrée
+bundle-entry-array = Bundle.entry doit être un tableau
+bundle-duplicate-full-url = fullUrl '{ $full_url }' est aussi utilisé par Bundle.entry[{ $first }]
+bundle-entry-request = Chaque entrée nécessite un request
+bundle-entry-method = request.method doit valoir GET, HEAD, POST, PUT, PATCH ou DELETE
+bundle-entry-url = request.url est obligatoire
+bundle-entry-resource = Les entrées POST, PUT et PATCH nécessitent une ressource
+bundle-entry-if-match = request.ifMatch doit être un ETag de version
+bundle-entry-url-form = request.url '{ $url }' doit être Type/id ou Type?recherche
+bundle-post-url = Le request.url d'une entrée POST doit être le type de ressource, et non '{ $url }'
+
+## references
+
+bundle-reference-unknown = La référence '{ $reference }' ne désigne aucune entrée de ce Bundle
+
+## conditional
+
+if-none-exist-entry-multiple-matches = ifNoneExist '{ $query }' correspond à plus d'un { $resource_type }
+
+## references
+
+conditional-reference-none = La référence conditionnelle '{ $reference }' ne correspond à rien
+conditional-reference-many = La référence conditionnelle '{ $reference }' correspond à plus d'une ressource
 
 ## operations
 
-parameter-not-integer = { $name } must be a valueInteger
-parameter-not-boolean = { $name } must be a valueBoolean
-parameter-not-instant = { $name } must be a date and time with an offset, like 2027-03-15T09:00:00-07:00
-parameter-required = The parameter '{ $name }' is required
-operation-media = Operations take a FHIR Parameters resource (JSON or XML)
-operation-not-parameters = Operations take a Parameters resource
-operation-unknown = Unknown operation '{ $operation }'
+parameter-not-integer = { $name } doit être un valueInteger
+parameter-not-boolean = { $name } doit être un valueBoolean
+parameter-not-instant = { $name } doit être une date et une heure avec décalage horaire, comme 2027-03-15T09:00:00-07:00
+parameter-required = Le paramètre '{ $name }' est obligatoire
+
+## consults
+
+find-referral-reference = referral doit être une référence à un ServiceRequest, et non '{ $referral }'
+find-duration = minutesDuration doit être compris entre 10 et 240 minutes
+find-window = latest doit laisser la place à la consultation après earliest
 
 ## history
 
-history-invalid-value = Invalid value '{ $value }' for { $key }
-history-unsupported-parameter = History does not support the parameter '{ $key }'
+history-invalid-value = Valeur '{ $value }' non valide pour { $key }
+history-unsupported-parameter = L'historique ne prend pas en charge le paramètre '{ $key }'
+
+## general
+
+version-not-known = { $reference } n'a pas de version { $version }
+version-deleted = La version { $version } de { $reference } enregistre sa suppression
+
+## search
+
+search-post-form = POST _search attend application/x-www-form-urlencoded
+
+## operations
+
+operation-media = Les opérations attendent une ressource Parameters FHIR (JSON ou XML)
+operation-not-parameters = Les opérations attendent une ressource Parameters
+operation-unknown = Opération '{ $operation }' inconnue
 
 ## validation
 
-validate-media = $validate takes a FHIR resource or Parameters (JSON or XML)
-validate-no-resource = $validate needs a resource: the body, or a Parameters 'resource'
-validate-wrong-type = $validate on { $expected } was given a { $found }
-validate-no-issues = No issues found
+validate-media = $validate attend une ressource FHIR ou Parameters (JSON ou XML)
+validate-no-resource = $validate nécessite une ressource : le corps, ou un 'resource' dans Parameters
+validate-wrong-type = $validate sur { $expected } a reçu un { $found }
+validate-no-issues = Aucun problème détecté
 
 ## scorecard
 
-scorecard-parameter = $partner-scorecard takes partner, period and _format, not '{ $parameter }'
-scorecard-date = '{ $value }' is not a FHIR date (2026, 2026-11, 2026-11-29)
-scorecard-period-reversed = the period '{ $period }' ends before it starts
-scorecard-own-only = A partner reads only its own scorecard
-scorecard-name-partner = Name the partner: partner=ID
-scorecard-unknown-partner = No partner '{ $partner }' is configured
-scorecard-staff-roles = Partner scorecards are for coordinators and admins
+scorecard-parameter = $partner-scorecard attend partner, period et _format, et non '{ $parameter }'
+scorecard-date = '{ $value }' n'est pas une date FHIR (2026, 2026-11, 2026-11-29)
+scorecard-period-reversed = la période '{ $period }' se termine avant de commencer
+scorecard-own-only = Un partenaire ne consulte que son propre tableau de bord
+scorecard-name-partner = Indiquez le partenaire : partner=ID
+scorecard-unknown-partner = Aucun partenaire '{ $partner }' n'est configuré
+scorecard-staff-roles = Les tableaux de bord des partenaires sont réservés aux coordinateurs et aux administrateurs
 
 ## notifications
 
-consult-description = Telehealth consult for a second opinion
-consult-reminder = Reminder: the telehealth consult for your referral starts at { $start } (your time zone). The video link is in this Appointment.
-subscription-configured-reason = Referral Task changes, from the partner's notification_endpoint
-subscription-handshake-failed = The handshake failed: { $reason }
+consult-description = Téléconsultation pour un second avis
+consult-reminder = Rappel : la téléconsultation de votre demande d'avis commence le { $start }.
+subscription-configured-reason = Modifications des Task de demande d'avis, depuis le notification_endpoint du partenaire
+subscription-handshake-failed = Le handshake a échoué : { $reason }
