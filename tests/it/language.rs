@@ -48,6 +48,14 @@ async fn accept_language_chooses_the_language_of_rex_diagnostics(app: &TestApp) 
     }
     assert_eq!(first_issue(&read_missing(&[]).await), (english, english), "English without the header");
 
+    // Refusals of the authentication layer too.
+    let anonymous = app.send(Method::GET, "Patient/nope", &[("accept-language", "es")], None).await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        first_issue(&anonymous),
+        ("no hay token de portador (Authorization: Bearer <token>)", "no bearer token (Authorization: Bearer <token>)")
+    );
+
     // Parse errors, with their arguments, and the same rules in FHIR XML answers.
     let headers = [("accept-language", "es-MX"), ("content-type", "application/fhir+json"), auth];
     let broken = app.send(Method::POST, "Patient", &headers, Some("{\"resourceType\": ".into())).await;
@@ -55,9 +63,8 @@ async fn accept_language_chooses_the_language_of_rex_diagnostics(app: &TestApp) 
     let (diagnostics, details) = first_issue(&broken);
     assert!(diagnostics.starts_with("El cuerpo no es JSON válido: "), "{diagnostics}");
     assert!(details.starts_with("The body is not valid JSON: "), "{details}");
-    let (_, _, xml) = app
-        .send_text(Method::GET, "Patient/nope?_format=xml", &[("accept-language", "fr-CA"), auth], None)
-        .await;
+    let (_, _, xml) =
+        app.send_text(Method::GET, "Patient/nope?_format=xml", &[("accept-language", "fr-CA"), auth], None).await;
     assert!(xml.contains("<diagnostics value=\"Patient/nope est inconnu\"/>"), "{xml}");
     assert!(xml.contains("<text value=\"Patient/nope is not known\"/>"), "{xml}");
 
@@ -67,9 +74,14 @@ async fn accept_language_chooses_the_language_of_rex_diagnostics(app: &TestApp) 
     let valid = app.send(Method::POST, "Patient/$validate", &headers, Some(patient)).await;
     assert_eq!(valid.status, StatusCode::OK, "{}", valid.body);
     assert_eq!(first_issue(&valid), ("未发现问题", "No issues found"));
-    let headers =
-        [("accept-language", "ar"), ("content-type", "application/fhir+json"), ("prefer", "return=OperationOutcome"), auth];
-    let created = app.send(Method::POST, "Patient", &headers, Some(json!({"resourceType": "Patient"}).to_string())).await;
+    let headers = [
+        ("accept-language", "ar"),
+        ("content-type", "application/fhir+json"),
+        ("prefer", "return=OperationOutcome"),
+        auth,
+    ];
+    let created =
+        app.send(Method::POST, "Patient", &headers, Some(json!({"resourceType": "Patient"}).to_string())).await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
     assert_eq!(first_issue(&created), ("تم الإنشاء", "Created"));
 }
@@ -83,10 +95,15 @@ async fn a_partner_reads_its_configured_language_unless_it_asks_for_another(app:
     let asked = read_missing(app, &[("authorization", &bearer), ("accept-language", "es")]).await;
     assert_eq!(first_issue(&asked), ("No se conoce Patient/nope", english), "the header wins");
     let unknown = read_missing(app, &[("authorization", &bearer), ("accept-language", "de")]).await;
-    assert_eq!(first_issue(&unknown), ("Patient/nope est inconnu", english), "a language rex lacks: the configured one");
+    assert_eq!(
+        first_issue(&unknown),
+        ("Patient/nope est inconnu", english),
+        "a language rex lacks: the configured one"
+    );
 
     // A refusal with an argument.
-    let claim = app.send_as(&french, Method::POST, "Task/nope/$claim", Some(&json!({"resourceType": "Parameters"}))).await;
+    let claim =
+        app.send_as(&french, Method::POST, "Task/nope/$claim", Some(&json!({"resourceType": "Parameters"}))).await;
     assert_eq!(claim.status, StatusCode::FORBIDDEN, "{}", claim.body);
     assert_eq!(
         first_issue(&claim),
@@ -95,5 +112,4 @@ async fn a_partner_reads_its_configured_language_unless_it_asks_for_another(app:
             "claim is done by hospital staff; partners cannot run it"
         )
     );
-
 }

@@ -108,8 +108,7 @@ impl Duplicate {
             }
         }
         let Some(Step::Key(key)) = self.steps.first() else { unreachable!("a duplicate starts at its key") };
-        Issue::error(IssueCode::Structure, msg!("json-duplicate-key", key))
-            .at(location)
+        Issue::error(IssueCode::Structure, msg!("json-duplicate-key", key)).at(location)
     }
 }
 

@@ -2,10 +2,10 @@
 //! can run. Everything a client can get wrong is reported here, as OperationOutcome issues, so the
 //! store only ever sees well-formed criteria.
 
-use rex_i18n::{Text, msg};
 use crate::datetime::parse_date_range;
 use crate::outcome::{Issue, IssueCode};
 use crate::search::{ParamType, SearchParamDef, SearchRegistry, normalize_string};
+use rex_i18n::{Text, msg};
 
 /// Default page size when the client gives no `_count`.
 pub const DEFAULT_COUNT: usize = 20;
@@ -236,7 +236,9 @@ impl SearchQuery {
                 let iterate = match modifier {
                     None => false,
                     Some("iterate" | "recurse") => true,
-                    Some(other) => return Err(unsupported(msg!("search-unknown-include-modifier", modifier = other, code))),
+                    Some(other) => {
+                        return Err(unsupported(msg!("search-unknown-include-modifier", modifier = other, code)));
+                    }
                 };
                 let include = parse_include(registry, value, iterate)?;
                 if code == "_include" {
@@ -274,9 +276,7 @@ impl SearchQuery {
                     Ok(())
                 }
                 None if handling == Handling::Lenient => Ok(()),
-                None => {
-                    Err(unsupported(msg!("search-unknown-parameter", code, resource_type = self.resource_type)))
-                }
+                None => Err(unsupported(msg!("search-unknown-parameter", code, resource_type = self.resource_type))),
             },
         }
     }
@@ -435,8 +435,7 @@ fn parse_quantity(raw: &str) -> Result<Match, Issue> {
 
 fn parse_date_value(raw: &str) -> Result<(Prefix, i64, i64), Issue> {
     let (prefix, date) = split_prefix(raw);
-    let (low, high) = parse_date_range(date)
-        .ok_or_else(|| invalid(msg!("search-date-invalid", value = date)))?;
+    let (low, high) = parse_date_range(date).ok_or_else(|| invalid(msg!("search-date-invalid", value = date)))?;
     Ok((prefix, low, high))
 }
 

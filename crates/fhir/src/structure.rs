@@ -153,7 +153,8 @@ impl StructureModel {
                 self.check_object(object, name, expr, true, issues)
             }
             Some(Value::String(name)) => issues.push(
-                Issue::error(IssueCode::NotSupported, msg!("unknown-resource-type", resource_type = name)).at(expr.as_str()),
+                Issue::error(IssueCode::NotSupported, msg!("unknown-resource-type", resource_type = name))
+                    .at(expr.as_str()),
             ),
             _ => issues.push(Issue::error(IssueCode::Required, msg!("no-resource-type")).at(expr.as_str())),
         }
@@ -202,8 +203,7 @@ impl StructureModel {
                 {
                     self.check_primitive_extensions(value, property.many, expr, issues)
                 }
-                _ => issues
-                    .push(Issue::error(IssueCode::Structure, msg!("unknown-element", key)).at(expr.as_str())),
+                _ => issues.push(Issue::error(IssueCode::Structure, msg!("unknown-element", key)).at(expr.as_str())),
             }
             return;
         }
@@ -237,13 +237,10 @@ impl StructureModel {
                     expr.truncate(len);
                 }
             }
-            (true, _) => issues.push(
-                Issue::error(IssueCode::Structure, msg!("must-be-array", key))
-                    .at(expr.as_str()),
-            ),
-            (false, Value::Array(_)) => issues.push(
-                Issue::error(IssueCode::Structure, msg!("must-not-be-array", key)).at(expr.as_str()),
-            ),
+            (true, _) => issues.push(Issue::error(IssueCode::Structure, msg!("must-be-array", key)).at(expr.as_str())),
+            (false, Value::Array(_)) => {
+                issues.push(Issue::error(IssueCode::Structure, msg!("must-not-be-array", key)).at(expr.as_str()))
+            }
             (false, _) => self.check_value(value, property, expr, issues),
         }
     }
@@ -288,8 +285,7 @@ impl StructureModel {
     fn check_primitive_extensions(&self, value: &Value, many: bool, expr: &mut String, issues: &mut Vec<Issue>) {
         match (many, value) {
             (true, Value::Array(items)) if items.len() > MAX_ARRAY_ITEMS => issues.push(
-                Issue::error(IssueCode::TooCostly, msg!("array-limit", limit = MAX_ARRAY_ITEMS))
-                    .at(expr.as_str()),
+                Issue::error(IssueCode::TooCostly, msg!("array-limit", limit = MAX_ARRAY_ITEMS)).at(expr.as_str()),
             ),
             (true, Value::Array(items)) => {
                 let len = expr.len();
@@ -302,7 +298,9 @@ impl StructureModel {
                 }
             }
             (false, Value::Object(_)) => self.check_complex(value, "Element", expr, issues),
-            _ => issues.push(Issue::error(IssueCode::Structure, msg!("malformed-primitive-extension")).at(expr.as_str())),
+            _ => {
+                issues.push(Issue::error(IssueCode::Structure, msg!("malformed-primitive-extension")).at(expr.as_str()))
+            }
         }
     }
 }

@@ -20,11 +20,11 @@
 //!   out of the body as written and gives fhirbolt a numbered placeholder; the placeholders are
 //!   replaced by the original XHTML in the JSON afterwards.
 
-use rex_i18n::{Message, msg};
 use fhirbolt::FhirReleases;
 use fhirbolt::element::Element;
 use fhirbolt::serde::{DeserializationConfig, DeserializationMode};
 use quick_xml::events::{BytesStart, Event};
+use rex_i18n::{Message, msg};
 use serde_json::{Map, Value};
 
 use crate::json::{depth, too_deep};
@@ -189,12 +189,9 @@ fn guard(bytes: &[u8], max_depth: usize) -> Result<Guarded, Issue> {
             Event::Start(start) => {
                 depth += 1;
                 if depth > max_depth {
-                    return Err(located(
-                        bytes,
-                        before,
-                        IssueCode::TooCostly,
-                        |line, column| msg!("xml-too-deep", limit = max_depth, line, column),
-                    ));
+                    return Err(located(bytes, before, IssueCode::TooCostly, |line, column| {
+                        msg!("xml-too-deep", limit = max_depth, line, column)
+                    }));
                 }
                 check_tag(bytes, before, &start)?;
                 let is_div = start.local_name().as_ref() == b"div";
@@ -247,12 +244,9 @@ fn guard(bytes: &[u8], max_depth: usize) -> Result<Guarded, Issue> {
                 copied = reader.buffer_position();
             }
             Event::DocType(_) => {
-                return Err(located(
-                    bytes,
-                    before,
-                    IssueCode::Security,
-                    |line, column| msg!("xml-doctype", line, column),
-                ));
+                return Err(located(bytes, before, IssueCode::Security, |line, column| {
+                    msg!("xml-doctype", line, column)
+                }));
             }
             Event::PI(_) => return Err(at(|line, column| msg!("xml-processing-instruction", line, column))),
             Event::CData(_) => return Err(at(|line, column| msg!("xml-cdata", line, column))),
@@ -268,12 +262,11 @@ fn guard(bytes: &[u8], max_depth: usize) -> Result<Guarded, Issue> {
 fn check_tag(bytes: &[u8], position: usize, start: &BytesStart) -> Result<(), Issue> {
     let (mut attributes, mut namespaces) = (0usize, 0usize);
     for attribute in start.attributes().with_checks(false) {
-        let attribute = attribute
-            .map_err(|err| {
-                located(bytes, position, IssueCode::Structure, |line, column| {
-                    msg!("xml-malformed-attribute", error = err, line, column)
-                })
-            })?;
+        let attribute = attribute.map_err(|err| {
+            located(bytes, position, IssueCode::Structure, |line, column| {
+                msg!("xml-malformed-attribute", error = err, line, column)
+            })
+        })?;
         attributes += 1;
         let key = attribute.key.as_ref();
         if key == b"xmlns" || key.starts_with(b"xmlns:") {
@@ -281,20 +274,15 @@ fn check_tag(bytes: &[u8], position: usize, start: &BytesStart) -> Result<(), Is
         }
         check_references(&attribute.value).map_err(|entity| undefined_entity(bytes, position, entity))?;
         if attributes > MAX_ATTRIBUTES || namespaces > MAX_NAMESPACE_DECLARATIONS {
-            return Err(located(
-                bytes,
-                position,
-                IssueCode::TooCostly,
-                |line, column| {
-                    msg!(
-                        "xml-too-many-attributes",
-                        attributes = MAX_ATTRIBUTES,
-                        namespaces = MAX_NAMESPACE_DECLARATIONS,
-                        line,
-                        column
-                    )
-                },
-            ));
+            return Err(located(bytes, position, IssueCode::TooCostly, |line, column| {
+                msg!(
+                    "xml-too-many-attributes",
+                    attributes = MAX_ATTRIBUTES,
+                    namespaces = MAX_NAMESPACE_DECLARATIONS,
+                    line,
+                    column
+                )
+            }));
         }
     }
     Ok(())
@@ -422,7 +410,9 @@ fn restore_narratives(value: &mut Value, narratives: &[String]) -> Result<(), Is
 }
 
 fn malformed(bytes: &[u8], position: usize, err: &quick_xml::Error) -> Issue {
-    located(bytes, position, IssueCode::Structure, |line, column| msg!("xml-not-well-formed", error = err, line, column))
+    located(bytes, position, IssueCode::Structure, |line, column| {
+        msg!("xml-not-well-formed", error = err, line, column)
+    })
 }
 
 /// An issue whose message says where in the body (line and column) it was found.

@@ -19,7 +19,7 @@ pub fn negotiate(accept_language: &str) -> Option<Lang> {
             (weight > 0 && !range.is_empty() && range != "*").then_some((weight, range))
         })
         .collect();
-    ranges.sort_by(|a, b| b.0.cmp(&a.0));
+    ranges.sort_by_key(|(weight, _)| std::cmp::Reverse(*weight));
     ranges.into_iter().find_map(|(_, range)| Lang::from_tag(range))
 }
 

@@ -6,8 +6,8 @@
 //! `IDSCL`), permits (`provision.type` absent or `permit`) and its `provision.period` covers now.
 
 use chrono::{DateTime, Utc};
-use rex_i18n::{Message, msg};
 use rex_fhir::{Issue, IssueCode};
+use rex_i18n::{Message, msg};
 use serde_json::Value;
 
 pub const SCOPE_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/consentscope";

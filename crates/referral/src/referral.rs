@@ -1,8 +1,8 @@
 //! Finding the referral in a transaction Bundle: its ServiceRequest, the sending partner, its
 //! business identifier and what routing needs to know.
 
-use rex_i18n::msg;
 use rex_fhir::{Issue, IssueCode};
+use rex_i18n::msg;
 use serde_json::Value;
 
 use crate::{PARTNER_SYSTEM, REX_CANONICAL};
@@ -186,7 +186,7 @@ impl Referral {
             [_, second, ..] => {
                 return Err(vec![
                     Issue::error(IssueCode::BusinessRule, msg!("referral-one-service-request"))
-                    .at(format!("Bundle.entry[{}].resource", second.0)),
+                        .at(format!("Bundle.entry[{}].resource", second.0)),
                 ]);
             }
         };
@@ -196,16 +196,13 @@ impl Referral {
             ids.iter().find_map(|id| Some((id["system"].as_str()?.to_string(), id["value"].as_str()?.to_string())))
         });
         if identifier.is_none() {
-            issues.push(
-                Issue::error(IssueCode::Required, msg!("referral-identifier"))
-                .at(at(".identifier")),
-            );
+            issues.push(Issue::error(IssueCode::Required, msg!("referral-identifier")).at(at(".identifier")));
         }
         let partner = find_partner(bundle, service_request);
         if partner.is_none() {
             issues.push(
                 Issue::error(IssueCode::Required, msg!("referral-partner-unknown", system = PARTNER_SYSTEM))
-                .at(at(".requester")),
+                    .at(at(".requester")),
             );
         }
         let priority = match service_request["priority"].as_str() {
@@ -219,10 +216,7 @@ impl Referral {
         };
         let subject_reference = service_request["subject"]["reference"].as_str().unwrap_or_default().to_string();
         if subject_reference.is_empty() {
-            issues.push(
-                Issue::error(IssueCode::Required, msg!("referral-patient"))
-                    .at(at(".subject")),
-            );
+            issues.push(Issue::error(IssueCode::Required, msg!("referral-patient")).at(at(".subject")));
         }
         if !issues.is_empty() {
             return Err(issues);

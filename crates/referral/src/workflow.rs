@@ -5,8 +5,8 @@
 //! for information, or any other on-hold business status), and its SLA clock is paused: see
 //! [`hold_clock`].
 
-use rex_i18n::{Arg, Message, msg};
 use chrono::{DateTime, SecondsFormat, Utc};
+use rex_i18n::{Arg, Message, msg};
 use serde_json::{Value, json};
 
 use crate::task::{BUSINESS_STATUS_SYSTEM, extension_url};
@@ -168,7 +168,11 @@ pub fn check_status_change(from: &str, to: &str) -> Result<(), TransitionError> 
     if from == to || TRANSITIONS.iter().any(|(f, _, t, _)| *f == from && *t == to) {
         return Ok(());
     }
-    Err(TransitionError { from: from.to_string(), action: Refused::Become(to.to_string()), allowed: allowed_statuses(from) })
+    Err(TransitionError {
+        from: from.to_string(),
+        action: Refused::Become(to.to_string()),
+        allowed: allowed_statuses(from),
+    })
 }
 
 fn allowed_statuses(from: &str) -> Vec<&'static str> {

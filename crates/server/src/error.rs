@@ -55,11 +55,7 @@ impl ApiError {
     }
 
     pub fn internal() -> ApiError {
-        ApiError::one(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            IssueCode::Exception,
-            msg!("internal-error"),
-        )
+        ApiError::one(StatusCode::INTERNAL_SERVER_ERROR, IssueCode::Exception, msg!("internal-error"))
     }
 
     /// Marks the error as a refused access (see [`DeniedAccess`]).
@@ -98,11 +94,7 @@ impl From<StoreError> for ApiError {
             }
             StoreError::Retryable => ApiError {
                 retryable: true,
-                ..ApiError::one(
-                    StatusCode::CONFLICT,
-                    IssueCode::Conflict,
-                    msg!("concurrent-change"),
-                )
+                ..ApiError::one(StatusCode::CONFLICT, IssueCode::Conflict, msg!("concurrent-change"))
             },
             other => {
                 // The detail stays in the log; the client learns only that it failed.

@@ -10,10 +10,10 @@ use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, ETAG, LAST_MODIFIED, RETR
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use rex_i18n::msg;
 use rex_fhir::IssueCode;
 use rex_fhir::json::parse_body;
 use rex_fhir::query::Handling;
+use rex_i18n::msg;
 use rex_store::StoredResource;
 use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};

@@ -28,9 +28,9 @@ use axum::http::header::CONTENT_TYPE;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use rex_i18n::msg;
 use rex_auth::TokenSigner;
 use rex_fhir::IssueCode;
+use rex_i18n::msg;
 use rex_store::Store;
 use serde_json::Value;
 use tokio::net::TcpListener;
@@ -254,9 +254,7 @@ async fn outcome_for_bare_errors(request: Request, next: Next) -> Response {
         return response;
     }
     let (code, message) = match status {
-        StatusCode::METHOD_NOT_ALLOWED => {
-            (IssueCode::NotSupported, msg!("method-not-allowed"))
-        }
+        StatusCode::METHOD_NOT_ALLOWED => (IssueCode::NotSupported, msg!("method-not-allowed")),
         StatusCode::NOT_FOUND => (IssueCode::NotFound, msg!("not-found")),
         s if s.is_server_error() => (IssueCode::Exception, msg!("internal-error")),
         s => (IssueCode::Invalid, msg!("malformed-request", reason = s.canonical_reason().unwrap_or("bad request"))),

@@ -35,10 +35,10 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DateTime, SecondsFormat, Utc};
-use rex_i18n::{Message, Text, msg};
 use rex_fhir::IssueCode;
 use rex_fhir::query::{Handling, SearchQuery};
 use rex_fhir::search::SearchRegistry;
+use rex_i18n::{Message, Text, msg};
 use rex_store::{Isolation, OutboxItem, StoredResource, Tx};
 use serde_json::{Value, json};
 
@@ -169,12 +169,8 @@ pub async fn check_endpoint(state: &AppState, caller: &Caller, op: &WriteOp) -> 
     let endpoint = resource["channel"]["endpoint"].as_str().unwrap_or_default();
     let sandbox = caller.partner().is_some_and(|partner| crate::interactions::intake::is_sandbox(state, partner));
     state.config.delivery_targets.check_endpoint(endpoint, sandbox).await.map_err(|reason| {
-        ApiError::one(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            IssueCode::BusinessRule,
-            msg!("endpoint-refused", reason),
-        )
-        .at("Subscription.channel.endpoint")
+        ApiError::one(StatusCode::UNPROCESSABLE_ENTITY, IssueCode::BusinessRule, msg!("endpoint-refused", reason))
+            .at("Subscription.channel.endpoint")
     })
 }
 
@@ -200,10 +196,7 @@ pub fn accept_subscription(subscription: &mut Value, previous: Option<&StoredRes
     }
     for (index, header) in subscription["channel"]["header"].as_array().into_iter().flatten().enumerate() {
         if !header.as_str().is_some_and(allowed_header) {
-            return Err(invalid(
-                msg!("subscription-header-refused"),
-                &format!("Subscription.channel.header[{index}]"),
-            ));
+            return Err(invalid(msg!("subscription-header-refused"), &format!("Subscription.channel.header[{index}]")));
         }
     }
     if let Some(payload) = subscription["channel"].get("payload") {

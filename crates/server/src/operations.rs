@@ -11,11 +11,11 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
-use rex_i18n::msg;
 use rex_auth::{Principal, StaffRole};
 use rex_fhir::query::{Handling, SearchQuery};
 use rex_fhir::search::SearchRegistry;
 use rex_fhir::{Issue, IssueCode};
+use rex_i18n::msg;
 use serde_json::json;
 
 use crate::AppState;

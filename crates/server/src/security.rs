@@ -14,7 +14,6 @@ use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, PRAGMA, RET
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use rex_i18n::msg;
 use rex_auth::ReplayCache;
 use rex_auth::replay::{BoxFuture, ReplayCacheError};
 use rex_auth::{
@@ -22,6 +21,7 @@ use rex_auth::{
     TokenEndpoint, TokenRequest, TokenSigner, smart_configuration,
 };
 use rex_fhir::IssueCode;
+use rex_i18n::msg;
 use rex_store::Store;
 use serde_json::{Value, json};
 
@@ -200,7 +200,7 @@ pub async fn authenticate(State(state): State<AppState>, mut request: Request, n
                     state.audit.denied("unauthenticated", method.as_str(), &route, None, &err.to_string()).await;
                     let status = StatusCode::from_u16(err.status()).unwrap_or(StatusCode::UNAUTHORIZED);
                     let code = if status == StatusCode::UNAUTHORIZED { IssueCode::Login } else { IssueCode::Forbidden };
-                    let mut response = ApiError::one(status, code, err.to_string()).into_response();
+                    let mut response = ApiError::one(status, code, err.message()).into_response();
                     if let Ok(value) = HeaderValue::from_str(&err.www_authenticate()) {
                         response.headers_mut().insert(WWW_AUTHENTICATE, value);
                     }
@@ -217,12 +217,9 @@ pub async fn authenticate(State(state): State<AppState>, mut request: Request, n
         && let Some(limit) = security.partners.get(partner).and_then(|p| p.rate_limit_per_minute)
         && let Err(wait) = security.rate_limits.take(partner, limit, Instant::now())
     {
-        let mut response = ApiError::one(
-            StatusCode::TOO_MANY_REQUESTS,
-            IssueCode::Throttled,
-            msg!("rate-limited", limit, wait),
-        )
-        .into_response();
+        let mut response =
+            ApiError::one(StatusCode::TOO_MANY_REQUESTS, IssueCode::Throttled, msg!("rate-limited", limit, wait))
+                .into_response();
         response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(wait));
         return labelled(response, &route, &label);
     }

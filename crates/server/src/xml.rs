@@ -9,9 +9,9 @@ use axum::http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, ETAG, LOCATION};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use rex_i18n::msg;
 use rex_fhir::IssueCode;
 use rex_fhir::xml::{from_xml, is_xml_media_type, to_xml};
+use rex_i18n::msg;
 use serde_json::Value;
 
 use crate::AppState;

@@ -4,10 +4,10 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rex_i18n::msg;
 use rex_fhir::query::{Include, Match, Prefix, SearchQuery, SortBy, SortKey, StringMode, SystemMatch, UriMode};
 use rex_fhir::search::{ParamType, SearchRegistry};
 use rex_fhir::{Issue, IssueCode};
+use rex_i18n::msg;
 use sqlx::any::AnyArguments;
 use sqlx::pool::PoolConnection;
 use sqlx::query::Query;
@@ -698,10 +698,7 @@ fn is_cancelled(err: &sqlx::Error, backend: Backend) -> bool {
 }
 
 fn timed_out(timeout: Duration) -> StoreError {
-    StoreError::TooCostly(Issue::error(
-        IssueCode::TooCostly,
-        msg!("search-timed-out", limit = timeout.as_millis()),
-    ))
+    StoreError::TooCostly(Issue::error(IssueCode::TooCostly, msg!("search-timed-out", limit = timeout.as_millis())))
 }
 
 impl Store {

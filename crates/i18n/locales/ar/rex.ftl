@@ -374,3 +374,10 @@ consult-description = استشارة عن بُعد للحصول على رأي ط
 consult-reminder = تذكير: تبدأ الاستشارة عن بُعد الخاصة بإحالتكم في { $start }.
 subscription-configured-reason = تغييرات مهام الإحالة (Task)، من notification_endpoint الخاص بالشريك
 subscription-handshake-failed = فشلت المصافحة (handshake): { $reason }
+
+## access
+
+auth-no-token = لا يوجد رمز حامل (Authorization: Bearer <token>)
+auth-invalid-token = رمز غير صالح: { $reason }
+auth-scope = لا يسمح الرمز بـ { $interaction } على { $resource_type }
+auth-certificate-mismatch = عدم تطابق شهادة العميل: { $reason }

@@ -56,6 +56,10 @@ if-none-exist-entry-multiple-matches = ifNoneExist '{ $query }' matches more tha
 
 staff-only-operation = { $operation } is done by hospital staff; partners cannot run it
 metrics-admins-only = Metrics are for admins
+auth-no-token = no bearer token (Authorization: Bearer <token>)
+auth-invalid-token = invalid token: { $reason }
+auth-scope = the token does not allow { $interaction } on { $resource_type }
+auth-certificate-mismatch = client certificate mismatch: { $reason }
 
 ## subscriptions
 

@@ -374,3 +374,10 @@ consult-description = Teleconsulta para una segunda opinión
 consult-reminder = Recordatorio: la teleconsulta de su derivación comienza el { $start }.
 subscription-configured-reason = Cambios en las Task de derivación, desde el notification_endpoint del socio
 subscription-handshake-failed = Falló el handshake: { $reason }
+
+## access
+
+auth-no-token = no hay token de portador (Authorization: Bearer <token>)
+auth-invalid-token = token no válido: { $reason }
+auth-scope = el token no permite { $interaction } sobre { $resource_type }
+auth-certificate-mismatch = el certificado de cliente no coincide: { $reason }

@@ -374,3 +374,10 @@ consult-description = Téléconsultation pour un second avis
 consult-reminder = Rappel : la téléconsultation de votre demande d'avis commence le { $start }.
 subscription-configured-reason = Modifications des Task de demande d'avis, depuis le notification_endpoint du partenaire
 subscription-handshake-failed = Le handshake a échoué : { $reason }
+
+## access
+
+auth-no-token = aucun jeton porteur (Authorization: Bearer <token>)
+auth-invalid-token = jeton non valide : { $reason }
+auth-scope = le jeton n'autorise pas { $interaction } sur { $resource_type }
+auth-certificate-mismatch = le certificat client ne correspond pas : { $reason }

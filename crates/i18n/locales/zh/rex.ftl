@@ -374,3 +374,10 @@ consult-description = 第二诊疗意见远程会诊
 consult-reminder = 提醒：您的转诊的远程会诊将于 { $start } 开始。
 subscription-configured-reason = 转诊 Task 的变更，来自合作机构的 notification_endpoint
 subscription-handshake-failed = 握手失败：{ $reason }
+
+## access
+
+auth-no-token = 缺少持有者令牌（Authorization: Bearer <token>）
+auth-invalid-token = 令牌无效：{ $reason }
+auth-scope = 该令牌不允许对 { $resource_type } 执行 { $interaction }
+auth-certificate-mismatch = 客户端证书不匹配：{ $reason }

@@ -8,9 +8,9 @@
 use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DateTime, SecondsFormat, Utc};
-use rex_i18n::msg;
 use rex_auth::Principal;
 use rex_fhir::IssueCode;
+use rex_i18n::msg;
 use serde_json::{Value, json};
 
 use crate::AppState;

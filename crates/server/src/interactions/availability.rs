@@ -12,8 +12,8 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{Duration, Utc};
 use chrono_tz::Tz;
-use rex_i18n::msg;
 use rex_fhir::IssueCode;
+use rex_i18n::msg;
 use rex_referral::scheduling::{
     self, CONSULT_SERVICE, INTERPRETING_SERVICE, SERVICE_SYSTEM, SchedulingError, Span, TIMEZONE_EXTENSION,
     WeeklyPattern,

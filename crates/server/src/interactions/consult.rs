@@ -24,9 +24,9 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use chrono_tz::Tz;
-use rex_i18n::{Message, msg};
 use rex_auth::Interaction;
 use rex_fhir::IssueCode;
+use rex_i18n::{Message, msg};
 use rex_referral::scheduling::{
     self, CONSULT_SERVICE, FreeSlot, INTERPRETING_SERVICE, Proposal, Requirement, SERVICE_SYSTEM, Span,
 };
@@ -261,12 +261,8 @@ async fn open_consult(reader: &mut Reader<'_>, caller: &Caller, referral: &str) 
     )?;
     caller.restrict(&mut query);
     reader.search(&query).await?.into_iter().next().ok_or_else(|| {
-        ApiError::one(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            IssueCode::BusinessRule,
-            msg!("consult-none", referral),
-        )
-        .at(&location("referral"))
+        ApiError::one(StatusCode::UNPROCESSABLE_ENTITY, IssueCode::BusinessRule, msg!("consult-none", referral))
+            .at(&location("referral"))
     })
 }
 
@@ -293,17 +289,15 @@ pub async fn request(state: &AppState, caller: &Caller, task_id: &str, body: &Va
             let current = match tx.read_for_update("Task", task_id).await?.filter(|t| !t.deleted) {
                 Some(task) if caller.sees(&task) => task,
                 Some(_) => return Err(ApiError::hidden(&format!("Task/{task_id}"))),
-                None => return Err(ApiError::not_found(msg!("resource-not-known", reference = format!("Task/{task_id}")))),
+                None => {
+                    return Err(ApiError::not_found(msg!("resource-not-known", reference = format!("Task/{task_id}"))));
+                }
             };
             let task = stored_json(&current)?;
             let Some(specialist) = task["owner"]["reference"].as_str().filter(|o| o.starts_with("PractitionerRole/"))
             else {
-                return Err(ApiError::one(
-                    StatusCode::CONFLICT,
-                    IssueCode::BusinessRule,
-                    msg!("consult-claim-first"),
-                )
-                .at("Task.owner"));
+                return Err(ApiError::one(StatusCode::CONFLICT, IssueCode::BusinessRule, msg!("consult-claim-first"))
+                    .at("Task.owner"));
             };
             let referral = task["focus"]["reference"].as_str().ok_or_else(ApiError::internal)?.to_string();
             let existing = parameters::search(
@@ -528,8 +522,7 @@ pub async fn book(state: &AppState, caller: &Caller, body: &Value) -> Result<Res
         }
     }
     if !(1..=2).contains(&slots.len()) {
-        return Err(ApiError::bad_request(msg!("book-slot-count"))
-            .at(&at("slot")));
+        return Err(ApiError::bad_request(msg!("book-slot-count")).at(&at("slot")));
     }
     let context = (state, caller, referral, slots, Utc::now());
     let stored = super::in_transaction(&state.store, rex_store::Isolation::RowLocking, &context, |tx, context| {
@@ -560,11 +553,7 @@ async fn book_in(
         Some("proposed") => false,
         Some("booked") => true,
         _ => {
-            return Err(ApiError::one(
-                StatusCode::CONFLICT,
-                IssueCode::Conflict,
-                msg!("consult-cancelled-meanwhile"),
-            ));
+            return Err(ApiError::one(StatusCode::CONFLICT, IssueCode::Conflict, msg!("consult-cancelled-meanwhile")));
         }
     };
     let consult = consult_of(&appointment)?;
@@ -600,7 +589,11 @@ async fn book_in(
             }
             Some(language) if interpreting && interpreter.is_none() => {
                 if !speaks(&mut Reader::Tx(tx), &actor, language).await? {
-                    return Err(not_for_this_consult(msg!("slot-interpreter-language", slot = format!("Slot/{id}"), language)));
+                    return Err(not_for_this_consult(msg!(
+                        "slot-interpreter-language",
+                        slot = format!("Slot/{id}"),
+                        language
+                    )));
                 }
                 interpreter = Some((id.clone(), actor));
             }
@@ -613,8 +606,7 @@ async fn book_in(
             }
         }
     }
-    let specialist_slot = specialist_slot
-        .ok_or_else(|| not_for_this_consult(msg!("book-needs-specialist-slot")))?;
+    let specialist_slot = specialist_slot.ok_or_else(|| not_for_this_consult(msg!("book-needs-specialist-slot")))?;
     if let (Some(language), None) = (&consult.language, &interpreter) {
         return Err(not_for_this_consult(msg!("book-needs-interpreter", language)));
     }
@@ -764,7 +756,12 @@ pub async fn cancel(state: &AppState, caller: &Caller, id: &str, body: &Value) -
             let current = match tx.read_for_update("Appointment", id).await?.filter(|a| !a.deleted) {
                 Some(found) if caller.sees(&found) => found,
                 Some(_) => return Err(ApiError::hidden(&format!("Appointment/{id}"))),
-                None => return Err(ApiError::not_found(msg!("resource-not-known", reference = format!("Appointment/{id}")))),
+                None => {
+                    return Err(ApiError::not_found(msg!(
+                        "resource-not-known",
+                        reference = format!("Appointment/{id}")
+                    )));
+                }
             };
             let mut appointment = stored_json(&current)?;
             if !has_code(&appointment["serviceType"], SERVICE_SYSTEM, CONSULT_SERVICE) {

@@ -4,9 +4,9 @@ use axum::Extension;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use rex_i18n::msg;
 use rex_fhir::datetime::parse_date_range;
 use rex_fhir::query::{DEFAULT_COUNT, MAX_COUNT};
+use rex_i18n::msg;
 use rex_store::HistoryScope;
 
 use super::query_pairs;
@@ -46,7 +46,9 @@ pub async fn of_instance(
     match state.store.read(&resource_type, &id).await? {
         Some(current) if caller.sees(&current) => {}
         Some(_) => return Err(ApiError::hidden(&format!("{resource_type}/{id}"))),
-        None => return Err(ApiError::not_found(msg!("resource-not-known", reference = format!("{resource_type}/{id}")))),
+        None => {
+            return Err(ApiError::not_found(msg!("resource-not-known", reference = format!("{resource_type}/{id}"))));
+        }
     }
     let path = format!("{resource_type}/{id}/_history");
     history(&state, &caller, HistoryScope::Instance(resource_type, id), &path, query).await

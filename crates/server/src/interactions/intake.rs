@@ -9,9 +9,9 @@
 
 use axum::http::StatusCode;
 use chrono::Utc;
-use rex_i18n::msg;
 use rex_fhir::query::{Handling, SearchQuery};
 use rex_fhir::search::SearchRegistry;
+use rex_i18n::msg;
 use rex_referral::referral::category_of;
 use rex_referral::routing::Queue;
 use rex_referral::task::{ReferralEvent, referral_audit_event, referral_task};

@@ -13,8 +13,8 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use chrono::Utc;
-use rex_i18n::msg;
 use rex_fhir::{Issue, IssueCode};
+use rex_i18n::msg;
 use rex_referral::Referral;
 use rex_referral::workflow::{Action, transition};
 use rex_store::{Isolation, StoredResource};
@@ -143,12 +143,8 @@ fn message_header(message: &Value) -> Result<(), ApiError> {
     }
     let header = &message["entry"][0]["resource"];
     if header["resourceType"] != "MessageHeader" {
-        return Err(ApiError::one(
-            StatusCode::BAD_REQUEST,
-            IssueCode::Structure,
-            msg!("message-header-first"),
-        )
-        .at("Bundle.entry[0]"));
+        return Err(ApiError::one(StatusCode::BAD_REQUEST, IssueCode::Structure, msg!("message-header-first"))
+            .at("Bundle.entry[0]"));
     }
     Ok(())
 }
@@ -233,9 +229,7 @@ async fn run(state: &AppState, caller: &Caller, message: &Value, header: &Value)
         }
         (_, None) => Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            vec![
-                Issue::error(IssueCode::BusinessRule, msg!("message-needs-referral")).at("Bundle.entry"),
-            ],
+            vec![Issue::error(IssueCode::BusinessRule, msg!("message-needs-referral")).at("Bundle.entry")],
         )),
     }
 }

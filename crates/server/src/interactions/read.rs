@@ -1,10 +1,10 @@
 //! read and vread, with conditional reads (`If-None-Match`, `If-Modified-Since`).
 
-use rex_i18n::msg;
 use axum::Extension;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use rex_i18n::msg;
 
 use super::write::known_type;
 use super::{format_param, query_pairs};
@@ -26,7 +26,9 @@ pub async fn read(
     let stored = match state.store.read(&resource_type, &id).await? {
         Some(stored) if caller.sees(&stored) => stored,
         Some(_) => return Err(ApiError::hidden(&format!("{resource_type}/{id}"))),
-        None => return Err(ApiError::not_found(msg!("resource-not-known", reference = format!("{resource_type}/{id}")))),
+        None => {
+            return Err(ApiError::not_found(msg!("resource-not-known", reference = format!("{resource_type}/{id}"))));
+        }
     };
     if stored.deleted {
         return Err(ApiError::gone(msg!("resource-deleted", reference = format!("{resource_type}/{id}"))));
@@ -48,7 +50,8 @@ pub async fn vread(
     Path((resource_type, id, version)): Path<(String, String, String)>,
 ) -> Result<Response, ApiError> {
     known_type(&resource_type)?;
-    let not_found = || ApiError::not_found(msg!("version-not-known", reference = format!("{resource_type}/{id}"), version));
+    let not_found =
+        || ApiError::not_found(msg!("version-not-known", reference = format!("{resource_type}/{id}"), version));
     let number: i64 = version.parse().map_err(|_| not_found())?;
     let stored = state.store.vread(&resource_type, &id, number).await?.ok_or_else(not_found)?;
     // A version is visible when the resource as it is now is: compartments do not change.

@@ -1,12 +1,12 @@
 //! The REST routes of create, update, delete and patch (single resources and conditional forms).
 
-use rex_i18n::msg;
 use axum::Extension;
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::header::LOCATION;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use rex_i18n::msg;
 use serde_json::Value;
 
 use super::write::{
@@ -66,7 +66,9 @@ pub fn write_response(state: &AppState, outcome: &WriteOutcome, prefer: Prefer) 
     let status = outcome.status();
     let Some(stored) = outcome.stored() else {
         return Ok(match prefer.return_ {
-            ReturnPreference::OperationOutcome => fhir_json(StatusCode::OK, &crate::language::success(msg!("outcome-deleted"))),
+            ReturnPreference::OperationOutcome => {
+                fhir_json(StatusCode::OK, &crate::language::success(msg!("outcome-deleted")))
+            }
             _ => StatusCode::NO_CONTENT.into_response(),
         });
     };
@@ -238,9 +240,13 @@ pub async fn patch(
     };
     let current = match state.store.read(&resource_type, &id).await? {
         Some(stored) if !caller.sees(&stored) => return Err(ApiError::hidden(&format!("{resource_type}/{id}"))),
-        Some(stored) if stored.deleted => return Err(ApiError::gone(msg!("resource-deleted", reference = format!("{resource_type}/{id}")))),
+        Some(stored) if stored.deleted => {
+            return Err(ApiError::gone(msg!("resource-deleted", reference = format!("{resource_type}/{id}"))));
+        }
         Some(stored) => stored,
-        None => return Err(ApiError::not_found(msg!("resource-not-known", reference = format!("{resource_type}/{id}")))),
+        None => {
+            return Err(ApiError::not_found(msg!("resource-not-known", reference = format!("{resource_type}/{id}"))));
+        }
     };
     if let Some(expected) = if_match(&headers)?.filter(|v| *v != current.version_id) {
         return Err(ApiError::precondition_failed(msg!("version-conflict", expected, current = current.version_id)));

@@ -17,10 +17,10 @@ use axum::http::header::{ACCEPT, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, NaiveDate};
-use rex_i18n::{Message, msg};
 use rex_auth::{Principal, StaffRole};
 use rex_fhir::datetime::parse_date_range;
 use rex_fhir::{Issue, IssueCode};
+use rex_i18n::{Message, msg};
 use rex_referral::task::AUDIT_SYSTEM;
 use rex_referral::workflow::Action;
 use rex_store::{

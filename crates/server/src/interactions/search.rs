@@ -5,9 +5,9 @@ use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use rex_i18n::msg;
 use rex_fhir::query::SearchQuery;
 use rex_fhir::search::SearchRegistry;
+use rex_i18n::msg;
 
 use super::write::known_type;
 use super::{format_param, query_pairs};

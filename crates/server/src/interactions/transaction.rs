@@ -14,10 +14,10 @@ use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use rex_i18n::{Message, msg};
 use rex_fhir::query::{Handling, SearchQuery};
 use rex_fhir::search::SearchRegistry;
 use rex_fhir::{Issue, IssueCode};
+use rex_i18n::{Message, msg};
 use rex_referral::Referral;
 use rex_store::{Isolation, StoredResource, Tx, format_instant};
 use serde_json::{Value, json};
@@ -189,12 +189,8 @@ pub(super) fn parse_bundle(value: &Value) -> Result<(String, Vec<Entry>), ApiErr
         Some(Value::Array(entries)) if !entries.is_empty() => entries,
         // Nothing to run is a mistake worth hearing about, not an empty success.
         None | Some(Value::Array(_)) => {
-            return Err(ApiError::one(
-                StatusCode::BAD_REQUEST,
-                IssueCode::Required,
-                msg!("bundle-empty", bundle_type),
-            )
-            .at("Bundle.entry"));
+            return Err(ApiError::one(StatusCode::BAD_REQUEST, IssueCode::Required, msg!("bundle-empty", bundle_type))
+                .at("Bundle.entry"));
         }
         Some(_) => return Err(ApiError::bad_request(msg!("bundle-entry-array")).at("Bundle.entry")),
     };
@@ -208,11 +204,8 @@ pub(super) fn parse_bundle(value: &Value) -> Result<(String, Vec<Entry>), ApiErr
                     && let Some(first) = full_urls.insert(full_url.clone(), index)
                 {
                     issues.push(
-                        Issue::error(
-                            IssueCode::Duplicate,
-                            msg!("bundle-duplicate-full-url", full_url, first),
-                        )
-                        .at(format!("Bundle.entry[{index}].fullUrl")),
+                        Issue::error(IssueCode::Duplicate, msg!("bundle-duplicate-full-url", full_url, first))
+                            .at(format!("Bundle.entry[{index}].fullUrl")),
                     );
                 }
                 entries.push(entry);
@@ -250,9 +243,7 @@ fn parse_entry(index: usize, raw: &Value) -> Result<Entry, Issue> {
     let resource = raw.get("resource").cloned();
     if matches!(method, Method::Post | Method::Put | Method::Patch) && !resource.as_ref().is_some_and(Value::is_object)
     {
-        return Err(
-            Issue::error(IssueCode::Required, msg!("bundle-entry-resource")).at(at(".resource"))
-        );
+        return Err(Issue::error(IssueCode::Required, msg!("bundle-entry-resource")).at(at(".resource")));
     }
     let text = |name: &str| request.get(name).and_then(Value::as_str).map(str::to_string);
     let if_match = match text("ifMatch") {
@@ -388,11 +379,8 @@ fn rewrite_references(
                     if let Some(resolved) = ids.get(reference.as_str()) {
                         *reference = resolved.clone();
                     } else if reference.starts_with("urn:uuid:") || reference.starts_with("urn:oid:") {
-                        return Err(Issue::error(
-                            IssueCode::NotFound,
-                            msg!("bundle-reference-unknown", reference),
-                        )
-                        .at(path.clone()));
+                        return Err(Issue::error(IssueCode::NotFound, msg!("bundle-reference-unknown", reference))
+                            .at(path.clone()));
                     } else if reference.contains('?') {
                         pending.push((path.clone(), reference.clone()));
                     }
@@ -579,7 +567,11 @@ pub(super) async fn transaction_body(
                                 return Err(entry.locate(ApiError::one(
                                     StatusCode::PRECONDITION_FAILED,
                                     IssueCode::MultipleMatches,
-                                    msg!("if-none-exist-entry-multiple-matches", query, resource_type = url.resource_type),
+                                    msg!(
+                                        "if-none-exist-entry-multiple-matches",
+                                        query,
+                                        resource_type = url.resource_type
+                                    ),
                                 )));
                             }
                         }

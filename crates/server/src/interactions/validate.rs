@@ -8,8 +8,8 @@ use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use rex_i18n::msg;
 use rex_fhir::{Issue, IssueCode};
+use rex_i18n::msg;
 use serde_json::Value;
 
 use super::write::known_type;
@@ -181,12 +181,16 @@ async fn run(
         let stored = match state.store.read(resource_type, id).await?.filter(|s| !s.deleted) {
             Some(stored) if caller.sees(&stored) => stored,
             Some(_) => return Err(ApiError::hidden(&format!("{resource_type}/{id}"))),
-            None => return Err(ApiError::not_found(msg!("resource-not-known", reference = format!("{resource_type}/{id}")))),
+            None => {
+                return Err(ApiError::not_found(msg!(
+                    "resource-not-known",
+                    reference = format!("{resource_type}/{id}")
+                )));
+            }
         };
         resource = Some(stored_json(&stored)?);
     }
-    let resource = resource
-        .ok_or_else(|| ApiError::bad_request(msg!("validate-no-resource")))?;
+    let resource = resource.ok_or_else(|| ApiError::bad_request(msg!("validate-no-resource")))?;
     if let Some(expected) = resource_type
         && resource["resourceType"].as_str() != Some(expected)
     {

@@ -6,8 +6,8 @@
 use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{SecondsFormat, Utc};
-use rex_i18n::msg;
 use rex_fhir::IssueCode;
+use rex_i18n::msg;
 use rex_referral::task::{AUDIT_SYSTEM, extension_url};
 use rex_referral::workflow::{Action, TransitionError, transition};
 use rex_store::{Isolation, StoredResource, Tx};

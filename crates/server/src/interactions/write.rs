@@ -6,11 +6,11 @@ use std::fmt::Write;
 
 use axum::http::StatusCode;
 use base64::Engine;
-use rex_i18n::msg;
 use rex_fhir::query::{Handling, SearchQuery};
 use rex_fhir::search::{SearchRegistry, split_reference};
 use rex_fhir::structure::StructureModel;
 use rex_fhir::{Issue, IssueCode};
+use rex_i18n::msg;
 use rex_store::{Change, DeleteOutcome, Isolation, StoredResource, Tx};
 use serde_json::Value;
 
@@ -107,11 +107,7 @@ pub fn known_type(resource_type: &str) -> Result<(), ApiError> {
     if StructureModel::r4().is_resource_type(resource_type) {
         Ok(())
     } else {
-        Err(ApiError::one(
-            StatusCode::NOT_FOUND,
-            IssueCode::NotSupported,
-            msg!("unknown-resource-type", resource_type),
-        ))
+        Err(ApiError::one(StatusCode::NOT_FOUND, IssueCode::NotSupported, msg!("unknown-resource-type", resource_type)))
     }
 }
 
@@ -137,22 +133,14 @@ fn check_addressing(resource_type: &str, resource: &Value) -> Result<(), ApiErro
             return Err(ApiError::bad_request(msg!("wrong-resource-type", found, resource_type)).at(found));
         }
         None => {
-            return Err(ApiError::one(
-                StatusCode::BAD_REQUEST,
-                IssueCode::Required,
-                msg!("no-resource-type"),
-            ));
+            return Err(ApiError::one(StatusCode::BAD_REQUEST, IssueCode::Required, msg!("no-resource-type")));
         }
     }
     if let Some(id) = resource.get("id")
         && !id.as_str().is_some_and(valid_id)
     {
-        return Err(ApiError::one(
-            StatusCode::BAD_REQUEST,
-            IssueCode::Value,
-            msg!("invalid-id"),
-        )
-        .at(&format!("{resource_type}.id")));
+        return Err(ApiError::one(StatusCode::BAD_REQUEST, IssueCode::Value, msg!("invalid-id"))
+            .at(&format!("{resource_type}.id")));
     }
     Ok(())
 }
@@ -344,7 +332,9 @@ async fn write(
             match tx.delete(resource_type, &id, if_match).await? {
                 DeleteOutcome::Deleted(version) => Ok(WriteOutcome::Deleted(Some(version))),
                 DeleteOutcome::AlreadyDeleted => Ok(WriteOutcome::NothingDeleted),
-                DeleteOutcome::NotFound => Err(ApiError::not_found(msg!("resource-not-known", reference = format!("{resource_type}/{id}")))),
+                DeleteOutcome::NotFound => {
+                    Err(ApiError::not_found(msg!("resource-not-known", reference = format!("{resource_type}/{id}"))))
+                }
             }
         }
     }
@@ -443,9 +433,13 @@ pub(super) async fn patched(
         return Err(ApiError::not_found(msg!("condition-no-match", resource_type)));
     };
     let current = match current_for(tx, caller, resource_type, &id).await? {
-        Some(stored) if stored.deleted => return Err(ApiError::gone(msg!("resource-deleted", reference = format!("{resource_type}/{id}")))),
+        Some(stored) if stored.deleted => {
+            return Err(ApiError::gone(msg!("resource-deleted", reference = format!("{resource_type}/{id}"))));
+        }
         Some(stored) => stored,
-        None => return Err(ApiError::not_found(msg!("resource-not-known", reference = format!("{resource_type}/{id}")))),
+        None => {
+            return Err(ApiError::not_found(msg!("resource-not-known", reference = format!("{resource_type}/{id}"))));
+        }
     };
     if let Some(expected) = if_match.filter(|v| *v != current.version_id) {
         return Err(ApiError::precondition_failed(msg!("version-conflict", expected, current = current.version_id)));
@@ -461,19 +455,11 @@ pub fn apply_patch(resource_type: &str, current: &StoredResource, patch: &Value)
     let patch: json_patch::Patch = serde_json::from_value(patch.clone())
         .map_err(|err| ApiError::bad_request(msg!("patch-invalid", error = err)))?;
     json_patch::patch(&mut resource, &patch).map_err(|err| {
-        ApiError::one(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            IssueCode::Processing,
-            msg!("patch-failed", error = err),
-        )
+        ApiError::one(StatusCode::UNPROCESSABLE_ENTITY, IssueCode::Processing, msg!("patch-failed", error = err))
     })?;
     check_resource(resource_type, &resource)?;
     if resource.get("id").and_then(Value::as_str) != Some(current.id.as_str()) {
-        return Err(ApiError::one(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            IssueCode::Processing,
-            msg!("patch-changes-id"),
-        ));
+        return Err(ApiError::one(StatusCode::UNPROCESSABLE_ENTITY, IssueCode::Processing, msg!("patch-changes-id")));
     }
     Ok(resource)
 }
@@ -503,9 +489,7 @@ pub fn patch_from_binary(binary: &Value) -> Result<Value, ApiError> {
     if binary.get("resourceType").and_then(Value::as_str) != Some("Binary")
         || !content_type.starts_with("application/json-patch+json")
     {
-        return Err(ApiError::unsupported_media(
-            msg!("patch-entry-binary"),
-        ));
+        return Err(ApiError::unsupported_media(msg!("patch-entry-binary")));
     }
     let data = binary.get("data").and_then(Value::as_str).unwrap_or_default();
     let bytes = base64::engine::general_purpose::STANDARD
