@@ -51,7 +51,7 @@ pub async fn run(args: ReportArgs) -> Result<(), String> {
     }
     let now = now_micros();
     let period = match &args.since {
-        Some(since) => Period::parse(&format!("{since}/"), now).map_err(|e| format!("--since: {e}"))?,
+        Some(since) => Period::parse(&format!("{since}/"), now).map_err(|e| format!("--since: {}", e.english()))?,
         None => Period::recent(now),
     };
     // As the API answers 404 for a partner it does not know, so does the report (and exits 1),

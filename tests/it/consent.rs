@@ -80,6 +80,13 @@ async fn a_referral_without_an_active_consent_is_refused(app: &TestApp) {
     let reply = app.send_as(&token, Method::POST, "", Some(&referral_of(PARTNER_CONSENT, "C-1", Some(revoked)))).await;
     assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", reply.body);
     assert_eq!(expressions(&reply), vec!["Bundle.entry[3].resource.status"]);
+    // This partner reads French (its configured language), the reason inside the refusal too.
+    let issue = &reply.body["issue"][0];
+    assert_eq!(
+        issue["diagnostics"],
+        "Ce Consent ne peut pas couvrir la demande d'avis : status vaut 'inactive' et non 'active'"
+    );
+    assert_eq!(issue["details"]["text"], "This Consent cannot carry the referral: status is 'inactive', not 'active'");
 
     let yesterday = (Utc::now() - Duration::days(1)).format("%Y-%m-%d").to_string();
     let mut expired = consent(&yesterday);

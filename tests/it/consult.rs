@@ -241,6 +241,8 @@ async fn a_dubai_partner_books_a_los_angeles_consult_with_an_arabic_interpreter(
     let (request, task) = claimed_referral(app, &clinic, PARTNER_B, "TH-1", "ar-AE").await;
     let proposed = request_consult(app, &clinic, &task).await;
     assert_eq!(proposed["status"], "proposed");
+    let description = proposed["description"].as_str().unwrap();
+    assert!(description.starts_with("استشارة عن بُعد"), "in the partner's language (Arabic): {description}");
     assert_eq!(proposed["requestedPeriod"][0]["start"], "2027-03-08T04:00:00+04:00", "in the partner's zone");
     let waiting = app.send_as(&clinic.specialist, Method::GET, &format!("Task/{task}"), None).await.body;
     assert_eq!(
@@ -396,6 +398,14 @@ async fn a_dubai_partner_books_a_los_angeles_consult_with_an_arabic_interpreter(
         .map(|appointment| event(appointment).to_string())
         .collect();
     assert_eq!(events, ["proposed", "booked", "rescheduled", "reminder", "cancelled"]);
+    let reminder = endpoint_receiver
+        .notifications()
+        .iter()
+        .map(|bundle| bundle["entry"][1]["resource"].clone())
+        .find(|resource| resource["resourceType"] == "Appointment" && event(resource) == "reminder")
+        .unwrap();
+    let text = reminder["comment"].as_str().unwrap();
+    assert!(text.starts_with("تذكير") && text.contains("2027-03-08T21:00:00+04:00"), "Arabic, in its zone: {text}");
 }
 
 /// One hour of the specialist's: Wednesday 10 March 2027, 09:00 in Los Angeles.

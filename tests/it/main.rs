@@ -19,6 +19,7 @@ mod fixtures;
 mod guide;
 mod intake;
 mod invalid_fixtures;
+mod language;
 mod limits;
 mod logging;
 mod message;

@@ -181,6 +181,11 @@ impl TestAuth {
             if id == PARTNER_CONSENT {
                 toml.push_str("require_consent = true\n");
             }
+            // The French clinic reads rex's texts in French, the Dubai partner in Arabic.
+            let language = [(PARTNER_CONSENT, "fr"), (PARTNER_B, "ar")].into_iter().find(|(p, _)| p == id);
+            if let Some((_, language)) = language {
+                toml.push_str(&format!("language = \"{language}\"\n"));
+            }
             if let Some((_, fingerprint)) = certificates.iter().find(|(partner, _)| partner == id) {
                 toml.push_str(&format!("client_cert_sha256 = \"{fingerprint}\"\n"));
             }

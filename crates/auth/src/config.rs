@@ -50,6 +50,9 @@ pub struct Partner {
     /// The partner's IANA time zone: consult times it is offered and booked carry its offset
     /// (UTC when not configured).
     pub timezone: Option<chrono_tz::Tz>,
+    /// The language rex writes its error texts and notification texts to the partner in, when a
+    /// request's `Accept-Language` names none rex writes (English when not configured).
+    pub language: Option<rex_i18n::Lang>,
     /// What a `meta.profile` rex does not know does to its resources: `warn` or `reject`; `None`
     /// follows the server's `--unknown-profiles`.
     pub unknown_profiles: Option<String>,
@@ -239,6 +242,7 @@ struct RawPartner {
     #[serde(default)]
     require_consent: bool,
     timezone: Option<String>,
+    language: Option<String>,
     unknown_profiles: Option<String>,
 }
 
@@ -425,6 +429,14 @@ fn validate_partner(
             None
         }
     };
+    let language = match raw.language.as_deref().map(rex_i18n::Lang::from_tag) {
+        None => None,
+        Some(Some(lang)) => Some(lang),
+        Some(None) => {
+            problem("language", "must be one of the languages rex writes: en, es, ar, zh or fr".into());
+            None
+        }
+    };
     if let Some(policy) = &raw.unknown_profiles
         && !["warn", "reject"].contains(&policy.as_str())
     {
@@ -447,6 +459,7 @@ fn validate_partner(
         rate_limit_per_minute: raw.rate_limit_per_minute,
         require_consent: raw.require_consent,
         timezone,
+        language,
         unknown_profiles: raw.unknown_profiles,
     })
 }
@@ -528,6 +541,7 @@ profiles = ["http://example.org/StructureDefinition/a-referral"]
 notification_endpoint = "https://a.example/fhir/notify"
 rate_limit_per_minute = 120
 timezone = "Asia/Dubai"
+language = "ar"
 
 [[partner]]
 id = "hospital-b"
@@ -567,6 +581,7 @@ notification_payload = "id-only"
         assert!(b.sandbox && b.keys.select(Some("b1")).is_some());
         assert_eq!((a.notification_payload.as_str(), b.notification_payload.as_str()), ("full-resource", "id-only"));
         assert_eq!((a.timezone, b.timezone), (Some(chrono_tz::Asia::Dubai), None));
+        assert_eq!((a.language, b.language), (Some(rex_i18n::Lang::Ar), None));
         let oidc = config.oidc.unwrap();
         assert_eq!(oidc.claims.role, "realm_access.roles");
         assert_eq!(oidc.claims.queues, "rex_queues", "default claim name");
@@ -659,6 +674,7 @@ notification_endpoint = "http://insecure.example"
 notification_payload = "everything"
 rate_limit_per_minute = 0
 timezone = "Gulf/Standard"
+language = "de"
 
 [[partner]]
 name = "No id"
@@ -689,6 +705,7 @@ admin = "specialist"
             "partner \"bad\", field `notification_payload`: must be full-resource, id-only or empty",
             "partner \"bad\", field `rate_limit_per_minute`: must be at least 1",
             "partner \"bad\", field `timezone`: must be an IANA time zone name",
+            "partner \"bad\", field `language`: must be one of the languages rex writes",
             "partner #4, field `id`: is required",
             "partner #4, field `jwks_file`: cannot read /nonexistent/missing.json",
             "partner #4, field `scopes`: must list at least one scope",

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use rex_i18n::{Message, msg};
 use serde_json::{Map, Value};
 
 use crate::assertion::{CLOCK_SKEW, audience_matches, numeric_date};
@@ -84,18 +85,28 @@ impl Principal {
 /// Why a request was not authenticated or not authorised. Messages never contain tokens or
 /// resource content, so they can be logged and returned.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{}", self.message().english())]
 pub enum AuthError {
-    #[error("no bearer token (Authorization: Bearer <token>)")]
     MissingToken,
-    #[error("invalid token: {0}")]
     InvalidToken(String),
-    #[error("the token does not allow {interaction:?} on {resource_type}")]
     InsufficientScope { resource_type: String, interaction: Interaction },
-    #[error("client certificate mismatch: {0}")]
     CertificateMismatch(String),
 }
 
 impl AuthError {
+    /// The refusal in the catalogue, for the caller's language (the reasons inside stay English:
+    /// they name token and certificate details).
+    pub fn message(&self) -> Message {
+        match self {
+            AuthError::MissingToken => msg!("auth-no-token"),
+            AuthError::InvalidToken(reason) => msg!("auth-invalid-token", reason),
+            AuthError::InsufficientScope { resource_type, interaction } => {
+                msg!("auth-scope", interaction = format!("{interaction:?}"), resource_type)
+            }
+            AuthError::CertificateMismatch(reason) => msg!("auth-certificate-mismatch", reason),
+        }
+    }
+
     /// 401 for authentication failures, 403 for a valid caller who may not do this.
     pub fn status(&self) -> u16 {
         match self {

@@ -6,6 +6,7 @@
 //! structural error naming each one's location. The check, and the depth limit, are part of the one
 //! pass that builds the value.
 
+use rex_i18n::msg;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -24,7 +25,7 @@ pub const DEFAULT_MAX_DEPTH: usize = 64;
 pub fn parse_body(bytes: &[u8], max_depth: usize) -> Result<Value, Vec<Issue>> {
     let value = parse(bytes, max_depth)?;
     if !value.is_object() {
-        return Err(vec![Issue::error(IssueCode::Structure, "The body must be a JSON object holding a FHIR resource")]);
+        return Err(vec![Issue::error(IssueCode::Structure, msg!("json-not-object"))]);
     }
     Ok(value)
 }
@@ -43,7 +44,7 @@ pub fn parse(bytes: &[u8], max_depth: usize) -> Result<Value, Vec<Issue>> {
         Err(_) if checks.too_deep => return Err(vec![too_deep(max_depth)]),
         Err(err) if err.to_string().starts_with("recursion limit exceeded") => return Err(vec![too_deep(max_depth)]),
         Err(err) => {
-            return Err(vec![Issue::error(IssueCode::Structure, format!("The body is not valid JSON: {err}"))]);
+            return Err(vec![Issue::error(IssueCode::Structure, msg!("json-invalid", error = err))]);
         }
     };
     if checks.duplicates.is_empty() {
@@ -54,7 +55,7 @@ pub fn parse(bytes: &[u8], max_depth: usize) -> Result<Value, Vec<Issue>> {
 }
 
 pub(crate) fn too_deep(max_depth: usize) -> Issue {
-    Issue::error(IssueCode::TooCostly, format!("The JSON body nests deeper than the limit of {max_depth} levels"))
+    Issue::error(IssueCode::TooCostly, msg!("json-too-deep", limit = max_depth))
 }
 
 pub(crate) fn depth(value: &Value) -> usize {
@@ -107,8 +108,7 @@ impl Duplicate {
             }
         }
         let Some(Step::Key(key)) = self.steps.first() else { unreachable!("a duplicate starts at its key") };
-        Issue::error(IssueCode::Structure, format!("The key '{key}' appears more than once in the same JSON object"))
-            .at(location)
+        Issue::error(IssueCode::Structure, msg!("json-duplicate-key", key)).at(location)
     }
 }
 

@@ -1,5 +1,6 @@
 //! OperationOutcome issues: the one shape every error and warning takes before it reaches a client.
 
+use rex_i18n::{Lang, Message, Text};
 use serde_json::{Value, json};
 
 /// How bad an issue is (`OperationOutcome.issue.severity`).
@@ -83,17 +84,34 @@ impl IssueCode {
 pub struct Issue {
     pub severity: Severity,
     pub code: IssueCode,
+    /// In English (logs, the scorecard, `details.text` for support staff).
     pub diagnostics: String,
     pub expression: Option<String>,
+    /// The catalogue message `diagnostics` was rendered from, when rex wrote it: the partner
+    /// reads it in its language. `None` for text quoted as written (a profile's own message).
+    pub message: Option<Message>,
 }
 
 impl Issue {
-    pub fn error(code: IssueCode, diagnostics: impl Into<String>) -> Issue {
-        Issue { severity: Severity::Error, code, diagnostics: diagnostics.into(), expression: None }
+    /// `diagnostics` is a catalogue message (`rex_i18n::msg!`) or text kept as written.
+    pub fn error(code: IssueCode, diagnostics: impl Into<Text>) -> Issue {
+        Issue::with(Severity::Error, code, diagnostics.into())
     }
 
-    pub fn information(code: IssueCode, diagnostics: impl Into<String>) -> Issue {
-        Issue { severity: Severity::Information, code, diagnostics: diagnostics.into(), expression: None }
+    pub fn information(code: IssueCode, diagnostics: impl Into<Text>) -> Issue {
+        Issue::with(Severity::Information, code, diagnostics.into())
+    }
+
+    fn with(severity: Severity, code: IssueCode, text: Text) -> Issue {
+        Issue { severity, code, diagnostics: text.english, expression: None, message: text.message }
+    }
+
+    /// `diagnostics` in `lang` (English where the issue has no catalogue message).
+    pub fn diagnostics_in(&self, lang: Lang) -> String {
+        match &self.message {
+            Some(message) if lang != Lang::En => message.render(lang),
+            _ => self.diagnostics.clone(),
+        }
     }
 
     /// Sets the FHIRPath location of the issue.
@@ -120,15 +138,22 @@ impl Issue {
     }
 }
 
-/// Builds an OperationOutcome resource from issues, in the order given.
+/// Builds an OperationOutcome resource from issues, in the order given, in English.
 pub fn operation_outcome(issues: &[Issue]) -> Value {
+    operation_outcome_in(issues, Lang::En)
+}
+
+/// An OperationOutcome for a reader of `lang`: `diagnostics` in that language, `details.text`
+/// always in English, so support staff read every outcome a partner forwards them.
+pub fn operation_outcome_in(issues: &[Issue], lang: Lang) -> Value {
     let issues: Vec<Value> = issues
         .iter()
         .map(|issue| {
             let mut value = json!({
                 "severity": issue.severity.as_str(),
                 "code": issue.code.as_str(),
-                "diagnostics": issue.diagnostics,
+                "details": {"text": issue.diagnostics},
+                "diagnostics": issue.diagnostics_in(lang),
             });
             if let Some(expression) = &issue.expression {
                 value["expression"] = json!([expression]);
@@ -140,8 +165,8 @@ pub fn operation_outcome(issues: &[Issue]) -> Value {
 }
 
 /// An OperationOutcome that reports success, for `Prefer: return=OperationOutcome`.
-pub fn success_outcome(message: &str) -> Value {
-    operation_outcome(&[Issue::information(IssueCode::Informational, message)])
+pub fn success_outcome(message: impl Into<Text>, lang: Lang) -> Value {
+    operation_outcome_in(&[Issue::information(IssueCode::Informational, message)], lang)
 }
 
 #[cfg(test)]
@@ -164,5 +189,16 @@ mod tests {
         let outcome = operation_outcome(&[Issue::error(IssueCode::NotFound, "gone").at("Patient.id")]);
         assert_eq!(outcome["issue"][0]["code"], "not-found");
         assert_eq!(outcome["issue"][0]["expression"][0], "Patient.id");
+    }
+
+    #[test]
+    fn outcome_in_a_language_keeps_english_in_details() {
+        let translated = Issue::error(IssueCode::NotFound, rex_i18n::msg!("resource-not-known", reference = "Task/t1"));
+        let quoted = Issue::error(IssueCode::Invariant, "A profile's own words");
+        let outcome = operation_outcome_in(&[translated, quoted], Lang::Es);
+        assert_eq!(outcome["issue"][0]["details"]["text"], "Task/t1 is not known");
+        assert_eq!(outcome["issue"][0]["diagnostics"], "No se conoce Task/t1");
+        assert_eq!(outcome["issue"][1]["diagnostics"], "A profile's own words");
+        assert_eq!(outcome["issue"][1]["details"]["text"], "A profile's own words");
     }
 }

@@ -5,6 +5,7 @@
 use crate::datetime::parse_date_range;
 use crate::outcome::{Issue, IssueCode};
 use crate::search::{ParamType, SearchParamDef, SearchRegistry, normalize_string};
+use rex_i18n::{Text, msg};
 
 /// Default page size when the client gives no `_count`.
 pub const DEFAULT_COUNT: usize = 20;
@@ -206,13 +207,11 @@ impl SearchQuery {
     fn check_cost(&self) -> Result<(), Issue> {
         let parameters = self.criteria.len() + self.include.len() + self.revinclude.len();
         if parameters > MAX_PARAMETERS {
-            return Err(too_costly(format!(
-                "The search has more than {MAX_PARAMETERS} parameters (criteria, _include and _revinclude), rex's limit"
-            )));
+            return Err(too_costly(msg!("search-too-many-parameters", limit = MAX_PARAMETERS)));
         }
         let values: usize = self.criteria.iter().map(|criterion| criterion.alternatives.len()).sum();
         if values > MAX_VALUES {
-            return Err(too_costly(format!("The search has more than {MAX_VALUES} values in all, rex's limit")));
+            return Err(too_costly(msg!("search-too-many-values", limit = MAX_VALUES)));
         }
         Ok(())
     }
@@ -237,7 +236,9 @@ impl SearchQuery {
                 let iterate = match modifier {
                     None => false,
                     Some("iterate" | "recurse") => true,
-                    Some(other) => return Err(unsupported(format!("Unknown modifier ':{other}' on {code}"))),
+                    Some(other) => {
+                        return Err(unsupported(msg!("search-unknown-include-modifier", modifier = other, code)));
+                    }
                 };
                 let include = parse_include(registry, value, iterate)?;
                 if code == "_include" {
@@ -253,7 +254,7 @@ impl SearchQuery {
                     Ok(())
                 }
                 "false" => Ok(()),
-                other => Err(unsupported(format!("_summary={other} is not supported (only count and false)"))),
+                other => Err(unsupported(msg!("search-summary-unsupported", value = other))),
             },
             "_total" => match value {
                 "none" => {
@@ -264,10 +265,10 @@ impl SearchQuery {
                     self.total = true;
                     Ok(())
                 }
-                other => Err(invalid(format!("_total must be none, estimate or accurate, not '{other}'"))),
+                other => Err(invalid(msg!("search-total-invalid", value = other))),
             },
-            _ if code.contains('.') => Err(unsupported("Chained search parameters are not supported")),
-            "_has" => Err(unsupported("Reverse chaining (_has) is not supported")),
+            _ if code.contains('.') => Err(unsupported(msg!("search-chaining-unsupported"))),
+            "_has" => Err(unsupported(msg!("search-has-unsupported"))),
             _ => match registry.param(&self.resource_type, code).filter(|def| def.is_supported()) {
                 Some(def) => {
                     let criterion = parse_criterion(def, modifier, value)?;
@@ -275,10 +276,7 @@ impl SearchQuery {
                     Ok(())
                 }
                 None if handling == Handling::Lenient => Ok(()),
-                None => Err(unsupported(format!(
-                    "Unknown or unsupported search parameter '{code}' for {}",
-                    self.resource_type
-                ))),
+                None => Err(unsupported(msg!("search-unknown-parameter", code, resource_type = self.resource_type))),
             },
         }
     }
@@ -286,7 +284,7 @@ impl SearchQuery {
     fn parse_sort(&mut self, registry: &SearchRegistry, value: &str) -> Result<(), Issue> {
         for item in value.split(',').filter(|item| !item.is_empty()) {
             if self.sort.len() == MAX_SORT_KEYS {
-                return Err(too_costly(format!("_sort has more than {MAX_SORT_KEYS} keys, rex's limit")));
+                return Err(too_costly(msg!("search-too-many-sort-keys", limit = MAX_SORT_KEYS)));
             }
             let (descending, code) = match item.strip_prefix('-') {
                 Some(code) => (true, code),
@@ -299,15 +297,13 @@ impl SearchQuery {
                     Some(ParamType::Date) => SortBy::Date(code.to_string()),
                     Some(ParamType::String) => SortBy::String(code.to_string()),
                     _ => {
-                        return Err(unsupported(format!(
-                            "Sorting by '{code}' is not supported (use _lastUpdated, _id, a date or a string parameter)"
-                        )));
+                        return Err(unsupported(msg!("search-sort-unsupported", code)));
                     }
                 },
             };
             // Each key is one more ORDER BY term over every match; a repeat orders nothing new.
             if self.sort.iter().any(|key| key.by == by) {
-                return Err(invalid(format!("_sort names '{code}' more than once")));
+                return Err(invalid(msg!("search-sort-repeated", code)));
             }
             self.sort.push(SortKey { by, descending });
         }
@@ -318,21 +314,21 @@ impl SearchQuery {
 fn parse_include(registry: &SearchRegistry, value: &str, iterate: bool) -> Result<Include, Issue> {
     let mut parts = value.split(':');
     let source_type = parts.next().unwrap_or_default();
-    let param = parts.next().ok_or_else(|| invalid(format!("'{value}' is not of the form Type:param[:Target]")))?;
+    let param = parts.next().ok_or_else(|| invalid(msg!("search-include-form", value)))?;
     let target_type = parts.next().map(str::to_string);
     if !registry.is_resource_type(source_type) {
-        return Err(invalid(format!("Unknown resource type '{source_type}' in '{value}'")));
+        return Err(invalid(msg!("search-include-unknown-type", resource_type = source_type, value)));
     }
     if param != "*" {
         match registry.param(source_type, param) {
             Some(def) if def.param_type == ParamType::Reference && def.is_supported() => {}
-            _ => return Err(invalid(format!("'{param}' is not a reference parameter of {source_type}"))),
+            _ => return Err(invalid(msg!("search-include-not-reference", param, resource_type = source_type))),
         }
     }
     if let Some(target) = &target_type
         && !registry.is_resource_type(target)
     {
-        return Err(invalid(format!("Unknown resource type '{target}' in '{value}'")));
+        return Err(invalid(msg!("search-include-unknown-type", resource_type = target, value)));
     }
     Ok(Include { source_type: source_type.to_string(), param: param.to_string(), target_type, iterate })
 }
@@ -343,20 +339,21 @@ fn parse_criterion(def: &SearchParamDef, modifier: Option<&str>, value: &str) ->
         let missing = match value {
             "true" => true,
             "false" => false,
-            other => return Err(invalid(format!(":missing takes true or false, not '{other}'"))),
+            other => return Err(invalid(msg!("search-missing-value", value = other))),
         };
         criterion.alternatives.push(Match::Missing(missing));
         return Ok(criterion);
     }
     let values = split_unescaped(value, ',');
     if values.iter().all(String::is_empty) {
-        return Err(invalid(format!("Search parameter '{}' has no value", def.code)));
+        return Err(invalid(msg!("search-no-value", code = def.code)));
     }
     if values.len() > MAX_VALUES_PER_PARAMETER {
-        return Err(too_costly(format!(
-            "Search parameter '{}' has {} values; rex's limit is {MAX_VALUES_PER_PARAMETER} per parameter",
-            def.code,
-            values.len()
+        return Err(too_costly(msg!(
+            "search-parameter-too-many-values",
+            code = def.code,
+            count = values.len(),
+            limit = MAX_VALUES_PER_PARAMETER
         )));
     }
     for raw in values {
@@ -393,9 +390,9 @@ fn parse_criterion(def: &SearchParamDef, modifier: Option<&str>, value: &str) ->
             (ParamType::Uri, Some("below")) => Match::Uri { mode: UriMode::Below, value: raw },
             (ParamType::Uri, Some("above")) => Match::Uri { mode: UriMode::Above, value: raw },
             (_, Some(other)) => {
-                return Err(unsupported(format!("Modifier ':{other}' is not supported on '{}'", def.code)));
+                return Err(unsupported(msg!("search-modifier-unsupported", modifier = other, code = def.code)));
             }
-            (_, None) => return Err(unsupported(format!("Search parameter '{}' is not supported", def.code))),
+            (_, None) => return Err(unsupported(msg!("search-parameter-unsupported", code = def.code))),
         };
         criterion.alternatives.push(alternative);
     }
@@ -438,8 +435,7 @@ fn parse_quantity(raw: &str) -> Result<Match, Issue> {
 
 fn parse_date_value(raw: &str) -> Result<(Prefix, i64, i64), Issue> {
     let (prefix, date) = split_prefix(raw);
-    let (low, high) = parse_date_range(date)
-        .ok_or_else(|| invalid(format!("'{date}' is not a valid FHIR date, dateTime or instant")))?;
+    let (low, high) = parse_date_range(date).ok_or_else(|| invalid(msg!("search-date-invalid", value = date)))?;
     Ok((prefix, low, high))
 }
 
@@ -465,9 +461,9 @@ fn split_prefix(raw: &str) -> (Prefix, &str) {
 
 /// A number's implied range: `100` means [99.5, 100.5], `100.0` means [99.95, 100.05].
 fn number_range(text: &str) -> Result<(f64, f64), Issue> {
-    let value: f64 = text.parse().map_err(|_| invalid(format!("'{text}' is not a number")))?;
+    let value: f64 = text.parse().map_err(|_| invalid(msg!("search-not-a-number", value = text)))?;
     if !value.is_finite() {
-        return Err(invalid(format!("'{text}' is not a finite number")));
+        return Err(invalid(msg!("search-not-finite", value = text)));
     }
     let mantissa = text.split(['e', 'E']).next().unwrap_or(text);
     let decimals = mantissa.split_once('.').map_or(0, |(_, fraction)| fraction.len()) as i32;
@@ -498,18 +494,18 @@ fn split_unescaped(value: &str, separator: char) -> Vec<String> {
 }
 
 fn parse_usize(value: &str, name: &str) -> Result<usize, Issue> {
-    value.parse().map_err(|_| invalid(format!("{name} must be a non-negative integer, not '{value}'")))
+    value.parse().map_err(|_| invalid(msg!("search-not-count", name, value)))
 }
 
-fn invalid(message: impl Into<String>) -> Issue {
+fn invalid(message: impl Into<Text>) -> Issue {
     Issue::error(IssueCode::Invalid, message)
 }
 
-fn unsupported(message: impl Into<String>) -> Issue {
+fn unsupported(message: impl Into<Text>) -> Issue {
     Issue::error(IssueCode::NotSupported, message)
 }
 
-fn too_costly(message: impl Into<String>) -> Issue {
+fn too_costly(message: impl Into<Text>) -> Issue {
     Issue::error(IssueCode::TooCostly, message)
 }
 

@@ -24,6 +24,7 @@ use fhirbolt::FhirReleases;
 use fhirbolt::element::Element;
 use fhirbolt::serde::{DeserializationConfig, DeserializationMode};
 use quick_xml::events::{BytesStart, Event};
+use rex_i18n::{Message, msg};
 use serde_json::{Map, Value};
 
 use crate::json::{depth, too_deep};
@@ -55,12 +56,12 @@ pub fn from_xml(bytes: &[u8], max_depth: usize) -> Result<Value, Issue> {
     let guarded = guard(bytes, max_depth)?;
     let config = Some(DeserializationConfig { mode: DeserializationMode::Strict });
     let element: R4Element = fhirbolt::xml::from_slice(&guarded.xml, config)
-        .map_err(|err| Issue::error(IssueCode::Structure, format!("The body is not valid FHIR XML: {err}")))?;
+        .map_err(|err| Issue::error(IssueCode::Structure, msg!("xml-not-fhir", error = err)))?;
     let mut value = fhirbolt::json::to_json_value(element, None)
-        .map_err(|err| Issue::error(IssueCode::Structure, format!("The body is not valid FHIR XML: {err}")))?;
+        .map_err(|err| Issue::error(IssueCode::Structure, msg!("xml-not-fhir", error = err)))?;
     restore_narratives(&mut value, &guarded.narratives)?;
     if !value.is_object() {
-        return Err(Issue::error(IssueCode::Structure, "The body must hold a FHIR resource"));
+        return Err(Issue::error(IssueCode::Structure, msg!("xml-not-resource")));
     }
     if depth(&value) > max_depth {
         return Err(too_deep(max_depth));
@@ -183,17 +184,14 @@ fn guard(bytes: &[u8], max_depth: usize) -> Result<Guarded, Issue> {
     loop {
         let before = reader.buffer_position();
         let event = reader.read_event().map_err(|err| malformed(bytes, reader.buffer_position(), &err))?;
-        let at = |message: String| located(bytes, before, IssueCode::Structure, message);
+        let at = |message: fn(usize, usize) -> Message| located(bytes, before, IssueCode::Structure, message);
         match event {
             Event::Start(start) => {
                 depth += 1;
                 if depth > max_depth {
-                    return Err(located(
-                        bytes,
-                        before,
-                        IssueCode::TooCostly,
-                        format!("The XML body nests deeper than the limit of {max_depth} levels"),
-                    ));
+                    return Err(located(bytes, before, IssueCode::TooCostly, |line, column| {
+                        msg!("xml-too-deep", limit = max_depth, line, column)
+                    }));
                 }
                 check_tag(bytes, before, &start)?;
                 let is_div = start.local_name().as_ref() == b"div";
@@ -201,7 +199,7 @@ fn guard(bytes: &[u8], max_depth: usize) -> Result<Guarded, Issue> {
                     Some((_, divs)) if is_div => *divs += 1,
                     Some(_) => {}
                     None if is_div => {
-                        check_narrative_namespace(&start).map_err(at)?;
+                        check_narrative_namespace(&start).map_err(|()| at(narrative_namespace))?;
                         narrative = Some((before, 1));
                     }
                     None => {
@@ -214,7 +212,7 @@ fn guard(bytes: &[u8], max_depth: usize) -> Result<Guarded, Issue> {
                 check_tag(bytes, before, &start)?;
                 let end = reader.buffer_position();
                 if narrative.is_none() && start.local_name().as_ref() == b"div" {
-                    check_narrative_namespace(&start).map_err(at)?;
+                    check_narrative_namespace(&start).map_err(|()| at(narrative_namespace))?;
                     replace_narrative(&mut out, &mut narratives, &bytes[copied..before], &bytes[before..end])?;
                     copied = end;
                 } else if narrative.is_none() {
@@ -235,26 +233,23 @@ fn guard(bytes: &[u8], max_depth: usize) -> Result<Guarded, Issue> {
                     }
                 }
             }
-            Event::Text(text) => check_references(&text).map_err(at)?,
+            Event::Text(text) => check_references(&text).map_err(|entity| undefined_entity(bytes, before, entity))?,
             Event::Comment(_) => {}
             Event::Decl(decl) => {
                 let encoding = decl.encoding().transpose().ok().flatten();
                 if encoding.is_some_and(|encoding| !encoding.eq_ignore_ascii_case(b"utf-8")) {
-                    return Err(at("FHIR XML bodies must be encoded in UTF-8".to_string()));
+                    return Err(at(|line, column| msg!("xml-not-utf8", line, column)));
                 }
                 out.extend_from_slice(&bytes[copied..before]);
                 copied = reader.buffer_position();
             }
             Event::DocType(_) => {
-                return Err(located(
-                    bytes,
-                    before,
-                    IssueCode::Security,
-                    "DOCTYPE declarations are not accepted: FHIR XML defines no entities or DTDs".to_string(),
-                ));
+                return Err(located(bytes, before, IssueCode::Security, |line, column| {
+                    msg!("xml-doctype", line, column)
+                }));
             }
-            Event::PI(_) => return Err(at("Processing instructions are not accepted in FHIR XML".to_string())),
-            Event::CData(_) => return Err(at("CDATA sections are not accepted in FHIR XML".to_string())),
+            Event::PI(_) => return Err(at(|line, column| msg!("xml-processing-instruction", line, column))),
+            Event::CData(_) => return Err(at(|line, column| msg!("xml-cdata", line, column))),
             Event::Eof => break,
         }
     }
@@ -267,25 +262,27 @@ fn guard(bytes: &[u8], max_depth: usize) -> Result<Guarded, Issue> {
 fn check_tag(bytes: &[u8], position: usize, start: &BytesStart) -> Result<(), Issue> {
     let (mut attributes, mut namespaces) = (0usize, 0usize);
     for attribute in start.attributes().with_checks(false) {
-        let attribute = attribute
-            .map_err(|err| located(bytes, position, IssueCode::Structure, format!("Malformed attribute: {err}")))?;
+        let attribute = attribute.map_err(|err| {
+            located(bytes, position, IssueCode::Structure, |line, column| {
+                msg!("xml-malformed-attribute", error = err, line, column)
+            })
+        })?;
         attributes += 1;
         let key = attribute.key.as_ref();
         if key == b"xmlns" || key.starts_with(b"xmlns:") {
             namespaces += 1;
         }
-        check_references(&attribute.value)
-            .map_err(|message| located(bytes, position, IssueCode::Structure, message))?;
+        check_references(&attribute.value).map_err(|entity| undefined_entity(bytes, position, entity))?;
         if attributes > MAX_ATTRIBUTES || namespaces > MAX_NAMESPACE_DECLARATIONS {
-            return Err(located(
-                bytes,
-                position,
-                IssueCode::TooCostly,
-                format!(
-                    "An XML tag carries more than {MAX_ATTRIBUTES} attributes or {MAX_NAMESPACE_DECLARATIONS} \
-                     namespace declarations"
-                ),
-            ));
+            return Err(located(bytes, position, IssueCode::TooCostly, |line, column| {
+                msg!(
+                    "xml-too-many-attributes",
+                    attributes = MAX_ATTRIBUTES,
+                    namespaces = MAX_NAMESPACE_DECLARATIONS,
+                    line,
+                    column
+                )
+            }));
         }
     }
     Ok(())
@@ -324,19 +321,23 @@ fn drop_prefixed_attributes(
 
 /// The narrative must be `<div xmlns="http://www.w3.org/1999/xhtml">`, so that the XHTML as written
 /// is also the JSON `div` (which must declare its namespace).
-fn check_narrative_namespace(start: &BytesStart) -> Result<(), String> {
+fn check_narrative_namespace(start: &BytesStart) -> Result<(), ()> {
     let declares =
         start.attributes().with_checks(false).flatten().any(|attribute| {
             attribute.key.as_ref() == b"xmlns" && attribute.value.as_ref() == XHTML_NAMESPACE.as_bytes()
         });
     if start.name().as_ref() != b"div" || !declares {
-        return Err(format!("The narrative must be written <div xmlns=\"{XHTML_NAMESPACE}\">...</div>"));
+        return Err(());
     }
     Ok(())
 }
 
+fn narrative_namespace(line: usize, column: usize) -> Message {
+    msg!("xml-narrative-namespace", namespace = XHTML_NAMESPACE, line, column)
+}
+
 /// Only the entities XML predefines and character references: without a DOCTYPE, anything else is
-/// undefined (and fhirbolt would keep it as written inside a narrative).
+/// undefined (and fhirbolt would keep it as written inside a narrative). The error is the reference.
 fn check_references(raw: &[u8]) -> Result<(), String> {
     let mut rest = raw;
     while let Some(amp) = rest.iter().position(|&b| b == b'&') {
@@ -357,15 +358,19 @@ fn check_references(raw: &[u8]) -> Result<(), String> {
                 Some(end) => format!("&{};", String::from_utf8_lossy(&rest[..end])),
                 None => format!("&{}", String::from_utf8_lossy(&rest[..rest.len().min(16)])),
             };
-            return Err(format!("The entity reference '{shown}' is not defined (FHIR XML has no DTD)"));
+            return Err(shown);
         }
     }
     Ok(())
 }
 
+fn undefined_entity(bytes: &[u8], position: usize, entity: String) -> Issue {
+    located(bytes, position, IssueCode::Structure, |line, column| msg!("xml-undefined-entity", entity, line, column))
+}
+
 fn replace_narrative(out: &mut Vec<u8>, narratives: &mut Vec<String>, before: &[u8], div: &[u8]) -> Result<(), Issue> {
     let div =
-        std::str::from_utf8(div).map_err(|_| Issue::error(IssueCode::Structure, "The narrative is not valid UTF-8"))?;
+        std::str::from_utf8(div).map_err(|_| Issue::error(IssueCode::Structure, msg!("xml-narrative-not-utf8")))?;
     out.extend_from_slice(before);
     out.extend_from_slice(placeholder(narratives.len()).as_bytes());
     narratives.push(div.to_string());
@@ -387,7 +392,7 @@ fn restore_narratives(value: &mut Value, narratives: &[String]) -> Result<(), Is
                         .and_then(|index| narratives.get(index));
                     match index {
                         Some(original) => *div = original.clone(),
-                        None => return Err(Issue::error(IssueCode::Structure, "A narrative div is misplaced")),
+                        None => return Err(Issue::error(IssueCode::Structure, msg!("xml-narrative-misplaced"))),
                     }
                 } else {
                     restore_narratives(member, narratives)?;
@@ -405,15 +410,17 @@ fn restore_narratives(value: &mut Value, narratives: &[String]) -> Result<(), Is
 }
 
 fn malformed(bytes: &[u8], position: usize, err: &quick_xml::Error) -> Issue {
-    located(bytes, position, IssueCode::Structure, format!("The body is not well-formed XML: {err}"))
+    located(bytes, position, IssueCode::Structure, |line, column| {
+        msg!("xml-not-well-formed", error = err, line, column)
+    })
 }
 
 /// An issue whose message says where in the body (line and column) it was found.
-fn located(bytes: &[u8], position: usize, code: IssueCode, message: String) -> Issue {
+fn located(bytes: &[u8], position: usize, code: IssueCode, message: impl FnOnce(usize, usize) -> Message) -> Issue {
     let before = &bytes[..position.min(bytes.len())];
     let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
     let column = before.len() - before.iter().rposition(|&b| b == b'\n').map_or(0, |newline| newline + 1) + 1;
-    Issue::error(code, format!("{message} (line {line}, column {column})"))
+    Issue::error(code, message(line, column))
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 
 use chrono::{DateTime, Utc};
 use rex_fhir::{Issue, IssueCode};
+use rex_i18n::{Message, msg};
 use serde_json::Value;
 
 pub const SCOPE_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/consentscope";
@@ -29,35 +30,35 @@ fn bound(text: &str, high: bool) -> Option<DateTime<Utc>> {
 
 /// Whether `consent` has the scope and category of a consent to share, permits, and whether its
 /// period covers `now`: the problems, each with the element it is about (relative to the Consent).
-pub fn problems(consent: &Value, patient: Option<&str>, now: DateTime<Utc>) -> Vec<(&'static str, String)> {
+pub fn problems(consent: &Value, patient: Option<&str>, now: DateTime<Utc>) -> Vec<(&'static str, Message)> {
     let mut found = Vec::new();
     if let Some(patient) = patient
         && consent["patient"]["reference"].as_str() != Some(patient)
     {
-        found.push((".patient", format!("is not about the referral's patient ({patient})")));
+        found.push((".patient", msg!("consent-other-patient", patient)));
     }
     let status = consent["status"].as_str().unwrap_or("(none)");
     if status != "active" {
-        found.push((".status", format!("is '{status}', not 'active'")));
+        found.push((".status", msg!("consent-not-active", status)));
     }
     if !has_coding(&consent["scope"], SCOPE_SYSTEM, SCOPE_CODE) {
-        found.push((".scope", format!("is not {SCOPE_SYSTEM}|{SCOPE_CODE}")));
+        found.push((".scope", msg!("consent-scope", scope = format!("{SCOPE_SYSTEM}|{SCOPE_CODE}"))));
     }
     let disclosure =
         consent["category"].as_array().into_iter().flatten().any(|c| has_coding(c, CATEGORY_SYSTEM, CATEGORY_CODE));
     if !disclosure {
-        found.push((".category", format!("has no {CATEGORY_SYSTEM}|{CATEGORY_CODE} (information disclosure)")));
+        found.push((".category", msg!("consent-category", category = format!("{CATEGORY_SYSTEM}|{CATEGORY_CODE}"))));
     }
     if consent["provision"]["type"].as_str().is_some_and(|t| t != "permit") {
-        found.push((".provision.type", "denies instead of permitting".to_string()));
+        found.push((".provision.type", msg!("consent-denies")));
     }
     let period = &consent["provision"]["period"];
     let start = period["start"].as_str().and_then(|s| bound(s, false));
     let end = period["end"].as_str().and_then(|s| bound(s, true));
     match (start, end) {
-        (None, _) => found.push((".provision.period", "has no start (when the permission begins)".to_string())),
-        (Some(start), _) if start > now => found.push((".provision.period", "starts in the future".to_string())),
-        (_, Some(end)) if end <= now => found.push((".provision.period", "has ended".to_string())),
+        (None, _) => found.push((".provision.period", msg!("consent-no-start"))),
+        (Some(start), _) if start > now => found.push((".provision.period", msg!("consent-future"))),
+        (_, Some(end)) if end <= now => found.push((".provision.period", msg!("consent-ended"))),
         _ => {}
     }
     found
@@ -72,7 +73,7 @@ pub fn holds(consent: &Value, now: DateTime<Utc>) -> bool {
 pub fn withdrawn_reason(consent: &Value, now: DateTime<Utc>) -> Option<String> {
     let found = problems(consent, None, now);
     let (element, problem) = found.first()?;
-    Some(format!("Consent{element} {problem}"))
+    Some(format!("Consent{element} {}", problem.english()))
 }
 
 /// Finds the Consent that permits sharing the referral of `patient`: `candidates` are the
@@ -94,10 +95,7 @@ pub fn find(
         issues.extend(found.into_iter().map(|(element, problem)| {
             Issue::error(
                 IssueCode::BusinessRule,
-                format!(
-                    "This Consent cannot carry the referral: {element} {problem}",
-                    element = element.trim_start_matches('.')
-                ),
+                msg!("consent-cannot-carry", element = element.trim_start_matches('.'), problem),
             )
             .at(format!("{location}{element}"))
         }));
@@ -106,10 +104,10 @@ pub fn find(
         issues.push(
             Issue::error(
                 IssueCode::Required,
-                format!(
-                    "This partner's referrals must carry an active Consent for the patient (profile rex-referral-consent): \
-                     scope {SCOPE_SYSTEM}|{SCOPE_CODE}, category {CATEGORY_SYSTEM}|{CATEGORY_CODE}, patient the referral's, \
-                     provision.period covering now"
+                msg!(
+                    "consent-required",
+                    scope = format!("{SCOPE_SYSTEM}|{SCOPE_CODE}"),
+                    category = format!("{CATEGORY_SYSTEM}|{CATEGORY_CODE}")
                 ),
             )
             .at(missing_at),

@@ -2,6 +2,7 @@
 //! business identifier and what routing needs to know.
 
 use rex_fhir::{Issue, IssueCode};
+use rex_i18n::msg;
 use serde_json::Value;
 
 use crate::{PARTNER_SYSTEM, REX_CANONICAL};
@@ -184,11 +185,8 @@ impl Referral {
             [one] => *one,
             [_, second, ..] => {
                 return Err(vec![
-                    Issue::error(
-                        IssueCode::BusinessRule,
-                        "A referral Bundle carries exactly one referral ServiceRequest",
-                    )
-                    .at(format!("Bundle.entry[{}].resource", second.0)),
+                    Issue::error(IssueCode::BusinessRule, msg!("referral-one-service-request"))
+                        .at(format!("Bundle.entry[{}].resource", second.0)),
                 ]);
             }
         };
@@ -198,39 +196,27 @@ impl Referral {
             ids.iter().find_map(|id| Some((id["system"].as_str()?.to_string(), id["value"].as_str()?.to_string())))
         });
         if identifier.is_none() {
-            issues.push(
-                Issue::error(
-                    IssueCode::Required,
-                    "A referral needs a business identifier with system and value (ServiceRequest.identifier)",
-                )
-                .at(at(".identifier")),
-            );
+            issues.push(Issue::error(IssueCode::Required, msg!("referral-identifier")).at(at(".identifier")));
         }
         let partner = find_partner(bundle, service_request);
         if partner.is_none() {
             issues.push(
-                Issue::error(
-                    IssueCode::Required,
-                    format!("Cannot tell which partner sends this referral: the requester must be (or belong to) an Organization with an identifier in {PARTNER_SYSTEM}"),
-                )
-                .at(at(".requester")),
+                Issue::error(IssueCode::Required, msg!("referral-partner-unknown", system = PARTNER_SYSTEM))
+                    .at(at(".requester")),
             );
         }
         let priority = match service_request["priority"].as_str() {
             None => Priority::Routine,
             Some(code) => Priority::parse(code).unwrap_or_else(|| {
                 issues.push(
-                    Issue::error(IssueCode::CodeInvalid, format!("Unknown priority '{code}'")).at(at(".priority")),
+                    Issue::error(IssueCode::CodeInvalid, msg!("referral-unknown-priority", code)).at(at(".priority")),
                 );
                 Priority::Routine
             }),
         };
         let subject_reference = service_request["subject"]["reference"].as_str().unwrap_or_default().to_string();
         if subject_reference.is_empty() {
-            issues.push(
-                Issue::error(IssueCode::Required, "A referral names its patient (ServiceRequest.subject.reference)")
-                    .at(at(".subject")),
-            );
+            issues.push(Issue::error(IssueCode::Required, msg!("referral-patient")).at(at(".subject")));
         }
         if !issues.is_empty() {
             return Err(issues);

@@ -6,6 +6,7 @@
 //! [`hold_clock`].
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use rex_i18n::{Arg, Message, msg};
 use serde_json::{Value, json};
 
 use crate::task::{BUSINESS_STATUS_SYSTEM, extension_url};
@@ -114,15 +115,33 @@ pub const TRANSITIONS: &[(&str, Action, &str, BusinessStatus)] = &[
 
 /// A refused transition, naming what is allowed instead.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("a referral Task in status '{from}' cannot {action}; allowed here: {}", allowed_list(.allowed))]
+#[error("{}", self.message().english())]
 pub struct TransitionError {
     pub from: String,
-    pub action: String,
+    pub action: Refused,
     pub allowed: Vec<&'static str>,
 }
 
-fn allowed_list(allowed: &[&'static str]) -> String {
-    if allowed.is_empty() { "nothing (the referral is finished)".into() } else { allowed.join(", ") }
+/// What a refused transition tried: a workflow action, or a direct write to another status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    Action(&'static str),
+    Become(String),
+}
+
+impl TransitionError {
+    /// The refusal in the catalogue, for the reader's language.
+    pub fn message(&self) -> Message {
+        let action = match &self.action {
+            Refused::Action(name) => Arg::Text(name.to_string()),
+            Refused::Become(status) => Arg::Message(msg!("transition-become", status)),
+        };
+        let allowed = match self.allowed.as_slice() {
+            [] => Arg::Message(msg!("transition-finished")),
+            allowed => Arg::Text(allowed.join(", ")),
+        };
+        msg!("transition-refused", from = self.from, action, allowed)
+    }
 }
 
 /// The actions allowed from a Task.status.
@@ -138,7 +157,7 @@ pub fn transition(from: &str, action: Action) -> Result<(&'static str, BusinessS
         .map(|(_, _, to, business)| (*to, *business))
         .ok_or_else(|| TransitionError {
             from: from.to_string(),
-            action: action.name().to_string(),
+            action: Refused::Action(action.name()),
             allowed: allowed_actions(from),
         })
 }
@@ -149,7 +168,11 @@ pub fn check_status_change(from: &str, to: &str) -> Result<(), TransitionError> 
     if from == to || TRANSITIONS.iter().any(|(f, _, t, _)| *f == from && *t == to) {
         return Ok(());
     }
-    Err(TransitionError { from: from.to_string(), action: format!("become '{to}'"), allowed: allowed_statuses(from) })
+    Err(TransitionError {
+        from: from.to_string(),
+        action: Refused::Become(to.to_string()),
+        allowed: allowed_statuses(from),
+    })
 }
 
 fn allowed_statuses(from: &str) -> Vec<&'static str> {

@@ -12,6 +12,7 @@ use axum::http::StatusCode;
 use rex_auth::{Interaction, Principal, StaffRole};
 use rex_fhir::IssueCode;
 use rex_fhir::query::{Criterion, Match, SearchQuery, SystemMatch};
+use rex_i18n::msg;
 use rex_store::{SearchResult, StoredResource};
 use serde_json::{Value, json};
 
@@ -57,7 +58,7 @@ impl Caller {
         match self {
             Caller::Authenticated(principal) => principal
                 .require(resource_type, interaction)
-                .map_err(|err| ApiError::one(StatusCode::FORBIDDEN, IssueCode::Forbidden, err.to_string()).denied()),
+                .map_err(|err| ApiError::one(StatusCode::FORBIDDEN, IssueCode::Forbidden, err.message()).denied()),
             Caller::Unrestricted => Ok(()),
         }
     }
@@ -65,12 +66,10 @@ impl Caller {
     /// Workflow operations are staff work: partners may not run them.
     pub fn require_staff(&self, operation: &str) -> Result<(), ApiError> {
         match self {
-            Caller::Authenticated(Principal::Partner { .. }) => Err(ApiError::one(
-                StatusCode::FORBIDDEN,
-                IssueCode::Forbidden,
-                format!("{operation} is done by hospital staff; partners cannot run it"),
-            )
-            .denied()),
+            Caller::Authenticated(Principal::Partner { .. }) => {
+                Err(ApiError::one(StatusCode::FORBIDDEN, IssueCode::Forbidden, msg!("staff-only-operation", operation))
+                    .denied())
+            }
             _ => Ok(()),
         }
     }

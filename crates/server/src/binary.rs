@@ -10,6 +10,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use rex_fhir::IssueCode;
+use rex_i18n::msg;
 use rex_store::{Isolation, StoredResource};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -71,13 +72,13 @@ async fn receive(path: &std::path::Path, body: Body, limit: usize) -> Result<(),
     let mut stream = body.into_data_stream();
     let mut total = 0usize;
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|_| ApiError::bad_request("The upload was interrupted"))?;
+        let chunk = chunk.map_err(|_| ApiError::bad_request(msg!("upload-interrupted")))?;
         total += chunk.len();
         if total > limit {
             return Err(ApiError::one(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 IssueCode::TooCostly,
-                format!("The content is larger than the limit of {limit} bytes"),
+                msg!("content-too-large", limit),
             ));
         }
         file.write_all(&chunk).await.map_err(failed)?;

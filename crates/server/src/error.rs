@@ -3,8 +3,9 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use rex_fhir::outcome::operation_outcome;
+use rex_fhir::outcome::operation_outcome_in;
 use rex_fhir::{Issue, IssueCode};
+use rex_i18n::{Text, msg};
 use rex_store::StoreError;
 
 use crate::http::fhir_json;
@@ -29,36 +30,32 @@ impl ApiError {
         ApiError { status, issues, retryable: false, denied: false }
     }
 
-    pub fn one(status: StatusCode, code: IssueCode, message: impl Into<String>) -> ApiError {
+    pub fn one(status: StatusCode, code: IssueCode, message: impl Into<Text>) -> ApiError {
         ApiError::new(status, vec![Issue::error(code, message)])
     }
 
-    pub fn bad_request(message: impl Into<String>) -> ApiError {
+    pub fn bad_request(message: impl Into<Text>) -> ApiError {
         ApiError::one(StatusCode::BAD_REQUEST, IssueCode::Invalid, message)
     }
 
-    pub fn not_found(message: impl Into<String>) -> ApiError {
+    pub fn not_found(message: impl Into<Text>) -> ApiError {
         ApiError::one(StatusCode::NOT_FOUND, IssueCode::NotFound, message)
     }
 
-    pub fn gone(message: impl Into<String>) -> ApiError {
+    pub fn gone(message: impl Into<Text>) -> ApiError {
         ApiError::one(StatusCode::GONE, IssueCode::Deleted, message)
     }
 
-    pub fn precondition_failed(message: impl Into<String>) -> ApiError {
+    pub fn precondition_failed(message: impl Into<Text>) -> ApiError {
         ApiError::one(StatusCode::PRECONDITION_FAILED, IssueCode::Conflict, message)
     }
 
-    pub fn unsupported_media(message: impl Into<String>) -> ApiError {
+    pub fn unsupported_media(message: impl Into<Text>) -> ApiError {
         ApiError::one(StatusCode::UNSUPPORTED_MEDIA_TYPE, IssueCode::NotSupported, message)
     }
 
     pub fn internal() -> ApiError {
-        ApiError::one(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            IssueCode::Exception,
-            "Internal server error; the request was not applied",
-        )
+        ApiError::one(StatusCode::INTERNAL_SERVER_ERROR, IssueCode::Exception, msg!("internal-error"))
     }
 
     /// Marks the error as a refused access (see [`DeniedAccess`]).
@@ -69,7 +66,7 @@ impl ApiError {
 
     /// 404 for what the caller may not see, worded as for what does not exist, and audited.
     pub fn hidden(what: &str) -> ApiError {
-        ApiError::not_found(format!("{what} is not known")).denied()
+        ApiError::not_found(msg!("resource-not-known", reference = what)).denied()
     }
 
     /// Sets the location of every issue that has none.
@@ -89,19 +86,15 @@ impl From<StoreError> for ApiError {
             StoreError::VersionConflict { expected, current } => ApiError::one(
                 StatusCode::PRECONDITION_FAILED,
                 IssueCode::Conflict,
-                format!("Version conflict: If-Match expected version {expected}, the current version is {current}"),
+                msg!("version-conflict", expected, current),
             ),
             StoreError::TooCostly(issue) => ApiError::new(StatusCode::BAD_REQUEST, vec![issue]),
             StoreError::AlreadyExists(what) => {
-                ApiError::one(StatusCode::CONFLICT, IssueCode::Duplicate, format!("{what} already exists"))
+                ApiError::one(StatusCode::CONFLICT, IssueCode::Duplicate, msg!("already-exists", what))
             }
             StoreError::Retryable => ApiError {
                 retryable: true,
-                ..ApiError::one(
-                    StatusCode::CONFLICT,
-                    IssueCode::Conflict,
-                    "A concurrent change conflicted with this request; retry it",
-                )
+                ..ApiError::one(StatusCode::CONFLICT, IssueCode::Conflict, msg!("concurrent-change"))
             },
             other => {
                 // The detail stays in the log; the client learns only that it failed.
@@ -114,7 +107,7 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = fhir_json(self.status, &operation_outcome(&self.issues));
+        let mut response = fhir_json(self.status, &operation_outcome_in(&self.issues, crate::language::current()));
         if self.denied {
             let reason = self.issues.first().map(|i| i.diagnostics.clone()).unwrap_or_default();
             response.extensions_mut().insert(DeniedAccess(reason));

@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use rex_fhir::IssueCode;
 use rex_fhir::json::parse_body;
 use rex_fhir::query::Handling;
+use rex_i18n::msg;
 use rex_store::StoredResource;
 use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -45,9 +46,7 @@ pub fn body_kind(headers: &HeaderMap) -> Result<BodyKind, ApiError> {
         "application/fhir+json" | "application/json" | "application/json+fhir" | "text/json" => Ok(BodyKind::FhirJson),
         "application/json-patch+json" => Ok(BodyKind::JsonPatch),
         "application/x-www-form-urlencoded" => Ok(BodyKind::Form),
-        other => Err(ApiError::unsupported_media(format!(
-            "Unsupported Content-Type '{other}': send application/fhir+json or application/fhir+xml"
-        ))),
+        other => Err(ApiError::unsupported_media(msg!("unsupported-content-type", content_type = other))),
     }
 }
 
@@ -64,7 +63,7 @@ pub fn check_accept(format: Option<&str>) -> Result<(), ApiError> {
         return Err(ApiError::one(
             StatusCode::NOT_ACCEPTABLE,
             IssueCode::NotSupported,
-            format!("rex answers in FHIR JSON or FHIR XML; _format '{format}' is not supported"),
+            msg!("unsupported-format", format),
         )
         .at("_format"));
     }
@@ -116,11 +115,7 @@ impl LargeBodies {
             ApiError::one(
                 StatusCode::SERVICE_UNAVAILABLE,
                 IssueCode::Throttled,
-                format!(
-                    "rex is already working on as many request bodies over {} bytes as it takes at once; \
-                     retry after {LARGE_BODY_RETRY_SECONDS} s",
-                    self.threshold
-                ),
+                msg!("large-bodies-busy", threshold = self.threshold, wait = LARGE_BODY_RETRY_SECONDS),
             )
         })
     }
@@ -170,7 +165,7 @@ pub async fn read_body(body: Body, limits: BodyLimits) -> Result<Bytes, ApiError
         ApiError::one(
             StatusCode::PAYLOAD_TOO_LARGE,
             IssueCode::TooCostly,
-            format!("The request body is larger than the limit of {} bytes", limits.max_bytes),
+            msg!("body-too-large", limit = limits.max_bytes),
         )
     })
 }
@@ -253,7 +248,7 @@ pub fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
             .ok()
             .and_then(parse_etag)
             .map(Some)
-            .ok_or_else(|| ApiError::bad_request("If-Match must be a version ETag such as W/\"3\"")),
+            .ok_or_else(|| ApiError::bad_request(msg!("if-match-not-etag"))),
     }
 }
 

@@ -8,6 +8,7 @@ mod bundles;
 mod error;
 mod http;
 pub mod interactions;
+mod language;
 pub mod notifications;
 pub mod operations;
 pub mod outbound;
@@ -29,6 +30,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use rex_auth::TokenSigner;
 use rex_fhir::IssueCode;
+use rex_i18n::msg;
 use rex_store::Store;
 use serde_json::Value;
 use tokio::net::TcpListener;
@@ -230,9 +232,10 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(fhir)
         .merge(public)
-        .fallback(|| async { ApiError::not_found("No FHIR endpoint at this URL; the FHIR base is /fhir") })
+        .fallback(|| async { ApiError::not_found(msg!("no-endpoint")) })
         .layer(middleware::from_fn(outcome_for_bare_errors))
         .layer(middleware::from_fn(xml::convert_response))
+        .layer(middleware::from_fn(language::negotiate))
         .merge(oauth)
         .layer(CatchPanicLayer::custom(|_| ApiError::internal().into_response()))
         .layer(DefaultBodyLimit::disable())
@@ -251,17 +254,10 @@ async fn outcome_for_bare_errors(request: Request, next: Next) -> Response {
         return response;
     }
     let (code, message) = match status {
-        StatusCode::METHOD_NOT_ALLOWED => {
-            (IssueCode::NotSupported, "This HTTP method is not allowed on this URL".to_string())
-        }
-        StatusCode::NOT_FOUND => (IssueCode::NotFound, "Not found".to_string()),
-        s if s.is_server_error() => {
-            (IssueCode::Exception, "Internal server error; the request was not applied".to_string())
-        }
-        s => (
-            IssueCode::Invalid,
-            format!("The request is malformed ({})", s.canonical_reason().unwrap_or("bad request")),
-        ),
+        StatusCode::METHOD_NOT_ALLOWED => (IssueCode::NotSupported, msg!("method-not-allowed")),
+        StatusCode::NOT_FOUND => (IssueCode::NotFound, msg!("not-found")),
+        s if s.is_server_error() => (IssueCode::Exception, msg!("internal-error")),
+        s => (IssueCode::Invalid, msg!("malformed-request", reason = s.canonical_reason().unwrap_or("bad request"))),
     };
     ApiError::one(status, code, message).into_response()
 }

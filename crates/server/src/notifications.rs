@@ -38,6 +38,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use rex_fhir::IssueCode;
 use rex_fhir::query::{Handling, SearchQuery};
 use rex_fhir::search::SearchRegistry;
+use rex_i18n::{Message, Text, msg};
 use rex_store::{Isolation, OutboxItem, StoredResource, Tx};
 use serde_json::{Value, json};
 
@@ -86,7 +87,7 @@ pub enum PayloadContent {
 impl PayloadContent {
     /// The content a Subscription asks for: none without `channel.payload` (R4), else the
     /// `backport-payload-content` extension, `full-resource` when it is absent.
-    fn of(subscription: &Value) -> Result<PayloadContent, String> {
+    fn of(subscription: &Value) -> Result<PayloadContent, Message> {
         let channel = &subscription["channel"];
         if channel.get("payload").is_none() {
             return Ok(PayloadContent::Empty);
@@ -96,7 +97,7 @@ impl PayloadContent {
             "full-resource" => Ok(PayloadContent::FullResource),
             "id-only" => Ok(PayloadContent::IdOnly),
             "empty" => Ok(PayloadContent::Empty),
-            other => Err(format!("payload content '{other}' is not one of empty, id-only, full-resource")),
+            other => Err(msg!("subscription-payload-content", content = other)),
         }
     }
 }
@@ -108,7 +109,7 @@ fn extension_value<'a>(element: &'a Value, url: &str, value_key: &str) -> Option
 
 /// The search a Subscription narrows its Tasks with (`status=completed`), if any: the query of
 /// `criteria` (`Task?status=completed`), or the `backport-filter-criteria` of a topic-style one.
-fn criteria_filter(subscription: &Value) -> Result<Option<String>, String> {
+fn criteria_filter(subscription: &Value) -> Result<Option<String>, Message> {
     let criteria = subscription["criteria"].as_str().unwrap_or_default();
     let filter = if criteria == TASK_TOPIC {
         extension_value(&subscription["_criteria"], FILTER_CRITERIA_URL, "valueString").unwrap_or("Task")
@@ -118,9 +119,7 @@ fn criteria_filter(subscription: &Value) -> Result<Option<String>, String> {
     match filter.split_once('?') {
         _ if filter == "Task" => Ok(None),
         Some(("Task", query)) if !query.is_empty() => Ok(Some(query.to_string())),
-        _ => {
-            Err(format!("rex notifies about referral Tasks: criteria must be 'Task', 'Task?<search>' or {TASK_TOPIC}"))
-        }
+        _ => Err(msg!("subscription-criteria-tasks", topic = TASK_TOPIC)),
     }
 }
 
@@ -170,12 +169,8 @@ pub async fn check_endpoint(state: &AppState, caller: &Caller, op: &WriteOp) -> 
     let endpoint = resource["channel"]["endpoint"].as_str().unwrap_or_default();
     let sandbox = caller.partner().is_some_and(|partner| crate::interactions::intake::is_sandbox(state, partner));
     state.config.delivery_targets.check_endpoint(endpoint, sandbox).await.map_err(|reason| {
-        ApiError::one(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            IssueCode::BusinessRule,
-            format!("channel.endpoint is refused: {reason}"),
-        )
-        .at("Subscription.channel.endpoint")
+        ApiError::one(StatusCode::UNPROCESSABLE_ENTITY, IssueCode::BusinessRule, msg!("endpoint-refused", reason))
+            .at("Subscription.channel.endpoint")
     })
 }
 
@@ -186,35 +181,31 @@ pub async fn check_endpoint(state: &AppState, caller: &Caller, op: &WriteOp) -> 
 /// version) when that is `active`; any other is `requested` and its handshake is queued
 /// ([`enqueue_handshake_if_requested`]).
 pub fn accept_subscription(subscription: &mut Value, previous: Option<&StoredResource>) -> Result<(), ApiError> {
-    let invalid = |message: &str, at: &str| {
+    fn invalid(message: impl Into<Text>, at: &str) -> ApiError {
         ApiError::one(StatusCode::UNPROCESSABLE_ENTITY, IssueCode::BusinessRule, message).at(at)
-    };
-    if subscription["channel"]["type"] != "rest-hook" {
-        return Err(invalid("rex delivers notifications by rest-hook only", "Subscription.channel.type"));
     }
-    let filter = criteria_filter(subscription).map_err(|message| invalid(&message, "Subscription.criteria"))?;
+    if subscription["channel"]["type"] != "rest-hook" {
+        return Err(invalid(msg!("subscription-rest-hook-only"), "Subscription.channel.type"));
+    }
+    let filter = criteria_filter(subscription).map_err(|message| invalid(message, "Subscription.criteria"))?;
     if let Some(filter) = filter {
         filter_query(&filter, "x").map_err(|issues| {
             let reasons: Vec<String> = issues.iter().map(|issue| issue.diagnostics.clone()).collect();
-            invalid(&format!("The criteria search is not valid: {}", reasons.join("; ")), "Subscription.criteria")
+            invalid(msg!("subscription-criteria-invalid", reasons = reasons.join("; ")), "Subscription.criteria")
         })?;
     }
     for (index, header) in subscription["channel"]["header"].as_array().into_iter().flatten().enumerate() {
         if !header.as_str().is_some_and(allowed_header) {
-            return Err(invalid(
-                "channel.header must be 'Name: value' headers; Host, Content-Length, Content-Type and hop-by-hop \
-                 headers (Connection, Transfer-Encoding...) are rex's to set",
-                &format!("Subscription.channel.header[{index}]"),
-            ));
+            return Err(invalid(msg!("subscription-header-refused"), &format!("Subscription.channel.header[{index}]")));
         }
     }
     if let Some(payload) = subscription["channel"].get("payload") {
         let mime = payload.as_str().unwrap_or_default();
         if !(mime.starts_with("application/fhir+json") || mime.starts_with("application/json")) {
-            return Err(invalid("rex sends notifications as application/fhir+json", "Subscription.channel.payload"));
+            return Err(invalid(msg!("subscription-json-only"), "Subscription.channel.payload"));
         }
     }
-    PayloadContent::of(subscription).map_err(|message| invalid(&message, "Subscription.channel.payload"))?;
+    PayloadContent::of(subscription).map_err(|message| invalid(message, "Subscription.channel.payload"))?;
     let previous = previous.filter(|stored| !stored.deleted).map(stored_json).transpose()?;
     let status = match previous {
         _ if subscription["status"] == "off" => "off",
@@ -248,7 +239,7 @@ pub async fn configured_subscriptions(state: &AppState) -> Result<Vec<Value>, St
                 "resourceType": "Subscription",
                 "id": format!("partner-{}", partner.id),
                 "status": "requested",
-                "reason": "Referral Task changes, from the partner's notification_endpoint",
+                "reason": msg!("subscription-configured-reason").render(partner.language.unwrap_or_default()),
                 "criteria": "Task",
                 "channel": {"type": "rest-hook", "endpoint": endpoint, "payload": "application/fhir+json",
                             "_payload": {"extension": [{"url": PAYLOAD_CONTENT_URL,
@@ -493,9 +484,9 @@ async fn deliver(
 /// the Subscription has moved on since the handshake was queued (another endpoint, turned off).
 async fn handshake_done(state: &AppState, item: &OutboxItem, failure: Option<&str>) -> Result<(), ApiError> {
     let Some(id) = item.subscription.strip_prefix("Subscription/") else { return Ok(()) };
-    let context = (id, item.endpoint.as_str(), failure);
+    let context = (state, id, item.endpoint.as_str(), failure);
     let changed = crate::interactions::in_transaction(&state.store, Isolation::RowLocking, &context, |tx, context| {
-        let (id, endpoint, failure) = *context;
+        let (state, id, endpoint, failure) = *context;
         Box::pin(async move {
             let Some(stored) = tx.read("Subscription", id).await?.filter(|s| !s.deleted) else { return Ok(false) };
             let mut subscription = stored_json(&stored)?;
@@ -506,7 +497,8 @@ async fn handshake_done(state: &AppState, item: &OutboxItem, failure: Option<&st
                 None => subscription["status"] = json!("active"),
                 Some(reason) => {
                     subscription["status"] = json!("error");
-                    subscription["error"] = json!(format!("The handshake failed: {reason}"));
+                    let lang = crate::language::of_partner(state, owner(&subscription));
+                    subscription["error"] = json!(msg!("subscription-handshake-failed", reason).render(lang));
                 }
             }
             tx.update("Subscription", id, subscription, Some(stored.version_id)).await?;
@@ -533,7 +525,7 @@ pub async fn status_operation(
     let stored = match state.store.read("Subscription", &id).await? {
         Some(stored) if !caller.sees(&stored) => return Err(ApiError::hidden(&reference)),
         Some(stored) if !stored.deleted => stored,
-        _ => return Err(ApiError::not_found(format!("{reference} is not known"))),
+        _ => return Err(ApiError::not_found(msg!("resource-not-known", reference))),
     };
     state.audit.read(&caller, "operation", vec![reference.clone()]).await;
     let subscription = stored_json(&stored)?;

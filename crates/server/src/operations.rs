@@ -15,6 +15,7 @@ use rex_auth::{Principal, StaffRole};
 use rex_fhir::query::{Handling, SearchQuery};
 use rex_fhir::search::SearchRegistry;
 use rex_fhir::{Issue, IssueCode};
+use rex_i18n::msg;
 use serde_json::json;
 
 use crate::AppState;
@@ -199,7 +200,7 @@ pub async fn metrics(
         Caller::Unrestricted | Caller::Authenticated(Principal::Staff { role: StaffRole::Admin, .. })
     );
     if !allowed {
-        return Err(ApiError::one(StatusCode::FORBIDDEN, IssueCode::Forbidden, "Metrics are for admins").denied());
+        return Err(ApiError::one(StatusCode::FORBIDDEN, IssueCode::Forbidden, msg!("metrics-admins-only")).denied());
     }
     let mut out = String::new();
     state.metrics.render(&mut out);

@@ -21,6 +21,7 @@ use rex_auth::{
     TokenEndpoint, TokenRequest, TokenSigner, smart_configuration,
 };
 use rex_fhir::IssueCode;
+use rex_i18n::msg;
 use rex_store::Store;
 use serde_json::{Value, json};
 
@@ -155,7 +156,7 @@ fn no_store(mut response: Response) -> Response {
 /// `GET /.well-known/smart-configuration` (also under the FHIR base, where SMART clients look).
 pub async fn smart_configuration_document(State(state): State<AppState>) -> Result<Response, ApiError> {
     let Some(security) = &state.security else {
-        return Err(ApiError::not_found("This server runs without authentication (--dev): no SMART configuration"));
+        return Err(ApiError::not_found(msg!("no-smart-configuration")));
     };
     Ok(Json(smart_configuration(security.token_url(), security.partners())).into_response())
 }
@@ -199,7 +200,7 @@ pub async fn authenticate(State(state): State<AppState>, mut request: Request, n
                     state.audit.denied("unauthenticated", method.as_str(), &route, None, &err.to_string()).await;
                     let status = StatusCode::from_u16(err.status()).unwrap_or(StatusCode::UNAUTHORIZED);
                     let code = if status == StatusCode::UNAUTHORIZED { IssueCode::Login } else { IssueCode::Forbidden };
-                    let mut response = ApiError::one(status, code, err.to_string()).into_response();
+                    let mut response = ApiError::one(status, code, err.message()).into_response();
                     if let Ok(value) = HeaderValue::from_str(&err.www_authenticate()) {
                         response.headers_mut().insert(WWW_AUTHENTICATE, value);
                     }
@@ -209,16 +210,16 @@ pub async fn authenticate(State(state): State<AppState>, mut request: Request, n
         }
     };
     let label = caller.label();
+    if let (Some(security), Some(partner)) = (&state.security, caller.partner()) {
+        crate::language::use_partner_language(security.partners.get(partner).and_then(|p| p.language));
+    }
     if let (Some(security), Some(partner)) = (&state.security, caller.partner())
         && let Some(limit) = security.partners.get(partner).and_then(|p| p.rate_limit_per_minute)
         && let Err(wait) = security.rate_limits.take(partner, limit, Instant::now())
     {
-        let mut response = ApiError::one(
-            StatusCode::TOO_MANY_REQUESTS,
-            IssueCode::Throttled,
-            format!("Rate limit of {limit} requests per minute reached; retry after {wait} s"),
-        )
-        .into_response();
+        let mut response =
+            ApiError::one(StatusCode::TOO_MANY_REQUESTS, IssueCode::Throttled, msg!("rate-limited", limit, wait))
+                .into_response();
         response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(wait));
         return labelled(response, &route, &label);
     }

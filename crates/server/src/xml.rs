@@ -10,8 +10,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use rex_fhir::IssueCode;
-use rex_fhir::outcome::operation_outcome;
 use rex_fhir::xml::{from_xml, is_xml_media_type, to_xml};
+use rex_i18n::msg;
 use serde_json::Value;
 
 use crate::AppState;
@@ -38,10 +38,7 @@ pub async fn convert_request(State(state): State<AppState>, request: Request, ne
             return ApiError::one(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 IssueCode::TooCostly,
-                format!(
-                    "FHIR XML request bodies are limited to {limit} bytes (the large-body size); send larger \
-                     content as FHIR JSON"
-                ),
+                msg!("xml-body-too-large", limit),
             )
             .into_response();
         }
@@ -79,7 +76,7 @@ pub async fn convert_response(request: Request, next: Next) -> Response {
             parts.status = failure.status;
             parts.headers.remove(ETAG);
             parts.headers.remove(LOCATION);
-            to_xml(&operation_outcome(&failure.issues)).expect("rex's own OperationOutcome is FHIR")
+            to_xml(&crate::language::outcome(&failure.issues)).expect("rex's own OperationOutcome is FHIR")
         }
     };
     parts.headers.insert(CONTENT_TYPE, HeaderValue::from_static(FHIR_XML));

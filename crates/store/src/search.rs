@@ -7,6 +7,7 @@ use std::time::Duration;
 use rex_fhir::query::{Include, Match, Prefix, SearchQuery, SortBy, SortKey, StringMode, SystemMatch, UriMode};
 use rex_fhir::search::{ParamType, SearchRegistry};
 use rex_fhir::{Issue, IssueCode};
+use rex_i18n::msg;
 use sqlx::any::AnyArguments;
 use sqlx::pool::PoolConnection;
 use sqlx::query::Query;
@@ -697,14 +698,7 @@ fn is_cancelled(err: &sqlx::Error, backend: Backend) -> bool {
 }
 
 fn timed_out(timeout: Duration) -> StoreError {
-    StoreError::TooCostly(Issue::error(
-        IssueCode::TooCostly,
-        format!(
-            "The search took longer than rex's limit of {} ms and was stopped; narrow it (more selective \
-             criteria, _total=none, a smaller _count)",
-            timeout.as_millis()
-        ),
-    ))
+    StoreError::TooCostly(Issue::error(IssueCode::TooCostly, msg!("search-timed-out", limit = timeout.as_millis())))
 }
 
 impl Store {

@@ -45,7 +45,7 @@ pub(crate) struct Walk<'v> {
 type Entry<'a> = (Option<&'a Value>, Option<&'a Value>, &'a str, &'a str, Option<usize>);
 
 fn issue(sev: Severity, code: IssueCode, msg: String, path: &str) -> Issue {
-    Issue { severity: sev, code, diagnostics: msg, expression: Some(path.to_string()) }
+    Issue { severity: sev, code, diagnostics: msg, expression: Some(path.to_string()), message: None }
 }
 
 fn cap_first(code: &str) -> String {

@@ -16,6 +16,7 @@
 mod extract;
 mod path;
 
+use rex_i18n::msg;
 use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 
@@ -234,11 +235,7 @@ impl SearchRegistry {
                 let location = def.expression.split('|').next().unwrap_or(resource_type).trim();
                 return Err(Issue::error(
                     IssueCode::TooCostly,
-                    format!(
-                        "The {resource_type} yields more than {MAX_INDEX_VALUES} search index values, rex's limit \
-                         (reached at the search parameter '{}')",
-                        def.code
-                    ),
+                    msg!("too-many-index-values", resource_type, limit = MAX_INDEX_VALUES, code = def.code),
                 )
                 .at(location));
             }

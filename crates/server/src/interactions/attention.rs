@@ -10,6 +10,7 @@ use axum::response::Response;
 use chrono::{DateTime, SecondsFormat, Utc};
 use rex_auth::Principal;
 use rex_fhir::IssueCode;
+use rex_i18n::msg;
 use serde_json::{Value, json};
 
 use crate::AppState;
@@ -44,7 +45,7 @@ pub async fn opened(state: &AppState, caller: &Caller, id: &str, parameters: &Va
     match state.store.read("Task", id).await? {
         Some(task) if !caller.sees(&task) => return Err(ApiError::hidden(&format!("Task/{id}"))),
         Some(task) if !task.deleted => {}
-        _ => return Err(ApiError::not_found(format!("Task/{id} is not known"))),
+        _ => return Err(ApiError::not_found(msg!("resource-not-known", reference = format!("Task/{id}")))),
     }
     let now = Utc::now();
     state.store.record_opening(id, &reader, now.timestamp_micros()).await?;

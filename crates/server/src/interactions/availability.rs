@@ -13,6 +13,7 @@ use axum::response::Response;
 use chrono::{Duration, Utc};
 use chrono_tz::Tz;
 use rex_fhir::IssueCode;
+use rex_i18n::msg;
 use rex_referral::scheduling::{
     self, CONSULT_SERVICE, INTERPRETING_SERVICE, SERVICE_SYSTEM, SchedulingError, Span, TIMEZONE_EXTENSION,
     WeeklyPattern,
@@ -180,7 +181,7 @@ async fn schedule_for(
     let (actor_type, actor_id) = actor.split_once('/').unwrap_or_default();
     let actor_json = match tx.read(actor_type, actor_id).await?.filter(|a| !a.deleted) {
         Some(stored) => stored_json(&stored)?,
-        None => return Err(ApiError::not_found(format!("{actor} is not known"))),
+        None => return Err(ApiError::not_found(msg!("resource-not-known", reference = actor))),
     };
     let service = service_of(&actor_json);
     let query = parameters::search(

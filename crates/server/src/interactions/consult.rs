@@ -26,6 +26,7 @@ use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use chrono_tz::Tz;
 use rex_auth::Interaction;
 use rex_fhir::IssueCode;
+use rex_i18n::{Message, msg};
 use rex_referral::scheduling::{
     self, CONSULT_SERVICE, FreeSlot, INTERPRETING_SERVICE, Proposal, Requirement, SERVICE_SYSTEM, Span,
 };
@@ -151,20 +152,17 @@ pub fn check_scheduling_write(
     if *caller == Caller::Unrestricted {
         return Ok(());
     }
-    let refused = |message: String| ApiError::one(StatusCode::FORBIDDEN, IssueCode::Forbidden, message).denied();
+    let refused = |message: Message| ApiError::one(StatusCode::FORBIDDEN, IssueCode::Forbidden, message).denied();
     match resource_type {
-        "Schedule" | "Slot" if caller.partner().is_some() => Err(refused(format!(
-            "{resource_type}s are the hospital's: partners find and book times with Appointment/$find and $book"
-        ))),
+        "Schedule" | "Slot" if caller.partner().is_some() => {
+            Err(refused(msg!("scheduling-hospital-only", resource_type)))
+        }
         "Appointment" => {
             let is_consult =
                 |appointment: &Value| has_code(&appointment["serviceType"], SERVICE_SYSTEM, CONSULT_SERVICE);
             let current = current.filter(|c| !c.deleted).map(stored_json).transpose()?;
             if new.is_some_and(is_consult) || current.as_ref().is_some_and(is_consult) {
-                return Err(refused(
-                    "A telehealth consult changes only through Task/$request-consult, Appointment/$book and $cancel"
-                        .into(),
-                ));
+                return Err(refused(msg!("consult-operations-only")));
             }
             Ok(())
         }
@@ -260,20 +258,16 @@ fn open_consults_query(referral: &str) -> Result<rex_fhir::query::SearchQuery, A
 /// The open (proposed or booked) consult of `referral` the caller may see.
 async fn open_consult(reader: &mut Reader<'_>, caller: &Caller, referral: &str) -> Result<StoredResource, ApiError> {
     if !referral.starts_with("ServiceRequest/") {
-        return Err(invalid("referral", format!("referral must be a ServiceRequest reference, not '{referral}'")));
+        return Err(invalid("referral", msg!("find-referral-reference", referral)));
     }
     if reader.read_visible(caller, referral).await.map_err(|e| e.at(&location("referral")))?.is_none() {
-        return Err(ApiError::not_found(format!("{referral} is not known")).at(&location("referral")));
+        return Err(ApiError::not_found(msg!("resource-not-known", reference = referral)).at(&location("referral")));
     }
     let mut query = open_consults_query(referral)?;
     caller.restrict(&mut query);
     reader.search(&query).await?.into_iter().next().ok_or_else(|| {
-        ApiError::one(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            IssueCode::BusinessRule,
-            format!("No telehealth consult is proposed or booked for {referral}; the specialist asks for one with Task/$request-consult"),
-        )
-        .at(&location("referral"))
+        ApiError::one(StatusCode::UNPROCESSABLE_ENTITY, IssueCode::BusinessRule, msg!("consult-none", referral))
+            .at(&location("referral"))
     })
 }
 
@@ -283,12 +277,12 @@ pub async fn request(state: &AppState, caller: &Caller, task_id: &str, body: &Va
     let parameters = Parameters::new(body);
     let minutes = parameters.integer("minutesDuration")?.ok_or_else(|| required("minutesDuration"))?;
     if !MINUTES.contains(&minutes) {
-        return Err(invalid("minutesDuration", "minutesDuration must be between 10 and 240 minutes"));
+        return Err(invalid("minutesDuration", msg!("find-duration")));
     }
     let earliest = parameters.instant("earliest")?.ok_or_else(|| required("earliest"))?;
     let latest = parameters.instant("latest")?.ok_or_else(|| required("latest"))?;
     if latest < earliest + Duration::minutes(minutes) {
-        return Err(invalid("latest", "latest must leave room for the consult after earliest"));
+        return Err(invalid("latest", msg!("find-window")));
     }
     let interpreter = parameters.boolean("interpreter")?;
     let language = parameters.text("language").map(str::to_string);
@@ -300,17 +294,15 @@ pub async fn request(state: &AppState, caller: &Caller, task_id: &str, body: &Va
             let current = match tx.read_for_update("Task", task_id).await?.filter(|t| !t.deleted) {
                 Some(task) if caller.sees(&task) => task,
                 Some(_) => return Err(ApiError::hidden(&format!("Task/{task_id}"))),
-                None => return Err(ApiError::not_found(format!("Task/{task_id} is not known"))),
+                None => {
+                    return Err(ApiError::not_found(msg!("resource-not-known", reference = format!("Task/{task_id}"))));
+                }
             };
             let task = stored_json(&current)?;
             let Some(specialist) = task["owner"]["reference"].as_str().filter(|o| o.starts_with("PractitionerRole/"))
             else {
-                return Err(ApiError::one(
-                    StatusCode::CONFLICT,
-                    IssueCode::BusinessRule,
-                    "A consult is with the specialist who claimed the referral: claim it first",
-                )
-                .at("Task.owner"));
+                return Err(ApiError::one(StatusCode::CONFLICT, IssueCode::BusinessRule, msg!("consult-claim-first"))
+                    .at("Task.owner"));
             };
             let referral = task["focus"]["reference"].as_str().ok_or_else(ApiError::internal)?.to_string();
             let existing = parameters::search(
@@ -321,7 +313,7 @@ pub async fn request(state: &AppState, caller: &Caller, task_id: &str, body: &Va
                 return Err(ApiError::one(
                     StatusCode::CONFLICT,
                     IssueCode::Duplicate,
-                    format!("Appointment/{} is already the open consult of this referral; cancel it first", open.id),
+                    msg!("consult-already-open", appointment = format!("Appointment/{}", open.id)),
                 ));
             }
             let needs_interpreter = interpreter.unwrap_or_else(|| {
@@ -336,7 +328,7 @@ pub async fn request(state: &AppState, caller: &Caller, task_id: &str, body: &Va
                         return Err(ApiError::one(
                             StatusCode::UNPROCESSABLE_ENTITY,
                             IssueCode::Required,
-                            "An interpreter needs the patient's language: give 'language' (the referral names none)",
+                            msg!("consult-interpreter-language"),
                         )
                         .at(&location("language")));
                     }
@@ -344,6 +336,7 @@ pub async fn request(state: &AppState, caller: &Caller, task_id: &str, body: &Va
             };
             let partner = owner(&task).map(str::to_string);
             let zone = partner_zone(state, partner.as_deref());
+            let lang = crate::language::of_partner(state, partner.as_deref());
             let consult = Consult {
                 referral: referral.clone(),
                 patient: task["for"]["reference"].as_str().ok_or_else(ApiError::internal)?.to_string(),
@@ -355,7 +348,7 @@ pub async fn request(state: &AppState, caller: &Caller, task_id: &str, body: &Va
                 "resourceType": "Appointment",
                 "status": "proposed",
                 "serviceType": service_type(CONSULT_SERVICE),
-                "description": "Telehealth consult for a second opinion",
+                "description": msg!("consult-description").render(lang),
                 "basedOn": [{"reference": referral}],
                 "minutesDuration": minutes,
                 "requestedPeriod": [{"start": scheduling::in_zone(window.start, zone),
@@ -520,22 +513,21 @@ pub async fn book(state: &AppState, caller: &Caller, body: &Value) -> Result<Res
     let chosen = parameters.resource("appointment-resource").ok_or_else(|| required("appointment-resource"))?;
     let at = |element: &str| format!("{}.resource.{element}", location("appointment-resource"));
     if chosen["resourceType"] != "Appointment" {
-        return Err(ApiError::bad_request("appointment-resource must be an Appointment").at(&at("resourceType")));
+        return Err(ApiError::bad_request(msg!("book-not-appointment")).at(&at("resourceType")));
     }
     let referral = chosen["basedOn"][0]["reference"]
         .as_str()
-        .ok_or_else(|| ApiError::bad_request("The Appointment must name its referral in basedOn").at(&at("basedOn")))?
+        .ok_or_else(|| ApiError::bad_request(msg!("book-no-referral")).at(&at("basedOn")))?
         .to_string();
     let mut slots = Vec::new();
     for reference in chosen["slot"].as_array().into_iter().flatten() {
         match reference["reference"].as_str().and_then(|r| r.strip_prefix("Slot/")) {
             Some(id) if !slots.iter().any(|s| s == id) => slots.push(id.to_string()),
-            _ => return Err(ApiError::bad_request("Each slot must be a distinct Slot reference").at(&at("slot"))),
+            _ => return Err(ApiError::bad_request(msg!("book-slot-reference")).at(&at("slot"))),
         }
     }
     if !(1..=2).contains(&slots.len()) {
-        return Err(ApiError::bad_request("A consult books the specialist's slot and at most one interpreter slot")
-            .at(&at("slot")));
+        return Err(ApiError::bad_request(msg!("book-slot-count")).at(&at("slot")));
     }
     let context = (state, caller, referral, slots, Utc::now());
     let stored = super::in_transaction(&state.store, rex_store::Isolation::RowLocking, &context, |tx, context| {
@@ -547,7 +539,7 @@ pub async fn book(state: &AppState, caller: &Caller, body: &Value) -> Result<Res
     Ok(resource_response(StatusCode::OK, &stored, Some(&stored_json(&stored)?)))
 }
 
-fn not_for_this_consult(message: String) -> ApiError {
+fn not_for_this_consult(message: Message) -> ApiError {
     ApiError::one(StatusCode::UNPROCESSABLE_ENTITY, IssueCode::BusinessRule, message)
 }
 
@@ -566,11 +558,7 @@ async fn book_in(
         Some("proposed") => false,
         Some("booked") => true,
         _ => {
-            return Err(ApiError::one(
-                StatusCode::CONFLICT,
-                IssueCode::Conflict,
-                "The consult was cancelled meanwhile",
-            ));
+            return Err(ApiError::one(StatusCode::CONFLICT, IssueCode::Conflict, msg!("consult-cancelled-meanwhile")));
         }
     };
     let consult = consult_of(&appointment)?;
@@ -592,7 +580,7 @@ async fn book_in(
     let mut interpreter = None;
     for id in new_slots {
         let Some((_, slot)) = locked.get(id) else {
-            return Err(not_for_this_consult(format!("Slot/{id} is not known")));
+            return Err(not_for_this_consult(msg!("resource-not-known", reference = format!("Slot/{id}"))));
         };
         let schedule = match slot["schedule"]["reference"].as_str() {
             Some(schedule) => Reader::Tx(tx).read(schedule).await?.unwrap_or_default(),
@@ -606,41 +594,42 @@ async fn book_in(
             }
             Some(language) if interpreting && interpreter.is_none() => {
                 if !speaks(&mut Reader::Tx(tx), &actor, language).await? {
-                    return Err(not_for_this_consult(format!(
-                        "Slot/{id} is with an interpreter who does not speak {language}"
+                    return Err(not_for_this_consult(msg!(
+                        "slot-interpreter-language",
+                        slot = format!("Slot/{id}"),
+                        language
                     )));
                 }
                 interpreter = Some((id.clone(), actor));
             }
             _ => {
-                return Err(not_for_this_consult(format!(
-                    "Slot/{id} is not for this consult: book a slot of its specialist{}",
-                    if consult.language.is_some() { " and one of an interpreter" } else { "" }
-                )));
+                let slot = format!("Slot/{id}");
+                return Err(not_for_this_consult(match consult.language {
+                    Some(_) => msg!("slot-not-for-consult-interpreted", slot),
+                    None => msg!("slot-not-for-consult", slot),
+                }));
             }
         }
     }
-    let specialist_slot = specialist_slot
-        .ok_or_else(|| not_for_this_consult("The booking needs a slot of the consult's specialist".into()))?;
+    let specialist_slot = specialist_slot.ok_or_else(|| not_for_this_consult(msg!("book-needs-specialist-slot")))?;
     if let (Some(language), None) = (&consult.language, &interpreter) {
-        return Err(not_for_this_consult(format!(
-            "The patient needs an interpreter: book an interpreter slot for {language}"
-        )));
+        return Err(not_for_this_consult(msg!("book-needs-interpreter", language)));
     }
     let span = slot_span(&locked[&specialist_slot].1).ok_or_else(ApiError::internal)?;
     let consult_span = consult.requirement.consult_in(&span).ok_or_else(|| {
-        not_for_this_consult(format!(
-            "Slot/{specialist_slot} does not hold a {}-minute consult inside the requested period",
-            consult.requirement.minutes
+        not_for_this_consult(msg!(
+            "slot-too-short",
+            slot = format!("Slot/{specialist_slot}"),
+            minutes = consult.requirement.minutes
         ))
     })?;
     if consult_span.start < now {
-        return Err(not_for_this_consult(format!("Slot/{specialist_slot} is in the past")));
+        return Err(not_for_this_consult(msg!("slot-in-past", slot = format!("Slot/{specialist_slot}"))));
     }
     if let Some((id, _)) = &interpreter
         && !slot_span(&locked[id].1).is_some_and(|s| s.covers(&consult_span))
     {
-        return Err(not_for_this_consult(format!("Slot/{id} does not cover the consult's time")));
+        return Err(not_for_this_consult(msg!("slot-not-covering", slot = format!("Slot/{id}"))));
     }
     // A reschedule frees the old slots first (the new time may reuse one of them).
     for id in &old_slots {
@@ -651,7 +640,7 @@ async fn book_in(
             return Err(ApiError::one(
                 StatusCode::CONFLICT,
                 IssueCode::Conflict,
-                format!("Slot/{id} is no longer free; ask Appointment/$find again"),
+                msg!("slot-taken", slot = format!("Slot/{id}")),
             ));
         }
         set_slot_status(tx, &mut locked, id, "busy").await?;
@@ -695,7 +684,7 @@ async fn referral_is_open(tx: &mut Tx, referral: &str) -> Result<(), ApiError> {
         return Err(ApiError::one(
             StatusCode::CONFLICT,
             IssueCode::BusinessRule,
-            format!("The referral {referral} is no longer being reviewed; its consult cannot be booked"),
+            msg!("consult-referral-closed", referral),
         ));
     }
     Ok(())
@@ -767,16 +756,13 @@ async fn cancel_appointment(tx: &mut Tx, current: StoredResource, reason: &str) 
     let id = current.id.clone();
     let mut appointment = stored_json(&current)?;
     if !has_code(&appointment["serviceType"], SERVICE_SYSTEM, CONSULT_SERVICE) {
-        return Err(not_for_this_consult(format!("Appointment/{id} is not a telehealth consult")));
+        return Err(not_for_this_consult(msg!("not-a-consult", appointment = format!("Appointment/{id}"))));
     }
     if !matches!(appointment["status"].as_str(), Some("proposed" | "booked")) {
         return Err(ApiError::one(
             StatusCode::CONFLICT,
             IssueCode::BusinessRule,
-            format!(
-                "Appointment/{id} is {}; only a proposed or booked consult can be cancelled",
-                appointment["status"]
-            ),
+            msg!("consult-not-cancellable", appointment = format!("Appointment/{id}"), status = appointment["status"]),
         ));
     }
     let mut ids = slot_ids(&appointment);
@@ -826,7 +812,12 @@ pub async fn cancel(state: &AppState, caller: &Caller, id: &str, body: &Value) -
             let current = match tx.read_for_update("Appointment", id).await?.filter(|a| !a.deleted) {
                 Some(found) if caller.sees(&found) => found,
                 Some(_) => return Err(ApiError::hidden(&format!("Appointment/{id}"))),
-                None => return Err(ApiError::not_found(format!("Appointment/{id} is not known"))),
+                None => {
+                    return Err(ApiError::not_found(msg!(
+                        "resource-not-known",
+                        reference = format!("Appointment/{id}")
+                    )));
+                }
             };
             let stored = cancel_appointment(tx, current, reason).await?;
             let referral = stored_json(&stored)?["basedOn"][0]["reference"].as_str().unwrap_or_default().to_string();

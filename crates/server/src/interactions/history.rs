@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use rex_fhir::datetime::parse_date_range;
 use rex_fhir::query::{DEFAULT_COUNT, MAX_COUNT};
+use rex_i18n::msg;
 use rex_store::HistoryScope;
 
 use super::query_pairs;
@@ -45,7 +46,9 @@ pub async fn of_instance(
     match state.store.read(&resource_type, &id).await? {
         Some(current) if caller.sees(&current) => {}
         Some(_) => return Err(ApiError::hidden(&format!("{resource_type}/{id}"))),
-        None => return Err(ApiError::not_found(format!("{resource_type}/{id} is not known"))),
+        None => {
+            return Err(ApiError::not_found(msg!("resource-not-known", reference = format!("{resource_type}/{id}"))));
+        }
     }
     let path = format!("{resource_type}/{id}/_history");
     history(&state, &caller, HistoryScope::Instance(resource_type, id), &path, query).await
@@ -62,7 +65,7 @@ async fn history(
     check_accept(super::format_param(&pairs))?;
     let (mut since, mut count, mut offset) = (None, DEFAULT_COUNT, 0);
     for (key, value) in &pairs {
-        let invalid = || ApiError::bad_request(format!("Invalid value '{value}' for {key}")).at(key);
+        let invalid = || ApiError::bad_request(msg!("history-invalid-value", value, key)).at(key);
         match key.as_str() {
             "_since" => since = Some(parse_date_range(value).ok_or_else(invalid)?.0),
             "_count" => count = value.parse::<usize>().map_err(|_| invalid())?.min(MAX_COUNT),
@@ -72,7 +75,7 @@ async fn history(
                 return Err(ApiError::one(
                     StatusCode::BAD_REQUEST,
                     rex_fhir::IssueCode::NotSupported,
-                    format!("History does not support the parameter '{key}'"),
+                    msg!("history-unsupported-parameter", key),
                 )
                 .at(key));
             }

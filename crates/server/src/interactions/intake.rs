@@ -11,6 +11,7 @@ use axum::http::StatusCode;
 use chrono::Utc;
 use rex_fhir::query::{Handling, SearchQuery};
 use rex_fhir::search::SearchRegistry;
+use rex_i18n::msg;
 use rex_referral::referral::category_of;
 use rex_referral::routing::Queue;
 use rex_referral::task::{ReferralEvent, referral_audit_event, referral_task};
@@ -129,12 +130,7 @@ pub(super) fn check_sender(caller: &Caller, referral: &Referral) -> Result<(), A
         Some(partner) if partner != referral.partner => Err(ApiError::one(
             StatusCode::FORBIDDEN,
             rex_fhir::IssueCode::Forbidden,
-            format!(
-                "This referral is sent on behalf of partner '{}' (the requester Organization's identifier in {}), \
-                 but the access token belongs to partner '{partner}'",
-                referral.partner,
-                rex_referral::PARTNER_SYSTEM
-            ),
+            msg!("referral-other-partner", named = referral.partner, system = rex_referral::PARTNER_SYSTEM, partner),
         )
         .denied()),
         _ => Ok(()),

@@ -13,8 +13,8 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use chrono::Utc;
-use rex_fhir::outcome::operation_outcome;
 use rex_fhir::{Issue, IssueCode};
+use rex_i18n::msg;
 use rex_referral::Referral;
 use rex_referral::workflow::{Action, transition};
 use rex_store::{Isolation, StoredResource};
@@ -54,9 +54,7 @@ impl Event {
             ApiError::one(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 IssueCode::NotSupported,
-                format!(
-                    "Unknown message event: rex processes {EVENT_SYSTEM} codes referral-request, referral-update, referral-revoke and referral-communication"
-                ),
+                msg!("message-unknown-event", system = EVENT_SYSTEM),
             )
             .at("Bundle.entry[0].resource.eventCoding")
         };
@@ -117,7 +115,7 @@ async fn read_message(
 ) -> Result<Value, ApiError> {
     check_accept(format_param(&query_pairs(query)))?;
     if body_kind(headers)? != BodyKind::FhirJson {
-        return Err(ApiError::unsupported_media("$process-message takes a FHIR message Bundle (JSON or XML)"));
+        return Err(ApiError::unsupported_media(msg!("message-media")));
     }
     let bytes = read_body(body, state.config.limits).await?;
     let message = parse_json(bytes, state.config.limits).await?;
@@ -129,7 +127,7 @@ async fn read_message(
 /// OperationOutcome, sent with the error's HTTP status.
 fn error_response(state: &AppState, header: &Value, err: ApiError) -> Response {
     let code = if err.status.is_server_error() || err.retryable { "transient-error" } else { "fatal-error" };
-    let outcome = operation_outcome(&err.issues);
+    let outcome = crate::language::outcome(&err.issues);
     let mut response = fhir_json(err.status, &response_message(state, header, code, None, Some(outcome)));
     if err.denied {
         let reason = err.issues.first().map(|i| i.diagnostics.clone()).unwrap_or_default();
@@ -141,16 +139,12 @@ fn error_response(state: &AppState, header: &Value, err: ApiError) -> Response {
 /// Checks that a message Bundle opens with its MessageHeader.
 fn message_header(message: &Value) -> Result<(), ApiError> {
     if message["resourceType"] != "Bundle" || message["type"] != "message" {
-        return Err(ApiError::bad_request("$process-message takes a Bundle of type message").at("Bundle.type"));
+        return Err(ApiError::bad_request(msg!("message-not-message-bundle")).at("Bundle.type"));
     }
     let header = &message["entry"][0]["resource"];
     if header["resourceType"] != "MessageHeader" {
-        return Err(ApiError::one(
-            StatusCode::BAD_REQUEST,
-            IssueCode::Structure,
-            "The first entry of a message Bundle must be its MessageHeader",
-        )
-        .at("Bundle.entry[0]"));
+        return Err(ApiError::one(StatusCode::BAD_REQUEST, IssueCode::Structure, msg!("message-header-first"))
+            .at("Bundle.entry[0]"));
     }
     Ok(())
 }
@@ -235,13 +229,7 @@ async fn run(state: &AppState, caller: &Caller, message: &Value, header: &Value)
         }
         (_, None) => Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            vec![
-                Issue::error(
-                    IssueCode::BusinessRule,
-                    "This event needs a referral: a ServiceRequest with a referral or second-opinion category",
-                )
-                .at("Bundle.entry"),
-            ],
+            vec![Issue::error(IssueCode::BusinessRule, msg!("message-needs-referral")).at("Bundle.entry")],
         )),
     }
 }
@@ -255,9 +243,9 @@ async fn revoke(state: &AppState, referral: &Referral) -> Result<Value, ApiError
                 .find_referral(&referral.partner, &referral.identifier_system, &referral.identifier_value)
                 .await?
                 .ok_or_else(|| {
-                    ApiError::not_found(format!(
-                        "No referral {}|{} from this partner to revoke",
-                        referral.identifier_system, referral.identifier_value
+                    ApiError::not_found(msg!(
+                        "message-no-referral-to-revoke",
+                        identifier = format!("{}|{}", referral.identifier_system, referral.identifier_value)
                     ))
                 })?;
             let task = tx.read("Task", &record.task_id).await?.ok_or_else(ApiError::internal)?;
@@ -267,7 +255,7 @@ async fn revoke(state: &AppState, referral: &Referral) -> Result<Value, ApiError
             }
             let from = task["status"].as_str().unwrap_or_default();
             let (to, business) = transition(from, Action::Cancel)
-                .map_err(|err| ApiError::one(StatusCode::CONFLICT, IssueCode::BusinessRule, err.to_string()))?;
+                .map_err(|err| ApiError::one(StatusCode::CONFLICT, IssueCode::BusinessRule, err.message()))?;
             task["status"] = json!(to);
             task["businessStatus"] =
                 json!({"coding": [{"system": business.system, "code": business.code, "display": business.display}]});

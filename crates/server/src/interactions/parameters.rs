@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use rex_fhir::IssueCode;
 use rex_fhir::query::{Handling, SearchQuery};
 use rex_fhir::search::SearchRegistry;
+use rex_i18n::{Text, msg};
 use serde_json::Value;
 
 use crate::error::ApiError;
@@ -19,7 +20,7 @@ pub fn location(name: &str) -> String {
 }
 
 /// A parameter with a wrong value, located.
-pub fn invalid(name: &str, message: impl Into<String>) -> ApiError {
+pub fn invalid(name: &str, message: impl Into<Text>) -> ApiError {
     ApiError::bad_request(message).at(&location(name))
 }
 
@@ -62,7 +63,7 @@ impl<'a> Parameters<'a> {
             None => Ok(None),
             Some(p) => {
                 let value = p["valueInteger"].as_i64().or(p["valuePositiveInt"].as_i64());
-                value.map(Some).ok_or_else(|| invalid(name, format!("{name} must be a valueInteger")))
+                value.map(Some).ok_or_else(|| invalid(name, msg!("parameter-not-integer", name)))
             }
         }
     }
@@ -70,24 +71,16 @@ impl<'a> Parameters<'a> {
     pub fn boolean(&self, name: &'a str) -> Result<Option<bool>, ApiError> {
         match self.all(name).next() {
             None => Ok(None),
-            Some(p) => p["valueBoolean"]
-                .as_bool()
-                .map(Some)
-                .ok_or_else(|| invalid(name, format!("{name} must be a valueBoolean"))),
+            Some(p) => {
+                p["valueBoolean"].as_bool().map(Some).ok_or_else(|| invalid(name, msg!("parameter-not-boolean", name)))
+            }
         }
     }
 
     /// An instant with its offset (`2027-03-15T09:00:00-07:00`).
     pub fn instant(&self, name: &'a str) -> Result<Option<DateTime<Utc>>, ApiError> {
         self.text(name)
-            .map(|text| {
-                instant(text).ok_or_else(|| {
-                    invalid(
-                        name,
-                        format!("{name} must be a date and time with an offset, like 2027-03-15T09:00:00-07:00"),
-                    )
-                })
-            })
+            .map(|text| instant(text).ok_or_else(|| invalid(name, msg!("parameter-not-instant", name))))
             .transpose()
     }
 
@@ -104,8 +97,7 @@ pub fn instant(text: &str) -> Option<DateTime<Utc>> {
 
 /// A required parameter that is missing.
 pub fn required(name: &str) -> ApiError {
-    ApiError::one(StatusCode::BAD_REQUEST, IssueCode::Required, format!("The parameter '{name}' is required"))
-        .at(&location(name))
+    ApiError::one(StatusCode::BAD_REQUEST, IssueCode::Required, msg!("parameter-required", name)).at(&location(name))
 }
 
 /// A search rex runs on its own behalf; its parameters are rex's, so a parse failure is rex's fault.

@@ -4,6 +4,7 @@ use axum::Extension;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use rex_i18n::msg;
 
 use super::write::known_type;
 use super::{format_param, query_pairs};
@@ -25,10 +26,12 @@ pub async fn read(
     let stored = match state.store.read(&resource_type, &id).await? {
         Some(stored) if caller.sees(&stored) => stored,
         Some(_) => return Err(ApiError::hidden(&format!("{resource_type}/{id}"))),
-        None => return Err(ApiError::not_found(format!("{resource_type}/{id} is not known"))),
+        None => {
+            return Err(ApiError::not_found(msg!("resource-not-known", reference = format!("{resource_type}/{id}"))));
+        }
     };
     if stored.deleted {
-        return Err(ApiError::gone(format!("{resource_type}/{id} was deleted")));
+        return Err(ApiError::gone(msg!("resource-deleted", reference = format!("{resource_type}/{id}"))));
     }
     state.audit.read(&caller, "read", vec![format!("{resource_type}/{id}")]).await;
     if resource_type == "Binary" && crate::binary::wants_content(&headers) && crate::binary::is_chunked(&stored) {
@@ -47,7 +50,8 @@ pub async fn vread(
     Path((resource_type, id, version)): Path<(String, String, String)>,
 ) -> Result<Response, ApiError> {
     known_type(&resource_type)?;
-    let not_found = || ApiError::not_found(format!("{resource_type}/{id} has no version {version}"));
+    let not_found =
+        || ApiError::not_found(msg!("version-not-known", reference = format!("{resource_type}/{id}"), version));
     let number: i64 = version.parse().map_err(|_| not_found())?;
     let stored = state.store.vread(&resource_type, &id, number).await?.ok_or_else(not_found)?;
     // A version is visible when the resource as it is now is: compartments do not change.
@@ -57,7 +61,7 @@ pub async fn vread(
     }
     state.audit.read(&caller, "vread", vec![format!("{resource_type}/{id}/_history/{version}")]).await;
     if stored.deleted {
-        return Err(ApiError::gone(format!("Version {version} of {resource_type}/{id} records its deletion")));
+        return Err(ApiError::gone(msg!("version-deleted", reference = format!("{resource_type}/{id}"), version)));
     }
     Ok(resource_response(StatusCode::OK, &stored, Some(&stored_json(&stored)?)))
 }

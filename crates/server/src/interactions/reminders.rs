@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use rex_i18n::msg;
 use rex_referral::scheduling::{CONSULT_SERVICE, SERVICE_SYSTEM};
 use rex_store::Isolation;
 use serde_json::{Value, json};
@@ -16,7 +17,7 @@ use serde_json::{Value, json};
 use super::parameters;
 use super::write::{Target, WriteOp, execute};
 use crate::AppState;
-use crate::access::Caller;
+use crate::access::{Caller, owner};
 use crate::error::ApiError;
 use crate::http::stored_json;
 
@@ -50,9 +51,9 @@ pub async fn remind_due(state: &AppState, now: DateTime<Utc>, lead: Duration) ->
     let mut reminded = Vec::new();
     for candidate in state.store.search(&query).await?.matches {
         let id = candidate.id;
-        let context = (id.as_str(), now, until);
+        let context = (state, id.as_str(), now, until);
         let done = super::in_transaction(&state.store, Isolation::RowLocking, &context, |tx, context| {
-            let (id, now, until) = *context;
+            let (state, id, now, until) = *context;
             Box::pin(async move {
                 let Some(current) = tx.read_for_update("Appointment", id).await? else { return Ok(false) };
                 let mut appointment = stored_json(&current)?;
@@ -60,6 +61,9 @@ pub async fn remind_due(state: &AppState, now: DateTime<Utc>, lead: Duration) ->
                     return Ok(false);
                 }
                 flag(&mut appointment);
+                let lang = crate::language::of_partner(state, owner(&appointment));
+                let start = appointment["start"].as_str().unwrap_or_default();
+                appointment["comment"] = json!(msg!("consult-reminder", start).render(lang));
                 super::consult::set_event(&mut appointment, "reminder");
                 let update = WriteOp::Update {
                     resource_type: "Appointment".into(),
@@ -101,10 +105,13 @@ fn flag(appointment: &mut Value) {
     }
 }
 
-/// Clears the reminder flag (a rescheduled consult is reminded of its new time).
+/// Clears the reminder flag and text (a rescheduled consult is reminded of its new time).
 pub fn forget_reminder(appointment: &mut Value) {
     if let Some(tags) = appointment["meta"]["tag"].as_array_mut() {
         tags.retain(|t| !(t["system"] == FLAG_SYSTEM && t["code"] == REMINDED));
+    }
+    if let Some(fields) = appointment.as_object_mut() {
+        fields.remove("comment");
     }
 }
 

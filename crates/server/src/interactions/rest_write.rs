@@ -6,7 +6,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::header::LOCATION;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use rex_fhir::outcome::success_outcome;
+use rex_i18n::msg;
 use serde_json::Value;
 
 use super::write::{
@@ -66,17 +66,19 @@ pub fn write_response(state: &AppState, outcome: &WriteOutcome, prefer: Prefer) 
     let status = outcome.status();
     let Some(stored) = outcome.stored() else {
         return Ok(match prefer.return_ {
-            ReturnPreference::OperationOutcome => fhir_json(StatusCode::OK, &success_outcome("Deleted")),
+            ReturnPreference::OperationOutcome => {
+                fhir_json(StatusCode::OK, &crate::language::success(msg!("outcome-deleted")))
+            }
             _ => StatusCode::NO_CONTENT.into_response(),
         });
     };
     let body = match prefer.return_ {
         ReturnPreference::Minimal => None,
         ReturnPreference::Representation => Some(stored_json(stored)?),
-        ReturnPreference::OperationOutcome => Some(success_outcome(match outcome {
-            WriteOutcome::Created(_) => "Created",
-            WriteOutcome::Existing(_) => "A matching resource exists; nothing was created",
-            _ => "Updated",
+        ReturnPreference::OperationOutcome => Some(crate::language::success(match outcome {
+            WriteOutcome::Created(_) => msg!("outcome-created"),
+            WriteOutcome::Existing(_) => msg!("outcome-existing"),
+            _ => msg!("outcome-updated"),
         })),
     };
     let mut response = resource_response(status, stored, body.as_ref());
@@ -100,9 +102,7 @@ async fn accepted_resource(
     match body_kind(headers)? {
         BodyKind::FhirJson => {}
         _ => {
-            return Err(ApiError::unsupported_media(
-                "This interaction takes a FHIR resource (application/fhir+json or application/fhir+xml)",
-            ));
+            return Err(ApiError::unsupported_media(msg!("takes-fhir-resource")));
         }
     }
     let bytes = read_body(body, state.config.limits).await?;
@@ -134,7 +134,7 @@ pub async fn create(
         .get("if-none-exist")
         .map(|v| v.to_str().map(str::to_string))
         .transpose()
-        .map_err(|_| ApiError::bad_request("If-None-Exist is not valid text"))?;
+        .map_err(|_| ApiError::bad_request(msg!("if-none-exist-not-text")))?;
     if resource_type == "Communication"
         && if_none_exist.is_none()
         && let Some(outcome) = workflow::receive_answer(&state, &caller, &resource).await?
@@ -179,7 +179,7 @@ pub async fn conditional_update(
     known_type(&resource_type)?;
     let query = query
         .filter(|q| !q.is_empty())
-        .ok_or_else(|| ApiError::bad_request("A conditional update needs search parameters"))?;
+        .ok_or_else(|| ApiError::bad_request(msg!("conditional-update-needs-search")))?;
     let resource = accepted_resource(&state, &caller, &resource_type, &headers, body).await?;
     let op = WriteOp::Update { resource_type, target: Target::Search(query), resource, if_match: if_match(&headers)? };
     let outcome = run(&state, &caller, op).await?;
@@ -212,7 +212,7 @@ pub async fn conditional_delete(
         ApiError::one(
             StatusCode::METHOD_NOT_ALLOWED,
             rex_fhir::IssueCode::NotSupported,
-            "DELETE on a resource type needs search parameters (conditional delete)",
+            msg!("conditional-delete-needs-search"),
         )
     })?;
     let op = WriteOp::Delete { resource_type, target: Target::Search(query), if_match: None };
@@ -236,19 +236,20 @@ pub async fn patch(
     let patch = match kind {
         BodyKind::JsonPatch => parse_json_patch(&bytes, state.config.limits)?,
         BodyKind::FhirJson => patch_from_binary(&parse_json(bytes, state.config.limits).await?)?,
-        BodyKind::Form => return Err(ApiError::unsupported_media("PATCH takes application/json-patch+json")),
+        BodyKind::Form => return Err(ApiError::unsupported_media(msg!("patch-content-type"))),
     };
     let current = match state.store.read(&resource_type, &id).await? {
         Some(stored) if !caller.sees(&stored) => return Err(ApiError::hidden(&format!("{resource_type}/{id}"))),
-        Some(stored) if stored.deleted => return Err(ApiError::gone(format!("{resource_type}/{id} was deleted"))),
+        Some(stored) if stored.deleted => {
+            return Err(ApiError::gone(msg!("resource-deleted", reference = format!("{resource_type}/{id}"))));
+        }
         Some(stored) => stored,
-        None => return Err(ApiError::not_found(format!("{resource_type}/{id} is not known"))),
+        None => {
+            return Err(ApiError::not_found(msg!("resource-not-known", reference = format!("{resource_type}/{id}"))));
+        }
     };
     if let Some(expected) = if_match(&headers)?.filter(|v| *v != current.version_id) {
-        return Err(ApiError::precondition_failed(format!(
-            "Version conflict: If-Match expected version {expected}, the current version is {}",
-            current.version_id
-        )));
+        return Err(ApiError::precondition_failed(msg!("version-conflict", expected, current = current.version_id)));
     }
     let patched = apply_patch(&resource_type, &current, &patch)?;
     let resource = require_valid(&state.checker(&caller), patched, Vec::new()).await?;

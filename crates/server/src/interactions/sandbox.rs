@@ -9,7 +9,6 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use rex_auth::{Principal, StaffRole};
 use rex_fhir::IssueCode;
-use rex_fhir::outcome::success_outcome;
 use rex_store::Isolation;
 
 use super::query_pairs;
@@ -64,5 +63,5 @@ pub async fn reset(
         .await?;
     tracing::info!(%partner, deleted, forgotten, "sandbox reset");
     let message = format!("Sandbox '{partner}' reset: {deleted} resources deleted, {forgotten} referrals forgotten");
-    Ok(fhir_json(StatusCode::OK, &success_outcome(&message)))
+    Ok(fhir_json(StatusCode::OK, &crate::language::success(message)))
 }

@@ -20,6 +20,7 @@ use chrono::{DateTime, NaiveDate};
 use rex_auth::{Principal, StaffRole};
 use rex_fhir::datetime::parse_date_range;
 use rex_fhir::{Issue, IssueCode};
+use rex_i18n::{Message, msg};
 use rex_referral::task::AUDIT_SYSTEM;
 use rex_referral::workflow::Action;
 use rex_store::{
@@ -249,10 +250,8 @@ impl Period {
 
     /// `period` as the operation takes it: a FHIR date (`2026-11`: that month), `START/END` (FHIR
     /// dates, both included), or `START/` (until `now`).
-    pub fn parse(text: &str, now: i64) -> Result<Period, String> {
-        let date = |part: &str| {
-            parse_date_range(part).ok_or_else(|| format!("'{part}' is not a FHIR date (2026, 2026-11, 2026-11-29)"))
-        };
+    pub fn parse(text: &str, now: i64) -> Result<Period, Message> {
+        let date = |part: &str| parse_date_range(part).ok_or_else(|| msg!("scorecard-date", value = part));
         let period = match text.split_once('/') {
             None => {
                 let (from, last) = date(text)?;
@@ -262,7 +261,7 @@ impl Period {
             Some((start, end)) => Period { from: date(start)?.0, to: date(end)?.1 + 1 },
         };
         if period.from >= period.to {
-            return Err(format!("the period '{text}' ends before it starts"));
+            return Err(msg!("scorecard-period-reversed", period = text));
         }
         Ok(period)
     }
@@ -532,7 +531,7 @@ pub async fn operation(
                 return Err(ApiError::one(
                     StatusCode::BAD_REQUEST,
                     IssueCode::NotSupported,
-                    format!("$partner-scorecard takes partner, period and _format, not '{other}'"),
+                    msg!("scorecard-parameter", parameter = other),
                 )
                 .at(other));
             }
@@ -562,23 +561,23 @@ pub async fn operation(
 /// Whose scorecard the caller may read: a partner only its own, coordinators and admins (and a
 /// `--dev` server) the one named, which must be a configured partner.
 fn scorecard_partner(state: &AppState, caller: &Caller, asked: Option<&str>) -> Result<String, ApiError> {
-    let forbidden = |message: &str| ApiError::one(StatusCode::FORBIDDEN, IssueCode::Forbidden, message).denied();
+    let forbidden = |message: Message| ApiError::one(StatusCode::FORBIDDEN, IssueCode::Forbidden, message).denied();
     match caller {
         Caller::Authenticated(Principal::Partner { id, .. }) => match asked {
-            Some(asked) if asked != id => Err(forbidden("A partner reads only its own scorecard")),
+            Some(asked) if asked != id => Err(forbidden(msg!("scorecard-own-only"))),
             _ => Ok(id.clone()),
         },
         Caller::Authenticated(Principal::Staff { role: StaffRole::Specialist, .. }) => {
-            Err(forbidden("Partner scorecards are for coordinators and admins"))
+            Err(forbidden(msg!("scorecard-staff-roles")))
         }
         Caller::Authenticated(Principal::Staff { .. }) | Caller::Unrestricted => {
             let asked = asked.filter(|p| !p.is_empty()).ok_or_else(|| {
-                ApiError::one(StatusCode::BAD_REQUEST, IssueCode::Required, "Name the partner: partner=ID")
+                ApiError::one(StatusCode::BAD_REQUEST, IssueCode::Required, msg!("scorecard-name-partner"))
                     .at("partner")
             })?;
             let known = state.security.as_ref().is_none_or(|security| security.partners().get(asked).is_some());
             if !known {
-                return Err(ApiError::not_found(format!("No partner '{asked}' is configured")).at("partner"));
+                return Err(ApiError::not_found(msg!("scorecard-unknown-partner", partner = asked)).at("partner"));
             }
             Ok(asked.to_string())
         }

@@ -7,6 +7,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use rex_fhir::query::SearchQuery;
 use rex_fhir::search::SearchRegistry;
+use rex_i18n::msg;
 
 use super::write::known_type;
 use super::{format_param, query_pairs};
@@ -37,7 +38,7 @@ pub async fn search_post(
     body: Body,
 ) -> Result<Response, ApiError> {
     if body_kind(&headers)? != BodyKind::Form && headers.contains_key(axum::http::header::CONTENT_TYPE) {
-        return Err(ApiError::unsupported_media("POST _search takes application/x-www-form-urlencoded"));
+        return Err(ApiError::unsupported_media(msg!("search-post-form")));
     }
     let bytes = read_body(body, state.config.limits).await?;
     let mut pairs = query_pairs(query.as_deref());

@@ -14,10 +14,10 @@ use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use rex_fhir::outcome::operation_outcome;
 use rex_fhir::query::{Handling, SearchQuery};
 use rex_fhir::search::SearchRegistry;
 use rex_fhir::{Issue, IssueCode};
+use rex_i18n::{Message, msg};
 use rex_referral::Referral;
 use rex_store::{Isolation, StoredResource, Tx, format_instant};
 use serde_json::{Value, json};
@@ -117,7 +117,7 @@ pub async fn handle(
     let result = async {
         check_accept(format_param(&query_pairs(query.as_deref())))?;
         if body_kind(&headers)? != BodyKind::FhirJson {
-            return Err(ApiError::unsupported_media("POST to the base takes a FHIR Bundle (JSON or XML)"));
+            return Err(ApiError::unsupported_media(msg!("bundle-media")));
         }
         let bytes = read_body(body, state.config.limits).await?;
         let bundle_value = submitted.insert(Arc::new(parse_json(bytes, state.config.limits).await?));
@@ -179,27 +179,20 @@ pub async fn process_bundle(
 
 pub(super) fn parse_bundle(value: &Value) -> Result<(String, Vec<Entry>), ApiError> {
     if value.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
-        return Err(ApiError::bad_request("POST to the base takes a Bundle of type transaction or batch"));
+        return Err(ApiError::bad_request(msg!("bundle-not-bundle")));
     }
     let bundle_type = value.get("type").and_then(Value::as_str).unwrap_or_default().to_string();
     if bundle_type != "transaction" && bundle_type != "batch" {
-        return Err(ApiError::bad_request(format!(
-            "POST to the base takes a transaction or batch Bundle, not type '{bundle_type}'"
-        ))
-        .at("Bundle.type"));
+        return Err(ApiError::bad_request(msg!("bundle-wrong-type", bundle_type)).at("Bundle.type"));
     }
     let raw_entries = match value.get("entry") {
         Some(Value::Array(entries)) if !entries.is_empty() => entries,
         // Nothing to run is a mistake worth hearing about, not an empty success.
         None | Some(Value::Array(_)) => {
-            return Err(ApiError::one(
-                StatusCode::BAD_REQUEST,
-                IssueCode::Required,
-                format!("A {bundle_type} Bundle needs at least one entry"),
-            )
-            .at("Bundle.entry"));
+            return Err(ApiError::one(StatusCode::BAD_REQUEST, IssueCode::Required, msg!("bundle-empty", bundle_type))
+                .at("Bundle.entry"));
         }
-        Some(_) => return Err(ApiError::bad_request("Bundle.entry must be an array").at("Bundle.entry")),
+        Some(_) => return Err(ApiError::bad_request(msg!("bundle-entry-array")).at("Bundle.entry")),
     };
     let mut issues = Vec::new();
     let mut entries = Vec::new();
@@ -211,11 +204,8 @@ pub(super) fn parse_bundle(value: &Value) -> Result<(String, Vec<Entry>), ApiErr
                     && let Some(first) = full_urls.insert(full_url.clone(), index)
                 {
                     issues.push(
-                        Issue::error(
-                            IssueCode::Duplicate,
-                            format!("fullUrl '{full_url}' is also used by Bundle.entry[{first}]"),
-                        )
-                        .at(format!("Bundle.entry[{index}].fullUrl")),
+                        Issue::error(IssueCode::Duplicate, msg!("bundle-duplicate-full-url", full_url, first))
+                            .at(format!("Bundle.entry[{index}].fullUrl")),
                     );
                 }
                 entries.push(entry);
@@ -231,9 +221,9 @@ pub(super) fn parse_bundle(value: &Value) -> Result<(String, Vec<Entry>), ApiErr
 
 fn parse_entry(index: usize, raw: &Value) -> Result<Entry, Issue> {
     let at = |path: &str| format!("Bundle.entry[{index}]{path}");
-    let invalid = |message: &str, path: &str| Issue::error(IssueCode::Invalid, message.to_string()).at(at(path));
+    let invalid = |message: Message, path: &str| Issue::error(IssueCode::Invalid, message).at(at(path));
     let request =
-        raw.get("request").ok_or_else(|| Issue::error(IssueCode::Required, "Each entry needs a request").at(at("")))?;
+        raw.get("request").ok_or_else(|| Issue::error(IssueCode::Required, msg!("bundle-entry-request")).at(at("")))?;
     let method = match request.get("method").and_then(Value::as_str) {
         Some("GET") => Method::Get,
         Some("HEAD") => Method::Head,
@@ -241,27 +231,25 @@ fn parse_entry(index: usize, raw: &Value) -> Result<Entry, Issue> {
         Some("PUT") => Method::Put,
         Some("PATCH") => Method::Patch,
         Some("DELETE") => Method::Delete,
-        _ => return Err(invalid("request.method must be GET, HEAD, POST, PUT, PATCH or DELETE", ".request.method")),
+        _ => return Err(invalid(msg!("bundle-entry-method"), ".request.method")),
     };
     let url = request
         .get("url")
         .and_then(Value::as_str)
         .filter(|url| !url.is_empty())
-        .ok_or_else(|| Issue::error(IssueCode::Required, "request.url is required").at(at(".request.url")))?
+        .ok_or_else(|| Issue::error(IssueCode::Required, msg!("bundle-entry-url")).at(at(".request.url")))?
         .trim_start_matches('/')
         .to_string();
     let resource = raw.get("resource").cloned();
     if matches!(method, Method::Post | Method::Put | Method::Patch) && !resource.as_ref().is_some_and(Value::is_object)
     {
-        return Err(
-            Issue::error(IssueCode::Required, "POST, PUT and PATCH entries need a resource").at(at(".resource"))
-        );
+        return Err(Issue::error(IssueCode::Required, msg!("bundle-entry-resource")).at(at(".resource")));
     }
     let text = |name: &str| request.get(name).and_then(Value::as_str).map(str::to_string);
     let if_match = match text("ifMatch") {
         Some(value) => Some(
             crate::http::parse_etag(&value)
-                .ok_or_else(|| invalid("request.ifMatch must be a version ETag", ".request.ifMatch"))?,
+                .ok_or_else(|| invalid(msg!("bundle-entry-if-match"), ".request.ifMatch"))?,
         ),
         None => None,
     };
@@ -311,16 +299,13 @@ async fn write_op(
         match (url.id, url.query, url.rest) {
             (Some(id), None, None) if valid_id(id) => Ok(Target::Id(id.to_string())),
             (None, Some(query), None) => Ok(Target::Search(query.to_string())),
-            _ => Err(ApiError::bad_request(format!("request.url '{}' must be Type/id or Type?search", entry.url))),
+            _ => Err(ApiError::bad_request(msg!("bundle-entry-url-form", url = entry.url))),
         }
     };
     let op = match entry.method {
         Method::Post => {
             if url.id.is_some() || url.query.is_some() {
-                return Err(ApiError::bad_request(format!(
-                    "A POST entry's request.url must be the resource type, not '{}'",
-                    entry.url
-                )));
+                return Err(ApiError::bad_request(msg!("bundle-post-url", url = entry.url)));
             }
             WriteOp::Create {
                 resource_type,
@@ -394,11 +379,8 @@ fn rewrite_references(
                     if let Some(resolved) = ids.get(reference.as_str()) {
                         *reference = resolved.clone();
                     } else if reference.starts_with("urn:uuid:") || reference.starts_with("urn:oid:") {
-                        return Err(Issue::error(
-                            IssueCode::NotFound,
-                            format!("The reference '{reference}' names no entry of this Bundle"),
-                        )
-                        .at(path.clone()));
+                        return Err(Issue::error(IssueCode::NotFound, msg!("bundle-reference-unknown", reference))
+                            .at(path.clone()));
                     } else if reference.contains('?') {
                         pending.push((path.clone(), reference.clone()));
                     }
@@ -481,7 +463,7 @@ pub(super) fn response_entry(state: &AppState, result: &EntryResult, prefer: Pre
                 representation = Some(stored);
             }
             ReturnPreference::OperationOutcome => {
-                response["outcome"] = rex_fhir::outcome::success_outcome(&status_line(result.status))
+                response["outcome"] = crate::language::success(status_line(result.status))
             }
             _ => {}
         }
@@ -510,14 +492,14 @@ async fn read_entry(tx: &mut Tx, state: &AppState, caller: &Caller, entry: &Entr
     let found = |stored: Option<StoredResource>, what: &str| -> Result<EntryResult, ApiError> {
         match stored {
             Some(stored) if !caller.sees(&stored) => Err(ApiError::hidden(what)),
-            Some(stored) if stored.deleted => Err(ApiError::gone(format!("{what} was deleted"))),
+            Some(stored) if stored.deleted => Err(ApiError::gone(msg!("resource-deleted", reference = what))),
             Some(stored) => Ok(EntryResult {
                 status: StatusCode::OK,
                 body: Some(stored_json(&stored)?),
                 stored: Some(stored),
                 wrote: false,
             }),
-            None => Err(ApiError::not_found(format!("{what} is not known"))),
+            None => Err(ApiError::not_found(msg!("resource-not-known", reference = what))),
         }
     };
     let body = match (url.id, url.rest) {
@@ -585,7 +567,11 @@ pub(super) async fn transaction_body(
                                 return Err(entry.locate(ApiError::one(
                                     StatusCode::PRECONDITION_FAILED,
                                     IssueCode::MultipleMatches,
-                                    format!("ifNoneExist '{query}' matches more than one {}", url.resource_type),
+                                    msg!(
+                                        "if-none-exist-entry-multiple-matches",
+                                        query,
+                                        resource_type = url.resource_type
+                                    ),
                                 )));
                             }
                         }
@@ -609,7 +595,7 @@ pub(super) async fn transaction_body(
                             return Err(entry.locate(ApiError::one(
                                 StatusCode::PRECONDITION_FAILED,
                                 IssueCode::MultipleMatches,
-                                format!("The condition '{query}' matches more than one {}", url.resource_type),
+                                msg!("condition-multiple-matches", query, resource_type = url.resource_type),
                             )));
                         }
                     };
@@ -647,7 +633,7 @@ pub(super) async fn transaction_body(
                             .map_err(|issue| entry.locate(ApiError::new(StatusCode::BAD_REQUEST, vec![issue])))?;
                         for (path, reference) in pending {
                             let (target_type, query) = reference.split_once('?').unwrap_or_default();
-                            let resolve_err = |message: String| {
+                            let resolve_err = |message: Message| {
                                 entry.locate(ApiError::new(
                                     StatusCode::PRECONDITION_FAILED,
                                     vec![Issue::error(IssueCode::NotFound, message).at(path.clone())],
@@ -659,14 +645,10 @@ pub(super) async fn transaction_body(
                             match found.as_slice() {
                                 [id] => set_at(&mut resource, &path, format!("{target_type}/{id}")),
                                 [] => {
-                                    return Err(resolve_err(format!(
-                                        "The conditional reference '{reference}' matches nothing"
-                                    )));
+                                    return Err(resolve_err(msg!("conditional-reference-none", reference)));
                                 }
                                 _ => {
-                                    return Err(resolve_err(format!(
-                                        "The conditional reference '{reference}' matches more than one resource"
-                                    )));
+                                    return Err(resolve_err(msg!("conditional-reference-many", reference)));
                                 }
                             }
                         }
@@ -746,6 +728,6 @@ async fn run_batch(state: &AppState, caller: &Caller, entries: &[Entry], prefer:
 /// The response entry of a batch entry that failed.
 fn failed_entry(err: ApiError) -> AnswerEntry {
     AnswerEntry::json(
-        json!({"response": {"status": status_line(err.status), "outcome": operation_outcome(&err.issues)}}),
+        json!({"response": {"status": status_line(err.status), "outcome": crate::language::outcome(&err.issues)}}),
     )
 }

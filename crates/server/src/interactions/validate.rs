@@ -8,8 +8,8 @@ use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use rex_fhir::outcome::operation_outcome;
 use rex_fhir::{Issue, IssueCode};
+use rex_i18n::msg;
 use serde_json::Value;
 
 use super::write::known_type;
@@ -103,11 +103,11 @@ async fn parameters_body(state: &AppState, headers: &HeaderMap, body: Body) -> R
         return Ok(serde_json::json!({"resourceType": "Parameters"}));
     }
     if body_kind(headers)? != BodyKind::FhirJson {
-        return Err(ApiError::unsupported_media("Operations take a FHIR Parameters resource (JSON or XML)"));
+        return Err(ApiError::unsupported_media(msg!("operation-media")));
     }
     let parameters = parse_json(bytes, state.config.limits).await?;
     if parameters["resourceType"] != "Parameters" {
-        return Err(ApiError::bad_request("Operations take a Parameters resource"));
+        return Err(ApiError::bad_request(msg!("operation-not-parameters")));
     }
     Ok(parameters)
 }
@@ -122,7 +122,7 @@ async fn workflow_arguments(
 }
 
 fn unknown_operation(operation: &str) -> ApiError {
-    ApiError::one(StatusCode::NOT_FOUND, IssueCode::NotSupported, format!("Unknown operation '{operation}'"))
+    ApiError::one(StatusCode::NOT_FOUND, IssueCode::NotSupported, msg!("operation-unknown", operation))
 }
 
 /// What a `$validate` request asks (Parameters body or bare resource).
@@ -164,7 +164,7 @@ async fn run(
         ValidateRequest::default()
     } else {
         if body_kind(headers)? != BodyKind::FhirJson {
-            return Err(ApiError::unsupported_media("$validate takes a FHIR resource or Parameters (JSON or XML)"));
+            return Err(ApiError::unsupported_media(msg!("validate-media")));
         }
         read_request(parse_json(bytes, state.config.limits).await?)
     };
@@ -172,7 +172,7 @@ async fn run(
         profile = Some(value);
     }
     if mode.as_deref() == Some("delete") {
-        return Ok(fhir_json(StatusCode::OK, &operation_outcome(&[no_issues()])));
+        return Ok(fhir_json(StatusCode::OK, &crate::language::outcome(&[no_issues()])));
     }
     if resource.is_none()
         && let (Some(resource_type), Some(id)) = (resource_type, id)
@@ -181,24 +181,28 @@ async fn run(
         let stored = match state.store.read(resource_type, id).await?.filter(|s| !s.deleted) {
             Some(stored) if caller.sees(&stored) => stored,
             Some(_) => return Err(ApiError::hidden(&format!("{resource_type}/{id}"))),
-            None => return Err(ApiError::not_found(format!("{resource_type}/{id} is not known"))),
+            None => {
+                return Err(ApiError::not_found(msg!(
+                    "resource-not-known",
+                    reference = format!("{resource_type}/{id}")
+                )));
+            }
         };
         resource = Some(stored_json(&stored)?);
     }
-    let resource = resource
-        .ok_or_else(|| ApiError::bad_request("$validate needs a resource: the body, or a Parameters 'resource'"))?;
+    let resource = resource.ok_or_else(|| ApiError::bad_request(msg!("validate-no-resource")))?;
     if let Some(expected) = resource_type
         && resource["resourceType"].as_str() != Some(expected)
     {
-        return Err(ApiError::bad_request(format!("$validate on {expected} was given a {}", resource["resourceType"])));
+        return Err(ApiError::bad_request(msg!("validate-wrong-type", expected, found = resource["resourceType"])));
     }
     let (_, mut issues) = validate(&state.checker(caller), resource, profile.into_iter().collect()).await?;
     if issues.is_empty() {
         issues.push(no_issues());
     }
-    Ok(fhir_json(StatusCode::OK, &operation_outcome(&issues)))
+    Ok(fhir_json(StatusCode::OK, &crate::language::outcome(&issues)))
 }
 
 fn no_issues() -> Issue {
-    Issue::information(IssueCode::Informational, "No issues found")
+    Issue::information(IssueCode::Informational, msg!("validate-no-issues"))
 }

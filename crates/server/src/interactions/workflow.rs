@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{SecondsFormat, Utc};
 use rex_fhir::IssueCode;
+use rex_i18n::msg;
 use rex_referral::task::{AUDIT_SYSTEM, extension_url};
 use rex_referral::workflow::{Action, TransitionError, transition};
 use rex_store::{Isolation, StoredResource, Tx};
@@ -74,7 +75,7 @@ pub fn action(operation: &str) -> Option<Action> {
 }
 
 fn refused(err: TransitionError) -> ApiError {
-    ApiError::one(StatusCode::CONFLICT, IssueCode::BusinessRule, err.to_string()).at("Task.status")
+    ApiError::one(StatusCode::CONFLICT, IssueCode::BusinessRule, err.message()).at("Task.status")
 }
 
 fn required(name: &str, action: Action) -> ApiError {
@@ -127,7 +128,7 @@ pub async fn operate(
             let current = match current.filter(|t| !t.deleted) {
                 Some(task) if caller.sees(&task) => task,
                 Some(_) => return Err(ApiError::hidden(&format!("Task/{id}"))),
-                None => return Err(ApiError::not_found(format!("Task/{id} is not known"))),
+                None => return Err(ApiError::not_found(msg!("resource-not-known", reference = format!("Task/{id}")))),
             };
             apply(tx, state, caller, current, action, arguments).await
         })

@@ -10,6 +10,7 @@ use rex_fhir::query::{Handling, SearchQuery};
 use rex_fhir::search::{SearchRegistry, split_reference};
 use rex_fhir::structure::StructureModel;
 use rex_fhir::{Issue, IssueCode};
+use rex_i18n::msg;
 use rex_store::{Change, DeleteOutcome, Isolation, StoredResource, Tx};
 use serde_json::Value;
 
@@ -106,11 +107,7 @@ pub fn known_type(resource_type: &str) -> Result<(), ApiError> {
     if StructureModel::r4().is_resource_type(resource_type) {
         Ok(())
     } else {
-        Err(ApiError::one(
-            StatusCode::NOT_FOUND,
-            IssueCode::NotSupported,
-            format!("Unknown resource type '{resource_type}'"),
-        ))
+        Err(ApiError::one(StatusCode::NOT_FOUND, IssueCode::NotSupported, msg!("unknown-resource-type", resource_type)))
     }
 }
 
@@ -133,28 +130,17 @@ fn check_addressing(resource_type: &str, resource: &Value) -> Result<(), ApiErro
     match resource.get("resourceType").and_then(Value::as_str) {
         Some(found) if found == resource_type => {}
         Some(found) => {
-            return Err(ApiError::bad_request(format!(
-                "The resource is a {found}, but the request addresses {resource_type}"
-            ))
-            .at(found));
+            return Err(ApiError::bad_request(msg!("wrong-resource-type", found, resource_type)).at(found));
         }
         None => {
-            return Err(ApiError::one(
-                StatusCode::BAD_REQUEST,
-                IssueCode::Required,
-                "The resource has no resourceType",
-            ));
+            return Err(ApiError::one(StatusCode::BAD_REQUEST, IssueCode::Required, msg!("no-resource-type")));
         }
     }
     if let Some(id) = resource.get("id")
         && !id.as_str().is_some_and(valid_id)
     {
-        return Err(ApiError::one(
-            StatusCode::BAD_REQUEST,
-            IssueCode::Value,
-            "Resource.id must be 1-64 characters of A-Z, a-z, 0-9, '-' and '.'",
-        )
-        .at(&format!("{resource_type}.id")));
+        return Err(ApiError::one(StatusCode::BAD_REQUEST, IssueCode::Value, msg!("invalid-id"))
+            .at(&format!("{resource_type}.id")));
     }
     Ok(())
 }
@@ -165,7 +151,7 @@ fn conditional_query(resource_type: &str, query: &str) -> Result<SearchQuery, Ap
     let query = query.trim_start_matches('?');
     let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
     if pairs.is_empty() {
-        return Err(ApiError::bad_request("A conditional request needs search parameters"));
+        return Err(ApiError::bad_request(msg!("conditional-needs-search")));
     }
     let mut parsed = SearchQuery::parse(SearchRegistry::r4(), resource_type, &pairs, Handling::Strict)
         .map_err(|issues| ApiError::new(StatusCode::BAD_REQUEST, issues))?;
@@ -204,7 +190,7 @@ async fn resolve_target(
                 _ => Err(ApiError::one(
                     StatusCode::PRECONDITION_FAILED,
                     IssueCode::MultipleMatches,
-                    format!("The condition '{query}' matches more than one {resource_type}"),
+                    msg!("condition-multiple-matches", query, resource_type),
                 )),
             }
         }
@@ -282,7 +268,7 @@ async fn write(
                         return Err(ApiError::one(
                             StatusCode::PRECONDITION_FAILED,
                             IssueCode::MultipleMatches,
-                            format!("If-None-Exist '{query}' matches more than one {resource_type}"),
+                            msg!("if-none-exist-multiple-matches", query, resource_type),
                         ));
                     }
                 }
@@ -303,17 +289,14 @@ async fn write(
             let body_id = resource.get("id").and_then(Value::as_str);
             let id = match (resolve_target(tx, caller, resource_type, &target).await?, &target) {
                 (Some(id), Target::Id(_)) if body_id != Some(id.as_str()) => {
-                    return Err(ApiError::bad_request(format!(
-                        "The resource id ({}) must equal the id in the URL ({id})",
-                        body_id.unwrap_or("missing")
-                    ))
+                    return Err(match body_id {
+                        Some(body_id) => ApiError::bad_request(msg!("id-mismatch", body_id, id)),
+                        None => ApiError::bad_request(msg!("id-missing", id)),
+                    }
                     .at(&format!("{resource_type}.id")));
                 }
                 (Some(id), Target::Search(_)) if body_id.is_some_and(|body_id| body_id != id) => {
-                    return Err(ApiError::bad_request(
-                        "The resource id differs from the resource the condition matched",
-                    )
-                    .at(&format!("{resource_type}.id")));
+                    return Err(ApiError::bad_request(msg!("id-differs-from-match")).at(&format!("{resource_type}.id")));
                 }
                 (Some(id), _) => id,
                 (None, _) => body_id.map(str::to_string).unwrap_or_else(rex_store::new_id),
@@ -349,7 +332,9 @@ async fn write(
             match tx.delete(resource_type, &id, if_match).await? {
                 DeleteOutcome::Deleted(version) => Ok(WriteOutcome::Deleted(Some(version))),
                 DeleteOutcome::AlreadyDeleted => Ok(WriteOutcome::NothingDeleted),
-                DeleteOutcome::NotFound => Err(ApiError::not_found(format!("{resource_type}/{id} is not known"))),
+                DeleteOutcome::NotFound => {
+                    Err(ApiError::not_found(msg!("resource-not-known", reference = format!("{resource_type}/{id}"))))
+                }
             }
         }
     }
@@ -388,7 +373,7 @@ async fn check_references(
                 let refused = ApiError::one(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     IssueCode::NotFound,
-                    format!("The reference '{reference}' names no resource on this server"),
+                    msg!("reference-unknown", reference),
                 )
                 .at(&path);
                 return Err(if found.is_some_and(|stored| !stored.deleted) { refused.denied() } else { refused });
@@ -445,18 +430,19 @@ pub(super) async fn patched(
 ) -> Result<(StoredResource, Value), ApiError> {
     caller.require(resource_type, Interaction::Update)?;
     let Some(id) = resolve_target(tx, caller, resource_type, target).await? else {
-        return Err(ApiError::not_found(format!("No {resource_type} matches the condition")));
+        return Err(ApiError::not_found(msg!("condition-no-match", resource_type)));
     };
     let current = match current_for(tx, caller, resource_type, &id).await? {
-        Some(stored) if stored.deleted => return Err(ApiError::gone(format!("{resource_type}/{id} was deleted"))),
+        Some(stored) if stored.deleted => {
+            return Err(ApiError::gone(msg!("resource-deleted", reference = format!("{resource_type}/{id}"))));
+        }
         Some(stored) => stored,
-        None => return Err(ApiError::not_found(format!("{resource_type}/{id} is not known"))),
+        None => {
+            return Err(ApiError::not_found(msg!("resource-not-known", reference = format!("{resource_type}/{id}"))));
+        }
     };
     if let Some(expected) = if_match.filter(|v| *v != current.version_id) {
-        return Err(ApiError::precondition_failed(format!(
-            "Version conflict: If-Match expected version {expected}, the current version is {}",
-            current.version_id
-        )));
+        return Err(ApiError::precondition_failed(msg!("version-conflict", expected, current = current.version_id)));
     }
     let resource = apply_patch(resource_type, &current, patch)?;
     Ok((current, resource))
@@ -467,21 +453,13 @@ pub(super) async fn patched(
 pub fn apply_patch(resource_type: &str, current: &StoredResource, patch: &Value) -> Result<Value, ApiError> {
     let mut resource = crate::http::stored_json(current)?;
     let patch: json_patch::Patch = serde_json::from_value(patch.clone())
-        .map_err(|err| ApiError::bad_request(format!("The body is not a JSON Patch document: {err}")))?;
+        .map_err(|err| ApiError::bad_request(msg!("patch-invalid", error = err)))?;
     json_patch::patch(&mut resource, &patch).map_err(|err| {
-        ApiError::one(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            IssueCode::Processing,
-            format!("The patch cannot be applied: {err}"),
-        )
+        ApiError::one(StatusCode::UNPROCESSABLE_ENTITY, IssueCode::Processing, msg!("patch-failed", error = err))
     })?;
     check_resource(resource_type, &resource)?;
     if resource.get("id").and_then(Value::as_str) != Some(current.id.as_str()) {
-        return Err(ApiError::one(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            IssueCode::Processing,
-            "A patch must not change the resource id",
-        ));
+        return Err(ApiError::one(StatusCode::UNPROCESSABLE_ENTITY, IssueCode::Processing, msg!("patch-changes-id")));
     }
     Ok(resource)
 }
@@ -498,7 +476,7 @@ async fn task_status_change(tx: &mut Tx, id: &str, new: &mut Value) -> Result<()
     let (from, to) = (current["status"].as_str().unwrap_or_default(), new["status"].as_str().unwrap_or_default());
     if routed {
         rex_referral::workflow::check_status_change(from, to).map_err(|err| {
-            ApiError::one(StatusCode::CONFLICT, IssueCode::BusinessRule, err.to_string()).at("Task.status")
+            ApiError::one(StatusCode::CONFLICT, IssueCode::BusinessRule, err.message()).at("Task.status")
         })?;
         rex_referral::workflow::hold_clock(&current, new, chrono::Utc::now());
     }
@@ -511,14 +489,12 @@ pub fn patch_from_binary(binary: &Value) -> Result<Value, ApiError> {
     if binary.get("resourceType").and_then(Value::as_str) != Some("Binary")
         || !content_type.starts_with("application/json-patch+json")
     {
-        return Err(ApiError::unsupported_media(
-            "A PATCH entry must carry a Binary with contentType application/json-patch+json",
-        ));
+        return Err(ApiError::unsupported_media(msg!("patch-entry-binary")));
     }
     let data = binary.get("data").and_then(Value::as_str).unwrap_or_default();
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(data)
-        .map_err(|_| ApiError::bad_request("Binary.data is not valid base64").at("Binary.data"))?;
+        .map_err(|_| ApiError::bad_request(msg!("patch-entry-base64")).at("Binary.data"))?;
     rex_fhir::json::parse(&bytes, rex_fhir::json::DEFAULT_MAX_DEPTH)
-        .map_err(|_| ApiError::bad_request("Binary.data is not a JSON Patch document").at("Binary.data"))
+        .map_err(|_| ApiError::bad_request(msg!("patch-entry-not-patch")).at("Binary.data"))
 }
