@@ -246,6 +246,18 @@ struct ServeArgs {
     /// http; repeatable or comma-separated.
     #[arg(long = "delivery-allow-host", env = "REX_DELIVERY_ALLOW_HOSTS", value_delimiter = ',')]
     delivery_allow_hosts: Vec<String>,
+    /// The mail relay (host:port) escalation alerts to `mailto:` targets go through.
+    #[arg(long, env = "REX_SMTP_RELAY", requires = "smtp_from")]
+    smtp_relay: Option<String>,
+    /// The sender address of escalation alert mails.
+    #[arg(long, env = "REX_SMTP_FROM", requires = "smtp_relay")]
+    smtp_from: Option<String>,
+    /// How the relay is reached: starttls (required), tls (from the first byte) or none (plain SMTP).
+    #[arg(long, env = "REX_SMTP_TLS", default_value = "starttls")]
+    smtp_tls: rex_server::alerts::SmtpTls,
+    /// The user name at the relay, when it wants one; the password is read from REX_SMTP_PASSWORD.
+    #[arg(long, env = "REX_SMTP_USER", requires = "smtp_relay")]
+    smtp_user: Option<String>,
     /// Seconds in-flight requests get to finish after SIGTERM or Ctrl-C.
     #[arg(long, env = "REX_SHUTDOWN_TIMEOUT", default_value_t = 30)]
     shutdown_timeout: u64,
@@ -372,6 +384,18 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     config.large_bodies = rex_server::LargeBodies::new(args.large_body_bytes, args.large_bodies);
     config.limits.max_depth = args.max_json_depth;
     config.delivery_targets = rex_server::outbound::DeliveryTargets::allowing(&args.delivery_allow_hosts);
+    if let (Some(relay), Some(from)) = (&args.smtp_relay, &args.smtp_from) {
+        // The password only from the environment: command lines are visible to every local user.
+        let password = std::env::var("REX_SMTP_PASSWORD").unwrap_or_default();
+        let credentials = args.smtp_user.clone().map(|user| (user, password));
+        let settings = rex_server::alerts::SmtpSettings {
+            relay: relay.clone(),
+            from: from.clone(),
+            tls: args.smtp_tls,
+            credentials,
+        };
+        config.mailer = Some(rex_server::alerts::Mailer::new(&settings)?);
+    }
 
     if !args.video_link_template.starts_with("https://") {
         return Err(format!("--video-link-template must be an https:// URL, not {:?}", args.video_link_template));

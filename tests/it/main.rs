@@ -14,6 +14,7 @@ mod consult;
 mod crud;
 mod docs;
 mod errors;
+mod escalation;
 mod examples;
 mod fixtures;
 mod guide;

@@ -19,7 +19,7 @@ pub static VALIDATOR: LazyLock<Arc<Validator>> = LazyLock::new(|| {
     Arc::new(rex_server::validation::load_validator(&profiles, &[]).expect("the validator loads"))
 });
 
-fn partner_profiles() -> rex_server::validation::PartnerProfiles {
+pub fn partner_profiles() -> rex_server::validation::PartnerProfiles {
     let profiles = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles");
     rex_server::validation::PartnerProfiles::load(&profiles).expect("partner profiles load")
 }

@@ -1,0 +1,209 @@
+//! Escalation alerts: the people told when a queue's referral goes overdue. The routing
+//! configuration names them per queue (`[escalate_to]`: `mailto:` addresses and webhook URLs).
+//!
+//! The escalation worker queues one alert per target in the outbox, in the transaction that flags
+//! the Task, so an overdue referral is announced once however often the worker runs and however many
+//! instances run it; the notification delivery worker sends them (mail through the SMTP relay,
+//! `--smtp-relay`; webhooks as a JSON POST through the delivery client, under the same address
+//! rules as partner notifications), with its retries, and records each attempt as an AuditEvent.
+//!
+//! An alert carries no health data: the referral's Task id, its queue, priority and due time, and
+//! links to the worklist, where the coordinator signs in to see the rest.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use lettre::message::Mailbox;
+use lettre::message::header::ContentType;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use rex_referral::RoutingConfig;
+use rex_store::{OutboxItem, Tx};
+use serde_json::{Value, json};
+
+use crate::error::ApiError;
+use crate::outbound::DeliveryTargets;
+
+/// The outbox key of the alerts to one target (`{KEY_PREFIX}{target}`): a target's alerts go out in
+/// order, and one failing target does not hold back another's.
+pub const KEY_PREFIX: &str = "escalation-alert:";
+/// Time allowed for handing one mail to the relay.
+const SMTP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How rex reaches the mail relay (`--smtp-tls`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// Plain SMTP: only for a relay on the same machine or a private link.
+    None,
+    /// SMTP upgraded with STARTTLS, which is required (submission, port 587).
+    StartTls,
+    /// SMTP inside TLS from the first byte (port 465).
+    Tls,
+}
+
+impl std::str::FromStr for SmtpTls {
+    type Err = String;
+    fn from_str(text: &str) -> Result<SmtpTls, String> {
+        match text {
+            "none" => Ok(SmtpTls::None),
+            "starttls" => Ok(SmtpTls::StartTls),
+            "tls" => Ok(SmtpTls::Tls),
+            _ => Err(format!("'{text}' is not one of none, starttls, tls")),
+        }
+    }
+}
+
+/// The mail relay settings (`--smtp-relay`, `--smtp-from`, `--smtp-tls`, `--smtp-user`,
+/// `REX_SMTP_PASSWORD`).
+#[derive(Debug, Clone)]
+pub struct SmtpSettings {
+    /// `host:port`.
+    pub relay: String,
+    /// The sender address of alerts.
+    pub from: String,
+    pub tls: SmtpTls,
+    /// User name and password, when the relay wants them (only over TLS: lettre refuses to send
+    /// them in the clear).
+    pub credentials: Option<(String, String)>,
+}
+
+/// Sends alerts by mail through the configured relay (TLS through OpenSSL, as everything else).
+#[derive(Clone)]
+pub struct Mailer {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: Mailbox,
+}
+
+impl std::fmt::Debug for Mailer {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The transport holds the relay's credentials.
+        formatter.debug_struct("Mailer").field("from", &self.from).finish_non_exhaustive()
+    }
+}
+
+impl Mailer {
+    pub fn new(settings: &SmtpSettings) -> Result<Mailer, String> {
+        let (host, port) = settings
+            .relay
+            .rsplit_once(':')
+            .and_then(|(host, port)| Some((host.trim_start_matches('[').trim_end_matches(']'), port.parse().ok()?)))
+            .ok_or_else(|| format!("--smtp-relay must be host:port, not '{}'", settings.relay))?;
+        let from: Mailbox = settings
+            .from
+            .parse()
+            .map_err(|err| format!("--smtp-from '{}' is not a mail address: {err}", settings.from))?;
+        let relay_error = |err: lettre::transport::smtp::Error| format!("cannot use the SMTP relay {host}: {err}");
+        let mut builder = match settings.tls {
+            SmtpTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host),
+            SmtpTls::StartTls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host).map_err(relay_error)?,
+            SmtpTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(host).map_err(relay_error)?,
+        }
+        .port(port)
+        .timeout(Some(SMTP_TIMEOUT));
+        if let Some((user, password)) = &settings.credentials {
+            builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
+        }
+        Ok(Mailer { transport: builder.build(), from })
+    }
+
+    async fn send(&self, to: &str, subject: String, body: String) -> Result<(), String> {
+        let to: Mailbox = to.parse().map_err(|err| format!("'{to}' is not a mail address: {err}"))?;
+        let message = Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(subject)
+            .header(ContentType::TEXT_PLAIN)
+            .body(body)
+            .map_err(|err| format!("cannot build the mail: {err}"))?;
+        match self.transport.send(message).await {
+            Ok(_) => Ok(()),
+            Err(err) if err.is_permanent() => Err(format!("the SMTP relay refused the mail: {err}")),
+            Err(err) => Err(format!("the SMTP relay could not take the mail: {err}")),
+        }
+    }
+}
+
+/// Checks the configured alert targets at start: mail needs a relay, and a webhook must be a URL
+/// rex may deliver to ([`crate::outbound`]).
+pub async fn check_targets(
+    routing: &RoutingConfig,
+    mailer: Option<&Mailer>,
+    targets: &DeliveryTargets,
+) -> Result<(), String> {
+    for target in routing.alert_targets() {
+        if target.starts_with("mailto:") {
+            if mailer.is_none() {
+                return Err(format!("escalate_to names {target}, but no --smtp-relay is configured"));
+            }
+        } else {
+            targets.check_endpoint(target, false).await.map_err(|reason| format!("escalate_to {target}: {reason}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Queues, in `tx`, one alert per target of the queue of the Task `id` that has just been flagged
+/// overdue at `now`.
+pub async fn enqueue(
+    tx: &mut Tx,
+    routing: &RoutingConfig,
+    id: &str,
+    task: &Value,
+    now: DateTime<Utc>,
+) -> Result<(), ApiError> {
+    let queue = task["owner"]["reference"].as_str().and_then(|owner| owner.strip_prefix("HealthcareService/"));
+    let Some(queue) = queue else { return Ok(()) };
+    let alert = json!({
+        "event": "referral-overdue",
+        "referral": format!("Task/{id}"),
+        "queue": queue,
+        "priority": task["priority"],
+        "overdueSince": task["restriction"]["period"]["end"],
+    })
+    .to_string();
+    for target in routing.escalate_to(queue) {
+        let key = format!("{KEY_PREFIX}{target}");
+        tx.enqueue_notification(&key, target, "[]", 1, &alert, now.timestamp_micros()).await?;
+    }
+    Ok(())
+}
+
+/// The referral (`Task/{id}`) an alert is about, for its AuditEvent.
+pub fn referral(item: &OutboxItem) -> String {
+    let alert: Value = serde_json::from_str(&item.payload).unwrap_or_default();
+    alert["referral"].as_str().unwrap_or_default().to_string()
+}
+
+/// Sends one queued alert: a mail to a `mailto:` target, a JSON POST to a webhook.
+pub async fn send(
+    item: &OutboxItem,
+    base_url: &str,
+    mailer: Option<&Mailer>,
+    client: &reqwest::Client,
+    targets: &DeliveryTargets,
+) -> Result<(), String> {
+    let mut alert: Value = serde_json::from_str(&item.payload).map_err(|_| "the queued alert is not JSON")?;
+    // The links use the delivering instance's public base URL, like notification Bundles' fullUrls.
+    let origin = base_url.strip_suffix("/fhir").unwrap_or(base_url);
+    let field = |name: &str| alert[name].as_str().unwrap_or_default().to_string();
+    let (task, queue, priority, since) = (field("referral"), field("queue"), field("priority"), field("overdueSince"));
+    let id = task.strip_prefix("Task/").unwrap_or_default();
+    alert["worklist"] = json!(format!("{origin}/ui/worklist?queue={queue}"));
+    alert["referralPage"] = json!(format!("{origin}/ui/referral/{id}"));
+    match item.endpoint.strip_prefix("mailto:") {
+        Some(address) => {
+            let mailer = mailer.ok_or("no --smtp-relay is configured")?;
+            let subject = format!("Overdue {} referral in queue {queue}", priority.to_uppercase());
+            let body = format!(
+                "A referral in the queue {queue} is past its due time.\n\n\
+                 Referral: {task}\nPriority: {priority}\nOverdue since: {since}\n\n\
+                 The worklist:\n{}\n\nThe referral:\n{}\n\n\
+                 Sign in to the worklist for the details. This alert is sent once.\n",
+                alert["worklist"].as_str().unwrap_or_default(),
+                alert["referralPage"].as_str().unwrap_or_default(),
+            );
+            mailer.send(address, subject, body).await
+        }
+        None => crate::notifications::post(client, targets, item, "application/json", alert.to_string()).await,
+    }
+}
