@@ -34,6 +34,7 @@ mod scorecard;
 mod search;
 mod security;
 mod send;
+mod sign_in;
 mod transaction;
 mod validate;
 mod web;

@@ -86,7 +86,7 @@ provider.use(async (ctx, next) => {
     return undefined;
   }
   const grant = new provider.Grant({ accountId: account, clientId: details.params.client_id });
-  grant.addOIDCScope('openid');
+  grant.addOIDCScope('openid rex');
   grant.addResourceScope(resource, 'rex');
   const grantId = await grant.save();
   return provider.interactionFinished(ctx.req, ctx.res, { login: { accountId: account }, consent: { grantId } });
