@@ -162,7 +162,11 @@ async fn staff_sign_in_at_the_identity_provider_with_pkce() {
     let rex_host = Browser::host(&reqwest::Url::parse(&origin).unwrap());
     let login = browser.cookies[&rex_host]["rex_login"].clone();
     let (started, verifier) = login.rsplit_once('.').unwrap();
-    browser.cookies.get_mut(&rex_host).unwrap().insert("rex_login".into(), format!("{started}.{}", verifier.replace('a', "b").replace('1', "2")));
+    browser
+        .cookies
+        .get_mut(&rex_host)
+        .unwrap()
+        .insert("rex_login".into(), format!("{started}.{}", verifier.replace('a', "b").replace('1', "2")));
     let (status, _, page) = browser.send(&callback, None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{page}");
     assert!(page.contains("refused the code"), "{page}");

@@ -588,7 +588,8 @@ impl TestApp {
             let token_url = format!("http://{address}/auth/token");
             let (mut auth, mut security) = TestAuth::generate(token_url.clone(), &[]);
             if let Some(provider) = provider {
-                let toml = format!("[oidc]\nissuer = {:?}\naudience = \"rex\"\njwks = '{}'\n", provider.issuer, provider.jwks);
+                let toml =
+                    format!("[oidc]\nissuer = {:?}\naudience = \"rex\"\njwks = '{}'\n", provider.issuer, provider.jwks);
                 let config = rex_auth::AuthConfig::from_toml(&toml, std::path::Path::new(".")).expect("[oidc] loads");
                 auth.oidc = config.oidc.clone().unwrap();
                 security.oidc = config.oidc;

@@ -226,9 +226,11 @@ async fn sign_in_page(State(web): State<Web>, headers: HeaderMap, Query(query): 
 async fn sign_in_body(web: &Web, csrf: &str, notice: &str) -> String {
     let csrf = escape(csrf);
     let provider = match web.options.sign_in {
-        Some(_) => r#"<p><a class="button" href="/ui/login">Sign in with the hospital account</a></p>
+        Some(_) => {
+            r#"<p><a class="button" href="/ui/login">Sign in with the hospital account</a></p>
 <p>Or paste a staff bearer token:</p>
-"#,
+"#
+        }
         None => "",
     };
     let mut body = format!(

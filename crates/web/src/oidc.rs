@@ -89,10 +89,15 @@ pub fn http_client() -> reqwest::Client {
 async fn discover(http: &reqwest::Client, issuer: &str) -> Result<Discovery, String> {
     let url = format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'));
     let unreachable = |err: reqwest::Error| format!("the identity provider's discovery document is unavailable: {err}");
-    let discovery: Discovery =
-        http.get(&url).send().await.and_then(|r| r.error_for_status()).map_err(unreachable)?.json().await.map_err(
-            |err| format!("the identity provider's discovery document is not valid: {err}"),
-        )?;
+    let discovery: Discovery = http
+        .get(&url)
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .map_err(unreachable)?
+        .json()
+        .await
+        .map_err(|err| format!("the identity provider's discovery document is not valid: {err}"))?;
     // OpenID Connect Discovery 1.0 §4.3: the document must name the issuer asked about.
     if discovery.issuer != issuer {
         return Err(format!("the identity provider's discovery document names another issuer ({})", discovery.issuer));
@@ -180,7 +185,8 @@ pub async fn finish(
 /// OpenID Connect Core §3.1.3.7: signed by the provider, from the issuer, for this client, not
 /// expired, and with the `nonce` of this sign-in.
 fn check_id_token(token: &str, oidc: &OidcConfig, client_id: &str, nonce: &str, now: i64) -> Result<(), String> {
-    let claims = verify(token, &oidc.keys, OIDC_ALGORITHMS).map_err(|err| format!("the ID token is invalid: {err}"))?.claims;
+    let claims =
+        verify(token, &oidc.keys, OIDC_ALGORITHMS).map_err(|err| format!("the ID token is invalid: {err}"))?.claims;
     let audience_ok = match &claims.get("aud") {
         Some(Value::String(audience)) => audience == client_id,
         Some(Value::Array(audiences)) => audiences.iter().any(|audience| audience == client_id),
