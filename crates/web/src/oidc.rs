@@ -203,3 +203,78 @@ fn check_id_token(token: &str, oidc: &OidcConfig, client_id: &str, nonce: &str, 
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rex_auth::SigningKey;
+    use serde_json::json;
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn provider() -> (SigningKey, OidcConfig) {
+        let group = openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::SECP384R1).unwrap();
+        let key = openssl::pkey::PKey::from_ec_key(openssl::ec::EcKey::generate(&group).unwrap()).unwrap();
+        let key = SigningKey::new(key).unwrap();
+        let toml =
+            format!("[oidc]\nissuer = \"https://idp.test\"\naudience = \"rex\"\njwks = '{}'\n", key.public_jwks());
+        let config = rex_auth::AuthConfig::from_toml(&toml, std::path::Path::new(".")).unwrap();
+        (key, config.oidc.unwrap())
+    }
+
+    fn client() -> OidcClient {
+        OidcClient {
+            client_id: "rex-ui".into(),
+            client_secret: None,
+            redirect_url: "https://rex.test/ui/callback".into(),
+            scopes: vec![],
+        }
+    }
+
+    #[test]
+    fn the_id_token_must_be_the_providers_for_this_client_and_this_sign_in() {
+        let (key, oidc) = provider();
+        let token = |claims: Value| key.sign(claims.as_object().unwrap(), None).unwrap();
+        let good = json!({"iss": "https://idp.test", "aud": "rex-ui", "exp": NOW + 60, "nonce": "n1", "sub": "dr-lee"});
+        assert_eq!(check_id_token(&token(good.clone()), &oidc, "rex-ui", "n1", NOW), Ok(()));
+        let mut listed = good.clone();
+        listed["aud"] = json!(["other", "rex-ui"]);
+        assert_eq!(check_id_token(&token(listed), &oidc, "rex-ui", "n1", NOW), Ok(()));
+        assert!(check_id_token(&token(good.clone()), &oidc, "rex-ui", "n2", NOW).unwrap_err().contains("nonce"));
+        assert!(check_id_token(&token(good.clone()), &oidc, "other-client", "n1", NOW).is_err());
+        assert!(check_id_token(&token(good.clone()), &oidc, "rex-ui", "n1", NOW + 61).unwrap_err().contains("expired"));
+        let mut without_nonce = good;
+        without_nonce.as_object_mut().unwrap().remove("nonce");
+        assert!(check_id_token(&token(without_nonce), &oidc, "rex-ui", "n1", NOW).is_err());
+        let (stranger, _) = provider();
+        let forged = stranger
+            .sign(
+                json!({"iss": "https://idp.test", "aud": "rex-ui", "exp": NOW + 60, "nonce": "n1"})
+                    .as_object()
+                    .unwrap(),
+                None,
+            )
+            .unwrap();
+        assert!(check_id_token(&forged, &oidc, "rex-ui", "n1", NOW).unwrap_err().contains("invalid"));
+    }
+
+    #[tokio::test]
+    async fn a_callback_without_its_sign_in_is_refused_before_the_provider_is_asked() {
+        // The issuer does not exist: reaching for it would fail differently.
+        let (_, oidc) = provider();
+        let (http, client) = (http_client(), client());
+        let refused = async |login: Option<&str>, state: &str| {
+            let callback = Callback { code: Some("c".into()), state: Some(state.into()), error: None };
+            finish(&http, &oidc, &client, login, &callback, NOW).await.unwrap_err()
+        };
+        assert!(refused(None, "s").await.contains("no sign-in was started"));
+        assert!(refused(Some("garbage"), "s").await.contains("no sign-in was started"));
+        let started_long_ago = format!("{}.s.n.v", NOW - LOGIN_MAX_AGE - 1);
+        assert!(refused(Some(&started_long_ago), "s").await.contains("too long"));
+        let started = format!("{}.s.n.v", NOW - 5);
+        assert!(refused(Some(&started), "t").await.contains("state does not match"));
+        let denied = Callback { code: None, state: Some("s".into()), error: Some("access_denied".into()) };
+        let message = finish(&http, &oidc, &client, Some(&started), &denied, NOW).await.unwrap_err();
+        assert!(message.contains("access_denied"), "{message}");
+    }
+}
