@@ -13,6 +13,7 @@ use rex_server::alerts::{Mailer, SmtpSettings, SmtpTls};
 use rex_server::interactions::escalation::escalate_overdue;
 use rex_server::notifications::deliver_due;
 use rex_server::{AppState, Config};
+use serde_json::json;
 
 use crate::intake::referral;
 use crate::notifications::Receiver;
@@ -103,6 +104,10 @@ async fn an_overdue_referral_alerts_its_queue_once(app: &TestApp) {
         .iter()
         .find(|l| l["relation"] == "https://rex.example/fhir/referral-task");
     let task = link.and_then(|l| l["url"].as_str()).unwrap().rsplit('/').next().unwrap().to_string();
+    // Claimed, its owner is the specialist: the alert still goes to the queue it came from.
+    let owner = json!({"resourceType": "Parameters", "parameter": [{"name": "owner", "valueReference": {"reference": "PractitionerRole/dr-lee"}}]});
+    let claimed = app.post(&format!("Task/{task}/$claim"), &owner).await;
+    assert_eq!(claimed.status, StatusCode::OK, "{}", claimed.body);
     let client = reqwest::Client::new();
     let overdue = Utc::now() + Duration::hours(5);
 

@@ -142,8 +142,8 @@ pub async fn check_targets(
     Ok(())
 }
 
-/// Queues, in `tx`, one alert per target of the queue of the Task `id` that has just been flagged
-/// overdue at `now`.
+/// Queues, in `tx`, one alert per target of the queue of the Task `id` (claimed or not) that has
+/// just been flagged overdue at `now`.
 pub async fn enqueue(
     tx: &mut Tx,
     routing: &RoutingConfig,
@@ -151,8 +151,7 @@ pub async fn enqueue(
     task: &Value,
     now: DateTime<Utc>,
 ) -> Result<(), ApiError> {
-    let queue = task["owner"]["reference"].as_str().and_then(|owner| owner.strip_prefix("HealthcareService/"));
-    let Some(queue) = queue else { return Ok(()) };
+    let Some(queue) = rex_referral::task::queue_of(task) else { return Ok(()) };
     let alert = json!({
         "event": "referral-overdue",
         "referral": format!("Task/{id}"),
