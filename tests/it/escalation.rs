@@ -17,7 +17,7 @@ use serde_json::json;
 
 use crate::intake::referral;
 use crate::notifications::Receiver;
-use crate::support::{TestApp, VALIDATOR, backend_tests, partner_profiles};
+use crate::support::{TestApp, VALIDATOR, backend_tests, partner_profiles, skipped};
 
 backend_tests!(an_overdue_referral_alerts_its_queue_once);
 
@@ -29,11 +29,12 @@ struct SmtpServer {
 }
 
 impl SmtpServer {
-    /// Starts it, or says why it cannot and returns `None` (`.ci/run` installs aiosmtpd, so CI runs it).
+    /// Starts it, or says why it cannot and returns `None` (in CI it fails instead: `.ci/run`
+    /// installs aiosmtpd).
     fn start() -> Option<SmtpServer> {
         let found = Command::new("python3").args(["-c", "import aiosmtpd"]).output();
         if !found.is_ok_and(|o| o.status.success()) {
-            eprintln!("SKIPPED the escalation mail test: python3 with aiosmtpd is missing (pip install aiosmtpd)");
+            skipped("the escalation mail test needs python3 with aiosmtpd (pip install aiosmtpd)");
             return None;
         }
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();

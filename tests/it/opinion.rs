@@ -13,7 +13,7 @@ use rex_auth::{JwkSet, jcs::canonical_json};
 use serde_json::{Value, json};
 
 use crate::intake::referral;
-use crate::support::{TestApp, backend_tests};
+use crate::support::{TestApp, backend_tests, skipped};
 
 backend_tests!(the_completed_opinion_is_rendered_and_signed);
 
@@ -96,14 +96,14 @@ async fn the_completed_opinion_is_rendered_and_signed(app: &TestApp) {
 /// Runs the Python verification script of docs/partner-guide.md, exactly as printed there, in a
 /// folder holding `provenance.json` and `jwks.json` as the guide's curl commands save them, and
 /// checks whether it accepted the signature. Skips (saying so) without python3 and its
-/// `cryptography` module; `.ci/run` installs them, so CI always runs it.
+/// `cryptography` module, except in CI, where `.ci/run` installs them.
 async fn guide_script_verifies(app: &TestApp, provenance: &Value, jwks: &Value, valid: bool) {
     let guide = include_str!("../../docs/partner-guide.md");
     let (_, after) = guide.split_once("python3 - \"$B\" \"$TOKEN\" <<'PY'\n").expect("the guide's verification script");
     let (script, _) = after.split_once("\nPY\n").expect("the script's end");
     let usable = Command::new("python3").args(["-c", "import cryptography"]).output();
     if !usable.is_ok_and(|o| o.status.success()) {
-        eprintln!("SKIPPED the partner guide's signature script: python3 with the cryptography module is missing");
+        skipped("the partner guide's signature script needs python3 with the cryptography module");
         return;
     }
     let folder = std::env::temp_dir().join(format!("rex-guide-verify-{}", uuid::Uuid::new_v4()));

@@ -12,18 +12,19 @@ use std::process::{Child, Command, Stdio};
 use reqwest::StatusCode;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 
-use crate::support::{SignInProvider, TestApp, new_key};
+use crate::support::{SignInProvider, TestApp, new_key, skipped};
 
 /// The provider, a node process.
 struct Provider(Child);
 
 impl Provider {
-    /// Starts it on `port` for `provider`'s client and key, or says why it cannot and returns `None`.
+    /// Starts it on `port` for `provider`'s client and key, or says why it cannot and returns `None`
+    /// (in CI it fails instead: `.ci/run` installs it).
     fn start(port: u16, provider: &SignInProvider, redirect: &str, key_pem: &[u8], kid: &str) -> Option<Provider> {
         let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oidc");
         let node = Command::new("node").arg("--version").output();
         if !node.is_ok_and(|o| o.status.success()) || !folder.join("node_modules/oidc-provider").is_dir() {
-            eprintln!("SKIPPED the OpenID Connect sign-in test: needs node and `npm ci` in tests/oidc");
+            skipped("the OpenID Connect sign-in test needs node and `npm ci` in tests/oidc");
             return None;
         }
         let child = Command::new("node")

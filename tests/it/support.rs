@@ -263,6 +263,15 @@ enum Cleanup {
     PostgresDatabase { admin_url: String, name: String },
 }
 
+/// Says why a test is skipped (a tool it runs is missing), except in CI (`CI` set), where
+/// `.ci/run` installs the tool, so its absence is a failure.
+pub fn skipped(reason: &str) {
+    if std::env::var_os("CI").is_some() {
+        panic!("{reason}; .ci/run should have installed it");
+    }
+    eprintln!("SKIPPED: {reason}");
+}
+
 /// The OpenID Connect provider staff sign in at (`TestApp::sqlite_with_oidc_sign_in`).
 pub struct SignInProvider {
     pub issuer: String,
