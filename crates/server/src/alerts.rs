@@ -173,36 +173,34 @@ pub fn referral(item: &OutboxItem) -> String {
     alert["referral"].as_str().unwrap_or_default().to_string()
 }
 
-/// Sends one queued alert: a mail to a `mailto:` target, a JSON POST to a webhook.
-pub async fn send(
-    item: &OutboxItem,
-    base_url: &str,
-    mailer: Option<&Mailer>,
-    client: &reqwest::Client,
-    targets: &DeliveryTargets,
-) -> Result<(), String> {
-    let mut alert: Value = serde_json::from_str(&item.payload).map_err(|_| "the queued alert is not JSON")?;
-    // The links use the delivering instance's public base URL, like notification Bundles' fullUrls.
+/// The queued alert with its links (`worklist`, `referralPage`), which use the delivering
+/// instance's public base URL, like notification Bundles' fullUrls: the JSON body of a webhook.
+pub fn with_links(item: &OutboxItem, base_url: &str) -> Value {
+    let mut alert: Value = serde_json::from_str(&item.payload).unwrap_or_default();
     let origin = base_url.strip_suffix("/fhir").unwrap_or(base_url);
-    let field = |name: &str| alert[name].as_str().unwrap_or_default().to_string();
-    let (task, queue, priority, since) = (field("referral"), field("queue"), field("priority"), field("overdueSince"));
-    let id = task.strip_prefix("Task/").unwrap_or_default();
+    let queue = alert["queue"].as_str().unwrap_or_default().to_string();
+    let id = alert["referral"].as_str().and_then(|task| task.strip_prefix("Task/")).unwrap_or_default().to_string();
     alert["worklist"] = json!(format!("{origin}/ui/worklist?queue={queue}"));
     alert["referralPage"] = json!(format!("{origin}/ui/referral/{id}"));
-    match item.endpoint.strip_prefix("mailto:") {
-        Some(address) => {
-            let mailer = mailer.ok_or("no --smtp-relay is configured")?;
-            let subject = format!("Overdue {} referral in queue {queue}", priority.to_uppercase());
-            let body = format!(
-                "A referral in the queue {queue} is past its due time.\n\n\
-                 Referral: {task}\nPriority: {priority}\nOverdue since: {since}\n\n\
-                 The worklist:\n{}\n\nThe referral:\n{}\n\n\
-                 Sign in to the worklist for the details. This alert is sent once.\n",
-                alert["worklist"].as_str().unwrap_or_default(),
-                alert["referralPage"].as_str().unwrap_or_default(),
-            );
-            mailer.send(address, subject, body).await
-        }
-        None => crate::notifications::post(client, targets, item, "application/json", alert.to_string()).await,
-    }
+    alert
+}
+
+/// Mails one queued alert to `address` (its `mailto:` target).
+pub async fn mail(item: &OutboxItem, address: &str, base_url: &str, mailer: Option<&Mailer>) -> Result<(), String> {
+    let mailer = mailer.ok_or("no --smtp-relay is configured")?;
+    let alert = with_links(item, base_url);
+    let field = |name: &str| alert[name].as_str().unwrap_or_default();
+    let (queue, priority) = (field("queue"), field("priority"));
+    let subject = format!("Overdue {} referral in queue {queue}", priority.to_uppercase());
+    let body = format!(
+        "A referral in the queue {queue} is past its due time.\n\n\
+         Referral: {}\nPriority: {priority}\nOverdue since: {}\n\n\
+         The worklist:\n{}\n\nThe referral:\n{}\n\n\
+         Sign in to the worklist for the details. This alert is sent once.\n",
+        field("referral"),
+        field("overdueSince"),
+        field("worklist"),
+        field("referralPage"),
+    );
+    mailer.send(address, subject, body).await
 }

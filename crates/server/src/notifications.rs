@@ -454,11 +454,17 @@ async fn deliver(
         }
         let targets = &state.config.delivery_targets;
         let alert = item.subscription.starts_with(alerts::KEY_PREFIX);
-        let outcome = if alert {
-            alerts::send(&item, &state.config.base_url, state.config.mailer.as_ref(), client, targets).await
-        } else {
-            let body = with_absolute_full_urls(&item.payload, &state.config.base_url);
-            post(client, targets, &item, "application/fhir+json", body).await
+        let base_url = &state.config.base_url;
+        let outcome = match (alert, item.endpoint.strip_prefix("mailto:")) {
+            (true, Some(address)) => alerts::mail(&item, address, base_url, state.config.mailer.as_ref()).await,
+            (true, None) => {
+                let body = alerts::with_links(&item, base_url).to_string();
+                post(client, targets, &item, "application/json", body).await
+            }
+            (false, _) => {
+                post(client, targets, &item, "application/fhir+json", with_absolute_full_urls(&item.payload, base_url))
+                    .await
+            }
         };
         let when = micros(now);
         let handshake = item.event_number == 0;
@@ -584,10 +590,11 @@ fn with_absolute_full_urls(payload: &str, base: &str) -> String {
     bundle.to_string()
 }
 
-/// POSTs one notification (or escalation alert). The endpoint was checked when its Subscription was written; it is
-/// checked again here (an IP address) or by the delivery client's resolver (a name), since what a
-/// name resolves to may change, and headers rex reserves are not sent whatever is stored.
-pub(crate) async fn post(
+/// POSTs one notification (or escalation alert, `alerts`). The endpoint was checked when its
+/// Subscription was written (an alert's at start); it is checked again here (an IP address) or by
+/// the delivery client's resolver (a name), since what a name resolves to may change, and headers
+/// rex reserves are not sent whatever is stored.
+async fn post(
     client: &reqwest::Client,
     targets: &DeliveryTargets,
     item: &OutboxItem,
