@@ -204,3 +204,43 @@ pub async fn mail(item: &OutboxItem, address: &str, base_url: &str, mailer: Opti
     );
     mailer.send(address, subject, body).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(relay: &str, from: &str) -> SmtpSettings {
+        SmtpSettings { relay: relay.into(), from: from.into(), tls: SmtpTls::StartTls, credentials: None }
+    }
+
+    #[test]
+    fn the_relay_is_host_and_port_and_the_sender_an_address() {
+        assert!(Mailer::new(&settings("smtp.hospital.example:587", "rex <rex@hospital.example>")).is_ok());
+        assert!(Mailer::new(&settings("[::1]:25", "rex@hospital.example")).is_ok());
+        assert!(
+            Mailer::new(&settings("smtp.hospital.example", "rex@hospital.example")).unwrap_err().contains("host:port")
+        );
+        assert!(Mailer::new(&settings("smtp.hospital.example:587", "rex")).unwrap_err().contains("--smtp-from"));
+        assert_eq!("none".parse(), Ok(SmtpTls::None));
+        assert_eq!("tls".parse(), Ok(SmtpTls::Tls));
+        assert!("ssl".parse::<SmtpTls>().is_err());
+    }
+
+    #[test]
+    fn links_use_the_delivering_instance_base_url() {
+        let payload = json!({"referral": "Task/t1", "queue": "cardiology", "priority": "stat"}).to_string();
+        let item = OutboxItem {
+            id: 1,
+            subscription: format!("{KEY_PREFIX}https://pager.example/rex"),
+            endpoint: "https://pager.example/rex".into(),
+            headers: "[]".into(),
+            event_number: 1,
+            payload,
+            attempts: 1,
+        };
+        let alert = with_links(&item, "https://rex.hospital.example/fhir");
+        assert_eq!(alert["worklist"], "https://rex.hospital.example/ui/worklist?queue=cardiology");
+        assert_eq!(alert["referralPage"], "https://rex.hospital.example/ui/referral/t1");
+        assert_eq!(referral(&item), "Task/t1");
+    }
+}
