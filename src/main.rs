@@ -246,6 +246,30 @@ struct ServeArgs {
     /// http; repeatable or comma-separated.
     #[arg(long = "delivery-allow-host", env = "REX_DELIVERY_ALLOW_HOSTS", value_delimiter = ',')]
     delivery_allow_hosts: Vec<String>,
+    /// The mail relay (host:port) escalation alerts to `mailto:` targets go through.
+    #[arg(long, env = "REX_SMTP_RELAY", requires = "smtp_from")]
+    smtp_relay: Option<String>,
+    /// The sender address of escalation alert mails.
+    #[arg(long, env = "REX_SMTP_FROM", requires = "smtp_relay")]
+    smtp_from: Option<String>,
+    /// How the relay is reached: starttls (required), tls (from the first byte) or none (plain SMTP).
+    #[arg(long, env = "REX_SMTP_TLS", default_value = "starttls")]
+    smtp_tls: rex_server::alerts::SmtpTls,
+    /// The user name at the relay, when it wants one; the password is read from REX_SMTP_PASSWORD.
+    #[arg(long, env = "REX_SMTP_USER", requires = "smtp_relay")]
+    smtp_user: Option<String>,
+    /// rex's client id at the staff identity provider (`[oidc]` in --security): staff then sign in to
+    /// the worklist there (OpenID Connect, authorization code with PKCE); the client secret, for a
+    /// confidential client, is read from REX_OIDC_CLIENT_SECRET.
+    #[arg(long, env = "REX_OIDC_CLIENT_ID")]
+    oidc_client_id: Option<String>,
+    /// rex's sign-in callback as browsers reach it, registered with the provider (default: the base
+    /// URL's origin + /ui/callback).
+    #[arg(long, env = "REX_OIDC_REDIRECT_URL", requires = "oidc_client_id")]
+    oidc_redirect_url: Option<String>,
+    /// Scopes asked for at sign-in besides `openid`; repeatable or comma-separated.
+    #[arg(long = "oidc-scope", env = "REX_OIDC_SCOPES", value_delimiter = ',', requires = "oidc_client_id")]
+    oidc_scopes: Vec<String>,
     /// Seconds in-flight requests get to finish after SIGTERM or Ctrl-C.
     #[arg(long, env = "REX_SHUTDOWN_TIMEOUT", default_value_t = 30)]
     shutdown_timeout: u64,
@@ -372,6 +396,18 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     config.large_bodies = rex_server::LargeBodies::new(args.large_body_bytes, args.large_bodies);
     config.limits.max_depth = args.max_json_depth;
     config.delivery_targets = rex_server::outbound::DeliveryTargets::allowing(&args.delivery_allow_hosts);
+    if let (Some(relay), Some(from)) = (&args.smtp_relay, &args.smtp_from) {
+        // The password only from the environment: command lines are visible to every local user.
+        let password = std::env::var("REX_SMTP_PASSWORD").unwrap_or_default();
+        let credentials = args.smtp_user.clone().map(|user| (user, password));
+        let settings = rex_server::alerts::SmtpSettings {
+            relay: relay.clone(),
+            from: from.clone(),
+            tls: args.smtp_tls,
+            credentials,
+        };
+        config.mailer = Some(rex_server::alerts::Mailer::new(&settings)?);
+    }
 
     if !args.video_link_template.starts_with("https://") {
         return Err(format!("--video-link-template must be an https:// URL, not {:?}", args.video_link_template));
@@ -454,7 +490,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let api = rex_server::router(state.clone());
     let app = match args.no_ui {
         true => api,
-        false => api.clone().merge(rex_web::routes(api, web_options(&args, &state))),
+        false => api.clone().merge(rex_web::routes(api, web_options(&args, &state)?)),
     };
     let plain = axum::serve(listener, app).with_graceful_shutdown(stopped(stopping.clone())).into_future();
     let servers = async {
@@ -505,9 +541,24 @@ fn spawn_statistics_refresh(store: Store) {
 }
 
 /// The web UI's settings: the development login with `--dev`, else the staff identity provider.
-fn web_options(args: &ServeArgs, state: &AppState) -> rex_web::WebOptions {
+fn web_options(args: &ServeArgs, state: &AppState) -> Result<rex_web::WebOptions, String> {
     let oidc = state.security.as_ref().and_then(|security| security.oidc()).cloned();
-    rex_web::WebOptions { dev_login: args.dev, oidc, secure_cookies: state.config.base_url.starts_with("https://") }
+    let sign_in = match &args.oidc_client_id {
+        Some(_) if oidc.is_none() => return Err("--oidc-client-id needs [oidc] in the --security file".into()),
+        Some(client_id) => Some(rex_web::OidcClient {
+            client_id: client_id.clone(),
+            // The secret only from the environment: command lines are visible to every local user.
+            client_secret: std::env::var("REX_OIDC_CLIENT_SECRET").ok().filter(|secret| !secret.is_empty()),
+            redirect_url: args
+                .oidc_redirect_url
+                .clone()
+                .unwrap_or_else(|| format!("{}/ui/callback", origin(&state.config.base_url))),
+            scopes: args.oidc_scopes.clone(),
+        }),
+        None => None,
+    };
+    let secure_cookies = state.config.base_url.starts_with("https://");
+    Ok(rex_web::WebOptions { dev_login: args.dev, oidc, secure_cookies, sign_in })
 }
 
 /// The partners, the identity provider and rex's token signer, from the command line.
@@ -519,12 +570,16 @@ fn load_security(args: &ServeArgs, path: &std::path::Path, server: &Config, stor
 
 /// `https://host/fhir` → `https://host/auth/token`.
 fn default_token_url(base_url: &str) -> String {
+    format!("{}/auth/token", origin(base_url))
+}
+
+/// `https://host/fhir` → `https://host`.
+fn origin(base_url: &str) -> &str {
     let origin_end = base_url
         .find("://")
         .map(|scheme| scheme + 3)
         .and_then(|start| base_url[start..].find('/').map(|slash| start + slash));
-    let origin = origin_end.map_or(base_url, |end| &base_url[..end]);
-    format!("{origin}/auth/token")
+    origin_end.map_or(base_url, |end| &base_url[..end])
 }
 
 /// `rex token`: a staff token as the configured identity provider would issue it.

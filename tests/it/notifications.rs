@@ -26,7 +26,8 @@ backend_tests!(
     notifications_are_not_delivered_into_the_hospital_network,
 );
 
-/// A partner's notification endpoint: records what it receives, failing the first `failures`.
+/// A partner's notification endpoint (or an escalation webhook): records the JSON it receives,
+/// failing the first `failures` (handshakes excepted).
 #[derive(Clone, Default)]
 pub(crate) struct Receiver {
     received: Arc<Mutex<Vec<Value>>>,
@@ -42,7 +43,9 @@ impl Receiver {
             axum::routing::post(
                 |axum::extract::State(state): axum::extract::State<Receiver>, body: String| async move {
                     let bundle: Value = serde_json::from_str(&body).unwrap();
-                    if status_parameter(&bundle, "type") != "handshake" && state.failures.load(Ordering::SeqCst) > 0 {
+                    let handshake =
+                        bundle["resourceType"] == "Bundle" && status_parameter(&bundle, "type") == "handshake";
+                    if !handshake && state.failures.load(Ordering::SeqCst) > 0 {
                         state.failures.fetch_sub(1, Ordering::SeqCst);
                         return StatusCode::SERVICE_UNAVAILABLE;
                     }
@@ -55,6 +58,11 @@ impl Receiver {
         let url = format!("http://{}/notify", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app.with_state(state)).await.unwrap() });
         (receiver, url)
+    }
+
+    /// Everything received (not refused), in arrival order.
+    pub(crate) fn received(&self) -> Vec<Value> {
+        self.received.lock().unwrap().clone()
     }
 
     /// Notifications of events received (not handshakes), in arrival order.

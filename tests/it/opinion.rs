@@ -1,6 +1,9 @@
 //! The opinion rex issues at `$complete`: the PDF it renders from the DiagnosticReport
 //! (`presentedForm`) and the Provenance whose detached JWS over the report version's canonical
-//! JSON verifies with the key published at `/auth/jwks`, and fails for a changed report.
+//! JSON verifies with the key published at `/auth/jwks`, and fails for a changed report; the
+//! partner guide's Python verification script, run as printed, says the same.
+
+use std::process::Command;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -10,7 +13,7 @@ use rex_auth::{JwkSet, jcs::canonical_json};
 use serde_json::{Value, json};
 
 use crate::intake::referral;
-use crate::support::{TestApp, backend_tests};
+use crate::support::{TestApp, backend_tests, skipped};
 
 backend_tests!(the_completed_opinion_is_rendered_and_signed);
 
@@ -79,4 +82,51 @@ async fn the_completed_opinion_is_rendered_and_signed(app: &TestApp) {
     changed["conclusion"] = json!("Surgery at once");
     let refused = verify_detached(&jws, canonical_json(&changed).as_bytes(), &keys, &[Algorithm::ES384]);
     assert_eq!(refused.unwrap_err(), JwtError::BadSignature);
+
+    // The partner guide's script verifies it too, and refuses a signature that was changed.
+    guide_script_verifies(app, &found.body, &jwks, true).await;
+    let mut forged = found.body.clone();
+    let (header, signature) = jws.split_once("..").unwrap();
+    let flipped = if signature.starts_with('A') { "B" } else { "A" };
+    forged["entry"][0]["resource"]["signature"][0]["data"] =
+        json!(STANDARD.encode(format!("{header}..{flipped}{}", &signature[1..])));
+    guide_script_verifies(app, &forged, &jwks, false).await;
+}
+
+/// Runs the Python verification script of docs/partner-guide.md, exactly as printed there, in a
+/// folder holding `provenance.json` and `jwks.json` as the guide's curl commands save them, and
+/// checks whether it accepted the signature. Skips (saying so) without python3 and its
+/// `cryptography` module, except in CI, where `.ci/run` installs them.
+async fn guide_script_verifies(app: &TestApp, provenance: &Value, jwks: &Value, valid: bool) {
+    let guide = include_str!("../../docs/partner-guide.md");
+    let (_, after) = guide.split_once("python3 - \"$B\" \"$TOKEN\" <<'PY'\n").expect("the guide's verification script");
+    let (script, _) = after.split_once("\nPY\n").expect("the script's end");
+    let usable = Command::new("python3").args(["-c", "import cryptography"]).output();
+    if !usable.is_ok_and(|o| o.status.success()) {
+        skipped("the partner guide's signature script needs python3 with the cryptography module");
+        return;
+    }
+    let folder = std::env::temp_dir().join(format!("rex-guide-verify-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("provenance.json"), provenance.to_string()).unwrap();
+    std::fs::write(folder.join("jwks.json"), jwks.to_string()).unwrap();
+    std::fs::write(folder.join("verify.py"), script).unwrap();
+    let base = app.base.clone();
+    // This app needs no token; the script sends whatever it is given.
+    let run = tokio::task::spawn_blocking(move || {
+        let run = Command::new("python3").args(["verify.py", &base, "unused"]).current_dir(&folder).output();
+        std::fs::remove_dir_all(&folder).ok();
+        run
+    })
+    .await
+    .unwrap()
+    .expect("python3 runs");
+    let (stdout, stderr) = (String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
+    if valid {
+        assert!(run.status.success(), "the guide's script refused rex's signature:\n{stdout}\n{stderr}");
+        assert!(stdout.contains("signature valid: rex issued DiagnosticReport/"), "{stdout}");
+    } else {
+        assert!(!run.status.success(), "the guide's script accepted a changed signature:\n{stdout}");
+        assert!(stderr.contains("InvalidSignature"), "{stderr}");
+    }
 }

@@ -19,7 +19,7 @@ pub static VALIDATOR: LazyLock<Arc<Validator>> = LazyLock::new(|| {
     Arc::new(rex_server::validation::load_validator(&profiles, &[]).expect("the validator loads"))
 });
 
-fn partner_profiles() -> rex_server::validation::PartnerProfiles {
+pub fn partner_profiles() -> rex_server::validation::PartnerProfiles {
     let profiles = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles");
     rex_server::validation::PartnerProfiles::load(&profiles).expect("partner profiles load")
 }
@@ -266,6 +266,24 @@ enum Security<'a> {
 enum Cleanup {
     File(std::path::PathBuf),
     PostgresDatabase { admin_url: String, name: String },
+}
+
+/// Says why a test is skipped (a tool it runs is missing), except in CI (`CI` set), where
+/// `.ci/run` installs the tool, so its absence is a failure.
+pub fn skipped(reason: &str) {
+    if std::env::var_os("CI").is_some() {
+        panic!("{reason}; .ci/run should have installed it");
+    }
+    eprintln!("SKIPPED: {reason}");
+}
+
+/// The OpenID Connect provider staff sign in at (`TestApp::sqlite_with_oidc_sign_in`).
+pub struct SignInProvider {
+    pub issuer: String,
+    /// The public keys of its tokens (a JWKS, JSON).
+    pub jwks: String,
+    pub client_id: String,
+    pub client_secret: String,
 }
 
 /// A running rex on its own database.
@@ -561,6 +579,17 @@ impl TestApp {
     /// served under `/ui` beside the API, as `rex serve` does: `secured`, or in development mode
     /// with the development login.
     pub async fn sqlite_with_ui(secured: bool) -> TestApp {
+        TestApp::with_ui(secured, None).await
+    }
+
+    /// Like `sqlite_with_ui(true)`, with staff signing in at the OpenID Connect provider
+    /// `provider.issuer`, whose tokens are signed with the key of `provider.jwks`; rex is its client
+    /// `provider.client_id`, with its callback at `http://ADDRESS/ui/callback`.
+    pub async fn sqlite_with_oidc_sign_in(provider: &SignInProvider) -> TestApp {
+        TestApp::with_ui(true, Some(provider)).await
+    }
+
+    async fn with_ui(secured: bool, provider: Option<&SignInProvider>) -> TestApp {
         let (url, cleanup) = TestApp::sqlite_database();
         let store = Store::connect(&url).await.expect("open the test database");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
@@ -571,7 +600,14 @@ impl TestApp {
         let routing = RoutingConfig::from_toml(include_str!("../../config/routing.toml")).expect("routing rules load");
         let (auth, security) = if secured {
             let token_url = format!("http://{address}/auth/token");
-            let (auth, security) = TestAuth::generate(token_url.clone(), &[]);
+            let (mut auth, mut security) = TestAuth::generate(token_url.clone(), &[]);
+            if let Some(provider) = provider {
+                let toml =
+                    format!("[oidc]\nissuer = {:?}\naudience = \"rex\"\njwks = '{}'\n", provider.issuer, provider.jwks);
+                let config = rex_auth::AuthConfig::from_toml(&toml, std::path::Path::new(".")).expect("[oidc] loads");
+                auth.oidc = config.oidc.clone().unwrap();
+                security.oidc = config.oidc;
+            }
             let signer = server_signer.clone();
             (Some(auth), Some(rex_server::security::Security::new(security, signer, token_url, store.clone()).unwrap()))
         } else {
@@ -587,6 +623,12 @@ impl TestApp {
             dev_login: !secured,
             oidc: auth.as_ref().map(|auth| auth.oidc.clone()),
             secure_cookies: false,
+            sign_in: provider.map(|provider| rex_web::OidcClient {
+                client_id: provider.client_id.clone(),
+                client_secret: Some(provider.client_secret.clone()),
+                redirect_url: format!("http://{address}/ui/callback"),
+                scopes: vec!["rex".into()],
+            }),
         };
         let app = api.clone().merge(rex_web::routes(api, options));
         let (shutdown, mut stop) = watch::channel(false);

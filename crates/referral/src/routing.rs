@@ -64,6 +64,8 @@ struct RawConfig {
     partner_sla: HashMap<String, RawSla>,
     #[serde(rename = "rule", default)]
     rules: Vec<RawRule>,
+    #[serde(default)]
+    escalate_to: HashMap<String, Vec<String>>,
 }
 
 /// An ICD-10 range of three-character categories (`I20-I25`) or a code prefix (`I71`, `I48.1`).
@@ -111,6 +113,9 @@ pub struct RoutingConfig {
     sla: Sla,
     partner_sla: HashMap<String, Sla>,
     rules: Vec<Rule>,
+    /// Who is told when a queue's referral goes overdue, per queue code: `mailto:` addresses and
+    /// webhook URLs (`[escalate_to]`).
+    escalate_to: HashMap<String, Vec<String>>,
 }
 
 /// Where a referral goes, why, and when it is due.
@@ -241,7 +246,28 @@ impl RoutingConfig {
             }
             rules.push(rule);
         }
-        Ok(RoutingConfig { queues: raw.queues, default_queue: raw.default_queue, sla, partner_sla, rules })
+        for (queue, targets) in &raw.escalate_to {
+            if !codes.contains(queue.as_str()) {
+                return Err(format!("escalate_to.{queue}: '{queue}' is not a declared queue"));
+            }
+            if let Some(bad) = targets.iter().find(|target| !is_alert_target(target)) {
+                return Err(format!(
+                    "escalate_to.{queue}: '{bad}' is neither a mailto: address nor an http(s):// webhook URL"
+                ));
+            }
+        }
+        let escalate_to = raw.escalate_to;
+        Ok(RoutingConfig { queues: raw.queues, default_queue: raw.default_queue, sla, partner_sla, rules, escalate_to })
+    }
+
+    /// Who is told when a referral of `queue` goes overdue (`mailto:` addresses, webhook URLs).
+    pub fn escalate_to(&self, queue: &str) -> &[String] {
+        self.escalate_to.get(queue).map_or(&[], Vec::as_slice)
+    }
+
+    /// Every alert target of every queue, for the checks at start.
+    pub fn alert_targets(&self) -> impl Iterator<Item = &str> {
+        self.escalate_to.values().flatten().map(String::as_str)
     }
 
     /// The queue, rule and due time for a referral received at `now`.
@@ -267,6 +293,19 @@ impl RoutingConfig {
     pub fn queue(&self, code: &str) -> Option<&Queue> {
         self.queues.iter().find(|q| q.code == code)
     }
+}
+
+/// `mailto:` one plain address (no list, no header fields), or an http(s) URL (checked further
+/// by the server at start, which knows where rex may connect).
+fn is_alert_target(target: &str) -> bool {
+    if let Some(address) = target.strip_prefix("mailto:") {
+        let plain = !address.chars().any(|c| c.is_whitespace() || matches!(c, ',' | '?' | '<' | '>' | ';'));
+        return plain
+            && address
+                .split_once('@')
+                .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty() && !domain.contains('@'));
+    }
+    target.starts_with("https://") || target.starts_with("http://")
 }
 
 fn has_system(coding: &Coding, systems: &[&str]) -> bool {
@@ -390,6 +429,19 @@ icd10 = ["I20-I25", "I48"]
         assert!(RoutingConfig::from_toml(&no_condition).unwrap_err().contains("no condition"));
         let unknown_field = format!("{CONFIG}\n[[rule]]\nid = \"x\"\nqueue = \"triage\"\nspecialties = [\"1\"]\n");
         assert!(RoutingConfig::from_toml(&unknown_field).is_err());
+    }
+
+    #[test]
+    fn escalation_targets_are_mail_addresses_or_webhooks_of_declared_queues() {
+        let with = |table: &str| RoutingConfig::from_toml(&format!("{CONFIG}\n[escalate_to]\n{table}\n"));
+        let config = with(r#"triage = ["mailto:lead@hospital.example", "https://pager.example/hook"]"#).unwrap();
+        assert_eq!(config.escalate_to("triage"), ["mailto:lead@hospital.example", "https://pager.example/hook"]);
+        assert!(config.escalate_to("cardiology").is_empty());
+        assert!(with(r#"nowhere = ["mailto:a@b.example"]"#).unwrap_err().contains("not a declared queue"));
+        for bad in ["lead@hospital.example", "mailto:a@b.example,c@d.example", "mailto:a@b.example?cc=x@y", "ftp://x"] {
+            let refused = with(&format!("triage = [{bad:?}]")).unwrap_err();
+            assert!(refused.contains("neither a mailto"), "{bad}: {refused}");
+        }
     }
 
     #[test]

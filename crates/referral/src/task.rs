@@ -19,6 +19,17 @@ pub fn extension_url(name: &str) -> String {
     format!("{REX_CANONICAL}/StructureDefinition/{name}")
 }
 
+/// The queue a referral Task belongs to: its owner queue, or (claimed) the queue it came from
+/// (the `task-queue` extension).
+pub fn queue_of(task: &Value) -> Option<&str> {
+    let owner = task["owner"]["reference"].as_str()?;
+    owner.strip_prefix("HealthcareService/").or_else(|| {
+        let url = extension_url("task-queue");
+        let extension = task["extension"].as_array()?.iter().find(|e| e["url"] == url.as_str())?;
+        extension["valueReference"]["reference"].as_str()?.strip_prefix("HealthcareService/")
+    })
+}
+
 fn instant(time: DateTime<Utc>) -> String {
     time.to_rfc3339_opts(SecondsFormat::Secs, true)
 }

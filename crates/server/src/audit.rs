@@ -96,6 +96,28 @@ impl AuditJournal {
         self.send(event).await;
     }
 
+    /// An escalation alert about the referral `task` (`Task/{id}`) sent, or tried, to one of its
+    /// queue's contacts (`alerts`).
+    pub async fn escalation_alert(&self, item: &rex_store::OutboxItem, task: &str, failure: Option<&str>) {
+        let mut event = json!({
+            "resourceType": "AuditEvent",
+            "type": {"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110106", "display": "Export"},
+            "subtype": [{"system": rex_referral::task::AUDIT_SYSTEM, "code": "escalation-alert"}],
+            "action": "C",
+            "recorded": now(),
+            "outcome": if failure.is_some() { "4" } else { "0" },
+            "agent": [{"who": {"reference": "Device/rex"}, "requestor": false}],
+            "source": {"observer": {"display": "rex"}},
+            "entity": [{"what": {"reference": task}, "detail": [
+                {"type": "recipient", "valueString": item.endpoint},
+                {"type": "attempt", "valueString": item.attempts.to_string()}]}],
+        });
+        if let Some(reason) = failure {
+            event["outcomeDesc"] = json!(reason);
+        }
+        self.send(event).await;
+    }
+
     /// Waits until every event recorded so far is in the database (used at shutdown and by tests).
     pub async fn flush(&self) {
         let (done, written) = oneshot::channel();

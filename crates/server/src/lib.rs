@@ -2,6 +2,7 @@
 //! becomes an OperationOutcome in `error.rs`; the store does all persistence.
 
 pub mod access;
+pub mod alerts;
 pub mod audit;
 pub mod binary;
 mod bundles;
@@ -71,6 +72,8 @@ pub struct Config {
     /// rex's key (`--token-key`): signs access tokens and the opinions rex issues (Provenance
     /// signatures); its public half is published at `/auth/jwks`.
     pub signer: Arc<TokenSigner>,
+    /// The mail relay escalation alerts go through (`--smtp-relay`); `None` when none is configured.
+    pub mailer: Option<alerts::Mailer>,
 }
 
 impl Config {
@@ -87,6 +90,7 @@ impl Config {
             delivery_targets: outbound::DeliveryTargets::default(),
             video_link_template: interactions::consult::DEFAULT_VIDEO_LINK_TEMPLATE.to_string(),
             unknown_profiles: UnknownProfiles::default(),
+            mailer: None,
         }
     }
 }
@@ -147,6 +151,7 @@ impl AppState {
         partner_profiles: PartnerProfiles,
         security: Option<Security>,
     ) -> Result<AppState, String> {
+        alerts::check_targets(&routing, config.mailer.as_ref(), &config.delivery_targets).await?;
         let mut capability_statement = capabilities::capability_statement(&config.base_url);
         if let Some(security) = &security {
             capability_statement["rest"][0]["security"] = security::capability_security(security.token_url());

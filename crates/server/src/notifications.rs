@@ -42,12 +42,12 @@ use rex_i18n::{Message, Text, msg};
 use rex_store::{Isolation, OutboxItem, StoredResource, Tx};
 use serde_json::{Value, json};
 
-use crate::AppState;
 use crate::access::{Caller, owner, set_owner};
 use crate::error::ApiError;
 use crate::http::{fhir_json, stored_json};
 use crate::interactions::write::WriteOp;
 use crate::outbound::{DeliveryTargets, RefusedAddress};
+use crate::{AppState, alerts};
 
 /// The topic rex notifies about: any change of a partner's referral Task.
 pub const TASK_TOPIC: &str = "https://rex.example/fhir/SubscriptionTopic/referral-task";
@@ -443,13 +443,20 @@ async fn deliver(
             report.released += 1;
             continue;
         }
-        let outcome = post(
-            client,
-            &state.config.delivery_targets,
-            &item,
-            with_absolute_full_urls(&item.payload, &state.config.base_url),
-        )
-        .await;
+        let targets = &state.config.delivery_targets;
+        let alert = item.subscription.starts_with(alerts::KEY_PREFIX);
+        let base_url = &state.config.base_url;
+        let outcome = match (alert, item.endpoint.strip_prefix("mailto:")) {
+            (true, Some(address)) => alerts::mail(&item, address, base_url, state.config.mailer.as_ref()).await,
+            (true, None) => {
+                let body = alerts::with_links(&item, base_url).to_string();
+                post(client, targets, &item, "application/json", body).await
+            }
+            (false, _) => {
+                post(client, targets, &item, "application/fhir+json", with_absolute_full_urls(&item.payload, base_url))
+                    .await
+            }
+        };
         let when = micros(now);
         let handshake = item.event_number == 0;
         let max_attempts = if handshake { MAX_HANDSHAKE_ATTEMPTS } else { MAX_ATTEMPTS };
@@ -474,7 +481,11 @@ async fn deliver(
                 report.retried += 1;
             }
         }
-        state.audit.notification(&item, outcome.as_ref().err().map(String::as_str)).await;
+        let failure = outcome.as_ref().err().map(String::as_str);
+        match alert {
+            true => state.audit.escalation_alert(&item, &alerts::referral(&item), failure).await,
+            false => state.audit.notification(&item, failure).await,
+        }
     }
     Ok(report)
 }
@@ -571,21 +582,20 @@ fn with_absolute_full_urls(payload: &str, base: &str) -> String {
     bundle.to_string()
 }
 
-/// POSTs one notification. The endpoint was checked when its Subscription was written; it is
-/// checked again here (an IP address) or by the delivery client's resolver (a name), since what a
-/// name resolves to may change, and headers rex reserves are not sent whatever is stored.
+/// POSTs one notification (or escalation alert, `alerts`). The endpoint was checked when its
+/// Subscription was written (an alert's at start); it is checked again here (an IP address) or by
+/// the delivery client's resolver (a name), since what a name resolves to may change, and headers
+/// rex reserves are not sent whatever is stored.
 async fn post(
     client: &reqwest::Client,
     targets: &DeliveryTargets,
     item: &OutboxItem,
+    content_type: &str,
     body: String,
 ) -> Result<(), String> {
     targets.check_literal(&item.endpoint)?;
-    let mut request = client
-        .post(&item.endpoint)
-        .timeout(DELIVERY_TIMEOUT)
-        .header("content-type", "application/fhir+json")
-        .body(body);
+    let mut request =
+        client.post(&item.endpoint).timeout(DELIVERY_TIMEOUT).header("content-type", content_type).body(body);
     let headers: Vec<String> = serde_json::from_str(&item.headers).unwrap_or_default();
     for header in headers.iter().filter(|header| allowed_header(header)) {
         if let Some((name, value)) = header.split_once(':') {

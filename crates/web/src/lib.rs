@@ -14,6 +14,7 @@ mod api;
 mod consult;
 mod coordinator;
 mod html;
+mod oidc;
 mod referral;
 mod session;
 mod sla;
@@ -40,6 +41,7 @@ use serde_json::Value;
 
 use api::{Api, Failure, parameters, query};
 use html::{escape, message, page};
+pub use oidc::OidcClient;
 use session::{CSRF_COOKIE, SESSION_COOKIE, User, clear_cookie, cookie, csrf_matches, new_csrf_token, set_cookie};
 
 /// Largest opinion upload (the form with its PDF).
@@ -58,24 +60,31 @@ pub struct WebOptions {
     pub oidc: Option<OidcConfig>,
     /// Mark cookies `Secure` (set when rex is reached over HTTPS).
     pub secure_cookies: bool,
+    /// rex as a client of `oidc`'s provider: staff sign in there (`/ui/login`), besides pasting a
+    /// token. `None`: token paste only.
+    pub sign_in: Option<OidcClient>,
 }
 
 #[derive(Clone)]
 struct Web {
     api: Api,
     options: Arc<WebOptions>,
+    /// Talks to the identity provider (discovery, code exchange).
+    http: reqwest::Client,
 }
 
 /// The UI's routes under `/ui`, calling `api` (the FHIR API router, `/fhir/...`) in-process.
 /// Merge them beside the API: `api.clone().merge(rex_web::routes(api, options))`.
 pub fn routes(api: Router, options: WebOptions) -> Router {
-    let web = Web { api: Api::new(api), options: Arc::new(options) };
+    let web = Web { api: Api::new(api), options: Arc::new(options), http: oidc::http_client() };
     Router::new()
         .route("/ui", get(home))
         .route("/ui/", get(home))
         .route("/ui/style.css", get(style))
         .route("/ui/sign-in", get(sign_in_page).post(sign_in))
         .route("/ui/dev-sign-in", post(dev_sign_in))
+        .route("/ui/login", get(login))
+        .route("/ui/callback", get(callback))
         .route("/ui/sign-out", post(sign_out))
         .route("/ui/worklist", get(worklist_page))
         .route("/ui/coordinator", get(coordinator_page))
@@ -216,9 +225,17 @@ async fn sign_in_page(State(web): State<Web>, headers: HeaderMap, Query(query): 
 
 async fn sign_in_body(web: &Web, csrf: &str, notice: &str) -> String {
     let csrf = escape(csrf);
+    let provider = match web.options.sign_in {
+        Some(_) => {
+            r#"<p><a class="button" href="/ui/login">Sign in with the hospital account</a></p>
+<p>Or paste a staff bearer token:</p>
+"#
+        }
+        None => "",
+    };
     let mut body = format!(
         r#"<h1>Sign in</h1>{notice}
-<form class="sign-in" method="post" action="/ui/sign-in">
+{provider}<form class="sign-in" method="post" action="/ui/sign-in">
 <input type="hidden" name="csrf" value="{csrf}">
 <label for="token">Staff bearer token (from the hospital identity provider)</label>
 <textarea id="token" name="token" rows="4" required autocomplete="off" spellcheck="false"></textarea>
@@ -258,9 +275,13 @@ async fn sign_in_body(web: &Web, csrf: &str, notice: &str) -> String {
     body
 }
 
-/// Starts a session: a new CSRF token, and the session cookie.
+/// Starts a session: a new CSRF token, and the session cookie; on to the worklist.
 fn signed_in(web: &Web, user: &User) -> Response {
-    let mut response = see_other("/ui/worklist");
+    start_session(web, user, see_other("/ui/worklist"))
+}
+
+/// Sets the cookies of `user`'s session on `response`.
+fn start_session(web: &Web, user: &User, mut response: Response) -> Response {
     let secure = web.options.secure_cookies;
     web.set(&mut response, &set_cookie(SESSION_COOKIE, &user.cookie_value(), secure));
     web.set(&mut response, &set_cookie(CSRF_COOKIE, &new_csrf_token(), secure));
@@ -271,6 +292,55 @@ async fn refuse_sign_in(web: &Web, headers: &HeaderMap, reason: &str) -> Respons
     let csrf = cookie(headers, CSRF_COOKIE).unwrap_or_default().to_string();
     let body = sign_in_body(web, &csrf, &message("error", reason)).await;
     html_response(StatusCode::UNAUTHORIZED, page("Sign in", None, &csrf, &body))
+}
+
+/// `GET /ui/login`: off to the identity provider (OpenID Connect, `oidc.rs`).
+async fn login(State(web): State<Web>, headers: HeaderMap) -> Response {
+    let (Some(oidc), Some(client)) = (&web.options.oidc, &web.options.sign_in) else {
+        return html_response(StatusCode::NOT_FOUND, page("Not found", None, "", "<h1>Not found</h1>"));
+    };
+    match oidc::start(&web.http, oidc, client, Utc::now().timestamp()).await {
+        Ok((location, login)) => {
+            let mut response = see_other(&location);
+            web.set(&mut response, &login_cookie(&login, oidc::LOGIN_MAX_AGE, web.options.secure_cookies));
+            response
+        }
+        Err(reason) => {
+            tracing::warn!(%reason, "OpenID Connect sign-in could not start");
+            refuse_sign_in(&web, &headers, &format!("Signing in with the hospital account is unavailable: {reason}"))
+                .await
+        }
+    }
+}
+
+/// The sign-in in progress: SameSite=Lax, since the provider's redirect back to rex is a
+/// navigation from another site, which never carries Strict cookies.
+fn login_cookie(value: &str, max_age: i64, secure: bool) -> String {
+    let secure = if secure { "; Secure" } else { "" };
+    format!("{}={value}; Path=/ui; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}", oidc::LOGIN_COOKIE)
+}
+
+/// `GET /ui/callback`: back from the identity provider with a code.
+async fn callback(State(web): State<Web>, headers: HeaderMap, Query(callback): Query<oidc::Callback>) -> Response {
+    let (Some(oidc), Some(client)) = (&web.options.oidc, &web.options.sign_in) else {
+        return html_response(StatusCode::NOT_FOUND, page("Not found", None, "", "<h1>Not found</h1>"));
+    };
+    let login = cookie(&headers, oidc::LOGIN_COOKIE);
+    let finished = oidc::finish(&web.http, oidc, client, login, &callback, Utc::now().timestamp()).await;
+    let mut response = match finished {
+        // This request came from the provider's site, so the browser would not send the new
+        // SameSite=Strict session cookie along a redirect; a page of rex's own moves on instead.
+        Ok(user) => {
+            let onward = r#"<!doctype html><meta http-equiv="refresh" content="0; url=/ui/worklist"><title>Signed in</title><p><a href="/ui/worklist">Continue to the worklist</a></p>"#;
+            start_session(&web, &user, html_response(StatusCode::OK, onward.to_string()))
+        }
+        Err(reason) => {
+            tracing::warn!(%reason, "OpenID Connect sign-in refused");
+            refuse_sign_in(&web, &headers, &format!("Signing in was refused: {reason}")).await
+        }
+    };
+    web.set(&mut response, &login_cookie("", 0, web.options.secure_cookies));
+    response
 }
 
 fn forbidden_form() -> Response {

@@ -210,13 +210,7 @@ pub fn task_extension<'a>(task: &'a Value, name: &str) -> Option<&'a Value> {
     task["extension"].as_array()?.iter().find(|e| e["url"] == url.as_str())
 }
 
-/// The queue a referral Task belongs to: its owner queue, or (claimed) the queue it came from.
-pub fn queue_of(task: &Value) -> Option<&str> {
-    let owner = task["owner"]["reference"].as_str()?;
-    owner.strip_prefix("HealthcareService/").or_else(|| {
-        task_extension(task, "task-queue")?["valueReference"]["reference"].as_str()?.strip_prefix("HealthcareService/")
-    })
-}
+pub use rex_referral::task::queue_of;
 
 /// What a referral asks for, told apart at a glance on the worklist and the referral page.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

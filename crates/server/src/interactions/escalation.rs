@@ -2,7 +2,9 @@
 //! marked escalated (the tag [`FLAG_SYSTEM`]`|escalated` and the `task-escalated` extension with
 //! the time), which puts them on their queue's escalation view
 //! (`Task?owner=HealthcareService/Q&_tag=https://rex.example/fhir/CodeSystem/task-flag|escalated`)
-//! and the coordinators' list of escalated referrals, with an AuditEvent in the same transaction.
+//! and the coordinators' list of escalated referrals, with an AuditEvent in the same transaction,
+//! and queues the alerts to the people the routing configuration names for the queue
+//! ([`crate::alerts`]) in that transaction too, so they are sent once.
 //!
 //! The worker runs on every instance. Each candidate is re-checked under its row lock before it is
 //! marked, so a Task is escalated once however many instances find it. The clock is a parameter,
@@ -50,8 +52,9 @@ pub async fn escalate_overdue(state: &AppState, now: DateTime<Utc>) -> Result<Ve
     let mut escalated = Vec::new();
     for candidate in candidates {
         let id = candidate.id;
-        let done = super::in_transaction(&state.store, Isolation::RowLocking, &(id.as_str(), now), |tx, context| {
-            let (id, now) = *context;
+        let context = (id.as_str(), now, &state.routing);
+        let done = super::in_transaction(&state.store, Isolation::RowLocking, &context, |tx, context| {
+            let (id, now, routing) = *context;
             Box::pin(async move {
                 let Some(current) = tx.read_for_update("Task", id).await? else { return Ok(false) };
                 let mut task = stored_json(&current)?;
@@ -59,6 +62,7 @@ pub async fn escalate_overdue(state: &AppState, now: DateTime<Utc>) -> Result<Ve
                     return Ok(false);
                 }
                 mark(&mut task, now);
+                crate::alerts::enqueue(tx, routing, id, &task, now).await?;
                 write_flagged(tx, id, current.version_id, task, audit_event(id, now)).await?;
                 Ok(true)
             })
