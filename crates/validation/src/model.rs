@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use rex_fhir::BindingStrength;
+
 use crate::defs::{canonical_base, s};
 use crate::fhirpath::{self, Expr};
 use crate::snapshot::id_segments;
@@ -50,17 +52,9 @@ pub(crate) struct Slicing {
     pub rules: Rules,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Strength {
-    Required,
-    Extensible,
-    Preferred,
-    Example,
-}
-
 #[derive(Debug)]
 pub(crate) struct Binding {
-    pub strength: Strength,
+    pub strength: BindingStrength,
     pub value_set: String,
     /// Value sets of additional bindings (R5 `binding.additional`, as an extension in R4) whose purpose is
     /// `required`: a value must also be in each of them.
@@ -268,10 +262,10 @@ pub(crate) fn compile(sd: &Value, snapshot: &[Value], cache: &mut ExprCache, opt
         }
         let binding = e.get("binding").and_then(|b| {
             let strength = match s(b, "strength")? {
-                "required" => Strength::Required,
-                "extensible" => Strength::Extensible,
-                "preferred" => Strength::Preferred,
-                _ => Strength::Example,
+                "required" => BindingStrength::Required,
+                "extensible" => BindingStrength::Extensible,
+                "preferred" => BindingStrength::Preferred,
+                _ => BindingStrength::Example,
             };
             let required_additional = b
                 .get("extension")

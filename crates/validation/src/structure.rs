@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use rex_fhir::IssueCode;
+use rex_fhir::{IssueCode, Rule, Severity};
 use serde_json::Value;
 
 use crate::defs::{canonical_base, s};
@@ -85,9 +85,11 @@ impl<'v> Walk<'v> {
             if let (Some(value), Some(base_value)) = (fixed, &elem.fixed)
                 && !json_equal(value, base_value)
             {
-                self.err(
+                self.report_rule(
+                    Severity::Error,
                     IssueCode::Invalid,
                     format!("Value is '{value}' but is fixed to '{base_value}' in the base profile {}", base.url),
+                    Rule::Profile { url: base.url.clone() },
                 );
             }
             self.path.truncate(base_len);
@@ -117,9 +119,14 @@ impl<'v> Walk<'v> {
                 && !self.v.is_resource_type(ty)
             {
                 let _ = write!(self.path, ".parameter[{i}]");
-                self.err(
+                let human =
+                    "A targetProfile can only be specified for parameters of type Reference, Canonical, or a Resource";
+                let rule = Rule::Constraint { key: "opd-3".into(), human: human.into() };
+                self.report_rule(
+                    Severity::Error,
                     IssueCode::Invariant,
-                    "Constraint failed: opd-3: 'A targetProfile can only be specified for parameters of type Reference, Canonical, or a Resource'",
+                    format!("Constraint failed: opd-3: '{human}'"),
+                    rule,
                 );
                 self.path.truncate(base_len);
             }
@@ -183,15 +190,19 @@ impl<'v> Walk<'v> {
                     .filter_map(Value::as_str)
                     .collect();
                 for t in targets.iter().filter(|t| !od_targets.contains(t)) {
-                    self.err(
+                    self.report_rule(
+                        Severity::Error,
                         IssueCode::BusinessRule,
                         format!("The target profile '{t}' is allowed for the parameter '{name}' in the '{use_}' profile but is not in the list of target profiles for the parameter in the operation definition"),
+                        Rule::Profile { url: t.to_string() },
                     );
                 }
                 for t in od_targets.iter().filter(|t| !targets.contains(t)) {
-                    self.err(
+                    self.report_rule(
+                        Severity::Error,
                         IssueCode::BusinessRule,
                         format!("The target profile '{t}' is not allowed for the parameter '{name}' in the '{use_}' profile but is in the list of target profiles for the parameter in the operation definition"),
+                        Rule::Profile { url: t.to_string() },
                     );
                 }
                 self.path.truncate(base_len);

@@ -3,12 +3,12 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
-use rex_fhir::{Issue, IssueCode, Severity};
+use rex_fhir::{BindingStrength, Issue, IssueCode, Rule, Severity};
 use serde_json::Value;
 
 use crate::defs::{field, resource_type};
 use crate::fhirpath::{self, Env, Item};
-use crate::model::{DiscKind, Elem, Kind, Rules, Sd, Strength};
+use crate::model::{Constraint, DiscKind, Elem, Kind, Rules, Sd};
 use crate::primitives;
 use crate::terminology::{Membership, is_external_system};
 use crate::{UnknownProfiles, Validator};
@@ -45,7 +45,7 @@ pub(crate) struct Walk<'v> {
 type Entry<'a> = (Option<&'a Value>, Option<&'a Value>, &'a str, &'a str, Option<usize>);
 
 fn issue(sev: Severity, code: IssueCode, msg: String, path: &str) -> Issue {
-    Issue { severity: sev, code, diagnostics: msg, expression: Some(path.to_string()) }
+    Issue::new(sev, code, msg).at(path)
 }
 
 fn cap_first(code: &str) -> String {
@@ -84,6 +84,11 @@ impl<'v> Walk<'v> {
 
     fn info(&mut self, code: IssueCode, msg: impl Into<String>) {
         self.issues.push(issue(Severity::Information, code, msg.into(), &self.path));
+    }
+
+    /// Reports an issue at the current path with the rule it reports.
+    pub(crate) fn report_rule(&mut self, severity: Severity, code: IssueCode, msg: impl Into<String>, rule: Rule) {
+        self.issues.push(issue(severity, code, msg.into(), &self.path).rule(rule));
     }
 
     /// Validates a resource (at the current path) against its base definition, its meta.profile entries and
@@ -137,10 +142,12 @@ impl<'v> Walk<'v> {
                     // A claim in meta.profile follows the claim policy, unless it names a guide loaded whole; a
                     // profile the caller asks for follows the options.
                     let complete = self.v.options.complete_namespaces.iter().any(|n| url.starts_with(n.as_str()));
-                    let (sev, msg) = match declared_at {
-                        Some(_) if !complete => {
-                            (self.unknown_claims.severity(), crate::unknown_claim_message(&p, self.unknown_claims))
-                        }
+                    let (sev, msg, rule) = match declared_at {
+                        Some(_) if !complete => (
+                            self.unknown_claims.severity(),
+                            crate::unknown_claim_message(&p, self.unknown_claims),
+                            Rule::UnknownProfileClaim { url: p.clone() },
+                        ),
                         _ => (
                             if complete || self.v.options.unknown_profile_is_error {
                                 Severity::Error
@@ -148,23 +155,19 @@ impl<'v> Walk<'v> {
                                 Severity::Warning
                             },
                             format!("Profile reference '{p}' has not been checked because it is unknown"),
+                            Rule::Profile { url: p.clone() },
                         ),
                     };
-                    self.issues.push(issue(
-                        sev,
-                        IssueCode::NotFound,
-                        msg,
-                        &match declared_at {
-                            Some(i) => format!("{}.meta.profile[{i}]", self.path),
-                            None => self.path.clone(),
-                        },
-                    ));
+                    let at = match declared_at {
+                        Some(i) => format!("{}.meta.profile[{i}]", self.path),
+                        None => self.path.clone(),
+                    };
+                    self.issues.push(issue(sev, IssueCode::NotFound, msg, &at).rule(rule));
                 }
                 Some(sd) if sd.type_name != rt => {
-                    self.err(
-                        IssueCode::Structure,
-                        format!("The profile '{p}' is for the type '{}', but the resource is a '{rt}'", sd.type_name),
-                    );
+                    let msg =
+                        format!("The profile '{p}' is for the type '{}', but the resource is a '{rt}'", sd.type_name);
+                    self.report_rule(Severity::Error, IssueCode::Structure, msg, Rule::Profile { url: p.clone() });
                 }
                 Some(sd) => {
                     let sd: &'v Sd = sd;
@@ -288,7 +291,8 @@ impl<'v> Walk<'v> {
                         self.complex(psd, 0, node, ty);
                     }
                 } else if ty != "Extension" {
-                    self.warn(IssueCode::NotFound, format!("Profile '{p}' is not known"));
+                    let msg = format!("Profile '{p}' is not known");
+                    self.report_rule(Severity::Warning, IssueCode::NotFound, msg, Rule::Profile { url: p.clone() });
                 }
             }
         }
@@ -321,7 +325,9 @@ impl<'v> Walk<'v> {
         let elem = &sd.elems[ei];
         let Some(obj) = node.as_object() else { return };
         if obj.is_empty() {
-            self.err(IssueCode::Invariant, "ele-1: All FHIR elements must have a @value or children");
+            let human = "All FHIR elements must have a @value or children";
+            let rule = Rule::Constraint { key: "ele-1".into(), human: human.into() };
+            self.report_rule(Severity::Error, IssueCode::Invariant, format!("ele-1: {human}"), rule);
         }
         // Where the children come from.
         let (csd, parent): (&'v Sd, usize) = if !elem.children.is_empty() {
@@ -492,29 +498,29 @@ impl<'v> Walk<'v> {
             let items = &items;
             if (items.len() as u32) < c.min && !wrong_type.contains(&gi) {
                 let _ = write!(self.path, ".{}", c.name);
-                let from = self.profile_note(csd);
-                self.err(
-                    IssueCode::Required,
-                    format!("{}: minimum required = {}, but only found {}{from}", c.path, c.min, items.len()),
-                );
+                let profile = self.profile_name(csd);
+                let from = profile_note(profile.as_deref());
+                let msg = format!("{}: minimum required = {}, but only found {}{from}", c.path, c.min, items.len());
+                let rule = cardinality(c, items.len(), profile);
+                self.report_rule(Severity::Error, IssueCode::Required, msg, rule);
                 self.path.truncate(base_len);
             }
             if let Some(max) = c.max
                 && items.len() as u32 > max
             {
                 let _ = write!(self.path, ".{}", c.name);
-                let from = self.profile_note(csd);
-                self.err(
-                    IssueCode::Structure,
-                    format!("{}: max allowed = {max}, but found {}{from}", c.path, items.len()),
-                );
+                let profile = self.profile_name(csd);
+                let from = profile_note(profile.as_deref());
+                let msg = format!("{}: max allowed = {max}, but found {}{from}", c.path, items.len());
+                let rule = cardinality(c, items.len(), profile);
+                self.report_rule(Severity::Error, IssueCode::Structure, msg, rule);
                 self.path.truncate(base_len);
             }
             if items.is_empty() {
                 // Required slices are missing too.
                 for &s in c.slices.iter().filter(|&&s| csd.elems[s].min > 0) {
                     let _ = write!(self.path, ".{}", c.name);
-                    self.err(IssueCode::Required, missing_slice(c, &csd.elems[s], 0));
+                    self.missing_slice(c, &csd.elems[s], 0);
                     self.path.truncate(base_len);
                 }
                 continue;
@@ -556,14 +562,14 @@ impl<'v> Walk<'v> {
         }
     }
 
-    /// ` (profile <name>)` for a rule of a profile, nothing for one of a base definition: a profile's
-    /// cardinality is another rule than the base one, and both are reported (as the HL7 validator does). The
-    /// name, not the url: issue readers take a StructureDefinition url in the text as the profile declared.
-    fn profile_note(&self, sd: &Sd) -> String {
+    /// The name of `sd` when it is a profile, `None` for a base definition: a profile's cardinality is another
+    /// rule than the base one, and both are reported (as the HL7 validator does). The name, not the url:
+    /// issue readers take a StructureDefinition url in the text as the profile declared.
+    fn profile_name(&self, sd: &Sd) -> Option<String> {
         match self.v.core_type(&sd.type_name) {
-            Some(base) if std::ptr::eq(base, sd) => String::new(),
-            _ if sd.name.is_empty() => format!(" (profile {})", sd.url.rsplit('/').next().unwrap_or("")),
-            _ => format!(" (profile {})", sd.name),
+            Some(base) if std::ptr::eq(base, sd) => None,
+            _ if sd.name.is_empty() => Some(sd.url.rsplit('/').next().unwrap_or("").to_string()),
+            _ => Some(sd.name.clone()),
         }
     }
 
@@ -577,7 +583,8 @@ impl<'v> Walk<'v> {
         let keys: Vec<&str> = elem.constraints.iter().map(|c| c.key.as_str()).collect();
         let mut i = before;
         while i < self.issues.len() {
-            if keys.iter().any(|k| self.issues[i].diagnostics.starts_with(&format!("Constraint failed: {k}:"))) {
+            let duplicate = matches!(self.issues[i].rule.as_deref(), Some(Rule::Constraint { key, .. }) if keys.contains(&key.as_str()));
+            if duplicate {
                 self.issues.remove(i);
             } else {
                 i += 1;
@@ -644,21 +651,16 @@ impl<'v> Walk<'v> {
             let n = out.iter().filter(|x| **x == Some(s)).count() as u32;
             if n < se.min {
                 let _ = write!(self.path, ".{json_name}");
-                self.err(IssueCode::Required, missing_slice(c, se, n));
+                self.missing_slice(c, se, n);
                 self.path.truncate(base_len);
             }
             if let Some(max) = se.max
                 && n > max
             {
                 let _ = write!(self.path, ".{json_name}");
-                self.err(
-                    IssueCode::Structure,
-                    format!(
-                        "Slice '{}:{}': max allowed = {max}, but found {n}",
-                        c.path,
-                        se.slice_name.as_deref().unwrap_or("")
-                    ),
-                );
+                let name = se.slice_name.as_deref().unwrap_or("");
+                let msg = format!("Slice '{}:{name}': max allowed = {max}, but found {n}", c.path);
+                self.report_rule(Severity::Error, IssueCode::Structure, msg, slice_rule(c, se, n));
                 self.path.truncate(base_len);
             }
         }
@@ -673,9 +675,11 @@ impl<'v> Walk<'v> {
                         seen_unmatched = true;
                         if slicing.rules == Rules::Closed && !(c.name == "extension" && item.0.is_some()) {
                             let _ = write!(self.path, ".{json_name}[{idx}]");
-                            self.err(
+                            self.report_rule(
+                                Severity::Error,
                                 IssueCode::Structure,
                                 format!("This element does not match any known slice defined in the profile {} (slicing is closed)", sd.url),
+                                Rule::ClosedSlicing { profile: sd.url.clone() },
                             );
                             self.path.truncate(base_len);
                         }
@@ -728,32 +732,41 @@ impl<'v> Walk<'v> {
                             if !slice_has_profile {
                                 self.complex(ext, 0, m, "Extension");
                             }
+                            let rule = Rule::Extension { url: url.to_string() };
                             if c.name == "modifierExtension" && !ext.is_modifier_ext {
-                                self.err(
+                                self.report_rule(
+                                    Severity::Error,
                                     IssueCode::Structure,
                                     format!("The extension '{url}' is not a modifier extension, but is used as one"),
+                                    rule,
                                 );
                             } else if c.name == "extension" && ext.is_modifier_ext {
-                                self.err(IssueCode::Structure, format!("The extension '{url}' is a modifier extension, and must be used as a modifierExtension"));
+                                self.report_rule(Severity::Error, IssueCode::Structure, format!("The extension '{url}' is a modifier extension, and must be used as a modifierExtension"), rule);
                             }
                         }
                         None if out[ii].is_none() => {
+                            let rule = Rule::Extension { url: url.to_string() };
                             if c.name == "modifierExtension" {
-                                self.err(
+                                self.report_rule(
+                                    Severity::Error,
                                     IssueCode::Structure,
                                     format!("Unknown modifier extension '{url}': it cannot be safely ignored"),
+                                    rule,
                                 );
                             } else if !url.contains("://") && !url.starts_with("urn:") {
                                 // relative urls name the parts of complex extensions
                             } else if self.v.options.unknown_extension_is_error
                                 && (!is_example_url(url) || !self.v.options.allow_example_urls)
                             {
-                                self.err(
+                                self.report_rule(
+                                    Severity::Error,
                                     IssueCode::Structure,
                                     format!("The extension '{url}' is unknown, and not allowed here"),
+                                    rule,
                                 );
                             } else {
-                                self.warn(IssueCode::Structure, format!("The extension '{url}' is unknown"));
+                                let msg = format!("The extension '{url}' is unknown");
+                                self.report_rule(Severity::Warning, IssueCode::Structure, msg, rule);
                             }
                         }
                         None => {}
@@ -822,13 +835,15 @@ impl<'v> Walk<'v> {
                 })
         });
         if !allowed {
-            self.err(
+            self.report_rule(
+                Severity::Error,
                 IssueCode::Structure,
                 format!(
                     "The extension {} is not allowed to be used at this point (this element is {here}; allowed: {})",
                     ext.url,
                     contexts.join(", ")
                 ),
+                Rule::Extension { url: ext.url.clone() },
             );
         }
     }
@@ -871,7 +886,7 @@ impl<'v> Walk<'v> {
                                     && values.iter().any(|v| urls.iter().any(|u| v.as_str() == Some(u.as_str())))
                             } else if let Some((dsd, di)) = def {
                                 match &dsd.elems[di].binding {
-                                    Some(b) if b.strength == Strength::Required => values.iter().any(|v| {
+                                    Some(b) if b.strength == BindingStrength::Required => values.iter().any(|v| {
                                         let code = v.as_str().or_else(|| v.get("code").and_then(Value::as_str));
                                         code.is_some_and(|code| {
                                             self.v.term.member(
@@ -1029,10 +1044,10 @@ impl<'v> Walk<'v> {
             // allowed; on a choice of types (the vital signs `component.value[x]`) a unit outside the value
             // set is a warning.
             let strength = match b.strength {
-                Strength::Required if ty == "Quantity" && elem.types.len() > 1 => Strength::Extensible,
+                BindingStrength::Required if ty == "Quantity" && elem.types.len() > 1 => BindingStrength::Extensible,
                 other => other,
             };
-            if strength != Strength::Example {
+            if strength != BindingStrength::Example {
                 self.binding(strength, &b.value_set, val, ty);
             }
             for vs in &b.required_additional {
@@ -1048,12 +1063,14 @@ impl<'v> Walk<'v> {
             codings.iter().map(|(sys, code, _)| self.v.term.member(vs, *sys, code)).collect();
         if !members.is_empty() && members.iter().all(|m| *m == Membership::NotIn) {
             let shown: Vec<String> = codings.iter().map(|(s, c, _)| format!("{}#{c}", s.unwrap_or(""))).collect();
-            self.err(
+            self.report_rule(
+                Severity::Error,
                 IssueCode::CodeInvalid,
                 format!(
                     "None of the codings provided are in the value set '{vs}' specified in an additional binding, and a coding from this value set is required (codes = {})",
                     shown.join(", ")
                 ),
+                Rule::Binding { value_set: vs.to_string(), strength: BindingStrength::Required },
             );
         }
     }
@@ -1123,14 +1140,13 @@ impl<'v> Walk<'v> {
         }
     }
 
-    fn binding(&mut self, strength: Strength, vs: &str, val: &Value, ty: &str) {
+    fn binding(&mut self, strength: BindingStrength, vs: &str, val: &Value, ty: &str) {
         let Some(codings) = codings_of(val, ty) else { return };
+        let rule = Rule::Binding { value_set: vs.to_string(), strength };
         if codings.is_empty() {
-            if ty == "CodeableConcept" && strength == Strength::Required && val.get("text").is_none() {
-                self.err(
-                    IssueCode::CodeInvalid,
-                    format!("No code provided, and a code is required from the value set '{vs}'"),
-                );
+            if ty == "CodeableConcept" && strength == BindingStrength::Required && val.get("text").is_none() {
+                let msg = format!("No code provided, and a code is required from the value set '{vs}'");
+                self.report_rule(Severity::Error, IssueCode::CodeInvalid, msg, rule);
             }
             return;
         }
@@ -1145,7 +1161,7 @@ impl<'v> Walk<'v> {
             }
         }
         if !self.v.term.has_value_set(vs) {
-            if strength == Strength::Required {
+            if strength == BindingStrength::Required {
                 self.note_system(&format!("value set {vs}"));
             }
             return;
@@ -1196,27 +1212,29 @@ impl<'v> Walk<'v> {
             .collect();
         let msg = format!("The code(s) {} are not in the value set '{vs}'", shown.join(", "));
         match strength {
-            Strength::Required => {
+            BindingStrength::Required => {
                 // A bare `code` takes its system from the value set; a code in none of its systems has none,
                 // which the HL7 validator reports as an error of its own.
                 if ty == "code" {
-                    self.err(
+                    self.report_rule(
+                        Severity::Error,
                         IssueCode::CodeInvalid,
                         format!(
                             "The System URI could not be determined for the code '{}' in the ValueSet '{vs}'",
                             shown.join(", ")
                         ),
+                        rule.clone(),
                     );
                 }
-                self.err(IssueCode::CodeInvalid, msg)
+                self.report_rule(Severity::Error, IssueCode::CodeInvalid, msg, rule)
             }
-            Strength::Extensible => {
+            BindingStrength::Extensible => {
                 if ty != "code" {
-                    self.warn(IssueCode::CodeInvalid, msg)
+                    self.report_rule(Severity::Warning, IssueCode::CodeInvalid, msg, rule)
                 }
             }
-            Strength::Preferred => self.info(IssueCode::CodeInvalid, msg),
-            Strength::Example => {}
+            BindingStrength::Preferred => self.report_rule(Severity::Information, IssueCode::CodeInvalid, msg, rule),
+            BindingStrength::Example => {}
         }
     }
 
@@ -1348,7 +1366,8 @@ impl<'v> Walk<'v> {
             .collect();
         let unknown: Vec<&str> = all.iter().copied().filter(|p| !self.v.knows_profile(p)).collect();
         for p in &unknown {
-            self.err(IssueCode::NotFound, format!("Unable to resolve the profile reference '{p}'"));
+            let msg = format!("Unable to resolve the profile reference '{p}'");
+            self.report_rule(Severity::Error, IssueCode::NotFound, msg, Rule::Profile { url: p.to_string() });
         }
         if !all.is_empty() && unknown.len() == all.len() {
             self.err(
@@ -1379,12 +1398,14 @@ impl<'v> Walk<'v> {
             !sub.issues.iter().any(Issue::is_error)
         };
         if !profiles.iter().any(|p| conforms(p)) {
-            self.err(
+            self.report_rule(
+                Severity::Error,
                 IssueCode::Structure,
                 format!(
                     "The resource '{reference}' does not conform to any of the target profiles {}",
                     profiles.join(", ")
                 ),
+                Rule::Profile { url: profiles[0].to_string() },
             );
         }
     }
@@ -1468,12 +1489,7 @@ impl<'v> Walk<'v> {
         for c in &elem.constraints {
             if let Some(f) = c.native {
                 if !f(node.unwrap_or(&Value::Null), self.root_resource()) {
-                    let msg = format!("Constraint failed: {}: '{}'", c.key, c.human);
-                    if c.error {
-                        self.err(IssueCode::Invariant, msg);
-                    } else {
-                        self.warn(IssueCode::Invariant, msg);
-                    }
+                    self.constraint_failed(c);
                 }
                 continue;
             }
@@ -1493,24 +1509,32 @@ impl<'v> Walk<'v> {
             let item = Item::Node(node, companion, item_ty);
             match fhirpath::check(expr, item, &env) {
                 Ok(true) => {}
-                Ok(false) => {
-                    let msg = format!("Constraint failed: {}: '{}'", c.key, c.human);
-                    if c.error {
-                        self.err(IssueCode::Invariant, msg);
-                    } else {
-                        self.warn(IssueCode::Invariant, msg);
-                    }
-                }
+                Ok(false) => self.constraint_failed(c),
                 Err(e) => {
-                    self.issues.push(issue(
-                        Severity::Information,
-                        IssueCode::Informational,
-                        format!("Constraint {} could not be evaluated: {e}", c.key),
-                        &self.path,
-                    ));
+                    let msg = format!("Constraint {} could not be evaluated: {e}", c.key);
+                    let rule = Rule::ConstraintNotEvaluated { key: c.key.clone(), error: e.to_string() };
+                    self.report_rule(Severity::Information, IssueCode::Informational, msg, rule);
                 }
             }
         }
+    }
+
+    fn constraint_failed(&mut self, constraint: &Constraint) {
+        let msg = format!("Constraint failed: {}: '{}'", constraint.key, constraint.human);
+        let severity = if constraint.error { Severity::Error } else { Severity::Warning };
+        let rule = Rule::Constraint { key: constraint.key.clone(), human: constraint.human.clone() };
+        self.report_rule(severity, IssueCode::Invariant, msg, rule);
+    }
+
+    /// A slice with fewer than its minimum of items.
+    fn missing_slice(&mut self, sliced: &Elem, slice: &Elem, found: u32) {
+        let msg = format!(
+            "Slice '{}:{}': a matching slice is required, but not found (minimum required = {}, found {found})",
+            sliced.path,
+            slice.slice_name.as_deref().unwrap_or(""),
+            slice.min
+        );
+        self.report_rule(Severity::Error, IssueCode::Required, msg, slice_rule(sliced, slice, found));
     }
 
     fn bundle_rules(&mut self, b: &'v Value) {
@@ -1741,13 +1765,23 @@ fn push_step(path: &mut String, name: &str, index: Option<usize>) {
     }
 }
 
-fn missing_slice(sliced: &Elem, slice: &Elem, found: u32) -> String {
-    format!(
-        "Slice '{}:{}': a matching slice is required, but not found (minimum required = {}, found {found})",
-        sliced.path,
-        slice.slice_name.as_deref().unwrap_or(""),
-        slice.min
-    )
+/// ` (profile <name>)` after a cardinality message for a profile's bounds.
+fn profile_note(profile: Option<&str>) -> String {
+    profile.map(|name| format!(" (profile {name})")).unwrap_or_default()
+}
+
+fn cardinality(elem: &Elem, found: usize, profile: Option<String>) -> Rule {
+    Rule::Cardinality { element: elem.path.clone(), min: elem.min, max: elem.max, found, profile }
+}
+
+fn slice_rule(sliced: &Elem, slice: &Elem, found: u32) -> Rule {
+    Rule::Slice {
+        element: sliced.path.clone(),
+        name: slice.slice_name.clone().unwrap_or_default(),
+        min: slice.min,
+        max: slice.max,
+        found: found as usize,
+    }
 }
 
 fn item_ty_of(sd: &Sd) -> &str {

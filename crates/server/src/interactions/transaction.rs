@@ -712,6 +712,7 @@ pub(super) async fn run_transaction(
 /// Each entry of a batch in its own database transaction; a failure is reported in its entry.
 async fn run_batch(state: &AppState, caller: &Caller, entries: &[Entry], prefer: Prefer) -> AnswerBundle {
     let mut response_entries = Vec::with_capacity(entries.len());
+    let mut failures = Vec::new();
     for entry in entries {
         if let (Some(resource), Method::Post | Method::Put) = (&entry.resource, entry.method) {
             let structure = StructureModel::r4().check(resource);
@@ -721,7 +722,7 @@ async fn run_batch(state: &AppState, caller: &Caller, entries: &[Entry], prefer:
                 require_valid(&state.checker(caller), resource.clone(), Vec::new()).await.map(|_| ())
             };
             if let Err(err) = checked {
-                response_entries.push(failed_entry(entry.locate(err)));
+                response_entries.push(failed_entry(entry.locate(err), &mut failures));
                 continue;
             }
         }
@@ -738,14 +739,16 @@ async fn run_batch(state: &AppState, caller: &Caller, entries: &[Entry], prefer:
         })
         .await
         .and_then(|result| response_entry(state, &result, prefer));
-        response_entries.push(result.unwrap_or_else(|err| failed_entry(entry.locate(err))));
+        response_entries.push(result.unwrap_or_else(|err| failed_entry(entry.locate(err), &mut failures)));
     }
-    AnswerBundle::new("batch-response", None, Vec::new(), response_entries)
+    AnswerBundle::new("batch-response", None, Vec::new(), response_entries).with_entry_issues(failures)
 }
 
-/// The response entry of a batch entry that failed.
-fn failed_entry(err: ApiError) -> AnswerEntry {
-    AnswerEntry::json(
+/// The response entry of a batch entry that failed; its issues are added to `failures`.
+fn failed_entry(err: ApiError, failures: &mut Vec<Issue>) -> AnswerEntry {
+    let entry = AnswerEntry::json(
         json!({"response": {"status": status_line(err.status), "outcome": operation_outcome(&err.issues)}}),
-    )
+    );
+    failures.extend(err.issues);
+    entry
 }
