@@ -16,7 +16,6 @@
 
 mod defs;
 pub mod fhirpath;
-mod fhirpath_text;
 mod model;
 mod primitives;
 mod questionnaire;
