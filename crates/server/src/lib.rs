@@ -8,10 +8,12 @@ mod bundles;
 mod error;
 mod http;
 pub mod interactions;
+pub mod mtls;
 pub mod notifications;
 pub mod operations;
 pub mod outbound;
 pub mod retention;
+mod run;
 pub mod security;
 pub mod validation;
 mod xml;
@@ -31,7 +33,6 @@ use rex_auth::TokenSigner;
 use rex_fhir::IssueCode;
 use rex_store::Store;
 use serde_json::Value;
-use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use access::Caller;
@@ -43,6 +44,7 @@ use rex_referral::RoutingConfig;
 use rex_referral::task::queue_service;
 use rex_store::Isolation;
 use rex_validation::{UnknownProfiles, Validator};
+pub use run::{Delivery, Listeners, RunConfig, run};
 use security::Security;
 use validation::PartnerProfiles;
 
@@ -264,15 +266,6 @@ async fn outcome_for_bare_errors(request: Request, next: Next) -> Response {
         ),
     };
     ApiError::one(status, code, message).into_response()
-}
-
-/// Serves `router` on `listener` until `shutdown` resolves, then finishes in-flight requests.
-pub async fn serve(
-    listener: TcpListener,
-    state: AppState,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
 }
 
 /// Loads every `*.json` transaction Bundle in `dir` (sorted by name) when the database holds no
