@@ -741,7 +741,7 @@ impl Tx {
             self.flush().await?;
         }
         let backend = self.backend;
-        search(self.conn().await?, backend, query).await.map_err(|err| StoreError::from_sqlx(err, backend))
+        search(self.conn().await?, backend, query).await.map_err(StoreError::from)
     }
 }
 

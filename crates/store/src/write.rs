@@ -143,9 +143,7 @@ impl Tx {
             }
         }
         if let Some((_, false)) = current
-            && let Some(stored) = read_current(self.conn().await?, resource_type, id)
-                .await
-                .map_err(|err| StoreError::from_sqlx(err, self.backend))?
+            && let Some(stored) = read_current(self.conn().await?, resource_type, id).await?
             && same_content(stored.content.as_deref(), &resource)
         {
             // An update that changes nothing makes no new version; re-sent referrals rely on it.
@@ -187,8 +185,8 @@ impl Tx {
             .bind(id)
             .execute(&mut *conn)
             .await
-            .map_err(|err| StoreError::from_sqlx(err, backend))?;
-        delete_index(conn, resource_type, id).await.map_err(|err| StoreError::from_sqlx(err, backend))?;
+            ?;
+        delete_index(conn, resource_type, id).await?;
         self.pending.history.push(NewVersion {
             resource_type: resource_type.to_string(),
             id: id.to_string(),
@@ -230,7 +228,6 @@ impl Tx {
             self.pending.resource_ids.insert((resource_type.to_string(), id.to_string()));
             self.pending.resources.push((new_version(), taken));
         } else {
-            let backend = self.backend;
             let conn = self.conn().await?;
             let updated: Result<(), sqlx::Error> = async {
                 sqlx::query("UPDATE resources SET version_id = $1, last_updated = $2, deleted = 0, content = $3 WHERE resource_type = $4 AND id = $5")
@@ -244,7 +241,7 @@ impl Tx {
                 delete_index(conn, resource_type, id).await
             }
             .await;
-            updated.map_err(|err| StoreError::from_sqlx(err, backend))?;
+            updated?;
         }
         self.pending.history.push(new_version());
         self.pending.index.extend(entries.into_iter().map(|entry| (resource_type.to_string(), id.to_string(), entry)));
@@ -285,7 +282,7 @@ impl Tx {
         }
         inserts.extend(pending.worklist.chunks(rows_per_insert(worklist::COLUMNS)).map(Insert::Worklist));
         inserts.extend(pending.referrals.chunks(rows_per_insert(referrals::COLUMNS)).map(Insert::Referrals));
-        run_inserts(conn, backend, &inserts).await.map_err(|err| StoreError::from_sqlx(err, backend))
+        run_inserts(conn, backend, &inserts).await.map_err(StoreError::from)
     }
 }
 
@@ -336,7 +333,7 @@ async fn insert_resources(
             .bind(0_i64)
             .bind(row.content.as_deref());
     }
-    let inserted = query.fetch_all(&mut *conn).await.map_err(|err| StoreError::from_sqlx(err, backend))?;
+    let inserted = query.fetch_all(&mut *conn).await?;
     if inserted.len() == rows.len() {
         return Ok(());
     }
@@ -395,12 +392,7 @@ async fn current_version(
             "SELECT version_id, deleted FROM resources WHERE resource_type = $1 AND id = $2 FOR UPDATE"
         }
     };
-    let row = sqlx::query(sql)
-        .bind(resource_type)
-        .bind(id)
-        .fetch_optional(conn)
-        .await
-        .map_err(|err| StoreError::from_sqlx(err, backend))?;
+    let row = sqlx::query(sql).bind(resource_type).bind(id).fetch_optional(conn).await?;
     Ok(row.map(|row| (row.get::<i64, _>(0), row.get::<i64, _>(1) != 0)))
 }
 
