@@ -25,8 +25,8 @@ use serde_json::{Value, json};
 use super::intake;
 use super::scorecard::{self, Endpoint};
 use super::write::{
-    BundleTargets, Target, WriteOp, WriteOutcome, execute, execute_entry, known_type, matching_ids, patch_from_binary,
-    patched, valid_id,
+    BundleTargets, Target, WriteOp, WriteOutcome, execute, execute_entry, known_type, matching_ids, multiple_matches,
+    patch_from_binary, patched, single_match, valid_id,
 };
 use super::{format_param, in_transaction, query_pairs};
 use crate::AppState;
@@ -574,19 +574,14 @@ pub(super) async fn transaction_body(
                         let found = matching_ids(tx, caller, url.resource_type, query)
                             .await
                             .map_err(|err| entry.locate(err))?;
-                        match found.as_slice() {
-                            [] => rex_store::new_id(),
-                            [id] => {
-                                let stored = tx.read(url.resource_type, id).await?.ok_or_else(ApiError::internal)?;
+                        let condition = format!("ifNoneExist '{query}'");
+                        let too_many = || entry.locate(multiple_matches(&condition, url.resource_type));
+                        match single_match(found, too_many)? {
+                            None => rex_store::new_id(),
+                            Some(id) => {
+                                let stored = tx.read(url.resource_type, &id).await?.ok_or_else(ApiError::internal)?;
                                 existing.insert(entry.index, stored);
-                                id.clone()
-                            }
-                            _ => {
-                                return Err(entry.locate(ApiError::one(
-                                    StatusCode::PRECONDITION_FAILED,
-                                    IssueCode::MultipleMatches,
-                                    format!("ifNoneExist '{query}' matches more than one {}", url.resource_type),
-                                )));
+                                id
                             }
                         }
                     }
@@ -602,16 +597,11 @@ pub(super) async fn transaction_body(
                     let found =
                         matching_ids(tx, caller, url.resource_type, query).await.map_err(|err| entry.locate(err))?;
                     let body_id = entry.resource.as_ref().and_then(|r| r.get("id")).and_then(Value::as_str);
-                    let id = match found.as_slice() {
-                        [] => body_id.map(str::to_string).unwrap_or_else(rex_store::new_id),
-                        [id] => id.clone(),
-                        _ => {
-                            return Err(entry.locate(ApiError::one(
-                                StatusCode::PRECONDITION_FAILED,
-                                IssueCode::MultipleMatches,
-                                format!("The condition '{query}' matches more than one {}", url.resource_type),
-                            )));
-                        }
+                    let condition = format!("The condition '{query}'");
+                    let too_many = || entry.locate(multiple_matches(&condition, url.resource_type));
+                    let id = match single_match(found, too_many)? {
+                        None => body_id.map(str::to_string).unwrap_or_else(rex_store::new_id),
+                        Some(id) => id,
                     };
                     assigned.insert(entry.index, id.clone());
                     Some(format!("{}/{id}", url.resource_type))
@@ -656,16 +646,16 @@ pub(super) async fn transaction_body(
                             known_type(target_type).map_err(|err| entry.locate(err))?;
                             let found =
                                 matching_ids(tx, caller, target_type, query).await.map_err(|err| entry.locate(err))?;
-                            match found.as_slice() {
-                                [id] => set_at(&mut resource, &path, format!("{target_type}/{id}")),
-                                [] => {
+                            let too_many = || {
+                                resolve_err(format!(
+                                    "The conditional reference '{reference}' matches more than one resource"
+                                ))
+                            };
+                            match single_match(found, too_many)? {
+                                Some(id) => set_at(&mut resource, &path, format!("{target_type}/{id}")),
+                                None => {
                                     return Err(resolve_err(format!(
                                         "The conditional reference '{reference}' matches nothing"
-                                    )));
-                                }
-                                _ => {
-                                    return Err(resolve_err(format!(
-                                        "The conditional reference '{reference}' matches more than one resource"
                                     )));
                                 }
                             }

@@ -198,17 +198,31 @@ async fn resolve_target(
         Target::Id(id) => Ok(Some(id.clone())),
         Target::Search(query) => {
             let ids = matching_ids(tx, caller, resource_type, query).await?;
-            match ids.as_slice() {
-                [] => Ok(None),
-                [id] => Ok(Some(id.clone())),
-                _ => Err(ApiError::one(
-                    StatusCode::PRECONDITION_FAILED,
-                    IssueCode::MultipleMatches,
-                    format!("The condition '{query}' matches more than one {resource_type}"),
-                )),
-            }
+            single_match(ids, || multiple_matches(&format!("The condition '{query}'"), resource_type))
         }
     }
+}
+
+/// The rule of conditional interactions (conditional create, update and delete, conditional
+/// references): the search names nothing (`None`), one resource, or more than one, which is
+/// refused with `too_many`.
+pub(crate) fn single_match<E>(ids: Vec<String>, too_many: impl FnOnce() -> E) -> Result<Option<String>, E> {
+    let mut ids = ids.into_iter();
+    match (ids.next(), ids.next()) {
+        (None, _) => Ok(None),
+        (Some(id), None) => Ok(Some(id)),
+        (Some(_), Some(_)) => Err(too_many()),
+    }
+}
+
+/// The refusal (412) of a conditional interaction whose `condition` matches more than one
+/// `resource_type`.
+pub(crate) fn multiple_matches(condition: &str, resource_type: &str) -> ApiError {
+    ApiError::one(
+        StatusCode::PRECONDITION_FAILED,
+        IssueCode::MultipleMatches,
+        format!("{condition} matches more than one {resource_type}"),
+    )
 }
 
 /// The current version of the resource a write addresses, `None` when there is none; what the
@@ -272,19 +286,10 @@ async fn write(
             check_addressing(resource_type, &resource)?;
             if let Some(query) = &if_none_exist {
                 let ids = matching_ids(tx, caller, resource_type, query).await?;
-                match ids.as_slice() {
-                    [] => {}
-                    [existing] => {
-                        let stored = tx.read(resource_type, existing).await?.ok_or_else(ApiError::internal)?;
-                        return Ok(WriteOutcome::Existing(stored));
-                    }
-                    _ => {
-                        return Err(ApiError::one(
-                            StatusCode::PRECONDITION_FAILED,
-                            IssueCode::MultipleMatches,
-                            format!("If-None-Exist '{query}' matches more than one {resource_type}"),
-                        ));
-                    }
+                let condition = format!("If-None-Exist '{query}'");
+                if let Some(existing) = single_match(ids, || multiple_matches(&condition, resource_type))? {
+                    let stored = tx.read(resource_type, &existing).await?.ok_or_else(ApiError::internal)?;
+                    return Ok(WriteOutcome::Existing(stored));
                 }
             }
             super::consult::check_scheduling_write(caller, resource_type, Some(&resource), None)?;
