@@ -8,6 +8,7 @@ mod bundles;
 mod error;
 mod http;
 pub mod interactions;
+mod media;
 pub mod mtls;
 pub mod notifications;
 pub mod operations;
@@ -39,7 +40,7 @@ use access::Caller;
 pub use error::ApiError;
 pub use http::{BodyLimits, DEFAULT_LARGE_BODY_BYTES, DEFAULT_LARGE_BODY_SLOTS, LargeBodies, Prefer};
 use interactions::write::{Target, WriteOp, execute};
-use interactions::{capabilities, history, message, read, rest_write, search, transaction, validate};
+use interactions::{base, capabilities, history, message, read, rest_write, search, validate};
 use rex_referral::RoutingConfig;
 use rex_referral::task::queue_service;
 use rex_store::Isolation;
@@ -182,8 +183,8 @@ impl AppState {
 /// CapabilityStatement, the SMART configuration, the token endpoint) beside it.
 pub fn router(state: AppState) -> Router {
     let fhir = Router::new()
-        .route("/fhir", post(transaction::handle))
-        .route("/fhir/", post(transaction::handle))
+        .route("/fhir", post(base::handle))
+        .route("/fhir/", post(base::handle))
         .route("/fhir/_history", get(history::system))
         .route("/fhir/$process-message", post(message::process))
         .route("/fhir/$validate", post(validate::system))
@@ -286,7 +287,7 @@ pub async fn load_demo_data(state: &AppState, dir: &Path) -> Result<usize, Strin
     for file in &files {
         let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
         let bundle: Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))?;
-        transaction::process_bundle(state, &Caller::Unrestricted, std::sync::Arc::new(bundle), Prefer::default())
+        base::process_bundle(state, &Caller::Unrestricted, std::sync::Arc::new(bundle), Prefer::default())
             .await
             .map_err(|err| {
                 let messages: Vec<String> = err

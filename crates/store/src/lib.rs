@@ -18,6 +18,7 @@ mod queues;
 mod read;
 mod referrals;
 mod retention;
+mod rows;
 mod search;
 mod submissions;
 mod worklist;

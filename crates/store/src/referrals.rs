@@ -3,7 +3,7 @@
 
 use sqlx::{AnyConnection, Row};
 
-use crate::write::{AnyQuery, placeholders};
+use crate::rows::{AnyQuery, placeholders};
 use crate::{Backend, StoreError, Tx, now_micros};
 
 /// A referral rex has taken in.

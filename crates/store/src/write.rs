@@ -11,12 +11,11 @@ use std::collections::HashSet;
 
 use rex_fhir::search::{IndexEntry, IndexValue, SearchRegistry};
 use serde_json::{Value, json};
-use sqlx::any::AnyArguments;
-use sqlx::query::Query;
-use sqlx::{Any, AnyConnection, Row};
+use sqlx::{AnyConnection, Row};
 
 use crate::read::read_current;
 use crate::referrals::{self, ReferralRecord};
+use crate::rows::{AnyQuery, placeholders};
 use crate::worklist::{self, WorklistRow};
 use crate::{Backend, StoreError, StoredResource, Tx, format_instant, now_micros};
 
@@ -286,31 +285,6 @@ impl Tx {
     }
 }
 
-/// The value groups of a multi-row INSERT of `rows` rows of `columns` values: `($1, $2), ($3, $4)`
-/// on PostgreSQL, `(?, ?), (?, ?)` on SQLite, where binding a numbered parameter looks its number
-/// up by name, which costs time linear in the parameters: quadratic for a statement of 1,000 values,
-/// and 8 % of the writer's time in the profile.
-pub(crate) fn placeholders(backend: Backend, rows: usize, columns: usize) -> String {
-    let mut sql = String::with_capacity(rows * columns * 5);
-    for row in 0..rows {
-        if row > 0 {
-            sql.push_str(", ");
-        }
-        sql.push('(');
-        for column in 0..columns {
-            if column > 0 {
-                sql.push_str(", ");
-            }
-            match backend {
-                Backend::Sqlite => sql.push('?'),
-                Backend::Postgres => sql.push_str(&format!("${}", row * columns + column + 1)),
-            }
-        }
-        sql.push(')');
-    }
-    sql
-}
-
 /// Inserts new `resources` rows. Rows whose id is taken are skipped by the database and reported
 /// by what [`Taken`] says; the transaction then fails as a whole.
 async fn insert_resources(
@@ -470,9 +444,6 @@ fn index_rows_by_table(entries: &[(String, String, IndexEntry)]) -> Vec<TableRow
     }
     by_table
 }
-
-/// A query on either backend with its bound values.
-pub(crate) type AnyQuery<'q> = Query<'q, Any, AnyArguments<'q>>;
 
 /// One multi-row INSERT of queued rows after those of `resources`. Of these only a referral's
 /// identity can be refused (its primary key), which fails the transaction as retryable.

@@ -17,6 +17,7 @@
 mod defs;
 pub mod fhirpath;
 mod model;
+mod native;
 mod primitives;
 mod questionnaire;
 mod snapshot;

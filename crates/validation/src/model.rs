@@ -71,7 +71,7 @@ pub(crate) struct Constraint {
     /// `None` (and no `native` either) for a constraint the options skip, which is then never evaluated.
     pub expr: Option<Arc<Expr>>,
     /// A native implementation of a hot core invariant (same semantics as the expression).
-    pub native: Option<crate::validate::Native>,
+    pub native: Option<crate::native::Native>,
 }
 
 #[derive(Debug)]
@@ -292,7 +292,7 @@ pub(crate) fn compile(sd: &Value, snapshot: &[Value], cache: &mut ExprCache, opt
                         let key = s(c, "key")?.to_string();
                         let expression = s(c, "expression")?.to_string();
                         let skipped = options.skips(&key);
-                        let native = if skipped { None } else { crate::validate::native_constraint(&key, &expression) };
+                        let native = if skipped { None } else { crate::native::native_constraint(&key, &expression) };
                         let expr = if skipped || key == "ele-1" || native.is_some() {
                             None
                         } else {

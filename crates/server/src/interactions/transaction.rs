@@ -7,36 +7,26 @@
 
 use std::collections::HashMap;
 use std::fmt::Write;
-use std::sync::Arc;
 
-use axum::Extension;
-use axum::body::Body;
-use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::http::StatusCode;
 use rex_fhir::outcome::operation_outcome;
 use rex_fhir::query::{Handling, SearchQuery};
 use rex_fhir::search::SearchRegistry;
 use rex_fhir::{Issue, IssueCode};
-use rex_referral::Referral;
 use rex_store::{Isolation, StoredResource, Tx, format_instant};
 use serde_json::{Value, json};
 
-use super::intake;
-use super::scorecard::{self, Endpoint};
 use super::write::{
     BundleTargets, Target, WriteOp, WriteOutcome, execute, execute_entry, known_type, matching_ids, multiple_matches,
     patch_from_binary, patched, single_match, valid_id,
 };
-use super::{format_param, in_transaction, query_pairs};
+use super::{in_transaction, query_pairs};
 use crate::AppState;
 use crate::access::Caller;
 use crate::bundles::{AnswerBundle, AnswerEntry, bundle, full_url, search_entry};
 use crate::error::ApiError;
-use crate::http::{
-    BodyKind, Prefer, ReturnPreference, body_kind, check_accept, etag, fhir_json, parse_json, read_body, stored_json,
-};
-use crate::validation::{require_valid, require_valid_bundle, rex_profile};
+use crate::http::{Prefer, ReturnPreference, etag, stored_json};
+use crate::validation::require_valid;
 use rex_auth::Interaction;
 use rex_fhir::structure::StructureModel;
 
@@ -102,79 +92,6 @@ impl Entry {
             .collect();
         err
     }
-}
-
-/// `POST /fhir` and `POST /fhir/`.
-pub async fn handle(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    let received = rex_store::now_micros();
-    let mut submitted = None;
-    let result = async {
-        check_accept(format_param(&query_pairs(query.as_deref())))?;
-        if body_kind(&headers)? != BodyKind::FhirJson {
-            return Err(ApiError::unsupported_media("POST to the base takes a FHIR Bundle (JSON or XML)"));
-        }
-        let bytes = read_body(body, state.config.limits).await?;
-        let bundle_value = submitted.insert(Arc::new(parse_json(bytes, state.config.limits).await?));
-        process_bundle(&state, &caller, bundle_value.clone(), Prefer::from_headers(&headers)).await
-    }
-    .await;
-    scorecard::record(&state, &caller, Endpoint::Base, received, submitted.as_deref(), (&result).into()).await;
-    Ok(fhir_json(StatusCode::OK, &result?))
-}
-
-/// Runs a transaction or batch Bundle and returns the response Bundle. The Bundle is shared with
-/// the validator's blocking task rather than copied for it.
-pub async fn process_bundle(
-    state: &AppState,
-    caller: &Caller,
-    bundle: Arc<Value>,
-    prefer: Prefer,
-) -> Result<AnswerBundle, ApiError> {
-    let bundle_value = bundle.as_ref();
-    let (bundle_type, entries) = parse_bundle(bundle_value)?;
-    if bundle_type == "batch" {
-        return Ok(run_batch(state, caller, &entries, prefer).await);
-    }
-    let referral =
-        Referral::recognise(bundle_value).map_err(|issues| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, issues))?;
-    // A referral Bundle must meet rex's referral profiles; any transaction must meet the base spec.
-    let (profiles, entry_profiles) = match &referral {
-        Some(referral) => {
-            let mut entry_profiles = vec![(referral.service_request_entry, rex_profile("rex-referral-servicerequest"))];
-            if let Some(patient) =
-                entries.iter().find(|e| e.full_url.as_deref() == Some(referral.subject_reference.as_str()))
-            {
-                entry_profiles.push((patient.index, rex_profile("rex-international-patient")));
-            }
-            // The partner's own, tighter profiles, for every entry of the types they constrain.
-            for entry in &entries {
-                let resource_type =
-                    entry.resource.as_ref().and_then(|r| r["resourceType"].as_str()).unwrap_or_default();
-                if resource_type == "Consent" {
-                    entry_profiles.push((entry.index, rex_profile("rex-referral-consent")));
-                }
-                for url in state.partner_profiles.for_resource(&referral.partner, resource_type) {
-                    entry_profiles.push((entry.index, url.to_string()));
-                }
-            }
-            (vec![rex_profile("rex-referral-bundle")], entry_profiles)
-        }
-        None => (Vec::new(), Vec::new()),
-    };
-    let warnings = require_valid_bundle(&state.checker(caller), bundle.clone(), profiles, entry_profiles).await?;
-    let mut answer = match referral {
-        Some(referral) => intake::take_in(state, caller, &referral, entries, prefer).await?,
-        None => run_transaction(state, caller, &entries, prefer).await?,
-    };
-    // The entries of a transaction-response answer those of the request, in order.
-    answer.add_entry_warnings(&warnings);
-    Ok(answer)
 }
 
 pub(super) fn parse_bundle(value: &Value) -> Result<(String, Vec<Entry>), ApiError> {
@@ -700,7 +617,7 @@ pub(super) async fn run_transaction(
 }
 
 /// Each entry of a batch in its own database transaction; a failure is reported in its entry.
-async fn run_batch(state: &AppState, caller: &Caller, entries: &[Entry], prefer: Prefer) -> AnswerBundle {
+pub(super) async fn run_batch(state: &AppState, caller: &Caller, entries: &[Entry], prefer: Prefer) -> AnswerBundle {
     let mut response_entries = Vec::with_capacity(entries.len());
     let mut failures = Vec::new();
     for entry in entries {

@@ -4,7 +4,7 @@
 use std::cmp::Ordering;
 use std::fmt::Write as _;
 
-use super::eval::EvalError;
+use super::EvalError;
 
 pub(super) fn is_calendar_unit(u: &str) -> bool {
     matches!(

@@ -8,7 +8,7 @@ use super::calendar::{
     add_duration, calendar_to_ucum, compare_parts, dt_parts, is_calendar_unit, normalize_tz, time_parts,
 };
 use super::functions::{call, decimal_places};
-use super::{Expr, Op};
+use super::{EvalError, Expr, Op};
 
 /// `1 'wk'`, `1.5 'mg'`, `1 week` (calendar duration words are not quoted).
 pub(super) fn quantity_string(v: f64, u: &str) -> String {
@@ -75,9 +75,6 @@ pub(super) struct Frame<'a, 'b> {
     pub(super) index: usize,
     pub(super) total: Option<&'b Coll<'a>>,
 }
-
-/// Error during evaluation (e.g. more than one item where one is required).
-pub type EvalError = String;
 
 /// Evaluates `expr` with `input` as the focus.
 pub fn evaluate<'a>(expr: &Expr, input: Coll<'a>, env: &Env<'a>) -> Result<Coll<'a>, EvalError> {

@@ -4,14 +4,14 @@ use std::cmp::Ordering;
 
 use serde_json::Value;
 
-use super::Expr;
 use super::calendar::{
     date_boundary, is_calendar_unit, now_string, valid_date_literal, valid_datetime_literal, valid_time_literal,
 };
 use super::eval::{
-    Coll, Env, EvalError, Frame, Item, as_string, compare, distinct, each_child, equal, eval, is_type, navigate, num,
-    prim, single_bool, singleton, to_bool, type_name_of,
+    Coll, Env, Frame, Item, as_string, compare, distinct, each_child, equal, eval, is_type, navigate, num, prim,
+    single_bool, singleton, to_bool, type_name_of,
 };
+use super::{EvalError, Expr};
 
 pub(super) fn arg<'a, 'b>(
     args: &[Expr],

@@ -18,8 +18,11 @@ mod text;
 
 pub(crate) use calendar::{days_in_month, today_offset};
 pub(crate) use eval::choice_type_pub;
-pub use eval::{Env, EvalError, Item, Model, Ty, check, evaluate};
+pub use eval::{Env, Item, Model, Ty, check, evaluate};
 pub use parse::parse;
+
+/// Error during evaluation (e.g. more than one item where one is required).
+pub type EvalError = String;
 
 /// A parsed expression.
 #[derive(Debug, Clone)]

@@ -24,8 +24,6 @@ mod references;
 mod slicing;
 mod values;
 
-pub(crate) use constraints::{Native, native_constraint};
-
 pub(crate) struct Walk<'v> {
     pub v: &'v Validator,
     pub issues: Vec<Issue>,
