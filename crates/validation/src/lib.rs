@@ -33,7 +33,7 @@ use rex_fhir::{Issue, IssueCode, Rule, Severity};
 use serde_json::Value;
 
 pub use defs::{Definitions, pack_folder, pack_ips};
-use model::{Kind, Sd};
+use model::{CompiledStructure, Kind};
 
 /// Failure to load definitions.
 #[derive(Debug, thiserror::Error)]
@@ -202,7 +202,7 @@ struct Structure {
     type_name: String,
     kind: Kind,
     core: Option<defs::CoreText>,
-    sd: OnceLock<Sd>,
+    sd: OnceLock<CompiledStructure>,
 }
 
 impl Validator {
@@ -268,7 +268,7 @@ impl Validator {
     }
 
     /// The compiled structure `i` of `structures`, compiled now if it is a core one not used before.
-    fn compiled(&self, i: usize) -> &Sd {
+    fn compiled(&self, i: usize) -> &CompiledStructure {
         let structure = &self.structures[i];
         structure.sd.get_or_init(|| {
             let raw = structure.core.as_ref().map(defs::CoreText::parse).unwrap_or_default();
@@ -279,7 +279,7 @@ impl Validator {
     }
 
     /// The StructureDefinition with this canonical URL (without version).
-    pub(crate) fn sd(&self, url: &str) -> Option<&Sd> {
+    pub(crate) fn sd(&self, url: &str) -> Option<&CompiledStructure> {
         self.sds.get(url).map(|&i| self.compiled(i))
     }
 
@@ -338,7 +338,7 @@ impl Validator {
         out
     }
 
-    pub(crate) fn core_type(&self, name: &str) -> Option<&Sd> {
+    pub(crate) fn core_type(&self, name: &str) -> Option<&CompiledStructure> {
         self.types.get(name).map(|&i| self.compiled(i))
     }
 

@@ -8,7 +8,7 @@ use rex_fhir::{IssueCode, Rule, Severity};
 use serde_json::Value;
 
 use crate::defs::{canonical_base, s};
-use crate::model::Sd;
+use crate::model::CompiledStructure;
 use crate::validate::{Walk, json_equal};
 
 /// Types a binding can apply to.
@@ -23,7 +23,7 @@ impl<'v> Walk<'v> {
             return;
         }
         let Some(base) = s(sd, "baseDefinition").and_then(|b| self.v.sd(&canonical_base(b))) else { return };
-        let base: &'v Sd = base;
+        let base: &'v CompiledStructure = base;
         let Some(diff) = sd.pointer("/differential/element").and_then(Value::as_array) else { return };
         let base_len = self.path.len();
         let mut last = 0;
@@ -133,7 +133,7 @@ impl<'v> Walk<'v> {
         }
         for (use_, key) in [("in", "inputProfile"), ("out", "outputProfile")] {
             let Some(profile) = s(od, key).and_then(|p| self.v.sd(&canonical_base(p))) else { continue };
-            let profile: &'v Sd = profile;
+            let profile: &'v CompiledStructure = profile;
             let Some(&sliced) = profile.by_path.get("Parameters.parameter") else { continue };
             for &slice in &profile.elems[sliced].slices {
                 let child = |name: &str| {
@@ -214,7 +214,7 @@ impl<'v> Walk<'v> {
     /// of the sliced element.
     fn slicing_rules(
         &mut self,
-        base: &'v Sd,
+        base: &'v CompiledStructure,
         d: &'v Value,
         path: &'v str,
         slicing: &Value,
@@ -261,7 +261,7 @@ impl<'v> Walk<'v> {
 
     /// The element of `base` a differential path names, descending into datatypes and content references:
     /// its structure, its index there, and the index in `base` of its first-level ancestor (for the order).
-    fn locate(&self, base: &'v Sd, path: &str) -> Result<(&'v Sd, usize, usize), String> {
+    fn locate(&self, base: &'v CompiledStructure, path: &str) -> Result<(&'v CompiledStructure, usize, usize), String> {
         let segs: Vec<&str> = path.split('.').collect();
         if segs.iter().any(|seg| seg.is_empty()) {
             return Err(format!("invalid path '{path}' in the differential: name portion missing ('..')"));

@@ -4,7 +4,7 @@ use rex_fhir::{IssueCode, Rule, Severity};
 use serde_json::Value;
 
 use super::Walk;
-use crate::model::{Kind, Sd};
+use crate::model::{CompiledStructure, Kind};
 
 impl<'v> Walk<'v> {
     /// The element path of the node at `path[..len]` within its resource (`Patient.name`, indexes dropped).
@@ -27,7 +27,13 @@ impl<'v> Walk<'v> {
     /// An extension is used where its definition's `context` allows it. `extension_path` is the path of the
     /// `extension` element in the structure that holds it (`HumanName.extension`), `holder_ty` the datatype of
     /// the element that holds it (`string` for `Condition.code.coding.display`).
-    pub(super) fn extension_context(&mut self, ext: &Sd, extension_path: &str, holder_ty: &str, base_len: usize) {
+    pub(super) fn extension_context(
+        &mut self,
+        ext: &CompiledStructure,
+        extension_path: &str,
+        holder_ty: &str,
+        base_len: usize,
+    ) {
         let Some(contexts) = &ext.contexts else { return };
         let here = self.element_path(base_len);
         let holder_type = extension_path.strip_suffix(".extension").unwrap_or(extension_path);

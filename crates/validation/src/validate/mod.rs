@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 use rex_fhir::{Issue, IssueCode, Rule, Severity};
 use serde_json::Value;
 
-use crate::model::{Elem, Kind, Sd};
+use crate::model::{CompiledStructure, Elem, Kind};
 use crate::primitives;
 use crate::{UnknownProfiles, Validator};
 
@@ -48,7 +48,7 @@ pub(crate) struct Walk<'v> {
     /// Bundle's entries are reached once per definition of the Bundle (its base and each profile), and another
     /// pass would only repeat the issues of the first, which `Validator::validate` drops. `None` in the walks
     /// that count errors.
-    pub validated: Option<crate::FxSet<(*const Value, *const Sd)>>,
+    pub validated: Option<crate::FxSet<(*const Value, *const CompiledStructure)>>,
     /// What a `meta.profile` the validator does not know does to the resource.
     pub unknown_claims: UnknownProfiles,
 }
@@ -191,7 +191,7 @@ impl<'v> Walk<'v> {
                     self.report_rule(Severity::Error, IssueCode::Structure, msg, Rule::Profile { url: p.clone() });
                 }
                 Some(sd) => {
-                    let sd: &'v Sd = sd;
+                    let sd: &'v CompiledStructure = sd;
                     if self.first_visit(res, sd) {
                         self.complex(sd, 0, res, rt);
                     }
@@ -215,14 +215,14 @@ impl<'v> Walk<'v> {
     }
 
     /// Whether `res` is yet to be validated against `sd` in this walk (see `validated`), now marked as done.
-    fn first_visit(&mut self, res: &Value, sd: &Sd) -> bool {
-        self.validated.as_mut().is_none_or(|done| done.insert((res as *const Value, sd as *const Sd)))
+    fn first_visit(&mut self, res: &Value, sd: &CompiledStructure) -> bool {
+        self.validated.as_mut().is_none_or(|done| done.insert((res as *const Value, sd as *const CompiledStructure)))
     }
 
     /// Validates one node against element `ei` of `sd`, where the node's type is `ty`.
     pub(crate) fn element(
         &mut self,
-        structure: &'v Sd,
+        structure: &'v CompiledStructure,
         elem_index: usize,
         node: Option<&'v Value>,
         companion: Option<&'v Value>,
@@ -307,7 +307,7 @@ impl<'v> Walk<'v> {
         for t in elem.types.iter().filter(|t| t.code == ty) {
             for p in &t.profiles {
                 if let Some(psd) = self.v.sd(p.as_str()) {
-                    let psd: &'v Sd = psd;
+                    let psd: &'v CompiledStructure = psd;
                     if !std::ptr::eq(psd, structure) {
                         self.complex(psd, 0, node, ty);
                     }
@@ -342,7 +342,7 @@ impl<'v> Walk<'v> {
         }
     }
 
-    fn complex(&mut self, structure: &'v Sd, elem_index: usize, node: &'v Value, ty: &'v str) {
+    fn complex(&mut self, structure: &'v CompiledStructure, elem_index: usize, node: &'v Value, ty: &'v str) {
         let elem = &structure.elems[elem_index];
         let Some(obj) = node.as_object() else { return };
         if obj.is_empty() {
@@ -351,7 +351,7 @@ impl<'v> Walk<'v> {
             self.report_rule(Severity::Error, IssueCode::Invariant, format!("ele-1: {human}"), rule);
         }
         // Where the children come from.
-        let (child_structure, parent): (&'v Sd, usize) = if !elem.children.is_empty() {
+        let (child_structure, parent): (&'v CompiledStructure, usize) = if !elem.children.is_empty() {
             (structure, elem_index)
         } else if let Some(cr) = &elem.content_ref {
             match self.content_ref(structure, cr) {
@@ -588,7 +588,7 @@ impl<'v> Walk<'v> {
     /// The name of `sd` when it is a profile, `None` for a base definition: a profile's cardinality is another
     /// rule than the base one, and both are reported (as the HL7 validator does). The name, not the url:
     /// issue readers take a StructureDefinition url in the text as the profile declared.
-    fn profile_name(&self, sd: &Sd) -> Option<String> {
+    fn profile_name(&self, sd: &CompiledStructure) -> Option<String> {
         match self.v.core_type(&sd.type_name) {
             Some(base) if std::ptr::eq(base, sd) => None,
             _ if sd.name.is_empty() => Some(sd.url.rsplit('/').next().unwrap_or("").to_string()),
@@ -599,7 +599,11 @@ impl<'v> Walk<'v> {
     /// The element a `contentReference` names: in the core type it starts with, as the HL7 snapshot generator
     /// points a profile's inherited `#Parameters.parameter` at the base definition (so the profile's
     /// constraints on `parameter` do not apply again to `parameter.part`); else in `sd`.
-    pub(crate) fn content_ref(&self, structure: &'v Sd, reference: &str) -> Option<(&'v Sd, usize)> {
+    pub(crate) fn content_ref(
+        &self,
+        structure: &'v CompiledStructure,
+        reference: &str,
+    ) -> Option<(&'v CompiledStructure, usize)> {
         let root = reference.split('.').next()?;
         if let Some(core) = self.v.core_type(root)
             && let Some(&i) = core.by_path.get(reference)

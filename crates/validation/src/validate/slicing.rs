@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::{Occurrence, Walk, is_example_url, json_contains, json_equal, push_step};
 use crate::defs::field;
-use crate::model::{DiscKind, Elem, Rules, Sd};
+use crate::model::{CompiledStructure, DiscKind, Elem, Rules};
 use crate::terminology::Membership;
 
 impl<'v> Walk<'v> {
@@ -17,7 +17,7 @@ impl<'v> Walk<'v> {
     /// `holder_ty` is the type of the node whose children `items` are (where an extension is used).
     pub(super) fn slicing(
         &mut self,
-        structure: &'v Sd,
+        structure: &'v CompiledStructure,
         sliced: usize,
         items: &[Occurrence<'v>],
         base_len: usize,
@@ -112,7 +112,7 @@ impl<'v> Walk<'v> {
                     ),
                     Some(url) => match self.v.sd(crate::defs::canonical_base(url).as_str()) {
                         Some(ext) => {
-                            let ext: &'v Sd = ext;
+                            let ext: &'v CompiledStructure = ext;
                             // the version of an extension is the one loaded, never one named in the url
                             if url.contains('|') {
                                 self.err(IssueCode::Structure, "The extension URL must not contain a version");
@@ -171,7 +171,7 @@ impl<'v> Walk<'v> {
 
     pub(super) fn slice_matches(
         &mut self,
-        structure: &'v Sd,
+        structure: &'v CompiledStructure,
         base: usize,
         slice: usize,
         item: &'v Value,
@@ -300,7 +300,12 @@ impl<'v> Walk<'v> {
     }
 
     /// Element definition at a discriminator path below element `ei`.
-    pub(super) fn nav(&self, structure: &'v Sd, elem_index: usize, path: &str) -> Option<(&'v Sd, usize)> {
+    pub(super) fn nav(
+        &self,
+        structure: &'v CompiledStructure,
+        elem_index: usize,
+        path: &str,
+    ) -> Option<(&'v CompiledStructure, usize)> {
         let mut cur = (structure, elem_index);
         for seg in split_path(path) {
             if seg == "$this" || seg.starts_with("ofType(") || seg == "resolve()" {
@@ -335,10 +340,11 @@ impl<'v> Walk<'v> {
                 None => {
                     // descend into the type's own definition (profile first)
                     let t = el.types.first()?;
-                    let type_structure: &'v Sd = match t.profiles.first().and_then(|p| self.v.sd(p.as_str())) {
-                        Some(p) => p,
-                        None => self.v.core_type(&t.code)?,
-                    };
+                    let type_structure: &'v CompiledStructure =
+                        match t.profiles.first().and_then(|p| self.v.sd(p.as_str())) {
+                            Some(p) => p,
+                            None => self.v.core_type(&t.code)?,
+                        };
                     let k = type_structure.elems[0]
                         .children
                         .iter()
@@ -373,7 +379,7 @@ pub(super) fn slice_rule(sliced: &Elem, slice: &Elem, found: u32) -> Rule {
     }
 }
 
-pub(super) fn item_ty_of(sd: &Sd) -> &str {
+pub(super) fn item_ty_of(sd: &CompiledStructure) -> &str {
     sd.type_name.as_str()
 }
 
