@@ -527,3 +527,20 @@ pub fn patch_from_binary(binary: &Value) -> Result<Value, ApiError> {
     rex_fhir::json::parse(&bytes, rex_fhir::json::DEFAULT_MAX_DEPTH)
         .map_err(|_| ApiError::bad_request("Binary.data is not a JSON Patch document").at("Binary.data"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_conditional_search_matches_nothing_one_resource_or_too_many() {
+        let ids = |ids: &[&str]| ids.iter().map(|id| id.to_string()).collect::<Vec<_>>();
+        let too_many = || multiple_matches("If-None-Exist 'identifier=x'", "Patient");
+        assert_eq!(single_match(ids(&[]), too_many).unwrap(), None);
+        assert_eq!(single_match(ids(&["a"]), too_many).unwrap().as_deref(), Some("a"));
+        let refused = single_match(ids(&["a", "b"]), too_many).unwrap_err();
+        assert_eq!(refused.status, StatusCode::PRECONDITION_FAILED);
+        assert_eq!(refused.issues[0].code, IssueCode::MultipleMatches);
+        assert_eq!(refused.issues[0].diagnostics, "If-None-Exist 'identifier=x' matches more than one Patient");
+    }
+}
