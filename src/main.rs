@@ -384,7 +384,6 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let validator = Arc::new(load_validator(&args.profiles, &packages)?);
     let store = Store::connect(&args.database_url).await.map_err(|e| format!("cannot open the database: {e}"))?;
     store.set_search_timeout(std::time::Duration::from_secs_f64(args.search_timeout));
-    spawn_statistics_refresh(store.clone());
     let listener =
         TcpListener::bind(args.listen).await.map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let address = listener.local_addr().map_err(|e| e.to_string())?;
@@ -435,7 +434,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         (Some(addr), Some(cert), Some(key), Some(ca)) => {
             let acceptor = rex_auth::MtlsAcceptor::from_files(cert, key, ca).map_err(|e| e.to_string())?;
             let tcp = TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-            Some(rex_auth::MtlsListener::new(tcp, acceptor).map_err(|e| e.to_string())?)
+            Some(rex_server::mtls::MtlsListener::new(tcp, acceptor).map_err(|e| e.to_string())?)
         }
         _ => None,
     };
@@ -444,100 +443,39 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         let loaded = rex_server::load_demo_data(&state, &args.demo_dir).await?;
         tracing::info!(bundles = loaded, "demo data loaded");
     }
-    if args.escalation_interval > 0 {
-        let every = std::time::Duration::from_secs(args.escalation_interval);
-        rex_server::interactions::escalation::spawn_worker(state.clone(), every);
-        rex_server::interactions::consent::spawn_worker(state.clone(), every);
-    }
-    if args.retention_interval > 0 {
-        let retention = rex_server::retention::Retention::from_days(
-            args.retain_submissions_days,
-            args.retain_audit_days,
-            args.retain_dead_notifications_days,
-        );
-        let every = std::time::Duration::from_secs(args.retention_interval);
-        rex_server::retention::spawn_worker(state.clone(), retention, every);
-    }
-    if args.consult_reminder > 0 {
-        let every = std::time::Duration::from_secs(args.consult_reminder_interval);
-        let lead = std::time::Duration::from_secs(args.consult_reminder * 60);
-        rex_server::interactions::reminders::spawn_worker(state.clone(), every, lead);
-    }
-    // One signal stops every listener and the delivery worker; in-flight requests then get the
-    // shutdown timeout to finish.
-    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let seconds = std::time::Duration::from_secs;
     let delivery_tls = rex_server::notifications::DeliveryTls {
         client_identity: args.delivery_client_cert.clone().zip(args.delivery_client_key.clone()),
         extra_roots: args.delivery_ca.clone(),
     };
     let client = rex_server::notifications::delivery_client(&delivery_tls, &state.config.delivery_targets)?;
-    let delivery = (args.delivery_interval > 0).then(|| {
-        let every = std::time::Duration::from_secs(args.delivery_interval);
-        let lease = std::time::Duration::from_secs(args.delivery_lease);
-        rex_server::notifications::spawn_worker(state.clone(), client, every, lease, stopping.clone())
-    });
+    let retention = rex_server::retention::Retention::from_days(
+        args.retain_submissions_days,
+        args.retain_audit_days,
+        args.retain_dead_notifications_days,
+    );
+    let config = rex_server::RunConfig {
+        ui: match args.no_ui {
+            true => None,
+            false => Some(rex_web::routes(rex_server::router(state.clone()), web_options(&args, &state)?)),
+        },
+        escalation_every: (args.escalation_interval > 0).then(|| seconds(args.escalation_interval)),
+        retention: (args.retention_interval > 0).then(|| (retention, seconds(args.retention_interval))),
+        reminders: (args.consult_reminder > 0)
+            .then(|| (seconds(args.consult_reminder_interval), seconds(args.consult_reminder * 60))),
+        delivery: (args.delivery_interval > 0).then(|| rex_server::Delivery {
+            client,
+            every: seconds(args.delivery_interval),
+            lease: seconds(args.delivery_lease),
+        }),
+        refresh_statistics: true,
+        shutdown_timeout: seconds(args.shutdown_timeout),
+    };
     tracing::info!(%address, base_url = %state.config.base_url, backend = ?store.backend(), "rex is serving FHIR");
-    tokio::spawn(async move {
-        signal.await;
-        tracing::info!("shutting down: no new connections; finishing in-flight requests");
-        let _ = stop.send(true);
-    });
-    let stopped = |mut stopping: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = stopping.wait_for(|stop| *stop).await;
-    };
-    let state_for_shutdown = state.clone();
-    // The plain listener also serves the staff worklist under /ui; the mTLS one is for partners.
-    let api = rex_server::router(state.clone());
-    let app = match args.no_ui {
-        true => api,
-        false => api.clone().merge(rex_web::routes(api, web_options(&args, &state)?)),
-    };
-    let plain = axum::serve(listener, app).with_graceful_shutdown(stopped(stopping.clone())).into_future();
-    let servers = async {
-        match mtls {
-            Some(listener) => {
-                tracing::info!(address = ?args.mtls_listen, "rex is serving partners over mutual TLS");
-                let secure = rex_auth::serve_mtls(listener, rex_server::router(state), stopped(stopping.clone()));
-                tokio::try_join!(plain, secure).map(|_| ())
-            }
-            None => plain.await,
-        }
-    };
-    let deadline = async {
-        stopped(stopping.clone()).await;
-        tokio::time::sleep(std::time::Duration::from_secs(args.shutdown_timeout)).await;
-    };
-    tokio::select! {
-        served = servers => served.map_err(|e| e.to_string())?,
-        () = deadline => tracing::warn!(
-            seconds = args.shutdown_timeout,
-            "requests still running at the shutdown deadline were abandoned; their transactions roll back"
-        ),
-    }
-    // The worker finishes the POST it is making and releases the notifications it leased and has
-    // not posted, so another instance takes them now rather than after the lease.
-    if let Some(delivery) = delivery {
-        let _ = delivery.await;
-    }
-    state_for_shutdown.audit.flush().await;
+    rex_server::run(state, config, rex_server::Listeners { plain: listener, mtls }, signal).await?;
     store.close().await;
     tracing::info!("stopped");
     Ok(())
-}
-
-/// Keeps the query planner's statistics fresh as the data grows (hourly; see
-/// [`Store::refresh_statistics`]).
-fn spawn_statistics_refresh(store: Store) {
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
-        every.tick().await;
-        loop {
-            every.tick().await;
-            if let Err(err) = store.refresh_statistics().await {
-                tracing::warn!(error = %err, "refreshing the query planner's statistics failed");
-            }
-        }
-    });
 }
 
 /// The web UI's settings: the development login with `--dev`, else the staff identity provider.

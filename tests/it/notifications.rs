@@ -386,8 +386,8 @@ async fn partner_endpoints_asking_for_mutual_tls_get_rex_certificate(app: &TestA
             StatusCode::OK
         }),
     );
-    let listener = rex_auth::MtlsListener::new(tcp, acceptor).unwrap();
-    tokio::spawn(rex_auth::serve_mtls(listener, router, std::future::pending()));
+    let listener = rex_server::mtls::MtlsListener::new(tcp, acceptor).unwrap();
+    tokio::spawn(rex_server::mtls::serve(listener, router, std::future::pending()));
 
     let dir = std::env::temp_dir().join(format!("rex-delivery-tls-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -5,7 +5,7 @@ use std::sync::{Arc, LazyLock};
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use rex_referral::RoutingConfig;
-use rex_server::{AppState, Config};
+use rex_server::{AppState, Config, RunConfig};
 use rex_store::Store;
 use rex_validation::Validator;
 use serde_json::Value;
@@ -381,26 +381,17 @@ impl TestApp {
         let state = AppState::start(store.clone(), config, routing, VALIDATOR.clone(), partner_profiles(), security)
             .await
             .expect("state starts");
-        let (shutdown, stop) = watch::channel(false);
-        let stopped = |mut stop: watch::Receiver<bool>| async move {
-            let _ = stop.wait_for(|stopped| *stopped).await;
+        let (mtls, mtls_listener) = match secured {
+            Security::WithMtls(acceptor, _) => {
+                let tcp = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+                let address = tcp.local_addr().unwrap();
+                (Some(address), Some(rex_server::mtls::MtlsListener::new(tcp, acceptor).unwrap()))
+            }
+            _ => (None, None),
         };
-        let mut servers = Vec::new();
-        let mut mtls = None;
-        if let Security::WithMtls(acceptor, _) = secured {
-            let tcp = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
-            mtls = Some(tcp.local_addr().unwrap());
-            let listener = rex_auth::MtlsListener::new(tcp, acceptor).unwrap();
-            let (router, stop) = (rex_server::router(state.clone()), stopped(stop.clone()));
-            servers.push(tokio::spawn(async move {
-                rex_auth::serve_mtls(listener, router, stop).await.expect("mTLS server runs");
-            }));
-        }
-        let stop = stopped(stop);
-        let served = state.clone();
-        servers.push(tokio::spawn(async move {
-            rex_server::serve(listener, served, stop).await.expect("server runs");
-        }));
+        let listeners = rex_server::Listeners { plain: listener, mtls: mtls_listener };
+        let (shutdown, server) = run(state.clone(), RunConfig::default(), listeners);
+        let servers = vec![server];
         let database_url = database_url.to_string();
         let client = reqwest::Client::new();
         TestApp { base, store, state, client, shutdown, servers, mtls, cleanup, database_url, auth }
@@ -417,13 +408,13 @@ impl TestApp {
         let state = AppState::start(store, config, routing, VALIDATOR.clone(), partner_profiles(), None)
             .await
             .expect("the second instance starts");
-        let stopped = self.shutdown.subscribe();
+        let mut stopped = self.shutdown.subscribe();
+        let stop = async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        };
+        let listeners = rex_server::Listeners { plain: listener, mtls: None };
         tokio::spawn(async move {
-            let stop = async move {
-                let mut stopped = stopped;
-                let _ = stopped.wait_for(|stop| *stop).await;
-            };
-            rex_server::serve(listener, state, stop).await.expect("second instance runs");
+            rex_server::run(state, RunConfig::default(), listeners, stop).await.expect("second instance runs");
         });
         base
     }
@@ -618,7 +609,6 @@ impl TestApp {
             .expect("state starts");
         let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/valid");
         rex_server::load_demo_data(&state, &demo).await.expect("demo referrals load");
-        let api = rex_server::router(state.clone());
         let options = rex_web::WebOptions {
             dev_login: !secured,
             oidc: auth.as_ref().map(|auth| auth.oidc.clone()),
@@ -630,16 +620,9 @@ impl TestApp {
                 scopes: vec!["rex".into()],
             }),
         };
-        let app = api.clone().merge(rex_web::routes(api, options));
-        let (shutdown, mut stop) = watch::channel(false);
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.wait_for(|stopped| *stopped).await;
-                })
-                .await
-                .expect("server runs");
-        });
+        let ui = rex_web::routes(rex_server::router(state.clone()), options);
+        let config = RunConfig { ui: Some(ui), ..RunConfig::default() };
+        let (shutdown, server) = run(state.clone(), config, rex_server::Listeners { plain: listener, mtls: None });
         TestApp {
             base,
             store,
@@ -653,4 +636,20 @@ impl TestApp {
             auth,
         }
     }
+}
+
+/// Runs `state` as `rex serve` does (`rex_server::run`) until the returned sender says stop.
+fn run(
+    state: AppState,
+    config: RunConfig,
+    listeners: rex_server::Listeners,
+) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+    let (shutdown, mut stop) = watch::channel(false);
+    let stopped = async move {
+        let _ = stop.wait_for(|stopped| *stopped).await;
+    };
+    let server = tokio::spawn(async move {
+        rex_server::run(state, config, listeners, stopped).await.expect("server runs");
+    });
+    (shutdown, server)
 }

@@ -24,7 +24,7 @@ pub use config::{AuthConfig, ConfigError, OidcConfig, Partner, PartnerRegistry};
 pub use jwk::JwkSet;
 pub use jwt::{Algorithm, JwtError};
 pub use mint::{SigningKey, StaffTokenSpec, mint_client_assertion, mint_staff_token};
-pub use mtls::{MtlsAcceptor, MtlsListener, PeerIdentity, TlsError, serve_mtls};
+pub use mtls::{MtlsAcceptor, PeerIdentity, TlsError};
 pub use principal::{AuthError, Authenticator, Principal, StaffRole, bearer_token};
 pub use replay::{InMemoryReplayCache, ReplayCache};
 pub use scope::{Interaction, Scope, ScopeSet};

@@ -9,4 +9,4 @@ pub mod search;
 pub mod structure;
 pub mod xml;
 
-pub use outcome::{Issue, IssueCode, Severity};
+pub use outcome::{BindingStrength, Issue, IssueCode, Rule, Severity};

@@ -79,7 +79,71 @@ impl IssueCode {
     }
 }
 
-/// One finding: severity, code, a message for humans and, where one exists, the FHIRPath location.
+/// The strength of a terminology binding (`ElementDefinition.binding.strength`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BindingStrength {
+    Required,
+    Extensible,
+    Preferred,
+    Example,
+}
+
+impl BindingStrength {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BindingStrength::Required => "required",
+            BindingStrength::Extensible => "extensible",
+            BindingStrength::Preferred => "preferred",
+            BindingStrength::Example => "example",
+        }
+    }
+}
+
+/// The rule a validation issue reports, as data: what its English `diagnostics` is made from. Readers
+/// that count or translate issues (the scorecard, metrics, a message catalogue) read this instead of
+/// parsing the text. It is not written into the OperationOutcome rex answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rule {
+    /// A FHIRPath invariant failed: its key (`ele-1`, `rex-sr-1`) and its human description.
+    Constraint { key: String, human: String },
+    /// An invariant could not be evaluated: its key and why.
+    ConstraintNotEvaluated { key: String, error: String },
+    /// An element (`Patient.name`, its path in the definition) occurs `found` times, outside
+    /// `min..=max`; `profile` names the profile (its name, not its URL) whose bounds these are, `None`
+    /// for a base definition's.
+    Cardinality { element: String, min: u32, max: Option<u32>, found: usize, profile: Option<String> },
+    /// A slice (`name` of the sliced `element`, as in the element id `Bundle.entry:patient`) holds
+    /// `found` items, outside `min..=max`.
+    Slice { element: String, name: String, min: u32, max: Option<u32>, found: usize },
+    /// An item matches no slice of the closed slicing of the profile with this canonical URL.
+    ClosedSlicing { profile: String },
+    /// A coded value and the value set it is bound to with this strength.
+    Binding { value_set: String, strength: BindingStrength },
+    /// A profile claimed in `meta.profile` that rex does not know, handled by the unknown profile
+    /// claims policy.
+    UnknownProfileClaim { url: String },
+    /// A profile (canonical URL) the issue is about: unknown, for another type, not conformed to.
+    Profile { url: String },
+    /// An extension (canonical URL) the issue is about: unknown, used out of its context, or a
+    /// modifier extension in the wrong place.
+    Extension { url: String },
+}
+
+impl Rule {
+    /// The canonical URL of the StructureDefinition the rule names (a profile or an extension).
+    pub fn structure_definition(&self) -> Option<&str> {
+        match self {
+            Rule::ClosedSlicing { profile: url }
+            | Rule::UnknownProfileClaim { url }
+            | Rule::Profile { url }
+            | Rule::Extension { url } => Some(url),
+            _ => None,
+        }
+    }
+}
+
+/// One finding: severity, code, a message for humans and, where one exists, the FHIRPath location
+/// and the rule it reports.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Issue {
     pub severity: Severity,
@@ -90,20 +154,29 @@ pub struct Issue {
     /// The catalogue message `diagnostics` was rendered from, when rex wrote it: the partner
     /// reads it in its language. `None` for text quoted as written (a profile's own message).
     pub message: Option<Message>,
+    /// Boxed: most issues have none, and an `Issue` is returned in many `Result`s.
+    pub rule: Option<Box<Rule>>,
 }
 
 impl Issue {
     /// `diagnostics` is a catalogue message (`rex_i18n::msg!`) or text kept as written.
+    pub fn new(severity: Severity, code: IssueCode, diagnostics: impl Into<Text>) -> Issue {
+        let text = diagnostics.into();
+        Issue { severity, code, diagnostics: text.english, expression: None, message: text.message, rule: None }
+    }
+
     pub fn error(code: IssueCode, diagnostics: impl Into<Text>) -> Issue {
-        Issue::with(Severity::Error, code, diagnostics.into())
+        Issue::new(Severity::Error, code, diagnostics)
     }
 
     pub fn information(code: IssueCode, diagnostics: impl Into<Text>) -> Issue {
-        Issue::with(Severity::Information, code, diagnostics.into())
+        Issue::new(Severity::Information, code, diagnostics)
     }
 
-    fn with(severity: Severity, code: IssueCode, text: Text) -> Issue {
-        Issue { severity, code, diagnostics: text.english, expression: None, message: text.message }
+    /// Sets the rule the issue reports.
+    pub fn rule(mut self, rule: Rule) -> Issue {
+        self.rule = Some(Box::new(rule));
+        self
     }
 
     /// `diagnostics` in `lang` (English where the issue has no catalogue message).

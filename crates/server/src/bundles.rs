@@ -112,13 +112,22 @@ pub struct AnswerBundle {
     json: Value,
     /// Per entry, in order: the stored text of its `resource`, if it has one.
     resources: Vec<Option<Box<RawValue>>>,
+    /// The issues written into the entries' `response.outcome` (failed batch entries, warnings),
+    /// kept with their rules for readers of the answer such as the scorecard.
+    entry_issues: Vec<Issue>,
 }
 
 impl AnswerBundle {
     /// A Bundle of the given type with links, optional total and entries (see [`bundle`]).
     pub fn new(bundle_type: &str, total: Option<i64>, links: Vec<Value>, entries: Vec<AnswerEntry>) -> AnswerBundle {
         let (json, resources) = entries.into_iter().map(|entry| (entry.json, entry.resource)).unzip();
-        AnswerBundle { json: bundle(bundle_type, total, links, json), resources }
+        AnswerBundle { json: bundle(bundle_type, total, links, json), resources, entry_issues: Vec::new() }
+    }
+
+    /// Keeps `issues`, already written into the entries' `response.outcome`, as [`Self::entry_issues`].
+    pub fn with_entry_issues(mut self, issues: Vec<Issue>) -> AnswerBundle {
+        self.entry_issues.extend(issues);
+        self
     }
 
     /// Adds each issue located in an entry (`Bundle.entry[2].resource.meta.profile[0]`) to that
@@ -135,8 +144,14 @@ impl AnswerBundle {
             let entry = self.json.get_mut("entry").and_then(|entries| entries.get_mut(index));
             if let Some(response) = entry.and_then(|e| e.get_mut("response")) {
                 response["outcome"] = rex_fhir::outcome::operation_outcome(&issues);
+                self.entry_issues.extend(issues);
             }
         }
+    }
+
+    /// The issues of the entries' `response.outcome`, other than success messages.
+    pub fn entry_issues(&self) -> &[Issue] {
+        &self.entry_issues
     }
 
     /// The Bundle without its stored resources (`null` in their place): its type, links, responses.

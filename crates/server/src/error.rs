@@ -8,7 +8,7 @@ use rex_fhir::{Issue, IssueCode};
 use rex_i18n::{Text, msg};
 use rex_store::StoreError;
 
-use crate::http::fhir_json;
+use crate::media::fhir_json;
 
 /// An error answered to the client as an OperationOutcome.
 #[derive(Debug)]

@@ -21,13 +21,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::AppState;
 use crate::error::ApiError;
 
-pub const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
-
-/// An `application/fhir+json` response.
-pub fn fhir_json(status: StatusCode, body: &impl serde::Serialize) -> Response {
-    let text = serde_json::to_string(body).expect("JSON values and answer Bundles have string keys");
-    (status, [(CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON))], text).into_response()
-}
+pub use crate::media::{FHIR_JSON, fhir_json};
 
 /// What kind of body a request carries, judged from its Content-Type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,10 +10,13 @@ mod error;
 mod http;
 pub mod interactions;
 mod language;
+mod media;
+pub mod mtls;
 pub mod notifications;
 pub mod operations;
 pub mod outbound;
 pub mod retention;
+mod run;
 pub mod security;
 pub mod validation;
 mod xml;
@@ -34,18 +37,18 @@ use rex_fhir::IssueCode;
 use rex_i18n::msg;
 use rex_store::Store;
 use serde_json::Value;
-use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use access::Caller;
 pub use error::ApiError;
 pub use http::{BodyLimits, DEFAULT_LARGE_BODY_BYTES, DEFAULT_LARGE_BODY_SLOTS, LargeBodies, Prefer};
 use interactions::write::{Target, WriteOp, execute};
-use interactions::{capabilities, history, message, read, rest_write, search, transaction, validate};
+use interactions::{base, capabilities, history, message, read, rest_write, search, validate};
 use rex_referral::RoutingConfig;
 use rex_referral::task::queue_service;
 use rex_store::Isolation;
 use rex_validation::{UnknownProfiles, Validator};
+pub use run::{Delivery, Listeners, RunConfig, run};
 use security::Security;
 use validation::PartnerProfiles;
 
@@ -187,8 +190,8 @@ impl AppState {
 /// CapabilityStatement, the SMART configuration, the token endpoint) beside it.
 pub fn router(state: AppState) -> Router {
     let fhir = Router::new()
-        .route("/fhir", post(transaction::handle))
-        .route("/fhir/", post(transaction::handle))
+        .route("/fhir", post(base::handle))
+        .route("/fhir/", post(base::handle))
         .route("/fhir/_history", get(history::system))
         .route("/fhir/$process-message", post(message::process))
         .route("/fhir/$validate", post(validate::system))
@@ -267,15 +270,6 @@ async fn outcome_for_bare_errors(request: Request, next: Next) -> Response {
     ApiError::one(status, code, message).into_response()
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves, then finishes in-flight requests.
-pub async fn serve(
-    listener: TcpListener,
-    state: AppState,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
-}
-
 /// Loads every `*.json` transaction Bundle in `dir` (sorted by name) when the database holds no
 /// referrals yet, so a newcomer sees referrals at once. Returns how many Bundles were loaded.
 pub async fn load_demo_data(state: &AppState, dir: &Path) -> Result<usize, String> {
@@ -294,7 +288,7 @@ pub async fn load_demo_data(state: &AppState, dir: &Path) -> Result<usize, Strin
     for file in &files {
         let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
         let bundle: Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))?;
-        transaction::process_bundle(state, &Caller::Unrestricted, std::sync::Arc::new(bundle), Prefer::default())
+        base::process_bundle(state, &Caller::Unrestricted, std::sync::Arc::new(bundle), Prefer::default())
             .await
             .map_err(|err| {
                 let messages: Vec<String> = err

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use rex_auth::{Principal, StaffRole};
 use rex_fhir::query::{Handling, SearchQuery};
 use rex_fhir::search::SearchRegistry;
-use rex_fhir::{Issue, IssueCode};
+use rex_fhir::{Issue, IssueCode, Rule};
 use rex_i18n::msg;
 use serde_json::json;
 
@@ -126,17 +126,11 @@ pub fn record_refused_issues(issues: &[Issue]) {
     }
 }
 
-/// The invariant key of an invariant issue (`Constraint failed: ref-1: '...'` or `ele-1: ...`),
-/// else the issue's location with `[n]` removed (empty when it has none).
+/// The invariant key of an invariant issue (`ref-1`), else the issue's location with `[n]` removed
+/// (empty when it has none).
 fn rule(issue: &Issue) -> String {
-    if issue.code == IssueCode::Invariant {
-        let text = issue.diagnostics.trim_start_matches("Constraint failed: ");
-        if let Some((key, _)) = text.split_once(':')
-            && key.contains('-')
-            && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
-        {
-            return key.to_string();
-        }
+    if let Some(Rule::Constraint { key, .. }) = issue.rule.as_deref() {
+        return key.clone();
     }
     let mut pattern = String::new();
     let mut in_index = false;
@@ -277,7 +271,8 @@ mod tests {
     #[test]
     fn validation_issues_are_counted_by_invariant_key_or_location_pattern() {
         let invariant = Issue::error(IssueCode::Invariant, "Constraint failed: rex-test-1: 'A test rule'")
-            .at("Bundle.entry[2].resource");
+            .at("Bundle.entry[2].resource")
+            .rule(Rule::Constraint { key: "rex-test-1".into(), human: "A test rule".into() });
         assert_eq!(rule(&invariant), "rex-test-1");
         let code = Issue::error(IssueCode::CodeInvalid, "bad gender").at("Bundle.entry[7].resource.gender");
         assert_eq!(rule(&code), "Bundle.entry.resource.gender");

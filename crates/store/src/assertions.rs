@@ -7,12 +7,7 @@ impl Store {
     /// seconds): `true` when it was not in use, `false` for a replay. Expired keys are forgotten.
     pub async fn record_assertion(&self, key: &str, expires_at: i64, now: i64) -> Result<bool, StoreError> {
         let mut tx = self.begin(Isolation::RowLocking).await?;
-        let backend = tx.backend;
-        sqlx::query("DELETE FROM used_assertions WHERE expires_at <= $1")
-            .bind(now)
-            .execute(tx.conn().await?)
-            .await
-            .map_err(|err| StoreError::from_sqlx(err, backend))?;
+        sqlx::query("DELETE FROM used_assertions WHERE expires_at <= $1").bind(now).execute(tx.conn().await?).await?;
         let inserted = sqlx::query(
             "INSERT INTO used_assertions (assertion_key, expires_at) VALUES ($1, $2) ON CONFLICT (assertion_key) DO NOTHING",
         )
@@ -20,7 +15,7 @@ impl Store {
         .bind(expires_at)
         .execute(tx.conn().await?)
         .await
-        .map_err(|err| StoreError::from_sqlx(err, backend))?
+        ?
         .rows_affected();
         tx.commit().await?;
         Ok(inserted == 1)

@@ -29,7 +29,6 @@ impl Tx {
     /// Records a change by the partner of Task `task_id`, in the transaction that makes it.
     pub async fn record_partner_update(&mut self, task_id: &str, kind: &str, at: i64) -> Result<(), StoreError> {
         self.flush().await?;
-        let backend = self.backend;
         sqlx::query(
             "INSERT INTO task_updates (task_id, updated_at, kind) VALUES ($1, $2, $3) \
              ON CONFLICT (task_id) DO UPDATE SET updated_at = excluded.updated_at, kind = excluded.kind",
@@ -38,8 +37,7 @@ impl Tx {
         .bind(at)
         .bind(kind)
         .execute(self.conn().await?)
-        .await
-        .map_err(|err| StoreError::from_sqlx(err, backend))?;
+        .await?;
         Ok(())
     }
 }
@@ -48,7 +46,6 @@ impl Store {
     /// Records that `reader` opened Task `task_id` at `at` (the last opening is kept).
     pub async fn record_opening(&self, task_id: &str, reader: &str, at: i64) -> Result<(), StoreError> {
         let mut tx = self.begin(crate::Isolation::RowLocking).await?;
-        let backend = tx.backend;
         sqlx::query(
             "INSERT INTO task_openings (task_id, reader, opened_at) VALUES ($1, $2, $3) \
              ON CONFLICT (task_id, reader) DO UPDATE SET opened_at = excluded.opened_at",
@@ -57,8 +54,7 @@ impl Store {
         .bind(reader)
         .bind(at)
         .execute(tx.conn().await?)
-        .await
-        .map_err(|err| StoreError::from_sqlx(err, backend))?;
+        .await?;
         tx.commit().await
     }
 
@@ -68,7 +64,6 @@ impl Store {
         if task_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let backend = self.backend;
         // `$n` placeholders: both backends take them.
         let list: Vec<String> = (1..=task_ids.len()).map(|n| format!("${n}")).collect();
         let sql = format!(
@@ -80,7 +75,7 @@ impl Store {
         for id in task_ids {
             query = query.bind(id.as_str());
         }
-        let rows = query.fetch_all(&self.pool).await.map_err(|err| StoreError::from_sqlx(err, backend))?;
+        let rows = query.fetch_all(&self.pool).await?;
         let mut found: Vec<TaskAttention> = Vec::new();
         for row in rows {
             let task_id: String = row.get(0);

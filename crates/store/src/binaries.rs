@@ -9,14 +9,12 @@ impl Tx {
     /// Stores chunk `seq` (0, 1, 2...) of Binary `id`'s content.
     pub async fn put_binary_chunk(&mut self, id: &str, seq: i64, data: &[u8]) -> Result<(), StoreError> {
         self.flush().await?;
-        let backend = self.backend;
         sqlx::query("INSERT INTO binary_content (binary_id, seq, data) VALUES ($1, $2, $3)")
             .bind(id)
             .bind(seq)
             .bind(data.to_vec())
             .execute(self.conn().await?)
-            .await
-            .map_err(|err| StoreError::from_sqlx(err, backend))?;
+            .await?;
         Ok(())
     }
 }
@@ -28,8 +26,7 @@ impl Store {
             .bind(id)
             .bind(seq)
             .fetch_optional(&self.pool)
-            .await
-            .map_err(|err| StoreError::from_sqlx(err, self.backend))?;
+            .await?;
         Ok(row.map(|row| row.get(0)))
     }
 }

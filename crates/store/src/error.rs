@@ -1,5 +1,3 @@
-use crate::Backend;
-
 /// Everything that can go wrong in the store. Callers map these to HTTP in one place.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -35,29 +33,23 @@ impl StoreError {
     pub fn is_retryable(&self) -> bool {
         matches!(self, StoreError::Retryable)
     }
-
-    /// Classifies a driver error: serialization failures, deadlocks, unique violations from a racing
-    /// insert and SQLite busy errors become [`StoreError::Retryable`]. On SQLite a racing insert is
-    /// one made by an earlier transaction of the same group after this one looked at what was
-    /// committed (a referral's identity, see `referrals.rs`).
-    pub(crate) fn from_sqlx(err: sqlx::Error, backend: Backend) -> StoreError {
-        if let sqlx::Error::Database(db) = &err {
-            let code = db.code().unwrap_or_default();
-            let retryable = match backend {
-                Backend::Postgres => matches!(code.as_ref(), "40001" | "40P01" | "23505"),
-                // Busy and locked, and the primary key and unique constraint violations.
-                Backend::Sqlite => matches!(code.as_ref(), "5" | "6" | "517" | "262" | "1555" | "2067"),
-            };
-            if retryable {
-                return StoreError::Retryable;
-            }
-        }
-        StoreError::Database(err)
-    }
 }
 
 impl From<sqlx::Error> for StoreError {
+    /// Classifies a driver error: serialization failures, deadlocks, unique violations from a racing
+    /// insert and SQLite busy errors become [`StoreError::Retryable`]. On SQLite a racing insert is
+    /// one made by an earlier transaction of the same group after this one looked at what was
+    /// committed (a referral's identity, see `referrals.rs`). PostgreSQL's SQLSTATEs have five
+    /// characters and SQLite's result codes at most four digits, so the code tells the backend.
     fn from(err: sqlx::Error) -> StoreError {
+        if let sqlx::Error::Database(db) = &err {
+            let code = db.code().unwrap_or_default();
+            // PostgreSQL: serialization failure, deadlock, unique violation. SQLite: busy and
+            // locked, and the primary key and unique constraint violations.
+            if matches!(code.as_ref(), "40001" | "40P01" | "23505" | "5" | "6" | "517" | "262" | "1555" | "2067") {
+                return StoreError::Retryable;
+            }
+        }
         StoreError::Database(err)
     }
 }

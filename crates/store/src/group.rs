@@ -23,7 +23,7 @@ use sqlx::any::AnyConnectOptions;
 use sqlx::{AnyConnection, ConnectOptions};
 use tokio::sync::{Mutex, OwnedMutexGuard, oneshot};
 
-use crate::{Backend, StoreError};
+use crate::StoreError;
 
 /// A group commits once it has this many members, even if more transactions are coming, so that
 /// the first member's wait stays bounded under constant load.
@@ -147,15 +147,12 @@ async fn start_member(mut guard: OwnedMutexGuard<WriterState>) -> Result<OwnedMu
     if guard.group.is_none() {
         // IMMEDIATE takes the database's write lock up front, so a member never fails half-way for
         // want of it.
-        sqlx::query("BEGIN IMMEDIATE")
-            .execute(&mut guard.conn)
-            .await
-            .map_err(|err| StoreError::from_sqlx(err, Backend::Sqlite))?;
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut guard.conn).await?;
         guard.group = Some(Group { started: Instant::now(), waiting: Vec::new() });
     }
     if let Err(err) = sqlx::query("SAVEPOINT rex_tx").execute(&mut guard.conn).await {
         fail_group(&mut guard, "the group transaction could not start a savepoint").await;
-        return Err(StoreError::from_sqlx(err, Backend::Sqlite));
+        return Err(err.into());
     }
     Ok(guard)
 }

@@ -18,6 +18,7 @@ mod queues;
 mod read;
 mod referrals;
 mod retention;
+mod rows;
 mod search;
 mod submissions;
 mod worklist;
@@ -232,9 +233,8 @@ impl Tx {
     /// with those of the other transactions of its group; if that commit fails, so does this call.
     pub async fn commit(mut self) -> Result<(), StoreError> {
         self.flush().await?;
-        let backend = self.backend;
         match self.conn {
-            TxConn::Pooled(inner) => inner.commit().await.map_err(|err| StoreError::from_sqlx(err, backend)),
+            TxConn::Pooled(inner) => inner.commit().await.map_err(StoreError::from),
             TxConn::Group { member: Some(member), .. } => member.commit().await,
             // It never ran a statement: nothing to commit.
             TxConn::Group { member: None, .. } => Ok(()),

@@ -50,7 +50,6 @@ pub struct OutboxCounts {
 impl Tx {
     /// The next event number of a Subscription (1, 2, 3...), counted in this transaction.
     pub async fn next_event_number(&mut self, subscription: &str) -> Result<i64, StoreError> {
-        let backend = self.backend;
         let row = sqlx::query(
             "INSERT INTO subscription_events (subscription, last_event) VALUES ($1, 1) \
              ON CONFLICT (subscription) DO UPDATE SET last_event = subscription_events.last_event + 1 \
@@ -58,8 +57,7 @@ impl Tx {
         )
         .bind(subscription)
         .fetch_one(self.conn().await?)
-        .await
-        .map_err(|err| StoreError::from_sqlx(err, backend))?;
+        .await?;
         Ok(row.get(0))
     }
 
@@ -73,12 +71,10 @@ impl Tx {
         payload: &str,
         now: i64,
     ) -> Result<(), StoreError> {
-        let backend = self.backend;
         sqlx::query("DELETE FROM outbox WHERE subscription = $1 AND event_number = 0")
             .bind(subscription)
             .execute(self.conn().await?)
-            .await
-            .map_err(|err| StoreError::from_sqlx(err, backend))?;
+            .await?;
         self.enqueue_notification(subscription, endpoint, headers, 0, payload, now).await
     }
 
@@ -92,7 +88,6 @@ impl Tx {
         payload: &str,
         now: i64,
     ) -> Result<(), StoreError> {
-        let backend = self.backend;
         sqlx::query(
             "INSERT INTO outbox (subscription, endpoint, headers, event_number, payload, status, attempts, \
              next_attempt, created) VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6)",
@@ -104,8 +99,7 @@ impl Tx {
         .bind(payload)
         .bind(now)
         .execute(self.conn().await?)
-        .await
-        .map_err(|err| StoreError::from_sqlx(err, backend))?;
+        .await?;
         Ok(())
     }
 }
@@ -131,8 +125,7 @@ impl Store {
         ))
         .bind(now)
         .fetch_all(tx.conn().await?)
-        .await
-        .map_err(|err| StoreError::from_sqlx(err, backend))?
+        .await?
         .iter()
         .map(|row| row.get(0))
         .collect();
@@ -145,8 +138,7 @@ impl Store {
             .bind(now + lease)
             .bind(id)
             .fetch_one(tx.conn().await?)
-            .await
-            .map_err(|err| StoreError::from_sqlx(err, backend))?;
+            .await?;
             items.push(OutboxItem {
                 id: row.get(0),
                 subscription: row.get(1),
@@ -197,8 +189,6 @@ impl Store {
 
     /// The delivery state of a Subscription's notifications.
     pub async fn subscription_delivery(&self, subscription: &str) -> Result<SubscriptionDelivery, StoreError> {
-        let backend = self.backend;
-        let error = |err| StoreError::from_sqlx(err, backend);
         let counts = sqlx::query(
             "SELECT COALESCE(SUM(CASE WHEN status = 'pending' THEN 1 ELSE 0 END), 0), \
              COALESCE(SUM(CASE WHEN status = 'delivered' THEN 1 ELSE 0 END), 0), \
@@ -209,16 +199,14 @@ impl Store {
         )
         .bind(subscription)
         .fetch_one(&self.pool)
-        .await
-        .map_err(error)?;
+        .await?;
         let waiting = sqlx::query(
             "SELECT next_attempt, last_error FROM outbox WHERE subscription = $1 AND status = 'pending' \
              ORDER BY id LIMIT 1",
         )
         .bind(subscription)
         .fetch_optional(&self.pool)
-        .await
-        .map_err(error)?;
+        .await?;
         let last_error = match &waiting {
             Some(row) => row.get(1),
             None => sqlx::query(
@@ -226,8 +214,7 @@ impl Store {
             )
             .bind(subscription)
             .fetch_optional(&self.pool)
-            .await
-            .map_err(error)?
+            .await?
             .and_then(|row| row.get(0)),
         };
         Ok(SubscriptionDelivery {
@@ -247,8 +234,7 @@ impl Store {
         query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin(Isolation::RowLocking).await?;
-        let backend = tx.backend;
-        query.execute(tx.conn().await?).await.map_err(|err| StoreError::from_sqlx(err, backend))?;
+        query.execute(tx.conn().await?).await?;
         tx.commit().await
     }
 
@@ -259,8 +245,7 @@ impl Store {
              COALESCE(SUM(CASE WHEN status = 'dead' THEN 1 ELSE 0 END), 0) FROM outbox",
         )
         .fetch_one(&self.pool)
-        .await
-        .map_err(|err| StoreError::from_sqlx(err, self.backend))?;
+        .await?;
         Ok(OutboxCounts { pending: row.get(0), dead: row.get(1) })
     }
 }

@@ -21,13 +21,7 @@ impl Tx {
         };
         let sql = format!("SELECT {COLUMNS} FROM resources r WHERE r.resource_type = $1 AND r.id = $2{lock}");
         self.flush().await?;
-        let backend = self.backend;
-        let row = sqlx::query(&sql)
-            .bind(resource_type)
-            .bind(id)
-            .fetch_optional(self.conn().await?)
-            .await
-            .map_err(|err| StoreError::from_sqlx(err, backend))?;
+        let row = sqlx::query(&sql).bind(resource_type).bind(id).fetch_optional(self.conn().await?).await?;
         Ok(row.as_ref().map(resource_from_row))
     }
 
@@ -48,14 +42,9 @@ impl Tx {
         let with_due = format!("{open_in_queue} AND q.due IS NOT NULL ORDER BY q.due ASC, q.id ASC LIMIT 1{lock}");
         let without_due = format!("{open_in_queue} AND q.due IS NULL ORDER BY q.id ASC LIMIT 1{lock}");
         self.flush().await?;
-        let backend = self.backend;
         let owner = format!("HealthcareService/{queue}");
         for sql in [with_due, without_due] {
-            let row = sqlx::query(&sql)
-                .bind(&owner)
-                .fetch_optional(self.conn().await?)
-                .await
-                .map_err(|err| StoreError::from_sqlx(err, backend))?;
+            let row = sqlx::query(&sql).bind(&owner).fetch_optional(self.conn().await?).await?;
             if let Some(row) = row {
                 return Ok(Some(resource_from_row(&row)));
             }

@@ -150,8 +150,7 @@ impl Tx {
     /// The current version of a resource as this transaction sees it.
     pub async fn read(&mut self, resource_type: &str, id: &str) -> Result<Option<StoredResource>, StoreError> {
         self.flush().await?;
-        let backend = self.backend;
-        read_current(self.conn().await?, resource_type, id).await.map_err(|err| StoreError::from_sqlx(err, backend))
+        read_current(self.conn().await?, resource_type, id).await.map_err(StoreError::from)
     }
 
     pub async fn vread(
@@ -161,10 +160,7 @@ impl Tx {
         version: i64,
     ) -> Result<Option<StoredResource>, StoreError> {
         self.flush().await?;
-        let backend = self.backend;
-        read_version(self.conn().await?, resource_type, id, version)
-            .await
-            .map_err(|err| StoreError::from_sqlx(err, backend))
+        read_version(self.conn().await?, resource_type, id, version).await.map_err(StoreError::from)
     }
 
     pub async fn history(
@@ -175,10 +171,7 @@ impl Tx {
         offset: usize,
     ) -> Result<HistoryPage, StoreError> {
         self.flush().await?;
-        let backend = self.backend;
-        history(self.conn().await?, scope, since, count, offset)
-            .await
-            .map_err(|err| StoreError::from_sqlx(err, backend))
+        history(self.conn().await?, scope, since, count, offset).await.map_err(StoreError::from)
     }
 }
 

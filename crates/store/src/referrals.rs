@@ -3,7 +3,7 @@
 
 use sqlx::{AnyConnection, Row};
 
-use crate::write::{AnyQuery, placeholders};
+use crate::rows::{AnyQuery, placeholders};
 use crate::{Backend, StoreError, Tx, now_micros};
 
 /// A referral rex has taken in.
@@ -32,15 +32,14 @@ impl Tx {
         system: &str,
         value: &str,
     ) -> Result<Option<ReferralRecord>, StoreError> {
-        let backend = self.backend;
         if let Some(readers) = self.readers_before_first_statement() {
             let mut conn = readers.acquire().await?;
-            if find_referral(&mut conn, backend, partner, system, value).await?.is_none() {
+            if find_referral(&mut conn, partner, system, value).await?.is_none() {
                 return Ok(None);
             }
         }
         self.flush().await?;
-        find_referral(self.conn().await?, backend, partner, system, value).await
+        find_referral(self.conn().await?, partner, system, value).await
     }
 
     /// Records a new referral. The row is queued and sent with the transaction's other rows. When
@@ -53,7 +52,6 @@ impl Tx {
     /// Records an amendment: the entries of the amended Bundle and when it came.
     pub async fn record_amendment(&mut self, record: &ReferralRecord) -> Result<(), StoreError> {
         self.flush().await?;
-        let backend = self.backend;
         sqlx::query(
             "UPDATE referrals SET entries = $1, amended = $2 \
              WHERE partner = $3 AND identifier_system = $4 AND identifier_value = $5",
@@ -64,8 +62,7 @@ impl Tx {
         .bind(&record.identifier_system)
         .bind(&record.identifier_value)
         .execute(self.conn().await?)
-        .await
-        .map_err(|err| StoreError::from_sqlx(err, backend))?;
+        .await?;
         Ok(())
     }
 
@@ -73,19 +70,14 @@ impl Tx {
     /// new ones (a sandbox reset). Returns how many were forgotten.
     pub async fn forget_referrals(&mut self, partner: &str) -> Result<u64, StoreError> {
         self.flush().await?;
-        let backend = self.backend;
-        let result = sqlx::query("DELETE FROM referrals WHERE partner = $1")
-            .bind(partner)
-            .execute(self.conn().await?)
-            .await
-            .map_err(|err| StoreError::from_sqlx(err, backend))?;
+        let result =
+            sqlx::query("DELETE FROM referrals WHERE partner = $1").bind(partner).execute(self.conn().await?).await?;
         Ok(result.rows_affected())
     }
 
     /// The current (not deleted) resources of any type whose `meta.tag` has `system|code`.
     pub async fn tagged_resources(&mut self, system: &str, code: &str) -> Result<Vec<(String, String)>, StoreError> {
         self.flush().await?;
-        let backend = self.backend;
         let rows = sqlx::query(
             "SELECT t.resource_type, t.id FROM idx_token t \
              JOIN resources r ON r.resource_type = t.resource_type AND r.id = t.id AND r.deleted = 0 \
@@ -94,15 +86,13 @@ impl Tx {
         .bind(system)
         .bind(code)
         .fetch_all(self.conn().await?)
-        .await
-        .map_err(|err| StoreError::from_sqlx(err, backend))?;
+        .await?;
         Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
     }
 }
 
 async fn find_referral(
     conn: &mut AnyConnection,
-    backend: Backend,
     partner: &str,
     system: &str,
     value: &str,
@@ -115,8 +105,7 @@ async fn find_referral(
     .bind(system)
     .bind(value)
     .fetch_optional(conn)
-    .await
-    .map_err(|err| StoreError::from_sqlx(err, backend))?;
+    .await?;
     Ok(row.map(|row| ReferralRecord {
         partner: partner.to_string(),
         identifier_system: system.to_string(),

@@ -24,28 +24,24 @@ impl Tx {
     /// issues; returns how many submissions.
     pub async fn purge_submissions(&mut self, before: i64, limit: i64) -> Result<u64, StoreError> {
         self.flush().await?;
-        let backend = self.backend;
         // Both statements pick the same oldest rows: the same condition, order and limit.
         let oldest = "SELECT id FROM submissions WHERE received < $1 ORDER BY id LIMIT $2";
         sqlx::query(&format!("DELETE FROM submission_issues WHERE submission_id IN ({oldest})"))
             .bind(before)
             .bind(limit)
             .execute(self.conn().await?)
-            .await
-            .map_err(|err| StoreError::from_sqlx(err, backend))?;
+            .await?;
         let deleted = sqlx::query(&format!("DELETE FROM submissions WHERE id IN ({oldest})"))
             .bind(before)
             .bind(limit)
             .execute(self.conn().await?)
-            .await
-            .map_err(|err| StoreError::from_sqlx(err, backend))?;
+            .await?;
         Ok(deleted.rows_affected())
     }
 
     /// Deletes up to `limit` dead notifications queued before `before`; returns how many.
     pub async fn purge_dead_notifications(&mut self, before: i64, limit: i64) -> Result<u64, StoreError> {
         self.flush().await?;
-        let backend = self.backend;
         let deleted = sqlx::query(
             "DELETE FROM outbox WHERE id IN \
              (SELECT id FROM outbox WHERE status = 'dead' AND created < $1 ORDER BY id LIMIT $2)",
@@ -53,8 +49,7 @@ impl Tx {
         .bind(before)
         .bind(limit)
         .execute(self.conn().await?)
-        .await
-        .map_err(|err| StoreError::from_sqlx(err, backend))?;
+        .await?;
         Ok(deleted.rows_affected())
     }
 
@@ -63,7 +58,6 @@ impl Tx {
     /// returns how many resources.
     pub async fn purge_resources(&mut self, resource_type: &str, before: i64, limit: i64) -> Result<u64, StoreError> {
         self.flush().await?;
-        let backend = self.backend;
         let rows = sqlx::query(
             "SELECT id FROM resources WHERE resource_type = $1 AND last_updated < $2 ORDER BY last_updated LIMIT $3",
         )
@@ -71,8 +65,7 @@ impl Tx {
         .bind(before)
         .bind(limit)
         .fetch_all(self.conn().await?)
-        .await
-        .map_err(|err| StoreError::from_sqlx(err, backend))?;
+        .await?;
         let ids: Vec<String> = rows.iter().map(|row| row.get(0)).collect();
         if ids.is_empty() {
             return Ok(0);
@@ -84,7 +77,7 @@ impl Tx {
             for id in &ids {
                 query = query.bind(id.as_str());
             }
-            query.execute(self.conn().await?).await.map_err(|err| StoreError::from_sqlx(err, backend))?;
+            query.execute(self.conn().await?).await?;
         }
         Ok(ids.len() as u64)
     }

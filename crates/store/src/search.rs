@@ -742,7 +742,7 @@ impl Tx {
         let lifted = self.limit_statements(None).await;
         match result {
             Err(err) if is_cancelled(&err, backend) => Err(timed_out(timeout)),
-            Err(err) => Err(StoreError::from_sqlx(err, backend)),
+            Err(err) => Err(err.into()),
             Ok(found) => lifted.map(|()| found),
         }
     }
@@ -757,7 +757,7 @@ impl Tx {
             Backend::Postgres => sqlx::query("SELECT set_config('statement_timeout', $1, true)")
                 .bind(timeout.map_or(0, |t| t.as_millis().max(1) as i64).to_string()),
         };
-        statement.execute(self.conn().await?).await.map_err(|err| StoreError::from_sqlx(err, backend))?;
+        statement.execute(self.conn().await?).await?;
         Ok(())
     }
 }

@@ -82,7 +82,6 @@ impl Store {
     /// one multi-row insert of its issues.
     pub async fn record_submission(&self, submission: &Submission) -> Result<(), StoreError> {
         let mut tx = self.begin(Isolation::RowLocking).await?;
-        let backend = tx.backend;
         let row = sqlx::query(
             "INSERT INTO submissions (partner, received, kind, accepted, status, issue_count) \
              VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
@@ -94,8 +93,7 @@ impl Store {
         .bind(i64::from(submission.status))
         .bind(i64::try_from(submission.issue_count).unwrap_or(i64::MAX))
         .fetch_one(tx.conn().await?)
-        .await
-        .map_err(|err| StoreError::from_sqlx(err, backend))?;
+        .await?;
         let id: i64 = row.get(0);
         let issues = &submission.issues[..submission.issues.len().min(MAX_ISSUES_KEPT)];
         if !issues.is_empty() {
@@ -120,7 +118,7 @@ impl Store {
                     .bind(&issue.location)
                     .bind(&issue.profile);
             }
-            query.execute(tx.conn().await?).await.map_err(|err| StoreError::from_sqlx(err, backend))?;
+            query.execute(tx.conn().await?).await?;
         }
         tx.commit().await
     }
@@ -141,8 +139,7 @@ impl Store {
         .bind(from)
         .bind(to)
         .fetch_all(&self.pool)
-        .await
-        .map_err(|err| StoreError::from_sqlx(err, self.backend))?;
+        .await?;
         Ok(rows
             .iter()
             .map(|row| SubmissionCount {
@@ -160,8 +157,7 @@ impl Store {
             let found = sqlx::query(&format!("SELECT 1 FROM {table} WHERE partner = $1 LIMIT 1"))
                 .bind(partner)
                 .fetch_optional(&self.pool)
-                .await
-                .map_err(|err| StoreError::from_sqlx(err, self.backend))?;
+                .await?;
             if found.is_some() {
                 return Ok(true);
             }
@@ -188,8 +184,7 @@ impl Store {
         .bind(from)
         .bind(to)
         .fetch_all(&self.pool)
-        .await
-        .map_err(|err| StoreError::from_sqlx(err, self.backend))?;
+        .await?;
         Ok(rows
             .iter()
             .map(|row| RuleCount {
@@ -223,8 +218,7 @@ impl Store {
         .bind(to)
         .bind(rule)
         .fetch_all(&self.pool)
-        .await
-        .map_err(|err| StoreError::from_sqlx(err, self.backend))?;
+        .await?;
         Ok(rows
             .iter()
             .map(|row| ProfileClaimCount { profile: row.get(0), count: row.get(1), submissions: row.get(2) })
@@ -250,8 +244,7 @@ impl Store {
                 .bind(from)
                 .bind(to)
                 .fetch_one(&self.pool)
-                .await
-                .map_err(|err| StoreError::from_sqlx(err, self.backend))?
+                .await?
                 .get(0);
         if actions.is_empty() {
             return Ok((referrals, Vec::new()));
@@ -272,7 +265,7 @@ impl Store {
         for action in actions {
             query = query.bind(*action);
         }
-        let rows = query.fetch_all(&self.pool).await.map_err(|err| StoreError::from_sqlx(err, self.backend))?;
+        let rows = query.fetch_all(&self.pool).await?;
         Ok((referrals, rows.iter().map(|row| row.get(0)).collect()))
     }
 }

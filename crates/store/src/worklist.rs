@@ -6,7 +6,7 @@ use rex_fhir::query::{Match, Prefix, SearchQuery};
 use rex_fhir::search::{IndexEntry, IndexValue};
 
 use crate::Backend;
-use crate::write::{AnyQuery, placeholders};
+use crate::rows::{AnyQuery, placeholders};
 
 /// The `task_worklist` row of one Task.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,12 +11,11 @@ use std::collections::HashSet;
 
 use rex_fhir::search::{IndexEntry, IndexValue, SearchRegistry};
 use serde_json::{Value, json};
-use sqlx::any::AnyArguments;
-use sqlx::query::Query;
-use sqlx::{Any, AnyConnection, Row};
+use sqlx::{AnyConnection, Row};
 
 use crate::read::read_current;
 use crate::referrals::{self, ReferralRecord};
+use crate::rows::{AnyQuery, placeholders};
 use crate::worklist::{self, WorklistRow};
 use crate::{Backend, StoreError, StoredResource, Tx, format_instant, now_micros};
 
@@ -143,9 +142,7 @@ impl Tx {
             }
         }
         if let Some((_, false)) = current
-            && let Some(stored) = read_current(self.conn().await?, resource_type, id)
-                .await
-                .map_err(|err| StoreError::from_sqlx(err, self.backend))?
+            && let Some(stored) = read_current(self.conn().await?, resource_type, id).await?
             && same_content(stored.content.as_deref(), &resource)
         {
             // An update that changes nothing makes no new version; re-sent referrals rely on it.
@@ -187,8 +184,8 @@ impl Tx {
             .bind(id)
             .execute(&mut *conn)
             .await
-            .map_err(|err| StoreError::from_sqlx(err, backend))?;
-        delete_index(conn, resource_type, id).await.map_err(|err| StoreError::from_sqlx(err, backend))?;
+            ?;
+        delete_index(conn, resource_type, id).await?;
         self.pending.history.push(NewVersion {
             resource_type: resource_type.to_string(),
             id: id.to_string(),
@@ -230,7 +227,6 @@ impl Tx {
             self.pending.resource_ids.insert((resource_type.to_string(), id.to_string()));
             self.pending.resources.push((new_version(), taken));
         } else {
-            let backend = self.backend;
             let conn = self.conn().await?;
             let updated: Result<(), sqlx::Error> = async {
                 sqlx::query("UPDATE resources SET version_id = $1, last_updated = $2, deleted = 0, content = $3 WHERE resource_type = $4 AND id = $5")
@@ -244,7 +240,7 @@ impl Tx {
                 delete_index(conn, resource_type, id).await
             }
             .await;
-            updated.map_err(|err| StoreError::from_sqlx(err, backend))?;
+            updated?;
         }
         self.pending.history.push(new_version());
         self.pending.index.extend(entries.into_iter().map(|entry| (resource_type.to_string(), id.to_string(), entry)));
@@ -285,33 +281,8 @@ impl Tx {
         }
         inserts.extend(pending.worklist.chunks(rows_per_insert(worklist::COLUMNS)).map(Insert::Worklist));
         inserts.extend(pending.referrals.chunks(rows_per_insert(referrals::COLUMNS)).map(Insert::Referrals));
-        run_inserts(conn, backend, &inserts).await.map_err(|err| StoreError::from_sqlx(err, backend))
+        run_inserts(conn, backend, &inserts).await.map_err(StoreError::from)
     }
-}
-
-/// The value groups of a multi-row INSERT of `rows` rows of `columns` values: `($1, $2), ($3, $4)`
-/// on PostgreSQL, `(?, ?), (?, ?)` on SQLite, where binding a numbered parameter looks its number
-/// up by name, which costs time linear in the parameters: quadratic for a statement of 1,000 values,
-/// and 8 % of the writer's time in the profile.
-pub(crate) fn placeholders(backend: Backend, rows: usize, columns: usize) -> String {
-    let mut sql = String::with_capacity(rows * columns * 5);
-    for row in 0..rows {
-        if row > 0 {
-            sql.push_str(", ");
-        }
-        sql.push('(');
-        for column in 0..columns {
-            if column > 0 {
-                sql.push_str(", ");
-            }
-            match backend {
-                Backend::Sqlite => sql.push('?'),
-                Backend::Postgres => sql.push_str(&format!("${}", row * columns + column + 1)),
-            }
-        }
-        sql.push(')');
-    }
-    sql
 }
 
 /// Inserts new `resources` rows. Rows whose id is taken are skipped by the database and reported
@@ -336,7 +307,7 @@ async fn insert_resources(
             .bind(0_i64)
             .bind(row.content.as_deref());
     }
-    let inserted = query.fetch_all(&mut *conn).await.map_err(|err| StoreError::from_sqlx(err, backend))?;
+    let inserted = query.fetch_all(&mut *conn).await?;
     if inserted.len() == rows.len() {
         return Ok(());
     }
@@ -395,12 +366,7 @@ async fn current_version(
             "SELECT version_id, deleted FROM resources WHERE resource_type = $1 AND id = $2 FOR UPDATE"
         }
     };
-    let row = sqlx::query(sql)
-        .bind(resource_type)
-        .bind(id)
-        .fetch_optional(conn)
-        .await
-        .map_err(|err| StoreError::from_sqlx(err, backend))?;
+    let row = sqlx::query(sql).bind(resource_type).bind(id).fetch_optional(conn).await?;
     Ok(row.map(|row| (row.get::<i64, _>(0), row.get::<i64, _>(1) != 0)))
 }
 
@@ -478,9 +444,6 @@ fn index_rows_by_table(entries: &[(String, String, IndexEntry)]) -> Vec<TableRow
     }
     by_table
 }
-
-/// A query on either backend with its bound values.
-pub(crate) type AnyQuery<'q> = Query<'q, Any, AnyArguments<'q>>;
 
 /// One multi-row INSERT of queued rows after those of `resources`. Of these only a referral's
 /// identity can be refused (its primary key), which fails the transaction as retryable.

@@ -16,8 +16,8 @@
 
 mod defs;
 pub mod fhirpath;
-mod fhirpath_text;
 mod model;
+mod native;
 mod primitives;
 mod questionnaire;
 mod snapshot;
@@ -29,11 +29,11 @@ mod validate;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, OnceLock};
 
-use rex_fhir::{Issue, IssueCode, Severity};
+use rex_fhir::{Issue, IssueCode, Rule, Severity};
 use serde_json::Value;
 
 pub use defs::{Definitions, pack_folder, pack_ips};
-use model::{Kind, Sd};
+use model::{CompiledStructure, Kind};
 
 /// Failure to load definitions.
 #[derive(Debug, thiserror::Error)]
@@ -156,10 +156,7 @@ impl std::fmt::Display for UnknownProfiles {
     }
 }
 
-const UNKNOWN_CLAIM_START: &str = "Profile reference '";
-const UNKNOWN_CLAIM_END: &str = "' is not known to rex";
-
-/// The issue text for an unknown profile claim; [`unknown_profile_claim`] reads the profile back from it.
+/// The issue text for an unknown profile claim (its rule is [`Rule::UnknownProfileClaim`]).
 fn unknown_claim_message(profile: &str, policy: UnknownProfiles) -> String {
     let what = match policy {
         UnknownProfiles::Warn => {
@@ -170,21 +167,15 @@ fn unknown_claim_message(profile: &str, policy: UnknownProfiles) -> String {
             "resources claiming profiles rex does not know are refused (unknown_profiles = reject)"
         }
     };
-    format!("{UNKNOWN_CLAIM_START}{profile}{UNKNOWN_CLAIM_END}: {what}")
+    format!("Profile reference '{profile}' is not known to rex: {what}")
 }
 
 /// The profile an issue reports as claimed in `meta.profile` but not known (`None` for any other issue).
 pub fn unknown_profile_claim(issue: &Issue) -> Option<&str> {
-    if issue.code != IssueCode::NotFound {
-        return None;
+    match issue.rule.as_deref() {
+        Some(Rule::UnknownProfileClaim { url }) => Some(url),
+        _ => None,
     }
-    unknown_profile_claim_text(&issue.diagnostics)
-}
-
-/// As [`unknown_profile_claim`], from an issue's text only (an OperationOutcome read back).
-pub fn unknown_profile_claim_text(diagnostics: &str) -> Option<&str> {
-    let (profile, _) = diagnostics.strip_prefix(UNKNOWN_CLAIM_START)?.split_once(UNKNOWN_CLAIM_END)?;
-    Some(profile)
 }
 
 /// A ready validator: compiled definitions plus terminology. `Send + Sync`; build once, share via `Arc`.
@@ -211,7 +202,7 @@ struct Structure {
     type_name: String,
     kind: Kind,
     core: Option<defs::CoreText>,
-    sd: OnceLock<Sd>,
+    sd: OnceLock<CompiledStructure>,
 }
 
 impl Validator {
@@ -277,7 +268,7 @@ impl Validator {
     }
 
     /// The compiled structure `i` of `structures`, compiled now if it is a core one not used before.
-    fn compiled(&self, i: usize) -> &Sd {
+    fn compiled(&self, i: usize) -> &CompiledStructure {
         let structure = &self.structures[i];
         structure.sd.get_or_init(|| {
             let raw = structure.core.as_ref().map(defs::CoreText::parse).unwrap_or_default();
@@ -288,7 +279,7 @@ impl Validator {
     }
 
     /// The StructureDefinition with this canonical URL (without version).
-    pub(crate) fn sd(&self, url: &str) -> Option<&Sd> {
+    pub(crate) fn sd(&self, url: &str) -> Option<&CompiledStructure> {
         self.sds.get(url).map(|&i| self.compiled(i))
     }
 
@@ -347,7 +338,7 @@ impl Validator {
         out
     }
 
-    pub(crate) fn core_type(&self, name: &str) -> Option<&Sd> {
+    pub(crate) fn core_type(&self, name: &str) -> Option<&CompiledStructure> {
         self.types.get(name).map(|&i| self.compiled(i))
     }
 

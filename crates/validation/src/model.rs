@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use rex_fhir::BindingStrength;
+
 use crate::defs::{canonical_base, s};
 use crate::fhirpath::{self, Expr};
 use crate::snapshot::id_segments;
@@ -50,17 +52,9 @@ pub(crate) struct Slicing {
     pub rules: Rules,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Strength {
-    Required,
-    Extensible,
-    Preferred,
-    Example,
-}
-
 #[derive(Debug)]
 pub(crate) struct Binding {
-    pub strength: Strength,
+    pub strength: BindingStrength,
     pub value_set: String,
     /// Value sets of additional bindings (R5 `binding.additional`, as an extension in R4) whose purpose is
     /// `required`: a value must also be in each of them.
@@ -77,7 +71,7 @@ pub(crate) struct Constraint {
     /// `None` (and no `native` either) for a constraint the options skip, which is then never evaluated.
     pub expr: Option<Arc<Expr>>,
     /// A native implementation of a hot core invariant (same semantics as the expression).
-    pub native: Option<crate::validate::Native>,
+    pub native: Option<crate::native::Native>,
 }
 
 #[derive(Debug)]
@@ -110,8 +104,9 @@ pub(crate) struct Elem {
     pub is_modifier: bool,
 }
 
+/// A StructureDefinition compiled for validation: its snapshot as a flat element arena.
 #[derive(Debug)]
-pub(crate) struct Sd {
+pub(crate) struct CompiledStructure {
     pub url: String,
     pub name: String,
     pub type_name: String,
@@ -140,7 +135,12 @@ pub(crate) fn kind(code: Option<&str>) -> Kind {
     }
 }
 
-pub(crate) fn compile(sd: &Value, snapshot: &[Value], cache: &mut ExprCache, options: &crate::Options) -> Sd {
+pub(crate) fn compile(
+    sd: &Value,
+    snapshot: &[Value],
+    cache: &mut ExprCache,
+    options: &crate::Options,
+) -> CompiledStructure {
     let url = s(sd, "url").map(canonical_base).unwrap_or_default();
     let kind = kind(s(sd, "kind"));
     let mut elems = Vec::with_capacity(snapshot.len());
@@ -175,80 +175,8 @@ pub(crate) fn compile(sd: &Value, snapshot: &[Value], cache: &mut ExprCache, opt
                 Some(m) => m != "1" && m != "0",
                 None => max != Some(1) && max != Some(0),
             };
-        let types = e
-            .get("type")
-            .and_then(Value::as_array)
-            .map(|ts| {
-                ts.iter()
-                    .map(|t| {
-                        let mut code = s(t, "code").unwrap_or("").to_string();
-                        let fhir_type = t
-                            .get("extension")
-                            .and_then(Value::as_array)
-                            .and_then(|exts| {
-                                exts.iter().find(|x| {
-                                    s(x, "url")
-                                        == Some("http://hl7.org/fhir/StructureDefinition/structuredefinition-fhir-type")
-                                })
-                            })
-                            .and_then(|x| s(x, "valueUrl").or(s(x, "valueUri")));
-                        if let (Some(ft), true) = (fhir_type, code.starts_with("http://hl7.org/fhirpath/System.")) {
-                            code = ft.to_string();
-                        } else if let Some(sys) = code.strip_prefix("http://hl7.org/fhirpath/System.") {
-                            code = match sys {
-                                "Boolean" => "boolean",
-                                "Integer" => "integer",
-                                "Decimal" => "decimal",
-                                "Date" => "date",
-                                "DateTime" => "dateTime",
-                                "Time" => "time",
-                                _ => "string",
-                            }
-                            .to_string();
-                            if path.ends_with(".url") && path.matches('.').count() == 1 {
-                                code = "uri".into();
-                            }
-                        }
-                        if resource_id {
-                            code = "id".into();
-                        }
-                        TypeRef {
-                            code,
-                            profiles: strings(t.get("profile")),
-                            target_profiles: strings(t.get("targetProfile")),
-                            aggregation: strings(t.get("aggregation")),
-                        }
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let slicing = e.get("slicing").map(|sl| Slicing {
-            discriminators: sl
-                .get("discriminator")
-                .and_then(Value::as_array)
-                .map(|ds| {
-                    ds.iter()
-                        .filter_map(|d| {
-                            let kind = match s(d, "type")? {
-                                "value" => DiscKind::Value,
-                                "pattern" => DiscKind::Pattern,
-                                "type" => DiscKind::Type,
-                                "profile" => DiscKind::Profile,
-                                "exists" => DiscKind::Exists,
-                                _ => return None,
-                            };
-                            Some((kind, s(d, "path").unwrap_or("$this").to_string()))
-                        })
-                        .collect()
-                })
-                .unwrap_or_default(),
-            ordered: sl.get("ordered").and_then(Value::as_bool).unwrap_or(false),
-            rules: match s(sl, "rules") {
-                Some("closed") => Rules::Closed,
-                Some("openAtEnd") => Rules::OpenAtEnd,
-                _ => Rules::Open,
-            },
-        });
+        let types = type_refs(e, &path, resource_id);
+        let slicing = e.get("slicing").map(slicing_of);
         let mut fixed = None;
         let mut pattern = None;
         let mut min_value = None;
@@ -266,59 +194,8 @@ pub(crate) fn compile(sd: &Value, snapshot: &[Value], cache: &mut ExprCache, opt
                 }
             }
         }
-        let binding = e.get("binding").and_then(|b| {
-            let strength = match s(b, "strength")? {
-                "required" => Strength::Required,
-                "extensible" => Strength::Extensible,
-                "preferred" => Strength::Preferred,
-                _ => Strength::Example,
-            };
-            let required_additional = b
-                .get("extension")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter(|x| s(x, "url").is_some_and(crate::defs::is_additional_binding))
-                .filter_map(|x| {
-                    let parts = x.get("extension")?.as_array()?;
-                    let part = |name: &str| parts.iter().find(|p| s(p, "url") == Some(name));
-                    let purpose = part("purpose").and_then(|p| s(p, "valueCode"));
-                    let vs = part("valueSet").and_then(|p| s(p, "valueCanonical"))?;
-                    (purpose == Some("required")).then(|| canonical_base(vs))
-                })
-                .collect();
-            Some(Binding { strength, value_set: canonical_base(s(b, "valueSet")?), required_additional })
-        });
-        let constraints = e
-            .get("constraint")
-            .and_then(Value::as_array)
-            .map(|cs| {
-                cs.iter()
-                    .filter_map(|c| {
-                        let key = s(c, "key")?.to_string();
-                        let expression = s(c, "expression")?.to_string();
-                        let skipped = options.skips(&key);
-                        let native = if skipped { None } else { crate::validate::native_constraint(&key, &expression) };
-                        let expr = if skipped || key == "ele-1" || native.is_some() {
-                            None
-                        } else {
-                            cache
-                                .entry(expression.clone())
-                                .or_insert_with(|| fhirpath::parse(&expression).ok().map(Arc::new))
-                                .clone()
-                        };
-                        Some(Constraint {
-                            key,
-                            error: s(c, "severity") == Some("error"),
-                            human: s(c, "human").unwrap_or("").to_string(),
-                            expression,
-                            expr,
-                            native,
-                        })
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let binding = e.get("binding").and_then(binding_of);
+        let constraints = constraints_of(e, cache, options);
         by_path.entry(path.clone()).or_insert(i);
         by_id.insert(id.clone(), i);
         elems.push(Elem {
@@ -346,7 +223,169 @@ pub(crate) fn compile(sd: &Value, snapshot: &[Value], cache: &mut ExprCache, opt
             is_modifier: e.get("isModifier").and_then(Value::as_bool).unwrap_or(false),
         });
     }
-    // Links: a segment `name:slice` is a slice of `parent.name`, anything else a child of its parent.
+    link(&mut elems, &by_id);
+    let type_name = s(sd, "type").unwrap_or("").to_string();
+    let is_modifier_ext = type_name == "Extension" && elems.first().is_some_and(|e| e.is_modifier)
+        || snapshot
+            .iter()
+            .any(|e| s(e, "path") == Some("Extension") && e.get("isModifier").and_then(Value::as_bool) == Some(true));
+    CompiledStructure {
+        url,
+        name: s(sd, "name").unwrap_or("").to_string(),
+        type_name,
+        kind,
+        is_abstract: sd.get("abstract").and_then(Value::as_bool).unwrap_or(false),
+        base: s(sd, "baseDefinition").map(canonical_base),
+        elems,
+        by_path,
+        is_modifier_ext,
+        contexts: element_contexts(sd),
+    }
+}
+
+/// The types an element allows, with FHIRPath system types named as FHIR types. `resource_id`: the
+/// element is a resource's `id`, an `id` whatever R4 declares.
+fn type_refs(e: &Value, path: &str, resource_id: bool) -> Vec<TypeRef> {
+    e.get("type")
+        .and_then(Value::as_array)
+        .map(|ts| {
+            ts.iter()
+                .map(|t| {
+                    let mut code = s(t, "code").unwrap_or("").to_string();
+                    let fhir_type = t
+                        .get("extension")
+                        .and_then(Value::as_array)
+                        .and_then(|exts| {
+                            exts.iter().find(|x| {
+                                s(x, "url")
+                                    == Some("http://hl7.org/fhir/StructureDefinition/structuredefinition-fhir-type")
+                            })
+                        })
+                        .and_then(|x| s(x, "valueUrl").or(s(x, "valueUri")));
+                    if let (Some(ft), true) = (fhir_type, code.starts_with("http://hl7.org/fhirpath/System.")) {
+                        code = ft.to_string();
+                    } else if let Some(sys) = code.strip_prefix("http://hl7.org/fhirpath/System.") {
+                        code = match sys {
+                            "Boolean" => "boolean",
+                            "Integer" => "integer",
+                            "Decimal" => "decimal",
+                            "Date" => "date",
+                            "DateTime" => "dateTime",
+                            "Time" => "time",
+                            _ => "string",
+                        }
+                        .to_string();
+                        if path.ends_with(".url") && path.matches('.').count() == 1 {
+                            code = "uri".into();
+                        }
+                    }
+                    if resource_id {
+                        code = "id".into();
+                    }
+                    TypeRef {
+                        code,
+                        profiles: strings(t.get("profile")),
+                        target_profiles: strings(t.get("targetProfile")),
+                        aggregation: strings(t.get("aggregation")),
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// An element's `slicing`.
+fn slicing_of(sl: &Value) -> Slicing {
+    Slicing {
+        discriminators: sl
+            .get("discriminator")
+            .and_then(Value::as_array)
+            .map(|ds| {
+                ds.iter()
+                    .filter_map(|d| {
+                        let kind = match s(d, "type")? {
+                            "value" => DiscKind::Value,
+                            "pattern" => DiscKind::Pattern,
+                            "type" => DiscKind::Type,
+                            "profile" => DiscKind::Profile,
+                            "exists" => DiscKind::Exists,
+                            _ => return None,
+                        };
+                        Some((kind, s(d, "path").unwrap_or("$this").to_string()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        ordered: sl.get("ordered").and_then(Value::as_bool).unwrap_or(false),
+        rules: match s(sl, "rules") {
+            Some("closed") => Rules::Closed,
+            Some("openAtEnd") => Rules::OpenAtEnd,
+            _ => Rules::Open,
+        },
+    }
+}
+
+/// An element's `binding`, with the value sets of its required additional bindings.
+fn binding_of(b: &Value) -> Option<Binding> {
+    let strength = match s(b, "strength")? {
+        "required" => BindingStrength::Required,
+        "extensible" => BindingStrength::Extensible,
+        "preferred" => BindingStrength::Preferred,
+        _ => BindingStrength::Example,
+    };
+    let required_additional = b
+        .get("extension")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|x| s(x, "url").is_some_and(crate::defs::is_additional_binding))
+        .filter_map(|x| {
+            let parts = x.get("extension")?.as_array()?;
+            let part = |name: &str| parts.iter().find(|p| s(p, "url") == Some(name));
+            let purpose = part("purpose").and_then(|p| s(p, "valueCode"));
+            let vs = part("valueSet").and_then(|p| s(p, "valueCanonical"))?;
+            (purpose == Some("required")).then(|| canonical_base(vs))
+        })
+        .collect();
+    Some(Binding { strength, value_set: canonical_base(s(b, "valueSet")?), required_additional })
+}
+
+/// An element's constraints: each with its native implementation, or its parsed expression (shared
+/// through `cache`), or neither when the options skip it.
+fn constraints_of(e: &Value, cache: &mut ExprCache, options: &crate::Options) -> Vec<Constraint> {
+    e.get("constraint")
+        .and_then(Value::as_array)
+        .map(|cs| {
+            cs.iter()
+                .filter_map(|c| {
+                    let key = s(c, "key")?.to_string();
+                    let expression = s(c, "expression")?.to_string();
+                    let skipped = options.skips(&key);
+                    let native = if skipped { None } else { crate::native::native_constraint(&key, &expression) };
+                    let expr = if skipped || key == "ele-1" || native.is_some() {
+                        None
+                    } else {
+                        cache
+                            .entry(expression.clone())
+                            .or_insert_with(|| fhirpath::parse(&expression).ok().map(Arc::new))
+                            .clone()
+                    };
+                    Some(Constraint {
+                        key,
+                        error: s(c, "severity") == Some("error"),
+                        human: s(c, "human").unwrap_or("").to_string(),
+                        expression,
+                        expr,
+                        native,
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Links the elements: a segment `name:slice` is a slice of `parent.name`, anything else a child of its parent.
+fn link(elems: &mut [Elem], by_id: &HashMap<String, usize>) {
     for i in 1..elems.len() {
         let id = elems[i].id.clone();
         let segs = id_segments(&id);
@@ -367,23 +406,6 @@ pub(crate) fn compile(sd: &Value, snapshot: &[Value], cache: &mut ExprCache, opt
             }
             elems[p].children.push(i);
         }
-    }
-    let type_name = s(sd, "type").unwrap_or("").to_string();
-    let is_modifier_ext = type_name == "Extension" && elems.first().is_some_and(|e| e.is_modifier)
-        || snapshot
-            .iter()
-            .any(|e| s(e, "path") == Some("Extension") && e.get("isModifier").and_then(Value::as_bool) == Some(true));
-    Sd {
-        url,
-        name: s(sd, "name").unwrap_or("").to_string(),
-        type_name,
-        kind,
-        is_abstract: sd.get("abstract").and_then(Value::as_bool).unwrap_or(false),
-        base: s(sd, "baseDefinition").map(canonical_base),
-        elems,
-        by_path,
-        is_modifier_ext,
-        contexts: element_contexts(sd),
     }
 }
 

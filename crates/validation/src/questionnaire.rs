@@ -182,7 +182,7 @@ struct Ctx<'v> {
 
 impl<'v> Walk<'v> {
     fn report(&mut self, severity: Severity, code: IssueCode, msg: String, path: &str) {
-        self.issues.push(Issue { severity, code, diagnostics: msg, expression: Some(path.to_string()), message: None });
+        self.issues.push(Issue::new(severity, code, msg).at(path));
     }
 
     /// Validates a QuestionnaireResponse (at the current path) against the Questionnaire it declares.

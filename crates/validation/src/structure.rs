@@ -4,11 +4,11 @@
 
 use std::fmt::Write as _;
 
-use rex_fhir::IssueCode;
+use rex_fhir::{IssueCode, Rule, Severity};
 use serde_json::Value;
 
 use crate::defs::{canonical_base, s};
-use crate::model::Sd;
+use crate::model::CompiledStructure;
 use crate::validate::{Walk, json_equal};
 
 /// Types a binding can apply to.
@@ -23,7 +23,7 @@ impl<'v> Walk<'v> {
             return;
         }
         let Some(base) = s(sd, "baseDefinition").and_then(|b| self.v.sd(&canonical_base(b))) else { return };
-        let base: &'v Sd = base;
+        let base: &'v CompiledStructure = base;
         let Some(diff) = sd.pointer("/differential/element").and_then(Value::as_array) else { return };
         let base_len = self.path.len();
         let mut last = 0;
@@ -85,9 +85,11 @@ impl<'v> Walk<'v> {
             if let (Some(value), Some(base_value)) = (fixed, &elem.fixed)
                 && !json_equal(value, base_value)
             {
-                self.err(
+                self.report_rule(
+                    Severity::Error,
                     IssueCode::Invalid,
                     format!("Value is '{value}' but is fixed to '{base_value}' in the base profile {}", base.url),
+                    Rule::Profile { url: base.url.clone() },
                 );
             }
             self.path.truncate(base_len);
@@ -117,16 +119,21 @@ impl<'v> Walk<'v> {
                 && !self.v.is_resource_type(ty)
             {
                 let _ = write!(self.path, ".parameter[{i}]");
-                self.err(
+                let human =
+                    "A targetProfile can only be specified for parameters of type Reference, Canonical, or a Resource";
+                let rule = Rule::Constraint { key: "opd-3".into(), human: human.into() };
+                self.report_rule(
+                    Severity::Error,
                     IssueCode::Invariant,
-                    "Constraint failed: opd-3: 'A targetProfile can only be specified for parameters of type Reference, Canonical, or a Resource'",
+                    format!("Constraint failed: opd-3: '{human}'"),
+                    rule,
                 );
                 self.path.truncate(base_len);
             }
         }
         for (use_, key) in [("in", "inputProfile"), ("out", "outputProfile")] {
             let Some(profile) = s(od, key).and_then(|p| self.v.sd(&canonical_base(p))) else { continue };
-            let profile: &'v Sd = profile;
+            let profile: &'v CompiledStructure = profile;
             let Some(&sliced) = profile.by_path.get("Parameters.parameter") else { continue };
             for &slice in &profile.elems[sliced].slices {
                 let child = |name: &str| {
@@ -183,15 +190,19 @@ impl<'v> Walk<'v> {
                     .filter_map(Value::as_str)
                     .collect();
                 for t in targets.iter().filter(|t| !od_targets.contains(t)) {
-                    self.err(
+                    self.report_rule(
+                        Severity::Error,
                         IssueCode::BusinessRule,
                         format!("The target profile '{t}' is allowed for the parameter '{name}' in the '{use_}' profile but is not in the list of target profiles for the parameter in the operation definition"),
+                        Rule::Profile { url: t.to_string() },
                     );
                 }
                 for t in od_targets.iter().filter(|t| !targets.contains(t)) {
-                    self.err(
+                    self.report_rule(
+                        Severity::Error,
                         IssueCode::BusinessRule,
                         format!("The target profile '{t}' is not allowed for the parameter '{name}' in the '{use_}' profile but is in the list of target profiles for the parameter in the operation definition"),
+                        Rule::Profile { url: t.to_string() },
                     );
                 }
                 self.path.truncate(base_len);
@@ -203,7 +214,7 @@ impl<'v> Walk<'v> {
     /// of the sliced element.
     fn slicing_rules(
         &mut self,
-        base: &'v Sd,
+        base: &'v CompiledStructure,
         d: &'v Value,
         path: &'v str,
         slicing: &Value,
@@ -250,7 +261,7 @@ impl<'v> Walk<'v> {
 
     /// The element of `base` a differential path names, descending into datatypes and content references:
     /// its structure, its index there, and the index in `base` of its first-level ancestor (for the order).
-    fn locate(&self, base: &'v Sd, path: &str) -> Result<(&'v Sd, usize, usize), String> {
+    fn locate(&self, base: &'v CompiledStructure, path: &str) -> Result<(&'v CompiledStructure, usize, usize), String> {
         let segs: Vec<&str> = path.split('.').collect();
         if segs.iter().any(|seg| seg.is_empty()) {
             return Err(format!("invalid path '{path}' in the differential: name portion missing ('..')"));

@@ -2,7 +2,7 @@
 
 use std::sync::OnceLock;
 
-use rex_fhir::{Issue, Severity};
+use rex_fhir::{BindingStrength, Issue, Rule, Severity};
 use rex_validation::{Definitions, Validator};
 use serde_json::{Value, json};
 
@@ -179,6 +179,42 @@ fn profile_rules() {
     let mut declared = bad.clone();
     declared["meta"] = json!({"profile": [P]});
     assert!(has(&errors(&declared, &[]), "Patient.gender", "must be 'female'"));
+}
+
+/// Issues carry the rule they report as data, made of what their text is made of.
+#[test]
+fn issues_carry_their_rule() {
+    let rule_at = |issues: &[Issue], expr: &str, needle: &str| {
+        let found = issues.iter().find(|i| i.expression.as_deref() == Some(expr) && i.diagnostics.contains(needle));
+        found.and_then(|i| i.rule.as_deref().cloned())
+    };
+    let e = errors(&json!({"resourceType": "Observation", "status": "final"}), &[]);
+    let cardinality =
+        Rule::Cardinality { element: "Observation.code".into(), min: 1, max: Some(1), found: 0, profile: None };
+    assert_eq!(rule_at(&e, "Observation.code", "minimum required"), Some(cardinality));
+    let e = errors(&json!({"resourceType": "Patient", "gender": "mail"}), &[]);
+    let binding = Rule::Binding {
+        value_set: "http://hl7.org/fhir/ValueSet/administrative-gender".into(),
+        strength: BindingStrength::Required,
+    };
+    assert_eq!(rule_at(&e, "Patient.gender", "not in the value set"), Some(binding));
+    let e = errors(&json!({"resourceType": "Patient", "extension": [{"url": "http://example.org/x"}]}), &[]);
+    assert!(
+        matches!(rule_at(&e, "Patient.extension[0]", "ext-1"), Some(Rule::Constraint { key, .. }) if key == "ext-1"),
+        "{e:?}"
+    );
+    let bad =
+        json!({"resourceType": "Patient", "identifier": [{"system": "urn:other", "value": "1"}], "gender": "female"});
+    let e = errors(&bad, &[P]);
+    let slice =
+        Rule::Slice { element: "Patient.identifier".into(), name: "mrn".into(), min: 1, max: Some(1), found: 0 };
+    assert_eq!(rule_at(&e, "Patient.identifier", "mrn"), Some(slice));
+    let closed = Rule::ClosedSlicing { profile: P.into() };
+    assert_eq!(rule_at(&e, "Patient.identifier[0]", "does not match any known slice"), Some(closed));
+    let claim = json!({"resourceType": "Patient", "meta": {"profile": ["http://example.org/unknown"]}});
+    let claimed = validator().validate(&claim, &[]);
+    let url = claimed.iter().find_map(rex_validation::unknown_profile_claim);
+    assert_eq!(url, Some("http://example.org/unknown"), "{claimed:?}");
 }
 
 #[test]

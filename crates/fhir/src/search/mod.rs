@@ -15,6 +15,7 @@
 
 mod extract;
 mod path;
+mod reference;
 
 use rex_i18n::msg;
 use std::collections::{HashMap, HashSet};
@@ -26,8 +27,8 @@ use unicode_normalization::UnicodeNormalization;
 use unicode_normalization::char::is_combining_mark;
 
 use crate::outcome::{Issue, IssueCode};
-pub use extract::split_reference;
 use path::Path;
+pub use reference::split_reference;
 
 /// Most search index values one resource may yield. The referrals rex receives yield at most a few
 /// hundred per resource; a resource with thousands of repeated names or codes costs a write and an

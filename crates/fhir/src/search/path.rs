@@ -10,7 +10,7 @@ use std::collections::HashSet;
 
 use serde_json::Value;
 
-use super::extract::reference_type;
+use super::reference::reference_type;
 
 /// A compiled expression: the alternatives of its union, each a sequence of steps from the resource.
 ///

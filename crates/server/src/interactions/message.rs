@@ -91,7 +91,7 @@ pub async fn process(
     let result = run(&state, &caller, &message, &header).await;
     // A message's answer carries no issues (its focus is a Task); a refusal carries the error's.
     let answer = match &result {
-        Ok(_) => Answer::Accepted(None),
+        Ok(_) => Answer::Accepted(&[]),
         Err(err) => Answer::Refused(err),
     };
     scorecard::record(&state, &caller, Endpoint::ProcessMessage, received, Some(&message), answer).await;

@@ -2,6 +2,7 @@
 
 pub mod attention;
 pub mod availability;
+pub mod base;
 pub mod capabilities;
 pub mod consent;
 pub mod consult;

@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, NaiveDate};
 use rex_auth::{Principal, StaffRole};
 use rex_fhir::datetime::parse_date_range;
-use rex_fhir::{Issue, IssueCode};
+use rex_fhir::{Issue, IssueCode, Rule};
 use rex_i18n::{Message, msg};
 use rex_referral::task::AUDIT_SYSTEM;
 use rex_referral::workflow::Action;
@@ -68,8 +68,9 @@ pub enum Endpoint {
 
 /// How rex answered a submission.
 pub enum Answer<'a> {
-    /// A 2xx answer; a batch-response carries the outcomes of its failed entries.
-    Accepted(Option<&'a Value>),
+    /// A 2xx answer with the issues of its entries' outcomes: a batch-response carries those of its
+    /// failed entries.
+    Accepted(&'a [Issue]),
     Refused(&'a ApiError),
 }
 
@@ -77,7 +78,7 @@ impl<'a> From<&'a Result<AnswerBundle, ApiError>> for Answer<'a> {
     /// A transaction or batch Bundle's answer: the response Bundle or the error.
     fn from(result: &'a Result<AnswerBundle, ApiError>) -> Answer<'a> {
         match result {
-            Ok(response) => Answer::Accepted(Some(response.json())),
+            Ok(response) => Answer::Accepted(response.entry_issues()),
             Err(err) => Answer::Refused(err),
         }
     }
@@ -100,7 +101,7 @@ pub async fn record(
             let issues = err.issues.iter().map(|issue| issue_row(issue, bundle)).collect();
             (err.status, issues)
         }
-        Answer::Accepted(response) => (StatusCode::OK, batch_entry_issues(response, bundle)),
+        Answer::Accepted(entry_issues) => (StatusCode::OK, batch_entry_issues(entry_issues, bundle)),
     };
     let kind = match (endpoint, bundle.and_then(|b| b["type"].as_str())) {
         (Endpoint::ProcessMessage, _) => "message",
@@ -123,86 +124,43 @@ pub async fn record(
 
 /// The issues of the failed entries of a batch-response, and the warnings about unknown profile
 /// claims of a transaction-response's entries.
-fn batch_entry_issues(response: Option<&Value>, bundle: Option<&Value>) -> Vec<SubmissionIssue> {
-    let entries = response.and_then(|r| r["entry"].as_array()).into_iter().flatten();
-    entries
-        .flat_map(|entry| entry["response"]["outcome"]["issue"].as_array().into_iter().flatten())
-        .filter_map(|issue| {
-            let severity = issue["severity"].as_str()?;
-            let code = issue["code"].as_str()?;
-            let diagnostics = issue["diagnostics"].as_str().unwrap_or_default();
-            Some(issue_fields(severity, code, diagnostics, issue["expression"][0].as_str(), bundle))
-        })
-        .filter(|row| row.severity == "error" || row.severity == "fatal" || row.rule == UNKNOWN_PROFILE_RULE)
+fn batch_entry_issues(entry_issues: &[Issue], bundle: Option<&Value>) -> Vec<SubmissionIssue> {
+    entry_issues
+        .iter()
+        .filter(|issue| issue.is_error() || matches!(issue.rule.as_deref(), Some(Rule::UnknownProfileClaim { .. })))
+        .map(|issue| issue_row(issue, bundle))
         .collect()
 }
 
+/// What is kept of an issue: its rule and location, never its text.
 fn issue_row(issue: &Issue, bundle: Option<&Value>) -> SubmissionIssue {
-    issue_fields(issue.severity.as_str(), issue.code.as_str(), &issue.diagnostics, issue.expression.as_deref(), bundle)
-}
-
-/// What is kept of an issue: the text is read only for an invariant key or a profile's canonical
-/// URL, never stored.
-fn issue_fields(
-    severity: &str,
-    code: &str,
-    diagnostics: &str,
-    expression: Option<&str>,
-    bundle: Option<&Value>,
-) -> SubmissionIssue {
-    if let Some(profile) = rex_validation::unknown_profile_claim_text(diagnostics) {
-        return SubmissionIssue {
-            severity: severity.to_string(),
-            code: code.to_string(),
-            rule: UNKNOWN_PROFILE_RULE.to_string(),
-            location: expression.map(truncate),
-            profile: Some(truncate(profile)),
-        };
-    }
-    // A slice that is missing or too often is named by the text, not by the location (the list).
-    let element = match slice_name(diagnostics) {
-        Some(slice) => Some(element_path(slice, None)),
-        None => expression.map(|expression| element_path(expression, bundle)),
+    let code = issue.code.as_str();
+    let location = issue.expression.as_deref();
+    let rule = match issue.rule.as_deref() {
+        Some(Rule::UnknownProfileClaim { .. }) => UNKNOWN_PROFILE_RULE.to_string(),
+        Some(Rule::Constraint { key, .. }) => key.clone(),
+        // A slice that is missing or too often is named by its element id, not by the location (the list).
+        Some(Rule::Slice { element, name, .. }) => {
+            format!("{code}@{}", element_path(&format!("{element}:{name}"), None))
+        }
+        _ => match location {
+            Some(location) => format!("{code}@{}", element_path(location, bundle)),
+            None => code.to_string(),
+        },
     };
-    let rule = match (invariant_key(diagnostics), &element) {
-        (Some(key), _) => key.to_string(),
-        (None, Some(element)) => format!("{code}@{element}"),
-        (None, None) => code.to_string(),
+    let profile = match issue.rule.as_deref() {
+        Some(Rule::UnknownProfileClaim { url }) => Some(url.as_str()),
+        rule => rule
+            .and_then(Rule::structure_definition)
+            .filter(|url| url.starts_with("http") && url.contains("/StructureDefinition/") && url.len() <= 255),
     };
     SubmissionIssue {
-        severity: severity.to_string(),
+        severity: issue.severity.as_str().to_string(),
         code: code.to_string(),
         rule: truncate(&rule),
-        location: expression.map(truncate),
-        profile: named_profile(diagnostics),
+        location: location.map(truncate),
+        profile: profile.map(truncate),
     }
-}
-
-/// The key of a failed invariant, from the validator's `Constraint failed: KEY: 'human text'`.
-fn invariant_key(diagnostics: &str) -> Option<&str> {
-    let (key, _) = diagnostics.strip_prefix("Constraint failed: ")?.split_once(':')?;
-    let plain = !key.is_empty()
-        && key.len() <= 64
-        && key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    plain.then_some(key)
-}
-
-/// The slice of the validator's `Slice 'Bundle.entry:patient': ...` (an element id of a profile).
-fn slice_name(diagnostics: &str) -> Option<&str> {
-    let (slice, _) = diagnostics.strip_prefix("Slice '")?.split_once('\'')?;
-    let plain = !slice.is_empty()
-        && slice.len() <= MAX_LOCATION_CHARS
-        && slice.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '-' | '_' | '[' | ']'));
-    plain.then_some(slice)
-}
-
-/// The StructureDefinition canonical URL an issue text names (slicing, declared profiles).
-fn named_profile(diagnostics: &str) -> Option<String> {
-    diagnostics
-        .split(|c: char| c.is_whitespace() || matches!(c, '\'' | '"' | '(' | ')' | ',' | '[' | ']'))
-        .map(|word| word.trim_end_matches(['.', ':', ';']))
-        .find(|word| word.starts_with("http") && word.contains("/StructureDefinition/") && word.len() <= 255)
-        .map(str::to_string)
 }
 
 /// The element a location names, the same for every submission: the Bundle entry's resource type
@@ -616,23 +574,29 @@ mod tests {
     }
 
     #[test]
-    fn invariants_are_keyed_and_profiles_taken_from_the_text() {
+    fn invariants_slices_and_profiles_are_read_from_the_rule_not_the_text() {
         let invariant = Issue::error(IssueCode::Invariant, "Constraint failed: rex-sr-1: 'Ramírez must ...'")
-            .at("Bundle.entry[1].resource");
+            .at("Bundle.entry[1].resource")
+            .rule(Rule::Constraint { key: "rex-sr-1".into(), human: "Ramírez must ...".into() });
         assert_eq!(issue_row(&invariant, Some(&bundle())).rule, "rex-sr-1");
-        let slicing = "This element does not match any known slice defined in the profile \
-                       https://rex.example/fhir/StructureDefinition/rex-international-patient (slicing is closed)";
-        assert_eq!(
-            named_profile(slicing).as_deref(),
-            Some("https://rex.example/fhir/StructureDefinition/rex-international-patient")
-        );
-        assert_eq!(named_profile("Unknown code 'http://loinc.org#1'"), None);
-        let slice = Issue::error(
-            IssueCode::Required,
-            "Slice 'Bundle.entry:patient': a matching slice is required, but not found (minimum required = 1, found 0)",
-        )
-        .at("Bundle.entry");
+        let profile = "https://rex.example/fhir/StructureDefinition/rex-international-patient";
+        let closed = Issue::error(IssueCode::Structure, "This element does not match any known slice")
+            .at("Bundle.entry[1].resource.identifier[0]")
+            .rule(Rule::ClosedSlicing { profile: profile.into() });
+        let row = issue_row(&closed, Some(&bundle()));
+        assert_eq!((row.rule.as_str(), row.profile.as_deref()), ("structure@Patient.identifier", Some(profile)));
+        // A URL in the text alone is not a profile.
+        let text_only = Issue::error(IssueCode::CodeInvalid, format!("Unknown code in {profile}")).at("Patient.gender");
+        assert_eq!(issue_row(&text_only, None).profile, None);
+        let slice = Issue::error(IssueCode::Required, "Slice 'Bundle.entry:patient': a matching slice is required")
+            .at("Bundle.entry")
+            .rule(Rule::Slice { element: "Bundle.entry".into(), name: "patient".into(), min: 1, max: None, found: 0 });
         assert_eq!(issue_row(&slice, Some(&bundle())).rule, "required@Bundle.entry:patient");
+        let claim = Issue::error(IssueCode::NotFound, "Profile reference 'http://example.org/p' is not known to rex")
+            .at("Bundle.entry[1].resource.meta.profile[0]")
+            .rule(Rule::UnknownProfileClaim { url: "http://example.org/p".into() });
+        let row = issue_row(&claim, Some(&bundle()));
+        assert_eq!((row.rule.as_str(), row.profile.as_deref()), ("unknown-profile", Some("http://example.org/p")));
     }
 
     #[test]

@@ -7,36 +7,26 @@
 
 use std::collections::HashMap;
 use std::fmt::Write;
-use std::sync::Arc;
 
-use axum::Extension;
-use axum::body::Body;
-use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::http::StatusCode;
 use rex_fhir::query::{Handling, SearchQuery};
 use rex_fhir::search::SearchRegistry;
 use rex_fhir::{Issue, IssueCode};
 use rex_i18n::{Message, msg};
-use rex_referral::Referral;
 use rex_store::{Isolation, StoredResource, Tx, format_instant};
 use serde_json::{Value, json};
 
-use super::intake;
-use super::scorecard::{self, Endpoint};
 use super::write::{
-    BundleTargets, Target, WriteOp, WriteOutcome, execute, execute_entry, known_type, matching_ids, patch_from_binary,
-    patched, valid_id,
+    BundleTargets, Target, WriteOp, WriteOutcome, execute, execute_entry, known_type, matching_ids, multiple_matches,
+    patch_from_binary, patched, single_match, valid_id,
 };
-use super::{format_param, in_transaction, query_pairs};
+use super::{in_transaction, query_pairs};
 use crate::AppState;
 use crate::access::Caller;
 use crate::bundles::{AnswerBundle, AnswerEntry, bundle, full_url, search_entry};
 use crate::error::ApiError;
-use crate::http::{
-    BodyKind, Prefer, ReturnPreference, body_kind, check_accept, etag, fhir_json, parse_json, read_body, stored_json,
-};
-use crate::validation::{require_valid, require_valid_bundle, rex_profile};
+use crate::http::{Prefer, ReturnPreference, etag, stored_json};
+use crate::validation::require_valid;
 use rex_auth::Interaction;
 use rex_fhir::structure::StructureModel;
 
@@ -102,79 +92,6 @@ impl Entry {
             .collect();
         err
     }
-}
-
-/// `POST /fhir` and `POST /fhir/`.
-pub async fn handle(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    let received = rex_store::now_micros();
-    let mut submitted = None;
-    let result = async {
-        check_accept(format_param(&query_pairs(query.as_deref())))?;
-        if body_kind(&headers)? != BodyKind::FhirJson {
-            return Err(ApiError::unsupported_media(msg!("bundle-media")));
-        }
-        let bytes = read_body(body, state.config.limits).await?;
-        let bundle_value = submitted.insert(Arc::new(parse_json(bytes, state.config.limits).await?));
-        process_bundle(&state, &caller, bundle_value.clone(), Prefer::from_headers(&headers)).await
-    }
-    .await;
-    scorecard::record(&state, &caller, Endpoint::Base, received, submitted.as_deref(), (&result).into()).await;
-    Ok(fhir_json(StatusCode::OK, &result?))
-}
-
-/// Runs a transaction or batch Bundle and returns the response Bundle. The Bundle is shared with
-/// the validator's blocking task rather than copied for it.
-pub async fn process_bundle(
-    state: &AppState,
-    caller: &Caller,
-    bundle: Arc<Value>,
-    prefer: Prefer,
-) -> Result<AnswerBundle, ApiError> {
-    let bundle_value = bundle.as_ref();
-    let (bundle_type, entries) = parse_bundle(bundle_value)?;
-    if bundle_type == "batch" {
-        return Ok(run_batch(state, caller, &entries, prefer).await);
-    }
-    let referral =
-        Referral::recognise(bundle_value).map_err(|issues| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, issues))?;
-    // A referral Bundle must meet rex's referral profiles; any transaction must meet the base spec.
-    let (profiles, entry_profiles) = match &referral {
-        Some(referral) => {
-            let mut entry_profiles = vec![(referral.service_request_entry, rex_profile("rex-referral-servicerequest"))];
-            if let Some(patient) =
-                entries.iter().find(|e| e.full_url.as_deref() == Some(referral.subject_reference.as_str()))
-            {
-                entry_profiles.push((patient.index, rex_profile("rex-international-patient")));
-            }
-            // The partner's own, tighter profiles, for every entry of the types they constrain.
-            for entry in &entries {
-                let resource_type =
-                    entry.resource.as_ref().and_then(|r| r["resourceType"].as_str()).unwrap_or_default();
-                if resource_type == "Consent" {
-                    entry_profiles.push((entry.index, rex_profile("rex-referral-consent")));
-                }
-                for url in state.partner_profiles.for_resource(&referral.partner, resource_type) {
-                    entry_profiles.push((entry.index, url.to_string()));
-                }
-            }
-            (vec![rex_profile("rex-referral-bundle")], entry_profiles)
-        }
-        None => (Vec::new(), Vec::new()),
-    };
-    let warnings = require_valid_bundle(&state.checker(caller), bundle.clone(), profiles, entry_profiles).await?;
-    let mut answer = match referral {
-        Some(referral) => intake::take_in(state, caller, &referral, entries, prefer).await?,
-        None => run_transaction(state, caller, &entries, prefer).await?,
-    };
-    // The entries of a transaction-response answer those of the request, in order.
-    answer.add_entry_warnings(&warnings);
-    Ok(answer)
 }
 
 pub(super) fn parse_bundle(value: &Value) -> Result<(String, Vec<Entry>), ApiError> {
@@ -556,23 +473,19 @@ pub(super) async fn transaction_body(
                         let found = matching_ids(tx, caller, url.resource_type, query)
                             .await
                             .map_err(|err| entry.locate(err))?;
-                        match found.as_slice() {
-                            [] => rex_store::new_id(),
-                            [id] => {
-                                let stored = tx.read(url.resource_type, id).await?.ok_or_else(ApiError::internal)?;
+                        let too_many = || {
+                            entry.locate(multiple_matches(msg!(
+                                "if-none-exist-entry-multiple-matches",
+                                query,
+                                resource_type = url.resource_type
+                            )))
+                        };
+                        match single_match(found, too_many)? {
+                            None => rex_store::new_id(),
+                            Some(id) => {
+                                let stored = tx.read(url.resource_type, &id).await?.ok_or_else(ApiError::internal)?;
                                 existing.insert(entry.index, stored);
-                                id.clone()
-                            }
-                            _ => {
-                                return Err(entry.locate(ApiError::one(
-                                    StatusCode::PRECONDITION_FAILED,
-                                    IssueCode::MultipleMatches,
-                                    msg!(
-                                        "if-none-exist-entry-multiple-matches",
-                                        query,
-                                        resource_type = url.resource_type
-                                    ),
-                                )));
+                                id
                             }
                         }
                     }
@@ -588,16 +501,16 @@ pub(super) async fn transaction_body(
                     let found =
                         matching_ids(tx, caller, url.resource_type, query).await.map_err(|err| entry.locate(err))?;
                     let body_id = entry.resource.as_ref().and_then(|r| r.get("id")).and_then(Value::as_str);
-                    let id = match found.as_slice() {
-                        [] => body_id.map(str::to_string).unwrap_or_else(rex_store::new_id),
-                        [id] => id.clone(),
-                        _ => {
-                            return Err(entry.locate(ApiError::one(
-                                StatusCode::PRECONDITION_FAILED,
-                                IssueCode::MultipleMatches,
-                                msg!("condition-multiple-matches", query, resource_type = url.resource_type),
-                            )));
-                        }
+                    let too_many = || {
+                        entry.locate(multiple_matches(msg!(
+                            "condition-multiple-matches",
+                            query,
+                            resource_type = url.resource_type
+                        )))
+                    };
+                    let id = match single_match(found, too_many)? {
+                        None => body_id.map(str::to_string).unwrap_or_else(rex_store::new_id),
+                        Some(id) => id,
                     };
                     assigned.insert(entry.index, id.clone());
                     Some(format!("{}/{id}", url.resource_type))
@@ -642,13 +555,11 @@ pub(super) async fn transaction_body(
                             known_type(target_type).map_err(|err| entry.locate(err))?;
                             let found =
                                 matching_ids(tx, caller, target_type, query).await.map_err(|err| entry.locate(err))?;
-                            match found.as_slice() {
-                                [id] => set_at(&mut resource, &path, format!("{target_type}/{id}")),
-                                [] => {
+                            let too_many = || resolve_err(msg!("conditional-reference-many", reference));
+                            match single_match(found, too_many)? {
+                                Some(id) => set_at(&mut resource, &path, format!("{target_type}/{id}")),
+                                None => {
                                     return Err(resolve_err(msg!("conditional-reference-none", reference)));
-                                }
-                                _ => {
-                                    return Err(resolve_err(msg!("conditional-reference-many", reference)));
                                 }
                             }
                         }
@@ -692,8 +603,9 @@ pub(super) async fn run_transaction(
 }
 
 /// Each entry of a batch in its own database transaction; a failure is reported in its entry.
-async fn run_batch(state: &AppState, caller: &Caller, entries: &[Entry], prefer: Prefer) -> AnswerBundle {
+pub(super) async fn run_batch(state: &AppState, caller: &Caller, entries: &[Entry], prefer: Prefer) -> AnswerBundle {
     let mut response_entries = Vec::with_capacity(entries.len());
+    let mut failures = Vec::new();
     for entry in entries {
         if let (Some(resource), Method::Post | Method::Put) = (&entry.resource, entry.method) {
             let structure = StructureModel::r4().check(resource);
@@ -703,7 +615,7 @@ async fn run_batch(state: &AppState, caller: &Caller, entries: &[Entry], prefer:
                 require_valid(&state.checker(caller), resource.clone(), Vec::new()).await.map(|_| ())
             };
             if let Err(err) = checked {
-                response_entries.push(failed_entry(entry.locate(err)));
+                response_entries.push(failed_entry(entry.locate(err), &mut failures));
                 continue;
             }
         }
@@ -720,14 +632,16 @@ async fn run_batch(state: &AppState, caller: &Caller, entries: &[Entry], prefer:
         })
         .await
         .and_then(|result| response_entry(state, &result, prefer));
-        response_entries.push(result.unwrap_or_else(|err| failed_entry(entry.locate(err))));
+        response_entries.push(result.unwrap_or_else(|err| failed_entry(entry.locate(err), &mut failures)));
     }
-    AnswerBundle::new("batch-response", None, Vec::new(), response_entries)
+    AnswerBundle::new("batch-response", None, Vec::new(), response_entries).with_entry_issues(failures)
 }
 
-/// The response entry of a batch entry that failed.
-fn failed_entry(err: ApiError) -> AnswerEntry {
-    AnswerEntry::json(
+/// The response entry of a batch entry that failed; its issues are added to `failures`.
+fn failed_entry(err: ApiError, failures: &mut Vec<Issue>) -> AnswerEntry {
+    let entry = AnswerEntry::json(
         json!({"response": {"status": status_line(err.status), "outcome": crate::language::outcome(&err.issues)}}),
-    )
+    );
+    failures.extend(err.issues);
+    entry
 }

@@ -184,17 +184,27 @@ async fn resolve_target(
         Target::Id(id) => Ok(Some(id.clone())),
         Target::Search(query) => {
             let ids = matching_ids(tx, caller, resource_type, query).await?;
-            match ids.as_slice() {
-                [] => Ok(None),
-                [id] => Ok(Some(id.clone())),
-                _ => Err(ApiError::one(
-                    StatusCode::PRECONDITION_FAILED,
-                    IssueCode::MultipleMatches,
-                    msg!("condition-multiple-matches", query, resource_type),
-                )),
-            }
+            single_match(ids, || multiple_matches(msg!("condition-multiple-matches", query, resource_type)))
         }
     }
+}
+
+/// The rule of conditional interactions (conditional create, update and delete, conditional
+/// references): the search names nothing (`None`), one resource, or more than one, which is
+/// refused with `too_many`.
+pub(crate) fn single_match<E>(ids: Vec<String>, too_many: impl FnOnce() -> E) -> Result<Option<String>, E> {
+    let mut ids = ids.into_iter();
+    match (ids.next(), ids.next()) {
+        (None, _) => Ok(None),
+        (Some(id), None) => Ok(Some(id)),
+        (Some(_), Some(_)) => Err(too_many()),
+    }
+}
+
+/// The refusal (412) of a conditional interaction whose condition matches more than one resource;
+/// `message` says which condition.
+pub(crate) fn multiple_matches(message: rex_i18n::Message) -> ApiError {
+    ApiError::one(StatusCode::PRECONDITION_FAILED, IssueCode::MultipleMatches, message)
 }
 
 /// The current version of the resource a write addresses, `None` when there is none; what the
@@ -258,19 +268,10 @@ async fn write(
             check_addressing(resource_type, &resource)?;
             if let Some(query) = &if_none_exist {
                 let ids = matching_ids(tx, caller, resource_type, query).await?;
-                match ids.as_slice() {
-                    [] => {}
-                    [existing] => {
-                        let stored = tx.read(resource_type, existing).await?.ok_or_else(ApiError::internal)?;
-                        return Ok(WriteOutcome::Existing(stored));
-                    }
-                    _ => {
-                        return Err(ApiError::one(
-                            StatusCode::PRECONDITION_FAILED,
-                            IssueCode::MultipleMatches,
-                            msg!("if-none-exist-multiple-matches", query, resource_type),
-                        ));
-                    }
+                let too_many = || multiple_matches(msg!("if-none-exist-multiple-matches", query, resource_type));
+                if let Some(existing) = single_match(ids, too_many)? {
+                    let stored = tx.read(resource_type, &existing).await?.ok_or_else(ApiError::internal)?;
+                    return Ok(WriteOutcome::Existing(stored));
                 }
             }
             super::consult::check_scheduling_write(caller, resource_type, Some(&resource), None)?;
@@ -497,4 +498,23 @@ pub fn patch_from_binary(binary: &Value) -> Result<Value, ApiError> {
         .map_err(|_| ApiError::bad_request(msg!("patch-entry-base64")).at("Binary.data"))?;
     rex_fhir::json::parse(&bytes, rex_fhir::json::DEFAULT_MAX_DEPTH)
         .map_err(|_| ApiError::bad_request(msg!("patch-entry-not-patch")).at("Binary.data"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_conditional_search_matches_nothing_one_resource_or_too_many() {
+        let ids = |ids: &[&str]| ids.iter().map(|id| id.to_string()).collect::<Vec<_>>();
+        let too_many = || {
+            multiple_matches(msg!("if-none-exist-multiple-matches", query = "identifier=x", resource_type = "Patient"))
+        };
+        assert_eq!(single_match(ids(&[]), too_many).unwrap(), None);
+        assert_eq!(single_match(ids(&["a"]), too_many).unwrap().as_deref(), Some("a"));
+        let refused = single_match(ids(&["a", "b"]), too_many).unwrap_err();
+        assert_eq!(refused.status, StatusCode::PRECONDITION_FAILED);
+        assert_eq!(refused.issues[0].code, IssueCode::MultipleMatches);
+        assert_eq!(refused.issues[0].diagnostics, "If-None-Exist 'identifier=x' matches more than one Patient");
+    }
 }
