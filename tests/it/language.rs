@@ -74,6 +74,18 @@ async fn accept_language_chooses_the_language_of_rex_diagnostics(app: &TestApp) 
     let valid = app.send(Method::POST, "Patient/$validate", &headers, Some(patient)).await;
     assert_eq!(valid.status, StatusCode::OK, "{}", valid.body);
     assert_eq!(first_issue(&valid), ("未发现问题", "No issues found"));
+    // The validator's findings are told from their rule; the profile's own words inside stay as written.
+    let invalid = json!({"resourceType": "Patient", "contact": [{"gender": "male"}]}).to_string();
+    let headers = [("accept-language", "es"), ("content-type", "application/fhir+json"), auth];
+    let refused = app.send(Method::POST, "Patient/$validate", &headers, Some(invalid)).await;
+    let pat1 = refused.body["issue"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|issue| issue["details"]["text"].as_str().is_some_and(|text| text.contains("pat-1")))
+        .unwrap_or_else(|| panic!("pat-1 is reported: {}", refused.body));
+    let diagnostics = pat1["diagnostics"].as_str().unwrap();
+    assert!(diagnostics.starts_with("La restricción pat-1 no se cumple: SHALL at least contain"), "{diagnostics}");
     let headers = [
         ("accept-language", "ar"),
         ("content-type", "application/fhir+json"),

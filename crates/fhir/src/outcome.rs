@@ -1,6 +1,6 @@
 //! OperationOutcome issues: the one shape every error and warning takes before it reaches a client.
 
-use rex_i18n::{Lang, Message, Text};
+use rex_i18n::{Lang, Message, Text, msg};
 use serde_json::{Value, json};
 
 /// How bad an issue is (`OperationOutcome.issue.severity`).
@@ -130,6 +130,27 @@ pub enum Rule {
 }
 
 impl Rule {
+    /// The validator's message for this rule, for a partner reading another language than
+    /// English; `None` for rules that several different messages share (a profile, an extension
+    /// or a binding the issue is about), which stay as written. A constraint's human text is the
+    /// profile's own and is quoted as written.
+    pub fn message(&self) -> Option<Message> {
+        let bound = |max: &Option<u32>| max.map_or_else(|| "*".to_string(), |max| max.to_string());
+        Some(match self {
+            Rule::Constraint { key, human } => msg!("rule-constraint", key, human),
+            Rule::ConstraintNotEvaluated { key, .. } => msg!("rule-constraint-not-evaluated", key),
+            Rule::Cardinality { element, min, max, found, .. } => {
+                msg!("rule-cardinality", element, min = min.to_string(), max = bound(max), found = found.to_string())
+            }
+            Rule::Slice { element, name, min, max, found } => {
+                msg!("rule-slice", element, name, min = min.to_string(), max = bound(max), found = found.to_string())
+            }
+            Rule::ClosedSlicing { profile } => msg!("rule-closed-slicing", profile),
+            Rule::UnknownProfileClaim { url } => msg!("rule-unknown-profile-claim", url),
+            Rule::Binding { .. } | Rule::Profile { .. } | Rule::Extension { .. } => return None,
+        })
+    }
+
     /// The canonical URL of the StructureDefinition the rule names (a profile or an extension).
     pub fn structure_definition(&self) -> Option<&str> {
         match self {
@@ -181,9 +202,12 @@ impl Issue {
 
     /// `diagnostics` in `lang` (English where the issue has no catalogue message).
     pub fn diagnostics_in(&self, lang: Lang) -> String {
-        match &self.message {
-            Some(message) if lang != Lang::En => message.render(lang),
-            _ => self.diagnostics.clone(),
+        if lang == Lang::En {
+            return self.diagnostics.clone();
+        }
+        match self.message.clone().or_else(|| self.rule.as_deref().and_then(Rule::message)) {
+            Some(message) => message.render(lang),
+            None => self.diagnostics.clone(),
         }
     }
 

@@ -35,8 +35,20 @@ pub struct SearchQuery {
     pub revinclude: Vec<Include>,
     /// `_summary=count`: only the total, no resources.
     pub summary_count: bool,
-    /// Whether the total is computed (`_total=none` turns it off).
-    pub total: bool,
+    /// How the total is computed (`_total`).
+    pub total: Total,
+}
+
+/// How a search's total is counted: `_total=none`, `estimate` (the default) or `accurate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Total {
+    /// No total.
+    None,
+    /// Counted while that is cheap; left out when counting would hold up the page (a broad search
+    /// of a large database).
+    Estimate,
+    /// Counted exactly, within the search timeout.
+    Accurate,
 }
 
 /// One search parameter occurrence: any of its alternatives may match (comma OR).
@@ -187,7 +199,7 @@ impl SearchQuery {
             include: Vec::new(),
             revinclude: Vec::new(),
             summary_count: false,
-            total: true,
+            total: Total::Estimate,
         };
         let mut issues = Vec::new();
         for (name, value) in pairs {
@@ -258,11 +270,15 @@ impl SearchQuery {
             },
             "_total" => match value {
                 "none" => {
-                    self.total = false;
+                    self.total = Total::None;
                     Ok(())
                 }
-                "estimate" | "accurate" => {
-                    self.total = true;
+                "estimate" => {
+                    self.total = Total::Estimate;
+                    Ok(())
+                }
+                "accurate" => {
+                    self.total = Total::Accurate;
                     Ok(())
                 }
                 other => Err(invalid(msg!("search-total-invalid", value = other))),

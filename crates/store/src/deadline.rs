@@ -32,6 +32,11 @@ impl Deadline {
         self.at.store(1, Ordering::Relaxed);
     }
 
+    /// Interrupts the statements that run past `micros` (since the Unix epoch).
+    pub(crate) fn set(&self, micros: i64) {
+        self.at.store(micros.max(1), Ordering::Relaxed);
+    }
+
     /// Lifts the deadline.
     pub(crate) fn clear(&self) {
         self.at.store(0, Ordering::Relaxed);

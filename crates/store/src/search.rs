@@ -2,9 +2,9 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use rex_fhir::query::{Include, Match, Prefix, SearchQuery, SortBy, SortKey, StringMode, SystemMatch, UriMode};
+use rex_fhir::query::{Include, Match, Prefix, SearchQuery, SortBy, SortKey, StringMode, SystemMatch, Total, UriMode};
 use rex_fhir::search::{ParamType, SearchRegistry};
 use rex_fhir::{Issue, IssueCode};
 use rex_i18n::msg;
@@ -409,12 +409,16 @@ fn worklist_sql(select: &str, query: &SearchQuery, filter: &WorklistFilter) -> S
 
 const COLUMNS: &str = "r.resource_type, r.id, r.version_id, r.last_updated, r.deleted, r.content";
 
+/// The number of matches of `query`.
+async fn count(conn: &mut AnyConnection, query: &SearchQuery) -> Result<i64, sqlx::Error> {
+    Ok(base_sql("COUNT(*)", query).query().fetch_one(&mut *conn).await?.get::<i64, _>(0))
+}
+
+/// Runs a search; an estimated total ([`Total::Estimate`]) is the caller's business.
 async fn search(conn: &mut AnyConnection, backend: Backend, query: &SearchQuery) -> Result<SearchResult, sqlx::Error> {
-    let total = if query.total || query.summary_count {
-        let sql = base_sql("COUNT(*)", query);
-        Some(sql.query().fetch_one(&mut *conn).await?.get::<i64, _>(0))
-    } else {
-        None
+    let total = match query.total == Total::Accurate || query.summary_count {
+        true => Some(count(conn, query).await?),
+        false => None,
     };
     if query.summary_count || query.count == 0 {
         return Ok(SearchResult { total, matches: Vec::new(), included: Vec::new() });
@@ -654,6 +658,47 @@ impl Bounded {
         Ok(Bounded { conn, cancel, done: false })
     }
 
+    /// Counts the matches of `query` if that takes at most `budget`; `None` when it would take
+    /// longer (the count is stopped) or the search's own deadline comes first.
+    async fn count_within(
+        &mut self,
+        query: &SearchQuery,
+        budget: Duration,
+        deadline: Instant,
+    ) -> Result<Option<i64>, sqlx::Error> {
+        let budget = budget.min(deadline.saturating_duration_since(Instant::now()));
+        self.limit(budget).await?;
+        let counted = count(&mut self.conn, query).await;
+        self.limit(deadline.saturating_duration_since(Instant::now())).await?;
+        match counted {
+            Ok(total) => Ok(Some(total)),
+            Err(err) if is_cancelled(&err, self.backend()) => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Stops the connection's statements from now on once `timeout` has passed.
+    async fn limit(&mut self, timeout: Duration) -> Result<(), sqlx::Error> {
+        let millis = timeout.as_millis().max(1) as i64;
+        match &self.cancel {
+            Cancel::Sqlite(deadline) => deadline.set(now_micros() + millis * 1000),
+            Cancel::Postgres { .. } => {
+                sqlx::query("SELECT set_config('statement_timeout', $1, false)")
+                    .bind(millis.to_string())
+                    .execute(&mut *self.conn)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn backend(&self) -> Backend {
+        match self.cancel {
+            Cancel::Sqlite(_) => Backend::Sqlite,
+            Cancel::Postgres { .. } => Backend::Postgres,
+        }
+    }
+
     /// Lifts the limit from the connection, which then goes back to the pool.
     async fn finish(mut self) -> Result<(), sqlx::Error> {
         match &self.cancel {
@@ -701,14 +746,25 @@ fn timed_out(timeout: Duration) -> StoreError {
     StoreError::TooCostly(Issue::error(IssueCode::TooCostly, msg!("search-timed-out", limit = timeout.as_millis())))
 }
 
+/// How long counting the total of a search may take when the total is only estimated (the
+/// default, [`Total::Estimate`]): a broad search of a large database answers its page without
+/// the total rather than spend its time counting.
+pub const ESTIMATE_BUDGET: Duration = Duration::from_millis(200);
+
 impl Store {
     /// Runs a search, stopped with [`StoreError::TooCostly`] when it takes longer than the search
     /// timeout ([`Store::set_search_timeout`]); dropping the future stops its database work too.
     pub async fn search(&self, query: &SearchQuery) -> Result<SearchResult, StoreError> {
         let timeout = self.search_timeout();
+        let deadline = Instant::now() + timeout;
         let work = async {
             let mut bounded = Bounded::start(self, timeout).await?;
-            let result = search(&mut bounded.conn, self.backend, query).await?;
+            let estimate = match query.total == Total::Estimate && !query.summary_count {
+                true => bounded.count_within(query, ESTIMATE_BUDGET, deadline).await?,
+                false => None,
+            };
+            let mut result = search(&mut bounded.conn, self.backend, query).await?;
+            result.total = result.total.or(estimate);
             bounded.finish().await?;
             Ok::<_, sqlx::Error>(result)
         };
@@ -764,6 +820,8 @@ impl Tx {
 
 #[cfg(test)]
 mod tests {
+    use std::time::{Duration, Instant};
+
     use rex_fhir::query::{Handling, SearchQuery};
     use rex_fhir::search::SearchRegistry;
     use serde_json::json;
@@ -782,6 +840,33 @@ mod tests {
 
     fn ids(result: &crate::SearchResult) -> Vec<String> {
         result.matches.iter().chain(&result.included).map(|r| format!("{}/{}", r.resource_type, r.id)).collect()
+    }
+
+    /// An estimated total is counted while that is cheap and left out when counting takes longer
+    /// than its budget; the connection then serves the page as before.
+    #[tokio::test]
+    async fn an_estimate_too_costly_to_count_is_left_out() {
+        let temp = TempStore::new().await;
+        let mut tx = temp.store.begin(Isolation::Serializable).await.unwrap();
+        for n in 0..3000 {
+            let observation = json!({"resourceType": "Observation", "status": "final",
+                "code": {"coding": [{"system": "http://loinc.org", "code": format!("{}", n % 50)}]},
+                "effectiveDateTime": format!("{}-{:02}-{:02}", 1990 + n % 35, 1 + n % 12, 1 + n % 28)});
+            tx.create("Observation", &format!("o{n}"), observation).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+        let broad = query("Observation", "date=ge1900&code=1,2,3,4,5,6,7,8,9,10,11,12,13,14,15&_count=5");
+        let time = Duration::from_secs(30);
+        let deadline = Instant::now() + time;
+        let mut bounded = super::Bounded::start(&temp.store, time).await.unwrap();
+        assert_eq!(bounded.count_within(&broad, time, deadline).await.unwrap(), Some(900));
+        assert_eq!(bounded.count_within(&broad, Duration::from_micros(1), deadline).await.unwrap(), None);
+        let page = super::search(&mut bounded.conn, crate::Backend::Sqlite, &broad).await.unwrap();
+        assert_eq!((page.matches.len(), page.total), (5, None));
+        bounded.finish().await.unwrap();
+        let found = temp.store.search(&broad).await.unwrap();
+        assert_eq!((found.matches.len(), found.total), (5, Some(900)), "cheap enough at the default budget");
+        temp.store.close().await;
     }
 
     /// A transaction's searches see the rows it has queued: of the searched type, and of other

@@ -381,3 +381,12 @@ auth-no-token = لا يوجد رمز حامل (Authorization: Bearer <token>)
 auth-invalid-token = رمز غير صالح: { $reason }
 auth-scope = لا يسمح الرمز بـ { $interaction } على { $resource_type }
 auth-certificate-mismatch = عدم تطابق شهادة العميل: { $reason }
+
+## validation rules
+
+rule-constraint = القيد { $key } غير مستوفى: { $human }
+rule-constraint-not-evaluated = تعذّر تقييم القيد { $key }
+rule-cardinality = يرد { $element } { $found } مرات؛ والمسموح من { $min } إلى { $max }
+rule-slice = الشريحة '{ $name }' من { $element } تحتوي على { $found } عناصر؛ والمسموح من { $min } إلى { $max }
+rule-closed-slicing = هذا العنصر لا يطابق أي شريحة من التقسيم المغلق في { $profile }
+rule-unknown-profile-claim = الملف التعريفي { $url } المذكور في meta.profile غير معروف لدى rex

@@ -285,3 +285,12 @@ consult-description = Telehealth consult for a second opinion
 consult-reminder = Reminder: the telehealth consult for your referral starts at { $start }.
 subscription-configured-reason = Referral Task changes, from the partner's notification_endpoint
 subscription-handshake-failed = The handshake failed: { $reason }
+
+## validation rules (the validator's English text stays in details.text)
+
+rule-constraint = Constraint { $key } failed: { $human }
+rule-constraint-not-evaluated = Constraint { $key } could not be evaluated
+rule-cardinality = { $element } occurs { $found } times; allowed are { $min } to { $max }
+rule-slice = The slice '{ $name }' of { $element } holds { $found } items; allowed are { $min } to { $max }
+rule-closed-slicing = This item matches no slice of the closed slicing of { $profile }
+rule-unknown-profile-claim = The profile { $url } claimed in meta.profile is not known to rex

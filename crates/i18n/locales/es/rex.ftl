@@ -381,3 +381,12 @@ auth-no-token = no hay token de portador (Authorization: Bearer <token>)
 auth-invalid-token = token no válido: { $reason }
 auth-scope = el token no permite { $interaction } sobre { $resource_type }
 auth-certificate-mismatch = el certificado de cliente no coincide: { $reason }
+
+## validation rules
+
+rule-constraint = La restricción { $key } no se cumple: { $human }
+rule-constraint-not-evaluated = No se pudo evaluar la restricción { $key }
+rule-cardinality = { $element } aparece { $found } veces; se permiten de { $min } a { $max }
+rule-slice = El segmento '{ $name }' de { $element } contiene { $found } elementos; se permiten de { $min } a { $max }
+rule-closed-slicing = Este elemento no corresponde a ningún segmento de la segmentación cerrada de { $profile }
+rule-unknown-profile-claim = rex no conoce el perfil { $url } declarado en meta.profile

@@ -381,3 +381,12 @@ auth-no-token = aucun jeton porteur (Authorization: Bearer <token>)
 auth-invalid-token = jeton non valide : { $reason }
 auth-scope = le jeton n'autorise pas { $interaction } sur { $resource_type }
 auth-certificate-mismatch = le certificat client ne correspond pas : { $reason }
+
+## validation rules
+
+rule-constraint = La contrainte { $key } n'est pas respectée : { $human }
+rule-constraint-not-evaluated = La contrainte { $key } n'a pas pu être évaluée
+rule-cardinality = { $element } apparaît { $found } fois ; de { $min } à { $max } sont permis
+rule-slice = La tranche '{ $name }' de { $element } contient { $found } éléments ; de { $min } à { $max } sont permis
+rule-closed-slicing = Cet élément ne correspond à aucune tranche du découpage fermé de { $profile }
+rule-unknown-profile-claim = rex ne connaît pas le profil { $url } déclaré dans meta.profile

@@ -381,3 +381,12 @@ auth-no-token = 缺少持有者令牌（Authorization: Bearer <token>）
 auth-invalid-token = 令牌无效：{ $reason }
 auth-scope = 该令牌不允许对 { $resource_type } 执行 { $interaction }
 auth-certificate-mismatch = 客户端证书不匹配：{ $reason }
+
+## validation rules
+
+rule-constraint = 约束 { $key } 未满足：{ $human }
+rule-constraint-not-evaluated = 无法评估约束 { $key }
+rule-cardinality = { $element } 出现 { $found } 次；允许 { $min } 到 { $max } 次
+rule-slice = { $element } 的切片“{ $name }”包含 { $found } 项；允许 { $min } 到 { $max } 项
+rule-closed-slicing = 此项不匹配 { $profile } 封闭切片中的任何切片
+rule-unknown-profile-claim = rex 不认识 meta.profile 中声明的配置文件 { $url }

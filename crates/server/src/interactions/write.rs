@@ -156,7 +156,7 @@ fn conditional_query(resource_type: &str, query: &str) -> Result<SearchQuery, Ap
     let mut parsed = SearchQuery::parse(SearchRegistry::r4(), resource_type, &pairs, Handling::Strict)
         .map_err(|issues| ApiError::new(StatusCode::BAD_REQUEST, issues))?;
     parsed.count = 2;
-    parsed.total = false;
+    parsed.total = rex_fhir::query::Total::None;
     Ok(parsed)
 }
 
