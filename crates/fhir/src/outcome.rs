@@ -132,7 +132,8 @@ pub enum Rule {
 impl Rule {
     /// The validator's message for this rule, for a partner reading another language than
     /// English; `None` for rules that several different messages share (a profile, an extension
-    /// or a binding the issue is about), which stay as written. A constraint's human text is the
+    /// or a binding the issue is about, an unknown claim whose text says the partner's policy),
+    /// which stay as written. A constraint's human text is the
     /// profile's own and is quoted as written.
     pub fn message(&self) -> Option<Message> {
         let bound = |max: &Option<u32>| max.map_or_else(|| "*".to_string(), |max| max.to_string());
@@ -146,8 +147,9 @@ impl Rule {
                 msg!("rule-slice", element, name, min = min.to_string(), max = bound(max), found = found.to_string())
             }
             Rule::ClosedSlicing { profile } => msg!("rule-closed-slicing", profile),
-            Rule::UnknownProfileClaim { url } => msg!("rule-unknown-profile-claim", url),
-            Rule::Binding { .. } | Rule::Profile { .. } | Rule::Extension { .. } => return None,
+            Rule::Binding { .. } | Rule::Profile { .. } | Rule::Extension { .. } | Rule::UnknownProfileClaim { .. } => {
+                return None;
+            }
         })
     }
 

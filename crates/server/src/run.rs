@@ -71,18 +71,21 @@ pub async fn run(
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
+    // The periodic workers, stopped once the listeners have: the caller closes the store next,
+    // and a round started then would only fail on it.
+    let mut workers = Vec::new();
     if config.refresh_statistics {
-        spawn_statistics_refresh(state.store.clone());
+        workers.push(spawn_statistics_refresh(state.store.clone()));
     }
     if let Some(every) = config.escalation_every {
-        crate::interactions::escalation::spawn_worker(state.clone(), every);
-        crate::interactions::consent::spawn_worker(state.clone(), every);
+        workers.push(crate::interactions::escalation::spawn_worker(state.clone(), every));
+        workers.push(crate::interactions::consent::spawn_worker(state.clone(), every));
     }
     if let Some((retention, every)) = config.retention {
-        crate::retention::spawn_worker(state.clone(), retention, every);
+        workers.push(crate::retention::spawn_worker(state.clone(), retention, every));
     }
     if let Some((every, lead)) = config.reminders {
-        crate::interactions::reminders::spawn_worker(state.clone(), every, lead);
+        workers.push(crate::interactions::reminders::spawn_worker(state.clone(), every, lead));
     }
     // One signal stops every listener and the delivery worker; in-flight requests then get the
     // shutdown timeout to finish.
@@ -128,6 +131,10 @@ pub async fn run(
             "requests still running at the shutdown deadline were abandoned; their transactions roll back"
         ),
     }
+    // A round stopped half-way rolls back; the next start or another instance does it again.
+    for worker in &workers {
+        worker.abort();
+    }
     // The worker finishes the POST it is making and releases the notifications it leased and has
     // not posted, so another instance takes them now rather than after the lease.
     if let Some(delivery) = delivery {
@@ -139,7 +146,7 @@ pub async fn run(
 
 /// Keeps the query planner's statistics fresh as the data grows (hourly; see
 /// [`Store::refresh_statistics`]).
-fn spawn_statistics_refresh(store: Store) {
+fn spawn_statistics_refresh(store: Store) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(3600));
         every.tick().await;
@@ -149,5 +156,5 @@ fn spawn_statistics_refresh(store: Store) {
                 tracing::warn!(error = %err, "refreshing the query planner's statistics failed");
             }
         }
-    });
+    })
 }

@@ -414,9 +414,14 @@ async fn count(conn: &mut AnyConnection, query: &SearchQuery) -> Result<i64, sql
     Ok(base_sql("COUNT(*)", query).query().fetch_one(&mut *conn).await?.get::<i64, _>(0))
 }
 
-/// Runs a search; an estimated total ([`Total::Estimate`]) is the caller's business.
-async fn search(conn: &mut AnyConnection, backend: Backend, query: &SearchQuery) -> Result<SearchResult, sqlx::Error> {
-    let total = match query.total == Total::Accurate || query.summary_count {
+/// Runs a search, with its total when `count_total` (the caller decides for an estimate).
+async fn search(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    query: &SearchQuery,
+    count_total: bool,
+) -> Result<SearchResult, sqlx::Error> {
+    let total = match count_total || query.summary_count {
         true => Some(count(conn, query).await?),
         false => None,
     };
@@ -763,7 +768,7 @@ impl Store {
                 true => bounded.count_within(query, ESTIMATE_BUDGET, deadline).await?,
                 false => None,
             };
-            let mut result = search(&mut bounded.conn, self.backend, query).await?;
+            let mut result = search(&mut bounded.conn, self.backend, query, query.total == Total::Accurate).await?;
             result.total = result.total.or(estimate);
             bounded.finish().await?;
             Ok::<_, sqlx::Error>(result)
@@ -794,7 +799,9 @@ impl Tx {
         // The search runs while the transaction holds the writer (SQLite) or its locks: bounded
         // like any search, the whole write then fails as too costly.
         self.limit_statements(Some(timeout)).await?;
-        let result = search(self.conn().await?, backend, query).await;
+        // Within a transaction (a search entry of a Bundle) an estimate is counted: the whole
+        // search has the transaction's statement limit.
+        let result = search(self.conn().await?, backend, query, query.total != Total::None).await;
         let lifted = self.limit_statements(None).await;
         match result {
             Err(err) if is_cancelled(&err, backend) => Err(timed_out(timeout)),
@@ -861,7 +868,7 @@ mod tests {
         let mut bounded = super::Bounded::start(&temp.store, time).await.unwrap();
         assert_eq!(bounded.count_within(&broad, time, deadline).await.unwrap(), Some(900));
         assert_eq!(bounded.count_within(&broad, Duration::from_micros(1), deadline).await.unwrap(), None);
-        let page = super::search(&mut bounded.conn, crate::Backend::Sqlite, &broad).await.unwrap();
+        let page = super::search(&mut bounded.conn, crate::Backend::Sqlite, &broad, false).await.unwrap();
         assert_eq!((page.matches.len(), page.total), (5, None));
         bounded.finish().await.unwrap();
         let found = temp.store.search(&broad).await.unwrap();

@@ -389,4 +389,3 @@ rule-constraint-not-evaluated = تعذّر تقييم القيد { $key }
 rule-cardinality = يرد { $element } { $found } مرات؛ والمسموح من { $min } إلى { $max }
 rule-slice = الشريحة '{ $name }' من { $element } تحتوي على { $found } عناصر؛ والمسموح من { $min } إلى { $max }
 rule-closed-slicing = هذا العنصر لا يطابق أي شريحة من التقسيم المغلق في { $profile }
-rule-unknown-profile-claim = الملف التعريفي { $url } المذكور في meta.profile غير معروف لدى rex

@@ -293,4 +293,3 @@ rule-constraint-not-evaluated = Constraint { $key } could not be evaluated
 rule-cardinality = { $element } occurs { $found } times; allowed are { $min } to { $max }
 rule-slice = The slice '{ $name }' of { $element } holds { $found } items; allowed are { $min } to { $max }
 rule-closed-slicing = This item matches no slice of the closed slicing of { $profile }
-rule-unknown-profile-claim = The profile { $url } claimed in meta.profile is not known to rex

@@ -389,4 +389,3 @@ rule-constraint-not-evaluated = No se pudo evaluar la restricción { $key }
 rule-cardinality = { $element } aparece { $found } veces; se permiten de { $min } a { $max }
 rule-slice = El segmento '{ $name }' de { $element } contiene { $found } elementos; se permiten de { $min } a { $max }
 rule-closed-slicing = Este elemento no corresponde a ningún segmento de la segmentación cerrada de { $profile }
-rule-unknown-profile-claim = rex no conoce el perfil { $url } declarado en meta.profile

@@ -389,4 +389,3 @@ rule-constraint-not-evaluated = La contrainte { $key } n'a pas pu être évalué
 rule-cardinality = { $element } apparaît { $found } fois ; de { $min } à { $max } sont permis
 rule-slice = La tranche '{ $name }' de { $element } contient { $found } éléments ; de { $min } à { $max } sont permis
 rule-closed-slicing = Cet élément ne correspond à aucune tranche du découpage fermé de { $profile }
-rule-unknown-profile-claim = rex ne connaît pas le profil { $url } déclaré dans meta.profile

@@ -389,4 +389,3 @@ rule-constraint-not-evaluated = 无法评估约束 { $key }
 rule-cardinality = { $element } 出现 { $found } 次；允许 { $min } 到 { $max } 次
 rule-slice = { $element } 的切片“{ $name }”包含 { $found } 项；允许 { $min } 到 { $max } 项
 rule-closed-slicing = 此项不匹配 { $profile } 封闭切片中的任何切片
-rule-unknown-profile-claim = rex 不认识 meta.profile 中声明的配置文件 { $url }
