@@ -4,7 +4,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rex_fhir::query::{Include, Match, Prefix, SearchQuery, SortBy, SortKey, StringMode, SystemMatch, Total, UriMode};
+use rex_fhir::query::{
+    Criterion, Include, Match, Prefix, SearchQuery, SortBy, SortKey, StringMode, SystemMatch, Total, UriMode,
+};
 use rex_fhir::search::{ParamType, SearchRegistry};
 use rex_fhir::{Issue, IssueCode};
 use rex_i18n::msg;
@@ -275,6 +277,11 @@ enum Probe {
     FromTargets,
 }
 
+/// The resource types a reference parameter of the query may point to.
+fn targets<'a>(registry: &'a SearchRegistry, query: &SearchQuery, criterion: &Criterion) -> &'a [String] {
+    registry.param(&query.resource_type, &criterion.param).map_or(&[], |def| def.targets.as_slice())
+}
+
 fn push_criteria(sql: &mut Sql, query: &SearchQuery, probe: Probe) {
     let registry = SearchRegistry::r4();
     for criterion in &query.criteria {
@@ -291,13 +298,27 @@ fn push_criteria(sql: &mut Sql, query: &SearchQuery, probe: Probe) {
                 Match::LastUpdated { prefix, low, high } => {
                     range_condition(sql, "r.last_updated", "r.last_updated", *prefix, Arg::Int(*low), Arg::Int(*high))
                 }
-                Match::Reference { target_type: Some(_), .. } if probe == Probe::FromTargets && !criterion.negated => {
+                Match::Reference { target_type, id }
+                    if probe == Probe::FromTargets
+                        && !criterion.negated
+                        && (target_type.is_some() || !targets(registry, query, criterion).is_empty()) =>
+                {
                     sql.push("r.id IN (SELECT i.id FROM idx_reference i WHERE i.resource_type = ");
                     sql.text(&query.resource_type);
                     sql.push(" AND i.param = ");
                     sql.text(&criterion.param);
                     sql.push(" AND (");
-                    match_condition(sql, alternative);
+                    match target_type {
+                        Some(_) => match_condition(sql, alternative),
+                        // A bare id (`Observation?patient=123`) with several possible target
+                        // types: each is a point of the target index, not a probe of every
+                        // resource of the searched type.
+                        None => {
+                            push_in_list(sql, "i.target_type", targets(registry, query, criterion));
+                            sql.push(" AND i.target_id = ");
+                            sql.text(id);
+                        }
+                    }
                     sql.push("))");
                 }
                 other => {
@@ -873,6 +894,26 @@ mod tests {
         bounded.finish().await.unwrap();
         let found = temp.store.search(&broad).await.unwrap();
         assert_eq!((found.matches.len(), found.total), (5, Some(900)), "cheap enough at the default budget");
+        temp.store.close().await;
+    }
+
+    /// A bare id of a reference parameter finds references of any of its target types, from the
+    /// target index (it used to probe every resource of the type: 5 s on 100,000 referrals).
+    #[tokio::test]
+    async fn a_bare_reference_id_finds_each_declared_target_type() {
+        let temp = TempStore::new().await;
+        let mut tx = temp.store.begin(Isolation::Serializable).await.unwrap();
+        for (id, subject) in [("o1", "Patient/x"), ("o2", "Group/x"), ("o3", "Patient/y")] {
+            let observation = json!({"resourceType": "Observation", "status": "final", "subject": {"reference": subject},
+                "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]}});
+            tx.create("Observation", id, observation).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+        let found = temp.store.search(&query("Observation", "subject=x&_sort=_id")).await.unwrap();
+        assert_eq!(ids(&found), ["Observation/o1", "Observation/o2"]);
+        assert_eq!(found.total, Some(2));
+        let found = temp.store.search(&query("Observation", "patient=x")).await.unwrap();
+        assert_eq!(ids(&found), ["Observation/o1"]);
         temp.store.close().await;
     }
 
