@@ -132,8 +132,11 @@ pub async fn run(
         ),
     }
     // A round stopped half-way rolls back; the next start or another instance does it again.
-    for worker in &workers {
+    // Waiting for each aborted task matters: one running on another thread at the abort finishes
+    // its current step first, which must not be after the caller has closed the store.
+    for worker in workers {
         worker.abort();
+        let _ = worker.await;
     }
     // The worker finishes the POST it is making and releases the notifications it leased and has
     // not posted, so another instance takes them now rather than after the lease.
