@@ -125,7 +125,23 @@ impl Cluster {
     }
 
     /// Starts an instance on `port` (a restart takes its old port) and waits until it is ready.
+    /// While the port is free, a short-lived socket of another test may take it for a moment:
+    /// the start is then tried again, for a few seconds.
     async fn start_on(&self, port: u16, args: &[&str]) -> Instance {
+        for _ in 0..25 {
+            match self.try_start_on(port, args).await {
+                Ok(instance) => return instance,
+                Err(log) if log.contains("Address already in use") => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(log) => panic!("rex exited early:\n{log}"),
+            }
+        }
+        panic!("port {port} stayed in use");
+    }
+
+    /// Starts an instance on `port` and waits until it is ready; its log if it exits first.
+    async fn try_start_on(&self, port: u16, args: &[&str]) -> Result<Instance, String> {
         let log = self.folder.join(format!("rex-{port}-{}.log", uuid::Uuid::new_v4().simple()));
         let file = std::fs::File::create(&log).unwrap();
         let child = Command::new(REX)
@@ -150,9 +166,11 @@ impl Cluster {
         let ready = format!("http://127.0.0.1:{port}/health/ready");
         let started = std::time::Instant::now();
         loop {
-            assert!(instance.child.try_wait().unwrap().is_none(), "rex exited early:\n{}", instance.log_text());
+            if instance.child.try_wait().unwrap().is_some() {
+                return Err(instance.log_text());
+            }
             if self.client.get(&ready).send().await.is_ok_and(|r| r.status().is_success()) {
-                return instance;
+                return Ok(instance);
             }
             assert!(started.elapsed() < DEADLINE, "rex did not get ready:\n{}", instance.log_text());
             tokio::time::sleep(Duration::from_millis(200)).await;
